@@ -1,0 +1,40 @@
+# Shared compile settings and helpers for every Iris target.
+
+add_library(iris_options INTERFACE)
+target_compile_options(iris_options INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wno-missing-field-initializers>)
+if(IRIS_FATAL_WARNINGS)
+  target_compile_options(iris_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+endif()
+# The engine's hot loops are vectorised by the compiler for the machine it runs on.
+include(CheckCXXCompilerFlag)
+check_cxx_compiler_flag(-march=native IRIS_HAS_MARCH_NATIVE)
+if(IRIS_HAS_MARCH_NATIVE)
+  target_compile_options(iris_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
+endif()
+if(IRIS_SANITIZE_ADDRESS)
+  target_compile_options(iris_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(iris_options INTERFACE -fsanitize=address,undefined)
+endif()
+if(IRIS_SANITIZE_THREAD)
+  target_compile_options(iris_options INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
+  target_link_options(iris_options INTERFACE -fsanitize=thread)
+endif()
+
+# iris_add_test(<name> SOURCES <files...> LIBS <targets...> [LABELS <labels...>] [ENV <VAR=value...>])
+# Builds tests/<module>/<name>.cpp into one executable and registers each TEST as its own ctest
+# test, labelled "main" unless LABELS says otherwise.
+function(iris_add_test name)
+  cmake_parse_arguments(T "" "" "SOURCES;LIBS;LABELS;ENV" ${ARGN})
+  if(NOT T_LABELS)
+    set(T_LABELS main)
+  endif()
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main GTest::gmock iris_options)
+  target_compile_definitions(${name} PRIVATE
+    IRIS_SOURCE_DIR="${PROJECT_SOURCE_DIR}" IRIS_GOLDEN_DIR="${PROJECT_SOURCE_DIR}/../shared/golden")
+  gtest_discover_tests(${name}
+    WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS "${T_LABELS}" ENVIRONMENT "${T_ENV}")
+endfunction()

@@ -1,0 +1,159 @@
+// core — errors, logging, configuration and the thread pool shared by every Iris module.
+//
+//   iris::log_set_sink([](iris::LogLevel lvl, std::string_view msg) { ... });  // optional
+//   IRIS_LOG_INFO("loaded %zu tensors in %.1f ms", n, ms);
+//
+//   iris::Config cfg = iris::Config::load("iris.conf");   // key = value lines, '#' comments
+//   cfg.apply_overrides({"model=/models/x", "threads=4"}); // command-line overrides win
+//   int threads = cfg.get_int("threads", 0);
+//
+//   iris::ThreadPool pool(4);
+//   pool.parallel_for(0, n, [&](int64_t i) { ... });      // blocks until every index ran
+//
+// Thread safety: logging and ThreadPool::submit/parallel_for may be called from any thread.
+// Config is a value type; share it read-only.
+//
+// The message bus that connects modules is in core/bus.h.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace iris {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+// What went wrong, for callers that react differently (the server maps kinds to HTTP statuses).
+enum class ErrorKind {
+    invalid_argument, // the caller passed something out of range or malformed
+    invalid_input,    // a file or payload is corrupt, truncated or unsupported
+    unsupported,      // a valid input that this build cannot handle
+    not_found,        // a file, tensor or entry does not exist
+    io,               // the operating system refused a read or write
+    resource,         // a limit was hit (memory, queue depth, size cap)
+    timeout,          // waited longer than allowed
+    cancelled,        // the operation was cancelled by its caller
+    closed,           // the object was shut down
+    internal,         // a bug: an invariant did not hold
+};
+
+const char* error_kind_name(ErrorKind kind);
+
+// The one exception type thrown across module boundaries. The message is complete and meant
+// for the user: it names the file, tensor, field or value that was wrong.
+class Error : public std::runtime_error
+{
+public:
+    Error(ErrorKind kind, const std::string& message)
+        : std::runtime_error(message)
+        , kind_(kind)
+    {
+    }
+    ErrorKind kind() const { return kind_; }
+
+private:
+    ErrorKind kind_;
+};
+
+// printf-style formatting into a std::string.
+std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
+
+using LogSink = std::function<void(LogLevel level, std::string_view message)>;
+
+// Replaces the sink (default: stderr with a level prefix). Pass nullptr to restore the default.
+void log_set_sink(LogSink sink);
+// Messages below this level are dropped before formatting (default: info, or IRIS_LOG_LEVEL).
+void log_set_level(LogLevel level);
+LogLevel log_level();
+LogLevel log_level_from_string(std::string_view name); // "debug", "info", ...; throws Error
+void log_write(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define IRIS_LOG_DEBUG(...) ::iris::log_write(::iris::LogLevel::debug, __VA_ARGS__)
+#define IRIS_LOG_INFO(...) ::iris::log_write(::iris::LogLevel::info, __VA_ARGS__)
+#define IRIS_LOG_WARN(...) ::iris::log_write(::iris::LogLevel::warn, __VA_ARGS__)
+#define IRIS_LOG_ERROR(...) ::iris::log_write(::iris::LogLevel::error, __VA_ARGS__)
+
+// ---------------------------------------------------------------------------------------------
+// Configuration: a file of `key = value` lines plus command-line overrides (`key=value`).
+
+class Config
+{
+public:
+    Config() = default;
+    // Throws Error(not_found) if the file is missing, Error(invalid_input) naming the line if a
+    // line is malformed.
+    static Config load(const std::string& path);
+    static Config parse(std::string_view text, const std::string& origin = "<string>");
+
+    // Each override is "key=value"; throws Error(invalid_argument) otherwise.
+    void apply_overrides(const std::vector<std::string>& overrides);
+    void set(const std::string& key, const std::string& value) { values_[key] = value; }
+
+    bool has(const std::string& key) const { return values_.count(key) != 0; }
+    std::string get(const std::string& key, const std::string& fallback = "") const;
+    // Typed getters throw Error(invalid_argument) naming the key when the value does not parse.
+    int64_t get_int(const std::string& key, int64_t fallback) const;
+    double get_double(const std::string& key, double fallback) const;
+    bool get_bool(const std::string& key, bool fallback) const;
+    const std::map<std::string, std::string>& values() const { return values_; }
+
+private:
+    std::map<std::string, std::string> values_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Thread pool
+
+class ThreadPool
+{
+public:
+    // n_threads <= 0 means one per hardware thread.
+    explicit ThreadPool(int n_threads = 0);
+    ~ThreadPool(); // finishes queued tasks, then joins every worker
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const;
+    // Runs task on a worker. Exceptions thrown by the task are logged and dropped; use
+    // parallel_for when the caller must see them.
+    void submit(std::function<void()> task);
+    // Runs fn(i) for every i in [begin, end), split into contiguous chunks over the workers and
+    // the calling thread. Blocks until done; rethrows the first exception a chunk threw.
+    void parallel_for(int64_t begin, int64_t end, const std::function<void(int64_t)>& fn);
+    // Like parallel_for, but fn receives a whole chunk [lo, hi) at once.
+    void parallel_for_chunks(int64_t begin, int64_t end,
+                             const std::function<void(int64_t lo, int64_t hi)>& fn);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+// The process-wide pool used by the engine's kernels (created on first use, sized by
+// IRIS_THREADS or the hardware).
+ThreadPool& default_thread_pool();
+// Resizes the default pool; call before heavy work starts (e.g. from --threads).
+void set_default_threads(int n_threads);
+
+// ---------------------------------------------------------------------------------------------
+// Clock
+
+// Monotonic time in microseconds since an arbitrary start.
+int64_t now_us();
+
+// Version string of this build, e.g. "0.1.0".
+const char* version();
+
+} // namespace iris

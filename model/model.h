@@ -1,0 +1,225 @@
+// model — weight files, configuration, tokenizers and the InternVL network (InternViT, pixel
+// shuffle, mlp1, Qwen2 / InternLM2) on the CPU.
+//
+//   auto st = iris::model::SafeTensors::open("model.safetensors");   // validated, mmapped
+//   const auto& t = st.get("mlp1.1.weight");                        // throws if absent
+//
+//   auto cfg = iris::model::ModelConfig::load("checkpoint/config.json");
+//   auto tok = iris::model::Tokenizer::load("checkpoint/");          // Qwen2 BPE or SentencePiece
+//   std::vector<int32_t> ids = tok->encode("Hello", /*add_bos=*/true);
+//
+// Every failure on bad input is an iris::Error naming the file, tensor or field.
+// Thread safety: loaded objects are immutable and may be shared between threads.
+#pragma once
+
+#include "core/core.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace iris::model {
+
+// =============================================================================================
+// Tensors in safetensors files
+
+enum class DType { f32, f16, bf16, i32, i64 };
+
+size_t dtype_size(DType dtype);
+const char* dtype_name(DType dtype); // "F32", "F16", "BF16", "I32", "I64" (safetensors spelling)
+
+// A tensor stored in a file. `data` points into the memory-mapped file and stays valid as long
+// as the SafeTensors (or WeightSet) that returned it lives.
+struct TensorInfo
+{
+    std::string name;
+    DType dtype = DType::f32;
+    std::vector<int64_t> shape;
+    const uint8_t* data = nullptr;
+    size_t nbytes = 0;
+
+    int64_t numel() const;
+    // Converts (F32, F16, BF16) to float32; throws Error(unsupported) for integer tensors.
+    std::vector<float> to_f32() const;
+    // Converts integer tensors (I32, I64) to int64; throws Error(unsupported) for floats.
+    std::vector<int64_t> to_i64() const;
+};
+
+// One .safetensors file, memory-mapped read-only. open() validates the whole header before
+// anything is allocated from it: header length cap, UTF-8 and JSON, tensor-count cap, known
+// dtypes, shape x dtype arithmetic without overflow, offsets sorted, contiguous, inside the
+// file and non-overlapping.
+class SafeTensors
+{
+public:
+    static SafeTensors open(const std::string& path);
+    SafeTensors(SafeTensors&&) noexcept;
+    SafeTensors& operator=(SafeTensors&&) noexcept;
+    ~SafeTensors();
+
+    const std::string& path() const;
+    const std::vector<TensorInfo>& tensors() const; // in file order
+    const TensorInfo* find(std::string_view name) const;
+    const TensorInfo& get(std::string_view name) const; // throws Error(not_found) naming the file
+    const std::map<std::string, std::string>& metadata() const; // the __metadata__ object
+
+private:
+    SafeTensors();
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// The weights of a checkpoint folder: a single model.safetensors, or the shards listed by
+// model.safetensors.index.json (every shard validated; a tensor listed but missing is an error).
+class WeightSet
+{
+public:
+    static WeightSet open_dir(const std::string& dir);
+    WeightSet(WeightSet&&) noexcept;
+    WeightSet& operator=(WeightSet&&) noexcept;
+    ~WeightSet();
+
+    const TensorInfo* find(std::string_view name) const;
+    const TensorInfo& get(std::string_view name) const; // throws Error(not_found) naming the folder
+    std::vector<std::string> names() const;
+
+private:
+    WeightSet();
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Writes a safetensors file. write() goes through a temporary file, fsync and rename, so a
+// crash never leaves a partial file under the final name.
+class SafeTensorsWriter
+{
+public:
+    void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
+             size_t nbytes);
+    void add_f32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
+    void add_i64(const std::string& name, std::vector<int64_t> shape, std::span<const int64_t> values);
+    void set_metadata(const std::string& key, const std::string& value);
+    void write(const std::string& path) const;
+
+private:
+    struct Entry
+    {
+        std::string name;
+        DType dtype;
+        std::vector<int64_t> shape;
+        std::vector<uint8_t> bytes;
+    };
+    std::vector<Entry> entries_;
+    std::map<std::string, std::string> metadata_;
+};
+
+// bf16 / f16 <-> f32 conversions (round to nearest even).
+float bf16_to_f32(uint16_t v);
+uint16_t f32_to_bf16(float v);
+float f16_to_f32(uint16_t v);
+uint16_t f32_to_f16(float v);
+
+// =============================================================================================
+// Configuration (config.json of an `internvl_chat` checkpoint)
+
+enum class LlmArch { qwen2, internlm2 };
+
+struct VisionConfig
+{
+    int hidden_size = 0;
+    int num_hidden_layers = 0;
+    int num_attention_heads = 0;
+    int intermediate_size = 0;
+    int patch_size = 14;
+    int image_size = 448;
+    int num_channels = 3;
+    float layer_norm_eps = 1e-6f;
+    bool rms_norm = false; // norm_type "rms_norm" (InternViT-6B) instead of "layer_norm"
+    bool qkv_bias = true;
+    bool qk_normalization = false;
+};
+
+struct LlmConfig
+{
+    LlmArch arch = LlmArch::qwen2;
+    int hidden_size = 0;
+    int intermediate_size = 0;
+    int num_hidden_layers = 0;
+    int num_attention_heads = 0;
+    int num_key_value_heads = 0;
+    int head_dim = 0; // hidden_size / num_attention_heads
+    int vocab_size = 0;
+    int max_position_embeddings = 32768;
+    float rms_norm_eps = 1e-6f;
+    float rope_theta = 10000.f;
+    std::string rope_scaling_type; // "" (none), "dynamic" or "linear"
+    float rope_scaling_factor = 1.f;
+    bool attention_bias = false; // Qwen2: q/k/v biases (always on); InternLM2: the `bias` field
+    bool tie_word_embeddings = false;
+};
+
+struct ModelConfig
+{
+    VisionConfig vision;
+    LlmConfig llm;
+    int force_image_size = 448;
+    float downsample_ratio = 0.5f;
+    int select_layer = -1;
+    std::string ps_version = "v2";
+    std::string template_name = "internvl2_5";
+    std::optional<std::string> system_message; // absent or null in the file: template default
+    int min_dynamic_patch = 1;
+    int max_dynamic_patch = 12;
+    bool use_thumbnail = true;
+    bool dynamic_image_size = true;
+
+    // (image_size / patch_size)^2 * downsample_ratio^2, e.g. 256 for 448 / 14 / 0.5.
+    int num_image_token() const;
+
+    // Throws Error naming the field for anything missing, malformed or unsupported.
+    static ModelConfig load(const std::string& config_json_path);
+    static ModelConfig parse(std::string_view json_text, const std::string& origin);
+};
+
+// =============================================================================================
+// Tokenizers
+
+// InternLM2 (SentencePiece tokenizer.model) or Qwen2 (byte-level BPE from vocab.json +
+// merges.txt, or tokenizer.json), with the checkpoint's added tokens (tokenizer_config.json
+// added_tokens_decoder, added_tokens.json, tokenizer.json added_tokens) matched first.
+class Tokenizer
+{
+public:
+    virtual ~Tokenizer() = default;
+
+    // Loads from a folder holding the tokenizer files (a checkpoint folder, or only those files).
+    static std::unique_ptr<Tokenizer> load(const std::string& dir);
+
+    // Encodes text exactly like the official slow tokenizer. With add_bos, the BOS token is
+    // prepended where the model's tokenizer does so (InternLM2's <s>; Qwen2 adds nothing).
+    virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
+    // Decodes ids to UTF-8 (invalid sequences replaced by U+FFFD). skip_special drops added
+    // special tokens and control tokens.
+    virtual std::string decode(std::span<const int32_t> ids, bool skip_special) const = 0;
+    // The token's own string (e.g. "Ġthe", "▁the", "<|im_end|>"); empty if out of range.
+    virtual std::string token_text(int32_t id) const = 0;
+    // The id of a token given its exact string (added tokens and vocabulary entries).
+    virtual std::optional<int32_t> token_id(std::string_view token) const = 0;
+    // Number of ids (vocabulary plus added tokens), i.e. len(tokenizer).
+    virtual int32_t size() const = 0;
+    virtual std::optional<int32_t> bos_id() const = 0;
+    virtual bool adds_bos() const = 0;
+};
+
+// =============================================================================================
+// The InternVL network
+//
+// (Filled in with the network: weights, vision encoder, language model, KV cache.)
+
+} // namespace iris::model
