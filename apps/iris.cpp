@@ -1,4 +1,5 @@
 // iris — the command line. Each subcommand is a thin wrapper over the modules' public headers.
+#include "apps/commands.h"
 #include "core/core.h"
 
 #include <cstdio>
@@ -11,9 +12,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
-namespace {
+namespace iris::app {
 
-int cmd_info()
+int cmd_info(int, char**)
 {
     std::printf("iris %s\n", iris::version());
     std::printf("build:\n");
@@ -42,15 +43,38 @@ int cmd_info()
     return 0;
 }
 
+} // namespace iris::app
+
+namespace {
+
+struct Command
+{
+    const char* name;
+    int (*run)(int argc, char** argv);
+    const char* help;
+};
+
+const Command commands[] = {
+    {"info", iris::app::cmd_info, "print the version, build features and the devices found"},
+    {"ask", iris::app::cmd_ask, "answer a question about images, streaming the answer"},
+    {"chat", iris::app::cmd_chat, "interactive multi-turn chat"},
+    {"tokenize", iris::app::cmd_tokenize, "print the token ids of a text"},
+    {"prompt", iris::app::cmd_prompt, "print the ids of the full templated prompt"},
+    {"preprocess", iris::app::cmd_preprocess, "tile an image and write its pixel values"},
+    {"forward", iris::app::cmd_forward, "write the logits (and visual tokens) for given inputs"},
+    {"generate", iris::app::cmd_generate, "print the greedy continuation of given inputs"},
+    {"make-random", iris::app::cmd_make_random, "write a random-weight checkpoint of a real shape"},
+    {"bench", iris::app::cmd_bench, "measure prompt, decode and vision speed"},
+};
+
 void usage(FILE* out)
 {
     std::fprintf(out,
                  "usage: iris <command> [options]\n"
                  "\n"
-                 "commands:\n"
-                 "  info        print the version, build features and the devices found\n"
-                 "\n"
-                 "Run 'iris <command> --help' for a command's options.\n");
+                 "commands:\n");
+    for (const auto& c : commands) std::fprintf(out, "  %-12s %s\n", c.name, c.help);
+    std::fprintf(out, "\nRun 'iris <command> --help' for a command's options.\n");
 }
 
 } // namespace
@@ -63,7 +87,8 @@ int main(int argc, char** argv)
     }
     std::string cmd = argv[1];
     try {
-        if (cmd == "info") return cmd_info();
+        for (const auto& c : commands)
+            if (cmd == c.name) return c.run(argc - 2, argv + 2);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             usage(stdout);
             return 0;

@@ -202,11 +202,26 @@ public:
     static std::unique_ptr<Tokenizer> load(const std::string& dir);
 
     // Encodes text exactly like the official slow tokenizer. With add_bos, the BOS token is
-    // prepended where the model's tokenizer does so (InternLM2's <s>; Qwen2 adds nothing).
+    // prepended where the model's tokenizer does so (InternLM2's <s>; Qwen2 adds nothing); it
+    // stands for HF's add_special_tokens, so an EOS is appended too if the config's
+    // add_eos_token says so. Never throws on any input: ill-formed UTF-8 is first replaced by
+    // U+FFFD (one per maximal ill-formed subpart, like Python's errors="replace").
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
     // Decodes ids to UTF-8 (invalid sequences replaced by U+FFFD). skip_special drops added
-    // special tokens and control tokens.
+    // special tokens and control tokens. Ids outside the vocabulary are ignored. The text
+    // between two added tokens is decoded on its own, so SentencePiece's dummy-prefix space that
+    // encode() puts at the start of each segment is removed again: decode(encode(t, false), false)
+    // == t for any valid UTF-8 t (Qwen2: == NFC(t)).
     virtual std::string decode(std::span<const int32_t> ids, bool skip_special) const = 0;
+    // Decodes exactly like the official slow tokenizer's decode() (transformers 4.37.2, the
+    // version InternVL pins), quirks included: InternLM2 puts a space before a leading special
+    // token and joins added tokens beyond the SentencePiece vocabulary with spaces ("Hello"
+    // with <s> decodes to " <s>Hello"). For comparing with reference outputs; show decode().
+    virtual std::string decode_hf(std::span<const int32_t> ids, bool skip_special) const = 0;
+    // Whether decode(..., skip_special=true) drops the id: added tokens marked special, the
+    // special tokens of the tokenizer config (bos, eos, unk, pad, additional_special_tokens) and
+    // SentencePiece control/unknown pieces.
+    virtual bool is_special(int32_t id) const = 0;
     // The token's own string (e.g. "Ġthe", "▁the", "<|im_end|>"); empty if out of range.
     virtual std::string token_text(int32_t id) const = 0;
     // The id of a token given its exact string (added tokens and vocabulary entries).
@@ -218,8 +233,122 @@ public:
 };
 
 // =============================================================================================
-// The InternVL network
+// The InternVL network: InternViT + pixel shuffle + mlp1 + a Qwen2 or InternLM2 decoder, fp32
+// on the CPU (model/cpu/ops.h is the reference backend).
 //
-// (Filled in with the network: weights, vision encoder, language model, KV cache.)
+//   auto net = iris::model::InternVL::load("InternVL2_5-1B/", {.progress = on_progress});
+//   // pixel values [n_tiles, 3, 448, 448], ImageNet-normalised, thumbnail last:
+//   std::vector<float> visual = net->encode_images(pixels, n_tiles); // [n_tiles·256, hidden]
+//   auto cache = net->new_cache();
+//   auto logits = net->forward(*cache, prompt_ids, visual, img_context_id); // [vocab], last token
+//   int32_t next = argmax(logits);
+//   logits = net->forward(*cache, {&next, 1}, {}, img_context_id);          // one decode step
+//
+// Weights: F32 tensors are used in place from the memory-mapped files; BF16/F16 tensors are
+// converted to f32 at load (twice their file size in memory). InternLM2's fused wqkv is split
+// into q/k/v at load (spec §9.2). A missing lm_head falls back to the input embedding with a
+// warning (spec §1.3).
+// Threads: iris::default_thread_pool() (sized by IRIS_THREADS); OpenBLAS is set to 1 thread.
+// Thread safety: an InternVL is immutable after load and may be used from several threads at
+// once, each with its own KvCache; one KvCache must not be used by two threads at once.
+
+struct LoadOptions
+{
+    // Called during load with the fraction done in [0, 1] and what is being loaded.
+    std::function<void(float fraction, const char* what)> progress;
+};
+
+// Intermediates of encode_images, for tests and debugging. Cv = vision width, P = patches per
+// tile + 1 (CLS first), L = vision layers run (up to select_layer).
+struct VisionTrace
+{
+    std::vector<float> embeddings;    // [n_tiles, P, Cv]: patch conv + CLS + position embedding
+    std::vector<float> hidden_states; // [L + 1, n_tiles, P, Cv]: each layer's input, then the last output
+    std::vector<float> selected;      // [n_tiles, P, Cv]: the select_layer output (CLS first)
+    std::vector<float> pixel_shuffle; // [n_tiles, num_image_token, 4·Cv]: CLS dropped, shuffled
+};
+
+// Intermediates of a forward pass over n_new tokens (H = LLM hidden size, L = layers).
+struct LlmTrace
+{
+    std::vector<float> hidden_states; // [L + 1, n_new, H]: input embeddings, then each layer's output
+    std::vector<float> final_norm;    // [n_new, H]: after the final RMSNorm
+};
+
+// The per-session state of the decoder: rotated keys and values of every layer (f32, grown in
+// chunks) and the scratch buffers of the forward pass, so that decoding allocates nothing.
+class KvCache
+{
+public:
+    struct Impl; // model-internal (model/network-impl.h)
+    explicit KvCache(std::unique_ptr<Impl> impl);
+    ~KvCache();
+    KvCache(const KvCache&) = delete;
+    KvCache& operator=(const KvCache&) = delete;
+
+    // Tokens held, i.e. the position the next token gets.
+    int n_tokens() const;
+    // Forgets everything after the first n tokens (a session rolling back an answer). Throws
+    // Error(invalid_argument) unless 0 <= n <= n_tokens().
+    void truncate(int n);
+    void clear() { truncate(0); }
+    // Memory held: keys, values and scratch.
+    size_t bytes() const;
+
+    Impl& impl() { return *impl_; } // for the model module's implementation
+    const Impl& impl() const { return *impl_; }
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+class InternVL
+{
+public:
+    // Loads config.json and the safetensors weights of a checkpoint folder. Throws Error
+    // (not_found, invalid_input, unsupported) naming the file or tensor: missing tensors, shapes
+    // that disagree with the config, unsupported architectures or dtypes.
+    static std::unique_ptr<InternVL> load(const std::string& dir, const LoadOptions& options = {});
+    ~InternVL();
+
+    const ModelConfig& config() const;
+    // Visual tokens per tile (256 for 448 / 14 / 0.5).
+    int num_image_token() const;
+    // Bytes of weights held in memory (converted copies) and mapped in place.
+    size_t weight_bytes_owned() const;
+    size_t weight_bytes_mapped() const;
+
+    // pixel_values [n_tiles, 3, S, S] (S = force_image_size) -> visual tokens
+    // [n_tiles·num_image_token, llm_hidden], tile-major. Throws Error(invalid_argument) if the
+    // size does not match.
+    std::vector<float> encode_images(std::span<const float> pixel_values, int n_tiles,
+                                     VisionTrace* trace = nullptr) const;
+
+    std::unique_ptr<KvCache> new_cache() const;
+
+    // Token embeddings [ids.size(), H]; positions with id == img_context_id take the rows of
+    // `visual` ([n_img, H]) in order. Throws Error(invalid_argument) for an id outside the
+    // vocabulary or when the number of img_context ids differs from n_img.
+    std::vector<float> embed(std::span<const int32_t> ids, std::span<const float> visual,
+                             int32_t img_context_id) const;
+
+    // Appends the tokens to the cache (positions n_tokens()..) and returns the logits of the
+    // last token [vocab], or of every new token [ids.size(), vocab] with all_logits. The span
+    // points into the cache and stays valid until its next forward. Same errors as embed();
+    // on error the cache is unchanged.
+    std::span<const float> forward(KvCache& cache, std::span<const int32_t> ids,
+                                   std::span<const float> visual, int32_t img_context_id,
+                                   bool all_logits = false, LlmTrace* trace = nullptr) const;
+    // The same from embeddings [n_tokens, H].
+    std::span<const float> forward_embeddings(KvCache& cache, std::span<const float> embeddings,
+                                              int n_tokens, bool all_logits = false,
+                                              LlmTrace* trace = nullptr) const;
+
+    struct Impl; // model-internal (model/network-impl.h)
+    explicit InternVL(std::unique_ptr<Impl> impl);
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
 
 } // namespace iris::model

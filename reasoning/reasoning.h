@@ -10,15 +10,325 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace iris::reasoning {
 
 // =============================================================================================
 // Images
+//
+//   Image img = load_image("photo.jpg");          // PNG, JPEG, WebP or BMP -> 8-bit RGB
+//   PreparedImage p = preprocess_image(img, {});   // tiles + thumbnail -> [n, 3, 448, 448]
+//
+// Decoding matches Pillow 9.4's `Image.open(f).convert('RGB')` and tiling matches the official
+// InternVL `dynamic_preprocess` + `build_transform` bit for bit (spec/internvl.md §3).
+
+// An 8-bit RGB image: row-major, 3 bytes per pixel (R, G, B), no row padding.
+struct Image
+{
+    int width = 0;
+    int height = 0;
+    std::vector<uint8_t> rgb; // width * height * 3 bytes
+
+    const uint8_t* pixel(int x, int y) const { return rgb.data() + (size_t(y) * width + x) * 3; }
+};
+
+enum class ImageFormat { unknown, png, jpeg, webp, bmp };
+const char* image_format_name(ImageFormat format); // "PNG", "JPEG", "WebP", "BMP", "unknown"
+// The container named by the first bytes (magic numbers); a file name is never consulted.
+ImageFormat sniff_image_format(std::span<const uint8_t> bytes);
+
+// Gates applied to untrusted input before any pixel is decoded (research/reliability.md §2).
+struct ImageLimits
+{
+    int min_side = 2; // a smaller side is Error(invalid_input)
+    int max_side = 16384; // a larger side is Error(resource)
+    int64_t max_pixels = 40'000'000; // more pixels is Error(resource)
+    size_t max_encoded_bytes = 20u << 20; // a larger file or buffer is Error(resource)
+};
+
+struct ImageInfo
+{
+    ImageFormat format = ImageFormat::unknown;
+    int width = 0;
+    int height = 0;
+};
+
+// Reads only the header: format and size, checked against the limits. `name` labels messages.
+ImageInfo probe_image(std::span<const uint8_t> bytes, const ImageLimits& limits = {},
+                      std::string_view name = "image");
+// Decodes to RGB like Pillow's convert('RGB'): grey and palette expanded, alpha dropped without
+// compositing, 16-bit PNG samples reduced as Pillow does, CMYK JPEG converted as Pillow does, no
+// EXIF rotation; animated WebP gives its first frame. Truncated, corrupt or unknown data throws
+// Error(invalid_input) (Error(unsupported) for a valid but unhandled variant, Error(resource) for
+// the limits), naming `name` and the problem.
+Image decode_image(std::span<const uint8_t> bytes, const ImageLimits& limits = {},
+                   std::string_view name = "image");
+// Reads and decodes a file; the size limit is checked before reading. Error(not_found/io) for
+// a file that cannot be read.
+Image load_image(const std::string& path, const ImageLimits& limits = {});
+
+// Dynamic resolution (InternVL `dynamic_preprocess`). Video frames use max_tiles = 1.
+struct TilingOptions
+{
+    int image_size = 448; // tile side (config force_image_size)
+    int min_tiles = 1; // min_dynamic_patch
+    int max_tiles = 12; // max_dynamic_patch, 1..64
+    bool use_thumbnail = true;
+
+    void validate() const; // throws Error(invalid_argument) naming the field
+};
+TilingOptions tiling_options(const model::ModelConfig& config);
+
+struct Grid
+{
+    int cols = 1; // width multiplier
+    int rows = 1; // height multiplier
+    int n_tiles = 1; // cols * rows, plus the thumbnail when there is one
+    bool has_thumbnail = false;
+};
+
+// The candidate grids (cols, rows) in the official order: CPython's set iteration order of
+// {(i, j) : min <= i*j <= max}, stably sorted by i*j. The order decides ties.
+std::vector<std::pair<int, int>> candidate_grids(int min_tiles, int max_tiles);
+// find_closest_aspect_ratio for a width x height image (any size >= 1).
+Grid choose_grid(int width, int height, const TilingOptions& options = {});
+// Pillow's Image.resize(size, BICUBIC) for 8-bit RGB, bit-exact.
+Image resize_bicubic(const Image& image, int width, int height);
+Image crop_image(const Image& image, int x, int y, int width, int height);
+// The tiles in row-major order, then the thumbnail of the original image when the grid has more
+// than one tile and options.use_thumbnail.
+std::vector<Image> make_tiles(const Image& image, const TilingOptions& options = {},
+                              Grid* grid_out = nullptr);
+
+// ImageNet normalisation as torchvision computes it in float32: (u8 / 255 - mean) / std.
+// The constants are float32 roundings of the double literals, as torch.as_tensor makes them.
+inline constexpr float kImageMean[3] = {float(0.485), float(0.456), float(0.406)};
+inline constexpr float kImageStd[3] = {float(0.229), float(0.224), float(0.225)};
+// Equally sized tiles -> float32 [n, 3, height, width] (CHW per tile).
+std::vector<float> pixel_values(const std::vector<Image>& tiles);
+
+struct PreparedImage
+{
+    Grid grid;
+    int image_size = 0; // tile side
+    std::vector<float> pixel_values; // [grid.n_tiles, 3, image_size, image_size]
+};
+PreparedImage preprocess_image(const Image& image, const TilingOptions& options = {});
+
+// The frame indices of the official load_video/get_index: num_segments frames spread over
+// [0, n_frames - 1], or over round(bound * fps) when a (start_s, end_s) bound is given;
+// rounding is half-to-even like Python and NumPy. Error(invalid_argument) for n_frames or
+// num_segments < 1, fps <= 0, or a bound that holds no frame.
+std::vector<int> video_frame_indices(int n_frames, int num_segments, double fps,
+                                     std::optional<std::pair<double, double>> bound = std::nullopt);
 
 // =============================================================================================
 // Prompts and generation
+
+// A conversation template of the official conversation.py (separator style MPT): the prompt is
+// system_template(system_message) + sep, then role + message + sep per finished message, and
+// the bare assistant role last.
+struct ChatTemplate
+{
+    std::string name;
+    std::string system_template; // contains "{system_message}"
+    std::string system_message;  // the template's default
+    std::string user_role;
+    std::string assistant_role;
+    std::string sep;
+    std::vector<std::string> stop_strings; // besides the sep token
+};
+
+// "internvl2_5", "internlm2-chat" or "Hermes-2"; throws Error(unsupported) naming the others.
+const ChatTemplate& chat_template(std::string_view name);
+
+struct ChatTurn
+{
+    std::string user;
+    std::string assistant;
+};
+
+// The prompt text exactly as the official chat() builds it (before <image> expansion).
+// An empty system_message selects the template's default.
+std::string render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
+                          const std::vector<ChatTurn>& history, const std::string& question);
+
+// How several images are introduced in a question.
+enum class ImageLayout {
+    single,   // "<image>\n"
+    numbered, // "Image-1: <image>\nImage-2: <image>\n"
+    frames,   // "Frame1: <image>\nFrame2: <image>\n" (video)
+};
+std::string image_placeholders(int n_images, ImageLayout layout);
+// The question with placeholders for n_images put in front when it names no "<image>" itself
+// (chat() does this for the first question; Iris for every question with images).
+std::string with_image_placeholders(const std::string& question, int n_images, ImageLayout layout);
+
+// Replaces each "<image>" left to right by "<img>" + "<IMG_CONTEXT>" x tokens + "</img>".
+// Throws Error(invalid_argument) when the number of placeholders and of images differ.
+std::string expand_image_placeholders(const std::string& prompt, const std::vector<int>& tokens_per_image);
+
+// Sampling as Hugging Face's generate applies it: repetition penalty, temperature, top-k,
+// top-p, then a draw. temperature == 0 is greedy (argmax; ties go to the lowest id).
+struct SamplingParams
+{
+    float temperature = 0.f;
+    int top_k = 0;                  // 0 = off
+    float top_p = 1.f;              // 1 = off
+    float repetition_penalty = 1.f; // 1 = off; applies to every token already in the context
+    uint64_t seed = 0;
+    int max_new_tokens = 512;
+    std::vector<std::string> stop; // stop strings, cut from the answer
+
+    void validate() const; // throws Error(invalid_argument) naming the field
+};
+
+class Sampler
+{
+public:
+    explicit Sampler(const SamplingParams& params);
+    // Picks the next token from logits [vocab]; `context` holds the ids seen so far (for the
+    // repetition penalty). Modifies logits in place.
+    int32_t sample(std::span<float> logits, std::span<const int32_t> context);
+
+private:
+    SamplingParams params_;
+    uint64_t state_;
+    std::vector<std::pair<float, int32_t>> scratch_;
+};
+
+// Turns a growing list of generated ids into text pieces: emits only complete UTF-8, and holds
+// back text that could still become one of the stop strings.
+class TextStream
+{
+public:
+    TextStream(const model::Tokenizer& tokenizer, std::vector<std::string> stop);
+    // Adds one id; returns the text that is now final (may be empty).
+    std::string push(int32_t id);
+    // True once a stop string appeared; the text before it has been emitted.
+    bool stopped() const { return stopped_; }
+    // Emits whatever is held back (at the end of generation).
+    std::string flush();
+    const std::string& text() const { return emitted_; }
+
+private:
+    const model::Tokenizer& tokenizer_;
+    std::vector<std::string> stop_;
+    std::vector<int32_t> ids_;
+    std::string emitted_;
+    bool stopped_ = false;
+};
+
+
+// =============================================================================================
+// The engine and its sessions
+//
+//   auto engine = Engine::load("InternVL2_5-1B/");
+//   Session chat(*engine);
+//   AskOptions opts;                                   // greedy, 512 new tokens
+//   Answer a = chat.ask("What is in the image?", {load_image("cat.png")}, opts,
+//                       [](std::string_view piece) { fputs(std::string(piece).c_str(), stdout); return true; });
+//   Answer b = chat.ask("And its colour?", {}, opts, {}); // reuses the cached first turn
+
+struct EngineOptions
+{
+    // Called while loading with the fraction done and what is being loaded.
+    std::function<void(float fraction, const char* what)> progress;
+};
+
+class Engine
+{
+public:
+    // Loads the checkpoint folder: network, tokenizer and chat template. Throws Error naming the
+    // file or field that is wrong.
+    static std::unique_ptr<Engine> load(const std::string& model_dir, const EngineOptions& options = {});
+
+    const model::InternVL& network() const { return *network_; }
+    const model::Tokenizer& tokenizer() const { return *tokenizer_; }
+    const model::ModelConfig& config() const { return network_->config(); }
+    const ChatTemplate& chat_template() const { return *template_; }
+    int32_t img_context_id() const { return img_context_id_; }
+    int32_t eos_id() const { return eos_id_; } // the template separator token (<|im_end|>)
+    // The checkpoint's tiling with max_tiles overridden when > 0.
+    TilingOptions tiling(int max_tiles) const;
+
+    Engine(std::unique_ptr<model::InternVL> network, std::unique_ptr<model::Tokenizer> tokenizer);
+
+private:
+    std::unique_ptr<model::InternVL> network_;
+    std::unique_ptr<model::Tokenizer> tokenizer_;
+    const ChatTemplate* template_ = nullptr;
+    int32_t img_context_id_ = -1;
+    int32_t eos_id_ = -1;
+};
+
+struct AskOptions
+{
+    SamplingParams sampling;
+    int max_tiles = 0;                             // 0: the checkpoint's max_dynamic_patch
+    ImageLayout layout = ImageLayout::single;      // how several images are introduced
+    std::function<void(float fraction)> progress;  // prompt processing progress
+};
+
+struct GenerationStats
+{
+    int n_prompt_tokens = 0; // the whole conversation's prompt
+    int n_reused_tokens = 0; // taken from the KV cache of earlier turns
+    int n_generated = 0;
+    int n_tiles = 0;
+    double vision_ms = 0;
+    double prefill_ms = 0;
+    double decode_ms = 0;
+};
+
+struct Answer
+{
+    std::string text;              // stripped, stop strings cut
+    std::vector<int32_t> tokens;   // generated ids, the stop token included when there was one
+    std::string finish_reason;     // "stop" (end token or stop string), "length" or "cancelled"
+    GenerationStats stats;
+};
+
+// Receives each new piece of the answer; return false to cancel generation.
+using TextCallback = std::function<bool(std::string_view piece)>;
+
+// A multi-turn conversation. The prompt of each turn is the whole conversation rendered as the
+// official chat() does; the part that equals what the KV cache already holds is not recomputed.
+class Session
+{
+public:
+    explicit Session(const Engine& engine, std::string system_message = "");
+
+    // The ids the next ask() would feed the model for this question, the whole conversation
+    // included (what `iris prompt` prints). tiles_per_image gives each new image's tile count.
+    std::vector<int32_t> prompt_ids(const std::string& question, const std::vector<int>& tiles_per_image,
+                                    ImageLayout layout = ImageLayout::single) const;
+
+    // Adds a user turn with its images and generates the answer.
+    Answer ask(const std::string& question, const std::vector<Image>& images, const AskOptions& options,
+               const TextCallback& on_text);
+    // Adds a user turn with already preprocessed images.
+    Answer ask(const std::string& question, const std::vector<PreparedImage>& images,
+               const AskOptions& options, const TextCallback& on_text);
+
+    void reset();
+    const std::vector<ChatTurn>& history() const { return history_; }
+    const model::KvCache& cache() const { return *cache_; }
+
+private:
+    std::string conversation_text(const std::string& question_text, const std::vector<int>& new_tiles) const;
+
+    const Engine& engine_;
+    std::string system_message_;
+    std::vector<ChatTurn> history_;         // questions as rendered (with <image> placeholders)
+    std::vector<int> tiles_;                // tile count of every image so far, in prompt order
+    std::vector<float> visual_;             // visual tokens of every image so far
+    std::vector<int32_t> cached_ids_;       // the ids the KV cache holds
+    std::unique_ptr<model::KvCache> cache_;
+};
 
 } // namespace iris::reasoning

@@ -1,0 +1,284 @@
+// iris bench: prompt processing, decode and vision throughput of a checkpoint on this machine,
+// printed like llama-bench so the figures can be set beside llama.cpp's (shared/research).
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "model/model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <random>
+
+namespace iris::app {
+namespace {
+
+using nlohmann::json;
+
+// One test's timings: each repetition's wall time for `units` tokens or tiles.
+struct Result
+{
+    std::string name; // "pp512", "tg128 @ d512", "vit448 x1"
+    std::string unit; // "token" or "tile"
+    int units = 0;
+    std::vector<double> ms;
+
+    double median_ms() const
+    {
+        auto v = ms;
+        std::sort(v.begin(), v.end());
+        const size_t n = v.size();
+        return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    }
+    double min_ms() const { return *std::min_element(ms.begin(), ms.end()); }
+    double per_s(double t_ms) const { return t_ms > 0 ? units * 1000.0 / t_ms : 0; }
+};
+
+// What the files hold: parameter count, bytes and dtypes ("BF16", or "BF16+F32" when mixed).
+struct FileStats
+{
+    int64_t params = 0;
+    uint64_t bytes = 0;
+    std::string dtypes;
+};
+
+FileStats file_stats(const std::string& dir)
+{
+    auto weights = model::WeightSet::open_dir(dir);
+    FileStats s;
+    std::map<std::string, uint64_t> by_dtype;
+    for (const auto& name : weights.names()) {
+        const auto& t = weights.get(name);
+        s.params += t.numel();
+        s.bytes += t.nbytes;
+        by_dtype[model::dtype_name(t.dtype)] += t.nbytes;
+    }
+    std::vector<std::pair<uint64_t, std::string>> order; // most bytes first
+    for (const auto& [d, b] : by_dtype) order.emplace_back(b, d);
+    std::sort(order.rbegin(), order.rend());
+    for (const auto& [b, d] : order) s.dtypes += (s.dtypes.empty() ? "" : "+") + d;
+    return s;
+}
+
+std::string human_bytes(double b)
+{
+    if (b >= double(1ull << 30)) return strfmt("%.2f GiB", b / double(1ull << 30));
+    if (b >= double(1ull << 20)) return strfmt("%.2f MiB", b / double(1ull << 20));
+    return strfmt("%.2f KiB", b / 1024.0);
+}
+
+std::string human_params(int64_t n)
+{
+    if (n >= 1'000'000'000) return strfmt("%.2fB", double(n) / 1e9);
+    if (n >= 1'000'000) return strfmt("%.1fM", double(n) / 1e6);
+    return strfmt("%.1fK", double(n) / 1e3);
+}
+
+// A markdown table with columns padded to their widest cell; `right` marks numeric columns.
+void print_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right)
+{
+    std::vector<size_t> width(rows[0].size(), 0);
+    for (const auto& r : rows)
+        for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+    auto line = [&](const std::vector<std::string>& r) {
+        std::string s = "|";
+        for (size_t c = 0; c < r.size(); ++c) {
+            const std::string pad(width[c] - r[c].size(), ' ');
+            s.append(" ")
+                .append(right[c] ? pad : "")
+                .append(r[c])
+                .append(right[c] ? "" : pad)
+                .append(" |");
+        }
+        std::printf("%s\n", s.c_str());
+    };
+    line(rows[0]);
+    std::string sep = "|";
+    for (size_t c = 0; c < width.size(); ++c)
+        sep.append(" ").append(width[c] - 1, '-').append(right[c] ? ":" : "-").append(" |");
+    std::printf("%s\n", sep.c_str());
+    for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
+}
+
+double ms_since(int64_t t0)
+{
+    return double(now_us() - t0) / 1000.0;
+}
+
+// Two decimals, or four below 1 so that slow figures (ViT tiles per second) keep their digits.
+std::string figure(double v)
+{
+    return strfmt(v < 1 ? "%.4f" : "%.2f", v);
+}
+
+} // namespace
+
+int cmd_bench(int argc, char** argv)
+{
+    Args args(argc, argv, {"--model", "-p", "-n", "--threads", "--tiles", "--reps"},
+              {"--json", "-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf(
+            "usage: iris bench --model DIR [-p 512] [-n 128] [--threads N] [--tiles 1] [--reps 3] "
+            "[--json]\n"
+            "\n"
+            "Measures, on random inputs, like llama-bench:\n"
+            "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
+            "  tgN @ dP     decode: N single-token steps after that prompt, tokens/s\n"
+            "  vit448 xT    vision: T random 448x448 tiles through InternViT + mlp1, ms per tile\n"
+            "Each is run --reps times; the table shows the median and the best. 0 skips a test.\n"
+            "--json prints one JSON object instead of the table. Random weights are fine\n"
+            "(see 'iris make-random').\n");
+        return 0;
+    }
+    const std::string dir = args.required("--model");
+    const int n_prompt = int(args.integer("-p", 512, 0, 1 << 20));
+    const int n_gen = int(args.integer("-n", 128, 0, 1 << 20));
+    const int n_tiles = int(args.integer("--tiles", 1, 0, 256));
+    const int reps = int(args.integer("--reps", 3, 1, 1000));
+    const bool as_json = args.flag("--json");
+    apply_threads(args);
+    const int threads = default_thread_pool().size();
+
+    const FileStats files = file_stats(dir);
+    ProgressBar bar("loading");
+    model::LoadOptions opts;
+    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    int64_t t0 = now_us();
+    auto net = model::InternVL::load(dir, opts);
+    bar.finish();
+    const double load_ms = ms_since(t0);
+    const auto& cfg = net->config();
+    const int vocab = cfg.llm.vocab_size;
+    const char* arch = cfg.llm.arch == model::LlmArch::qwen2 ? "qwen2" : "internlm2";
+
+    // Random ids never equal to an image-context id: -1 marks none, so no visual rows are needed.
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<int32_t> any_id(0, vocab - 1);
+    std::vector<int32_t> prompt(static_cast<size_t>(n_prompt)), gen(static_cast<size_t>(n_gen));
+    for (auto& id : prompt) id = any_id(rng);
+    for (auto& id : gen) id = any_id(rng);
+    constexpr int32_t no_image = -1;
+
+    // Warm-up: touches every weight and grows the scratch buffers once, as llama-bench does.
+    {
+        auto cache = net->new_cache();
+        const int32_t warm[4] = {any_id(rng), any_id(rng), any_id(rng), any_id(rng)};
+        net->forward(*cache, warm, {}, no_image);
+        net->forward(*cache, std::span<const int32_t>(warm, 1), {}, no_image);
+    }
+
+    std::vector<Result> results;
+    size_t kv_bytes = 0;
+    if (n_prompt > 0 || n_gen > 0) {
+        Result pp {strfmt("pp%d", n_prompt), "token", n_prompt, {}};
+        Result tg {n_prompt > 0 ? strfmt("tg%d @ d%d", n_gen, n_prompt) : strfmt("tg%d", n_gen),
+                   "token",
+                   n_gen,
+                   {}};
+        ProgressBar run("llm");
+        for (int r = 0; r < reps; ++r) {
+            auto cache = net->new_cache();
+            if (n_prompt > 0) {
+                t0 = now_us();
+                net->forward(*cache, prompt, {}, no_image);
+                pp.ms.push_back(ms_since(t0));
+            }
+            if (n_gen > 0) {
+                t0 = now_us();
+                for (int i = 0; i < n_gen; ++i) {
+                    net->forward(*cache, std::span<const int32_t>(&gen[size_t(i)], 1), {},
+                                 no_image);
+                    if (i % 8 == 7) run.update(float(r * n_gen + i + 1) / float(reps * n_gen));
+                }
+                tg.ms.push_back(ms_since(t0));
+            }
+            run.update(float(r + 1) / float(reps));
+            kv_bytes = std::max(kv_bytes, cache->bytes());
+        }
+        run.finish();
+        if (n_prompt > 0) results.push_back(pp);
+        if (n_gen > 0) results.push_back(tg);
+    }
+    if (n_tiles > 0) {
+        const int s = cfg.force_image_size;
+        std::normal_distribution<float> normal(0.f, 1.f); // roughly ImageNet-normalised pixels
+        std::vector<float> pixels(size_t(n_tiles) * 3 * size_t(s) * size_t(s));
+        for (auto& v : pixels) v = normal(rng);
+        Result vit {strfmt("vit%d x%d", s, n_tiles), "tile", n_tiles, {}};
+        ProgressBar run("vision");
+        for (int r = 0; r < reps; ++r) {
+            t0 = now_us();
+            auto visual = net->encode_images(pixels, n_tiles);
+            vit.ms.push_back(ms_since(t0));
+            run.update(float(r + 1) / float(reps));
+        }
+        run.finish();
+        results.push_back(vit);
+    }
+
+    const std::string model_name
+        = strfmt("%s %s %s", arch, human_params(files.params).c_str(), files.dtypes.c_str());
+    if (as_json) {
+        json tests = json::array();
+        for (const auto& r : results)
+            tests.push_back({{"test", r.name},
+                             {"unit", r.unit},
+                             {"n", r.units},
+                             {"reps", r.ms.size()},
+                             {"samples_ms", r.ms},
+                             {"median_ms", r.median_ms()},
+                             {"min_ms", r.min_ms()},
+                             {"median_per_s", r.per_s(r.median_ms())},
+                             {"best_per_s", r.per_s(r.min_ms())},
+                             {"median_ms_per_unit", r.median_ms() / r.units}});
+        json out = {{"model", dir},
+                    {"model_name", model_name},
+                    {"arch", arch},
+                    {"layers", cfg.llm.num_hidden_layers},
+                    {"hidden", cfg.llm.hidden_size},
+                    {"heads", cfg.llm.num_attention_heads},
+                    {"kv_heads", cfg.llm.num_key_value_heads},
+                    {"vocab", vocab},
+                    {"vision_layers", cfg.vision.num_hidden_layers},
+                    {"vision_hidden", cfg.vision.hidden_size},
+                    {"params", files.params},
+                    {"file_bytes", files.bytes},
+                    {"file_dtype", files.dtypes},
+                    {"weight_bytes_owned", net->weight_bytes_owned()},
+                    {"weight_bytes_mapped", net->weight_bytes_mapped()},
+                    {"kv_cache_bytes", kv_bytes},
+                    {"threads", threads},
+                    {"load_ms", load_ms},
+                    {"tests", tests}};
+        std::printf("%s\n", out.dump(2).c_str());
+        return 0;
+    }
+
+    std::printf("model:   %s (%s, %d layers, hidden %d, %d/%d heads, vocab %d; vision %d layers, "
+                "hidden %d)\n",
+                dir.c_str(), arch, cfg.llm.num_hidden_layers, cfg.llm.hidden_size,
+                cfg.llm.num_attention_heads, cfg.llm.num_key_value_heads, vocab,
+                cfg.vision.num_hidden_layers, cfg.vision.hidden_size);
+    std::printf(
+        "weights: %s parameters, files %s %s; in memory %s owned + %s mapped; loaded in %.1f s\n",
+        human_params(files.params).c_str(), human_bytes(double(files.bytes)).c_str(),
+        files.dtypes.c_str(), human_bytes(double(net->weight_bytes_owned())).c_str(),
+        human_bytes(double(net->weight_bytes_mapped())).c_str(), load_ms / 1000.0);
+    std::printf("kv cache: %s at %d tokens; threads %d; %d reps (t/s: median, best; ms: median per "
+                "unit)\n\n",
+                human_bytes(double(kv_bytes)).c_str(), n_prompt + n_gen, threads, reps);
+    std::vector<std::vector<std::string>> rows
+        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit"}};
+    for (const auto& r : results) {
+        // For vision "t/s" counts tiles per second; the unit column says which.
+        rows.push_back({model_name, human_bytes(double(files.bytes)), std::to_string(threads),
+                        r.name, figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
+                        figure(r.median_ms() / r.units) + " ms/" + r.unit});
+    }
+    print_table(rows, {false, true, true, false, true, true, true});
+    return 0;
+}
+
+} // namespace iris::app

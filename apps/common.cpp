@@ -1,0 +1,94 @@
+#include "apps/common.h"
+
+#include <cstdio>
+#include <unistd.h>
+
+namespace iris::app {
+
+ProgressBar::ProgressBar(std::string label)
+    : label_(std::move(label))
+    , tty_(isatty(STDERR_FILENO) != 0)
+{
+}
+
+void ProgressBar::update(float fraction, const char* what)
+{
+    int percent = int(std::clamp(fraction, 0.f, 1.f) * 100.f + 0.5f);
+    if (percent == last_percent_ || (!tty_ && percent / 10 == last_percent_ / 10 && last_percent_ >= 0)) return;
+    last_percent_ = percent;
+    constexpr int width = 30;
+    int filled = percent * width / 100;
+    std::string bar(size_t(filled), '=');
+    if (filled < width) bar += '>' + std::string(size_t(width - filled - 1), ' ');
+    std::fprintf(stderr, "%s%s [%s] %3d%% %-40.40s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), percent,
+                 what ? what : "", tty_ ? "" : "\n");
+    std::fflush(stderr);
+}
+
+void ProgressBar::finish()
+{
+    if (done_) return;
+    done_ = true;
+    update(1.f);
+    if (tty_) std::fprintf(stderr, "\n");
+}
+
+std::vector<std::string> sampling_option_names()
+{
+    return {"--temperature", "--top-k", "--top-p", "--repeat-penalty", "--seed", "--max-new-tokens", "--stop"};
+}
+
+std::vector<std::string> common_valued_options()
+{
+    auto v = sampling_option_names();
+    v.insert(v.end(), {"--model", "--threads", "--max-tiles"});
+    return v;
+}
+
+const char* sampling_help()
+{
+    return "sampling (greedy by default):\n"
+           "  --temperature T      0 = greedy (default 0)\n"
+           "  --top-k K            keep the K most likely tokens (0 = off)\n"
+           "  --top-p P            nucleus sampling mass in (0, 1] (default 1 = off)\n"
+           "  --repeat-penalty R   divide the logits of generated tokens by R (default 1 = off)\n"
+           "  --seed N             random seed (default 0)\n"
+           "  --max-new-tokens N   at most N new tokens (default 512)\n"
+           "  --stop TEXT          stop when TEXT appears (repeatable)\n"
+           "other:\n"
+           "  --max-tiles N        at most N tiles per image, 1..64 (default: the model's, usually 12)\n"
+           "  --threads N          CPU threads (default: all cores)\n";
+}
+
+reasoning::SamplingParams sampling_from_args(const Args& args)
+{
+    reasoning::SamplingParams p;
+    p.temperature = float(args.number("--temperature", 0, 0, 100));
+    p.top_k = int(args.integer("--top-k", 0, 0, 1 << 30));
+    p.top_p = float(args.number("--top-p", 1, 1e-6, 1));
+    p.repetition_penalty = float(args.number("--repeat-penalty", 1, 1e-3, 100));
+    p.seed = uint64_t(args.integer("--seed", 0, 0, INT64_MAX));
+    p.max_new_tokens = int(args.integer("--max-new-tokens", 512, 1, 1 << 20));
+    p.stop = args.all("--stop");
+    p.validate();
+    return p;
+}
+
+void apply_threads(const Args& args)
+{
+    int threads = int(args.integer("--threads", 0, 0, 1024));
+    if (threads > 0) set_default_threads(threads);
+}
+
+std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
+{
+    apply_threads(args);
+    ProgressBar bar("loading");
+    reasoning::EngineOptions opts;
+    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    auto engine = reasoning::Engine::load(args.required("--model"), opts);
+    bar.finish();
+    return engine;
+}
+
+} // namespace iris::app

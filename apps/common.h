@@ -1,0 +1,38 @@
+// Pieces shared by the iris subcommands: progress bars, sampling options, thread settings.
+#pragma once
+
+#include "apps/args.h"
+#include "reasoning/reasoning.h"
+
+#include <string>
+#include <vector>
+
+namespace iris::app {
+
+// A progress bar on stderr ("loading [=====>    ] 52%"), redrawn in place on a terminal and
+// printed every 10% otherwise. finish() ends the line.
+class ProgressBar
+{
+public:
+    explicit ProgressBar(std::string label);
+    void update(float fraction, const char* what = nullptr);
+    void finish();
+
+private:
+    std::string label_;
+    int last_percent_ = -1;
+    bool tty_;
+    bool done_ = false;
+};
+
+// The option names every generating command accepts.
+std::vector<std::string> sampling_option_names();
+std::vector<std::string> common_valued_options(); // --threads, --max-tiles, sampling
+const char* sampling_help();
+reasoning::SamplingParams sampling_from_args(const Args& args);
+// Applies --threads (0 or absent: all cores).
+void apply_threads(const Args& args);
+// Loads the engine named by --model with a progress bar.
+std::unique_ptr<reasoning::Engine> load_engine(const Args& args);
+
+} // namespace iris::app

@@ -1,0 +1,891 @@
+// core/bus — the typed, lock-free message bus that connects Iris modules.
+//
+//   iris::Bus bus;
+//   iris::Topic<Transcript> text = bus.topic<Transcript>("asr.text");   // one message type per name
+//   iris::Subscription<Transcript> memory = text.subscribe({.name = "memory"}); // lossless, 256 deep
+//   text.publish(Transcript{...});          // any thread; throws Error(timeout) / Error(closed)
+//   while (std::optional<Transcript> t = memory.receive()) store(*t); // nullopt once closed
+//
+//   // Large payloads travel as reference-counted immutable buffers: fan-out copies a pointer.
+//   struct Frame { int64_t pts_us; int width, height; iris::Buffer rgb; };
+//   auto frames = bus.topic<Frame>("video.frames");
+//   auto preview = frames.subscribe({.delivery = iris::Delivery::latest, .capacity = 2, .name = "ui"});
+//   frames.publish(Frame{t, w, h, iris::Buffer::copy_of(pixels, n_bytes)});
+//
+//   bus.close();  // wakes every waiting publisher and consumer; nothing is delivered afterwards
+//
+// Thread safety: every function may be called from any thread. publish, try_receive and receive
+// take no mutex (atomics only; a consumer that waits sleeps on a futex after a short spin);
+// subscribe, unsubscribe, stats and close lock. A Subscription may be received from by several
+// threads (each message goes to one of them), but must not be moved or destroyed while another
+// thread is inside one of its calls. Handles keep what they use alive: a Topic or Subscription
+// that outlives its Bus is simply closed.
+#pragma once
+
+#include "core/core.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <typeindex>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+namespace iris {
+
+// ---------------------------------------------------------------------------------------------
+// Buffer: immutable bytes shared by reference count (video frames, audio chunks, images).
+// Copying a Buffer copies a pointer; the bytes are freed when the last copy goes away. The bytes
+// never change after construction, so any number of threads may read them without locking.
+
+class Buffer
+{
+public:
+    Buffer() = default; // empty: data() == nullptr, size() == 0
+
+    // Copies `size` bytes from `data`. Throws std::bad_alloc.
+    static Buffer copy_of(const void* data, size_t size);
+    // Takes the vector without copying its bytes.
+    static Buffer adopt(std::vector<uint8_t>&& bytes);
+    // Allocates `size` uninitialised bytes and calls fill(uint8_t* data, size_t size) once to
+    // write them, before any other thread can see them (decoders write straight into it).
+    template <class Fill>
+    static Buffer allocate(size_t size, Fill&& fill)
+    {
+        std::shared_ptr<uint8_t[]> bytes = std::make_shared_for_overwrite<uint8_t[]>(size);
+        uint8_t* data = bytes.get();
+        std::forward<Fill>(fill)(data, size);
+        return Buffer(std::shared_ptr<const void>(std::move(bytes), data), data, size);
+    }
+
+    const uint8_t* data() const noexcept { return data_; }
+    size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    std::span<const uint8_t> bytes() const noexcept { return {data_, size_}; }
+    // Number of Buffers sharing these bytes (0 for an empty Buffer); for tests and stats.
+    long use_count() const noexcept { return owner_.use_count(); }
+
+private:
+    Buffer(std::shared_ptr<const void> owner, const uint8_t* data, size_t size)
+        : owner_(std::move(owner))
+        , data_(data)
+        , size_(size)
+    {
+    }
+    std::shared_ptr<const void> owner_;
+    const uint8_t* data_ = nullptr;
+    size_t size_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Options, results and statistics
+
+// What a subscription does when its queue is full.
+enum class Delivery : uint8_t {
+    lossless, // the publisher waits for room up to its timeout, then gets a timeout failure
+    latest,   // the publisher never waits: the oldest queued message is dropped and counted
+};
+const char* delivery_name(Delivery delivery); // "lossless", "latest"
+
+struct SubscribeOptions
+{
+    Delivery delivery = Delivery::lossless;
+    // Queue depth in messages, rounded up to a power of two; 1 .. 2^22, else Error(invalid_argument).
+    size_t capacity = 256;
+    // Names the subscriber in stats, logs and errors ("memory", "ui.preview").
+    std::string name;
+    // How long receive() polls before it sleeps: a spinning consumer answers in well under a
+    // microsecond, a sleeping one needs the kernel to wake it (tens of microseconds).
+    std::chrono::microseconds spin{50};
+};
+
+// Publish calls wait at most this long for a full lossless subscriber unless told otherwise.
+inline constexpr std::chrono::milliseconds default_publish_timeout{1000};
+
+enum class PublishStatus : uint8_t {
+    ok,      // every subscriber that was subscribed and open queued the message
+    timeout, // a lossless subscriber stayed full until the deadline (the others got it)
+    closed,  // the bus was closed before or while publishing
+};
+
+struct PublishResult
+{
+    PublishStatus status = PublishStatus::ok;
+    uint32_t n_delivered = 0; // subscriptions that queued the message
+    uint32_t n_refused = 0;   // lossless subscriptions that did not get it (timeout or close)
+    bool ok() const { return status == PublishStatus::ok; }
+};
+
+// Counters are read while traffic flows, so they can be off by the calls in flight; once no call
+// is in flight, for every subscription: published == delivered + dropped + depth.
+struct SubscriptionStats
+{
+    std::string name;
+    Delivery delivery = Delivery::lossless;
+    uint64_t capacity = 0;
+    uint64_t published = 0; // messages offered to this subscription while it was open
+    uint64_t delivered = 0; // messages its consumer received
+    // Messages it will never receive: the oldest evicted by a full `latest` queue, a `lossless`
+    // publish that timed out (the publisher was told), or queued messages discarded by close.
+    uint64_t dropped = 0;
+    uint64_t depth = 0;     // messages queued now
+    uint64_t depth_max = 0; // high-water mark of depth
+};
+
+struct TopicStats
+{
+    std::string name;
+    std::string type;       // the message type, demangled
+    uint64_t published = 0; // publish calls made while the topic was open
+    uint64_t failed = 0;    // publish calls that returned timeout or closed
+    std::vector<SubscriptionStats> subscriptions; // current subscribers, oldest first
+};
+
+template <class T>
+class Topic;
+template <class T>
+class Subscription;
+
+// ---------------------------------------------------------------------------------------------
+// Implementation details used by the templates below; not part of the API.
+
+namespace detail {
+
+using Clock = std::chrono::steady_clock;
+inline constexpr size_t cache_line = 64;
+
+inline void cpu_relax() noexcept
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+// Asymmetric fences. Each StoreLoad handshake in the bus (a publisher's store then its check for
+// sleepers; a publisher's hazard slot then its re-read of the subscriber list) has a hot side,
+// run for every message, and a rare side (a thread about to sleep, a subscriber list change).
+// The hot side calls light_barrier(), which only stops the compiler; the rare side calls
+// heavy_barrier(), which makes every running thread of the process execute a full fence
+// (Linux membarrier). Where membarrier is refused, both are plain seq_cst fences.
+extern std::atomic<bool> asymmetric_barriers; // set once, before the first Bus exists
+inline void light_barrier() noexcept
+{
+    if (asymmetric_barriers.load(std::memory_order_relaxed))
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+    else
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+void heavy_barrier() noexcept;
+void init_barriers() noexcept;
+
+// Spinning pays only while the thread being waited for runs; more spinners than spare CPUs just
+// take their time away. A waiter spins only if it gets one of hardware_concurrency() / 2 (at
+// least one) process-wide spinning places; otherwise it sleeps at once. A spinner polls with
+// `pause` for busy_spin, then yields the CPU between polls, so that a thread it is waiting for,
+// or one just woken, can run on its CPU at once.
+inline constexpr std::chrono::nanoseconds busy_spin{std::chrono::microseconds(2)};
+void yield_cpu() noexcept;
+bool start_spinning() noexcept;
+void stop_spinning() noexcept;
+class SpinPlace
+{
+public:
+    SpinPlace() = default;
+    ~SpinPlace() { release(); }
+    SpinPlace(const SpinPlace&) = delete;
+    SpinPlace& operator=(const SpinPlace&) = delete;
+    bool take() noexcept { return held_ = held_ || start_spinning(); }
+    bool held() const noexcept { return held_; }
+    void release() noexcept
+    {
+        if (held_) stop_spinning();
+        held_ = false;
+    }
+
+private:
+    bool held_ = false;
+};
+
+// now + d without overflow; d == nanoseconds::max() means "no deadline".
+Clock::time_point deadline_after(std::chrono::nanoseconds d) noexcept;
+
+// A futex-based event count: a waiter announces itself, re-checks its condition, then sleeps
+// until notified. A notifier pays a load when nobody sleeps, and one wake-up call per group of
+// sleepers: it takes them off the count as it bumps the epoch, so the messages that follow
+// before they run do not each issue another system call. The waiter's heavy barrier after its
+// increment and the notifier's light barrier after making the condition true guarantee that
+// either the notifier sees the waiter or the waiter sees the condition.
+class EventCount
+{
+public:
+    uint32_t prepare_wait() noexcept
+    {
+        const auto key = uint32_t(state_.fetch_add(one_waiter, std::memory_order_seq_cst));
+        heavy_barrier();
+        return key;
+    }
+    // Withdraws a waiter that prepared with `key` and will not sleep (after a notify it is no
+    // longer counted, which the changed epoch tells).
+    void cancel_wait(uint32_t key) noexcept
+    {
+        uint64_t s = state_.load(std::memory_order_relaxed);
+        while (uint32_t(s) == key && (s >> 32) != 0)
+            if (state_.compare_exchange_weak(s, s - one_waiter, std::memory_order_relaxed)) return;
+    }
+    // Sleeps until notified after prepare_wait() returned `key`, or until `deadline`; may return
+    // early, so callers re-check their condition and the clock.
+    void wait(uint32_t key, Clock::time_point deadline) noexcept;
+    // Call after making the condition true.
+    void notify_all() noexcept
+    {
+        light_barrier();
+        if ((state_.load(std::memory_order_relaxed) >> 32) != 0) [[unlikely]]
+            notify_slow();
+    }
+
+private:
+    static constexpr uint64_t one_waiter = uint64_t(1) << 32;
+    void notify_slow() noexcept;
+    // Low half: the epoch, which is the futex word (little-endian); high half: waiters not yet
+    // notified.
+    std::atomic<uint64_t> state_{0};
+};
+
+// Bounded MPMC ring with a sequence number per slot (D. Vyukov). Multiple producers because
+// any thread may publish; multiple consumers because a `latest` publisher evicts the oldest.
+// Positions are 64-bit and never wrap. A slot is free for position p when seq == p, and holds
+// the message of position p when seq == p + 1.
+template <class T>
+class Ring
+{
+public:
+    explicit Ring(uint64_t capacity)
+        : mask_(capacity - 1)
+        , slots_(std::make_unique<Slot[]>(capacity))
+    {
+        for (uint64_t i = 0; i < capacity; ++i) slots_[i].seq.store(i, std::memory_order_relaxed);
+    }
+    ~Ring()
+    {
+        const uint64_t tail = tail_.load(std::memory_order_acquire);
+        for (uint64_t p = head_.load(std::memory_order_acquire); p != tail; ++p) {
+            Slot& s = slots_[p & mask_];
+            if (s.seq.load(std::memory_order_acquire) == p + 1) s.value.~T();
+        }
+    }
+    Ring(const Ring&) = delete;
+    Ring& operator=(const Ring&) = delete;
+
+    // Moves `value` in and sets *pos to its position, or returns false (and leaves `value`) when
+    // the slot at the tail is not free yet.
+    bool try_push(T& value, uint64_t* pos_out) noexcept
+    {
+        uint64_t pos = tail_.load(std::memory_order_relaxed);
+        Slot* s;
+        for (;;) {
+            s = &slots_[pos & mask_];
+            const int64_t dif = int64_t(s->seq.load(std::memory_order_acquire) - pos);
+            if (dif == 0) {
+                if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+            } else if (dif < 0) {
+                return false;
+            } else {
+                pos = tail_.load(std::memory_order_relaxed);
+            }
+        }
+        ::new (static_cast<void*>(&s->value)) T(std::move(value));
+        s->seq.store(pos + 1, std::memory_order_release);
+        *pos_out = pos;
+        return true;
+    }
+
+    std::optional<T> try_pop() noexcept
+    {
+        uint64_t pos = head_.load(std::memory_order_relaxed);
+        Slot* s;
+        for (;;) {
+            s = &slots_[pos & mask_];
+            const int64_t dif = int64_t(s->seq.load(std::memory_order_acquire) - (pos + 1));
+            if (dif == 0) {
+                if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
+            } else if (dif < 0) {
+                return std::nullopt;
+            } else {
+                pos = head_.load(std::memory_order_relaxed);
+            }
+        }
+        std::optional<T> out(std::move(s->value));
+        s->value.~T();
+        s->seq.store(pos + mask_ + 1, std::memory_order_release);
+        return out;
+    }
+
+    // Whether the head slot holds a message / the tail slot is free.
+    bool readable() const noexcept
+    {
+        const uint64_t pos = head_.load(std::memory_order_acquire);
+        return slots_[pos & mask_].seq.load(std::memory_order_acquire) == pos + 1;
+    }
+    bool writable() const noexcept
+    {
+        const uint64_t pos = tail_.load(std::memory_order_acquire);
+        return slots_[pos & mask_].seq.load(std::memory_order_acquire) == pos;
+    }
+    // Whether the n slots from the tail on are all free (checked at the last of them).
+    bool writable_run(uint64_t n) const noexcept
+    {
+        const uint64_t pos = tail_.load(std::memory_order_relaxed) + n - 1;
+        return int64_t(slots_[pos & mask_].seq.load(std::memory_order_relaxed) - pos) >= 0;
+    }
+    uint64_t head() const noexcept { return head_.load(std::memory_order_relaxed); }
+    uint64_t tail() const noexcept { return tail_.load(std::memory_order_relaxed); }
+    uint64_t capacity() const noexcept { return mask_ + 1; }
+
+private:
+    struct Slot
+    {
+        Slot() { }
+        ~Slot() { }
+        std::atomic<uint64_t> seq{0};
+        union {
+            T value;
+        };
+    };
+    const uint64_t mask_;
+    const std::unique_ptr<Slot[]> slots_;
+    alignas(cache_line) std::atomic<uint64_t> tail_{0}; // producers' line
+    alignas(cache_line) std::atomic<uint64_t> head_{0}; // consumers' line
+    char pad_[cache_line - sizeof(std::atomic<uint64_t>)];
+};
+
+// The type-independent part of a subscription.
+class SubCore
+{
+public:
+    SubCore(const SubscribeOptions& options, uint64_t capacity);
+    virtual ~SubCore() = default;
+    SubCore(const SubCore&) = delete;
+    SubCore& operator=(const SubCore&) = delete;
+
+    bool is_closed() const noexcept { return closed_.load(std::memory_order_seq_cst); }
+    // Marks closed, wakes every waiter, discards what is queued. Idempotent.
+    void close() noexcept;
+    SubscriptionStats stats() const;
+
+    const std::string name_;
+    const Delivery delivery_;
+    const std::chrono::nanoseconds spin_;
+
+    // Read on every operation, written only by sleepers and close.
+    alignas(cache_line) std::atomic<bool> closed_{false};
+    EventCount not_empty_; // consumers sleep here
+    EventCount not_full_;  // lossless publishers sleep here
+
+    // Written by publishers on the slow paths (a new high-water mark, eviction, refusal).
+    alignas(cache_line) std::atomic<uint64_t> head_seen_{0}; // a recent head, to skip most checks
+    std::atomic<uint64_t> depth_max_{0};
+    std::atomic<uint64_t> evicted_{0};
+    std::atomic<uint64_t> refused_{0};
+    std::atomic<uint64_t> discarded_{0}; // popped but not delivered because of close
+
+protected:
+    virtual uint64_t drain() noexcept = 0; // pops and destroys everything queued
+    virtual uint64_t head() const noexcept = 0;
+    virtual uint64_t tail() const noexcept = 0;
+    virtual uint64_t capacity() const noexcept = 0;
+};
+
+// A subscriber list, immutable once installed. The snapshot owns its subscriptions, so a
+// publisher that holds it may use them even after they unsubscribed.
+struct Snapshot
+{
+    std::vector<std::shared_ptr<SubCore>> subs;
+};
+
+// Hazard slots: a publisher writes the snapshot it is about to use into a slot of its thread's
+// record (a plain store), and a subscriber-list change frees a replaced snapshot only when no
+// slot names it. This keeps shared counters (and their cache-line traffic) off the publish path.
+// Records belong to threads and are reused after a thread exits; they live as long as the
+// process. Slots nest, in case a message's copy constructor publishes.
+struct HazardRecord
+{
+    static constexpr int n_slots = 4;
+    std::atomic<const void*> slots[n_slots] = {};
+    int depth = 0; // owner thread only
+    std::atomic<bool> in_use{false};
+    HazardRecord* next = nullptr; // set before the record is published
+};
+inline thread_local HazardRecord* this_thread_hazards = nullptr;
+HazardRecord* acquire_hazard_record(); // for this thread, on its first publish
+
+// The type-independent part of a topic.
+class TopicCore
+{
+public:
+    TopicCore(std::string name, std::type_index type, std::string type_name, bool closed);
+    ~TopicCore();
+    TopicCore(const TopicCore&) = delete;
+    TopicCore& operator=(const TopicCore&) = delete;
+
+    void attach(std::shared_ptr<SubCore> sub);
+    void detach(SubCore* sub) noexcept;
+    void close() noexcept;
+    TopicStats stats() const;
+    bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+
+    const std::string name_;
+    const std::type_index type_;
+    const std::string type_name_;
+
+    // Read by every publish, written only by subscribe, unsubscribe and close.
+    alignas(cache_line) std::atomic<bool> closed_;
+    std::atomic<const Snapshot*> current_{nullptr};
+    // Written by every publish.
+    alignas(cache_line) std::atomic<uint64_t> published_{0};
+    std::atomic<uint64_t> failed_{0};
+
+private:
+    void install_locked(); // publishes a new Snapshot of subs_, retires the old one
+    void reclaim_locked() noexcept; // frees retired snapshots that no hazard slot names
+    alignas(cache_line) mutable std::mutex mutex_;
+    std::vector<std::shared_ptr<SubCore>> subs_; // guarded by mutex_
+    std::vector<const Snapshot*> retired_;       // guarded by mutex_
+};
+
+// Holds the topic's current snapshot in a hazard slot for the duration of one publish.
+class SnapshotPin
+{
+public:
+    explicit SnapshotPin(const TopicCore& topic)
+    {
+        record_ = this_thread_hazards ? this_thread_hazards : acquire_hazard_record();
+        slot_ = &record_->slots[record_->depth++];
+        const Snapshot* s = topic.current_.load(std::memory_order_acquire);
+        for (;;) { // announce, then make sure it was still current once announced
+            slot_->store(s, std::memory_order_release);
+            light_barrier();
+            const Snapshot* again = topic.current_.load(std::memory_order_acquire);
+            if (again == s) break;
+            s = again;
+        }
+        snapshot_ = s;
+    }
+    ~SnapshotPin()
+    {
+        slot_->store(nullptr, std::memory_order_release);
+        --record_->depth;
+    }
+    SnapshotPin(const SnapshotPin&) = delete;
+    SnapshotPin& operator=(const SnapshotPin&) = delete;
+    const Snapshot& operator*() const noexcept { return *snapshot_; }
+
+private:
+    HazardRecord* record_;
+    std::atomic<const void*>* slot_;
+    const Snapshot* snapshot_;
+};
+
+std::string type_name(const std::type_info& type); // demangled
+
+[[noreturn]] void throw_empty_handle(const char* what);
+[[noreturn]] void throw_nested_publish(const TopicCore& topic);
+[[noreturn]] void throw_publish_failure(const TopicCore& topic, const PublishResult& result,
+                                        const std::string& why);
+void describe_refusal(std::string* why, const SubCore& sub, std::chrono::nanoseconds timeout,
+                      bool closed);
+uint64_t checked_capacity(const SubscribeOptions& options, const std::string& topic);
+
+// Short spin a lossless publisher allows itself before it sleeps on a full queue.
+inline constexpr std::chrono::nanoseconds publish_spin{std::chrono::microseconds(20)};
+
+template <class T>
+class SubState final : public SubCore
+{
+public:
+    SubState(const SubscribeOptions& options, uint64_t capacity)
+        : SubCore(options, capacity)
+        , ring_(capacity)
+    {
+    }
+
+    // Publisher side. Moves from `value` when the message is queued.
+    void push(T& value, TopicCore& topic, Clock::time_point& deadline,
+              std::chrono::nanoseconds timeout, PublishResult& result, std::string* why) noexcept
+    {
+        uint64_t pos;
+        if (!is_closed() && ring_.try_push(value, &pos)) [[likely]] {
+            pushed(pos);
+            ++result.n_delivered;
+            return;
+        }
+        push_slow(value, topic, deadline, timeout, result, why);
+    }
+
+    // Consumer side.
+    std::optional<T> try_receive() noexcept
+    {
+        if (is_closed()) [[unlikely]]
+            return std::nullopt;
+        std::optional<T> message = ring_.try_pop();
+        if (!message) return message;
+        not_full_.notify_all();
+        if (is_closed()) [[unlikely]] { // close raced with the pop: it must not be delivered
+            discarded_.fetch_add(1, std::memory_order_relaxed);
+            return std::nullopt;
+        }
+        return message;
+    }
+
+    std::optional<T> receive_until(Clock::time_point deadline) noexcept
+    {
+        if (std::optional<T> message = try_receive()) return message;
+        if (spin_.count() > 0) {
+            SpinPlace place;
+            if (place.take()) {
+                const Clock::time_point start = Clock::now();
+                const Clock::time_point end = std::min(start + spin_, deadline);
+                bool polite = false;
+                for (uint32_t n = 1;; ++n) {
+                    if (std::optional<T> message = try_receive()) return message;
+                    if (is_closed()) return std::nullopt;
+                    if (polite)
+                        yield_cpu();
+                    else
+                        cpu_relax();
+                    if (polite || (n & 15) == 0) {
+                        const Clock::time_point now = Clock::now();
+                        if (now >= end) break;
+                        polite = now - start >= busy_spin;
+                    }
+                }
+            }
+        }
+        for (;;) {
+            if (std::optional<T> message = try_receive()) return message;
+            if (is_closed()) return std::nullopt;
+            const uint32_t key = not_empty_.prepare_wait();
+            if (is_closed() || ring_.readable()) {
+                not_empty_.cancel_wait(key);
+                continue;
+            }
+            if (Clock::now() >= deadline) {
+                not_empty_.cancel_wait(key);
+                return std::nullopt;
+            }
+            not_empty_.wait(key, deadline);
+        }
+    }
+
+private:
+    uint64_t drain() noexcept override
+    {
+        uint64_t n = 0;
+        while (ring_.try_pop()) ++n;
+        not_full_.notify_all();
+        return n;
+    }
+    uint64_t head() const noexcept override { return ring_.head(); }
+    uint64_t tail() const noexcept override { return ring_.tail(); }
+    uint64_t capacity() const noexcept override { return ring_.capacity(); }
+
+    // After a push at `pos`: wake a sleeping consumer, track the high-water mark. head_seen_
+    // is a stale lower bound of the head, so the consumer's line is read only when the depth
+    // might be a new maximum.
+    void pushed(uint64_t pos) noexcept
+    {
+        not_empty_.notify_all();
+        const int64_t upper = int64_t(pos + 1 - head_seen_.load(std::memory_order_relaxed));
+        if (upper > int64_t(depth_max_.load(std::memory_order_relaxed))) [[unlikely]]
+            note_depth(pos);
+    }
+
+    [[gnu::noinline]] void note_depth(uint64_t pos) noexcept
+    {
+        const uint64_t head = ring_.head();
+        head_seen_.store(head, std::memory_order_relaxed);
+        if (pos + 1 <= head) return;
+        const uint64_t depth = pos + 1 - head;
+        uint64_t max = depth_max_.load(std::memory_order_relaxed);
+        while (depth > max
+               && !depth_max_.compare_exchange_weak(max, depth, std::memory_order_relaxed)) { }
+    }
+
+    [[gnu::noinline]] void push_slow(T& value, TopicCore& topic, Clock::time_point& deadline,
+                                     std::chrono::nanoseconds timeout, PublishResult& result,
+                                     std::string* why) noexcept
+    {
+        uint64_t pos;
+        bool waited = false;
+        Clock::time_point spin_start, spin_end;
+        SpinPlace spin;
+        for (;;) {
+            if (is_closed()) {
+                if (topic.is_closed()) { // the bus closed under us: say so
+                    ++result.n_refused;
+                    result.status = PublishStatus::closed;
+                    describe_refusal(why, *this, timeout, true);
+                }
+                return; // unsubscribed: it is simply no longer a subscriber
+            }
+            if (ring_.try_push(value, &pos)) {
+                pushed(pos);
+                ++result.n_delivered;
+                return;
+            }
+            if (delivery_ == Delivery::latest) {
+                // Full: drop the oldest. When the ring only looks full because a consumer is
+                // still moving a message out of the tail slot, wait for it instead.
+                if (ring_.tail() - ring_.head() >= ring_.capacity()) {
+                    if (ring_.try_pop()) evicted_.fetch_add(1, std::memory_order_relaxed);
+                } else {
+                    cpu_relax();
+                }
+                continue;
+            }
+            const Clock::time_point now = Clock::now();
+            if (!waited) {
+                waited = true;
+                if (deadline == Clock::time_point::min()) deadline = deadline_after(timeout);
+                spin_start = now;
+                spin_end = now + publish_spin;
+                spin.take();
+            }
+            if (now >= deadline) {
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                ++result.n_refused;
+                if (result.status == PublishStatus::ok) result.status = PublishStatus::timeout;
+                describe_refusal(why, *this, timeout, false);
+                return;
+            }
+            if (spin.held() && now >= spin_end) spin.release();
+            if (spin.held()) {
+                // Wait for a run of free slots, not just one: refilling slot by slot right behind
+                // the consumer would bounce each cache line between the two cores twice.
+                const uint64_t run = std::min<uint64_t>(ring_.capacity() / 4, 64);
+                if (now - spin_start < busy_spin)
+                    for (int i = 0; i < 64 && !ring_.writable_run(run); ++i) cpu_relax();
+                else if (!ring_.writable_run(run))
+                    yield_cpu();
+                continue;
+            }
+            const uint32_t key = not_full_.prepare_wait();
+            if (is_closed() || ring_.writable()) {
+                not_full_.cancel_wait(key);
+                continue;
+            }
+            not_full_.wait(key, deadline);
+        }
+    }
+
+    Ring<T> ring_;
+};
+
+// Fans one message out to every current subscriber: copies for all but the last, which gets
+// the original moved in. With Buffer or shared_ptr payloads a copy is a reference increment.
+template <class T>
+PublishResult publish(TopicCore& topic, T& message, std::chrono::nanoseconds timeout,
+                      std::string* why)
+{
+    PublishResult result;
+    if (topic.is_closed()) [[unlikely]] {
+        topic.failed_.fetch_add(1, std::memory_order_relaxed);
+        result.status = PublishStatus::closed;
+        return result;
+    }
+    if (this_thread_hazards && this_thread_hazards->depth == HazardRecord::n_slots) [[unlikely]]
+        throw_nested_publish(topic);
+    const SnapshotPin pin(topic);
+    topic.published_.fetch_add(1, std::memory_order_relaxed);
+    Clock::time_point deadline = Clock::time_point::min(); // computed on the first wait
+    const std::shared_ptr<SubCore>* subs = (*pin).subs.data();
+    const size_t n = (*pin).subs.size();
+    for (size_t i = 0; i + 1 < n; ++i) {
+        T copy(message);
+        static_cast<SubState<T>&>(*subs[i]).push(copy, topic, deadline, timeout, result, why);
+    }
+    if (n != 0)
+        static_cast<SubState<T>&>(*subs[n - 1]).push(message, topic, deadline, timeout, result, why);
+    if (result.status != PublishStatus::ok) [[unlikely]]
+        topic.failed_.fetch_add(1, std::memory_order_relaxed);
+    return result;
+}
+
+struct BusCore;
+
+} // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Subscription: one subscriber's bounded queue on a topic. Move-only; unsubscribes when
+// destroyed. An empty (default-constructed) Subscription behaves as closed.
+
+template <class T>
+class Subscription
+{
+public:
+    Subscription() = default;
+    Subscription(Subscription&&) noexcept = default;
+    Subscription& operator=(Subscription&& other) noexcept
+    {
+        if (this != &other) {
+            unsubscribe();
+            state_ = std::move(other.state_);
+            topic_ = std::move(other.topic_);
+        }
+        return *this;
+    }
+    ~Subscription() { unsubscribe(); }
+
+    // The oldest queued message, or nullopt when the queue is empty or closed. Never blocks.
+    std::optional<T> try_receive() noexcept
+    {
+        return state_ ? state_->try_receive() : std::nullopt;
+    }
+    // Waits for a message; nullopt only once the subscription is closed (bus closed or
+    // unsubscribed). Spins for SubscribeOptions::spin, then sleeps without using a core.
+    std::optional<T> receive() noexcept
+    {
+        return state_ ? state_->receive_until(detail::Clock::time_point::max()) : std::nullopt;
+    }
+    // Like receive(), but also returns nullopt after `timeout`; closed() tells the two apart.
+    std::optional<T> receive_for(std::chrono::nanoseconds timeout) noexcept
+    {
+        return state_ ? state_->receive_until(detail::deadline_after(timeout)) : std::nullopt;
+    }
+
+    // True once the bus closed or this subscription was unsubscribed (or is empty).
+    bool closed() const noexcept { return !state_ || state_->is_closed(); }
+    // Leaves the topic: publishers stop seeing it, waiters wake, queued messages are discarded
+    // (counted as dropped). Idempotent; stats() keeps working afterwards.
+    void unsubscribe() noexcept
+    {
+        if (topic_) topic_->detach(state_.get());
+        topic_.reset();
+    }
+    SubscriptionStats stats() const { return state_ ? state_->stats() : SubscriptionStats{}; }
+    explicit operator bool() const noexcept { return state_ != nullptr; }
+
+private:
+    friend class Topic<T>;
+    Subscription(std::shared_ptr<detail::SubState<T>> state,
+                 std::shared_ptr<detail::TopicCore> topic)
+        : state_(std::move(state))
+        , topic_(std::move(topic))
+    {
+    }
+    std::shared_ptr<detail::SubState<T>> state_;
+    std::shared_ptr<detail::TopicCore> topic_; // null once unsubscribed
+};
+
+// ---------------------------------------------------------------------------------------------
+// Topic: a cheap, copyable handle to a named channel that carries messages of type T.
+//
+// T is copied into each subscriber's queue, so keep it small: put large payloads in a Buffer or
+// a std::shared_ptr<const X>, whose copies share the bytes. T must be nothrow-movable.
+
+template <class T>
+class Topic
+{
+    static_assert(!std::is_reference_v<T> && !std::is_const_v<T>, "use a plain value type");
+    static_assert(std::is_nothrow_move_constructible_v<T>, "messages must be nothrow-movable");
+    static_assert(std::is_copy_constructible_v<T>, "messages are copied for each subscriber");
+    static_assert(sizeof(T) <= 1024,
+                  "large messages must travel as iris::Buffer or std::shared_ptr<const T>");
+
+public:
+    Topic() = default; // empty: every call throws Error(invalid_argument)
+
+    const std::string& name() const { return core().name_; }
+
+    // Adds a subscriber that sees every message published from now on. Throws
+    // Error(invalid_argument) for a bad capacity. On a closed bus the subscription is closed.
+    Subscription<T> subscribe(SubscribeOptions options = {}) const
+    {
+        const uint64_t capacity = detail::checked_capacity(options, core().name_);
+        auto state = std::make_shared<detail::SubState<T>>(options, capacity);
+        core_->attach(state);
+        return Subscription<T>(std::move(state), core_);
+    }
+
+    // Queues `message` for every current subscriber. `latest` subscribers never make it wait;
+    // for each full `lossless` subscriber it waits (spinning briefly, then sleeping) until
+    // `timeout` has passed since its first wait. Throws Error(timeout) naming the subscribers
+    // that did not get the message (the others did), Error(closed) if the bus is closed; an
+    // exception from T's copy constructor propagates.
+    void publish(T message, std::chrono::nanoseconds timeout = default_publish_timeout) const
+    {
+        std::string why;
+        const PublishResult result = detail::publish(core(), message, timeout, &why);
+        if (!result.ok()) [[unlikely]]
+            detail::throw_publish_failure(*core_, result, why);
+    }
+    // Same without exceptions for timeout and close: the result says what happened.
+    PublishResult try_publish(T message,
+                              std::chrono::nanoseconds timeout = default_publish_timeout) const
+    {
+        return detail::publish(core(), message, timeout, nullptr);
+    }
+
+    TopicStats stats() const { return core().stats(); }
+    explicit operator bool() const noexcept { return core_ != nullptr; }
+
+private:
+    friend class Bus;
+    explicit Topic(std::shared_ptr<detail::TopicCore> core)
+        : core_(std::move(core))
+    {
+    }
+    detail::TopicCore& core() const
+    {
+        if (!core_) [[unlikely]]
+            detail::throw_empty_handle("Topic");
+        return *core_;
+    }
+    std::shared_ptr<detail::TopicCore> core_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Bus: the registry of topics. Usually one per process, created by the app and passed down.
+
+class Bus
+{
+public:
+    Bus();
+    ~Bus(); // closes
+    Bus(const Bus&) = delete;
+    Bus& operator=(const Bus&) = delete;
+
+    // The topic called `name`, created on first use. Every caller gets the same channel. Throws
+    // Error(invalid_argument) if the name is empty or the topic already carries another type.
+    template <class T>
+    Topic<T> topic(const std::string& name)
+    {
+        return Topic<T>(find_or_add(name, typeid(T)));
+    }
+
+    // Closes every topic and subscription: waiting publishers and consumers wake, publish fails
+    // with `closed`, receive returns nullopt, queued messages are discarded (counted as
+    // dropped). Idempotent. Topics asked for later are born closed.
+    void close();
+    bool closed() const noexcept;
+
+    // Every topic, sorted by name.
+    std::vector<TopicStats> stats() const;
+
+private:
+    std::shared_ptr<detail::TopicCore> find_or_add(const std::string& name,
+                                                   const std::type_info& type);
+    std::unique_ptr<detail::BusCore> core_;
+};
+
+} // namespace iris

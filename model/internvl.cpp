@@ -1,0 +1,259 @@
+// InternVL: checkpoint loading, the vision → LLM hand-over (<IMG_CONTEXT> replacement, spec
+// §7.4) and the public entry points of the network.
+#include "model/cpu/ops.h"
+#include "model/network-impl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace iris::model {
+
+// ---------------------------------------------------------------------------------------------
+// Weights
+
+int64_t Weight::numel() const
+{
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
+
+Weight Weight::from_values(std::vector<float> values, std::vector<int64_t> shape)
+{
+    Weight w;
+    w.owned = std::move(values);
+    w.data = w.owned.data();
+    w.shape = std::move(shape);
+    return w;
+}
+
+namespace {
+std::string shape_str(const std::vector<int64_t>& shape)
+{
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + "]";
+}
+} // namespace
+
+WeightLoader::WeightLoader(const WeightSet& weights, std::string origin,
+                           std::function<void(float, const char*)> progress)
+    : weights_(weights)
+    , origin_(std::move(origin))
+    , progress_(std::move(progress))
+{
+    for (const auto& name : weights_.names())
+        if (const TensorInfo* t = weights_.find(name)) bytes_total_ += t->nbytes;
+}
+
+bool WeightLoader::has(const std::string& name) const
+{
+    return weights_.find(name) != nullptr;
+}
+
+Weight WeightLoader::get_optional(const std::string& name, const std::vector<int64_t>& shape)
+{
+    if (!has(name)) return {};
+    return get(name, shape);
+}
+
+Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape)
+{
+    const TensorInfo* t = weights_.find(name);
+    if (!t) throw Error(ErrorKind::not_found, origin_ + ": tensor " + name + " is missing");
+    if (t->shape != shape)
+        throw Error(ErrorKind::invalid_input,
+                    strfmt("%s: tensor %s has shape %s, expected %s from config.json",
+                           origin_.c_str(), name.c_str(), shape_str(t->shape).c_str(),
+                           shape_str(shape).c_str()));
+    Weight w;
+    w.shape = shape;
+    const int64_t n = t->numel();
+    if (t->dtype == DType::f32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+        // In place: the pages are read from the file on first use and shared with the page cache.
+        w.data = reinterpret_cast<const float*>(t->data);
+        bytes_mapped_ += t->nbytes;
+    } else if (t->dtype == DType::bf16 || t->dtype == DType::f16) {
+        // Converted once to f32 (twice the file's bytes in memory), on every thread: a bf16
+        // checkpoint of InternVL2.5-1B is ~1 G values.
+        w.owned.resize(size_t(n));
+        float* dst = w.owned.data();
+        const uint8_t* src = t->data;
+        const bool bf16 = t->dtype == DType::bf16;
+        cpu::parallel_range(n, 1 << 16, [&](int64_t lo, int64_t hi) {
+            for (int64_t i = lo; i < hi; ++i) {
+                uint16_t bits;
+                std::memcpy(&bits, src + 2 * i, 2);
+                dst[i] = bf16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+            }
+        });
+        w.data = dst;
+        bytes_owned_ += size_t(n) * sizeof(float);
+    } else if (t->dtype == DType::f32) {
+        w.owned = t->to_f32();
+        w.data = w.owned.data();
+        bytes_owned_ += size_t(n) * sizeof(float);
+    } else {
+        throw Error(ErrorKind::unsupported,
+                    strfmt("%s: tensor %s has dtype %s; weights must be "
+                           "F32, BF16 or F16",
+                           origin_.c_str(), name.c_str(), dtype_name(t->dtype)));
+    }
+    bytes_done_ += t->nbytes;
+    if (progress_ && bytes_total_ > 0)
+        progress_(float(double(bytes_done_) / double(bytes_total_)), name.c_str());
+    return w;
+}
+
+// ---------------------------------------------------------------------------------------------
+// InternVL
+
+InternVL::InternVL(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl))
+{ }
+
+InternVL::~InternVL() = default;
+
+std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptions& options)
+{
+    const int64_t t0 = now_us();
+    cpu::init_blas();
+    if (options.progress) options.progress(0.f, "config.json");
+    ModelConfig config = ModelConfig::load(dir + "/config.json");
+    WeightSet weights = WeightSet::open_dir(dir);
+    auto impl = std::make_unique<Impl>(std::move(config), std::move(weights));
+
+    WeightLoader loader(impl->weights, dir, options.progress);
+    load_vision(loader, impl->config, impl->vision);
+    load_llm(loader, impl->config.llm, impl->llm);
+    impl->bytes_owned = loader.bytes_owned();
+    impl->bytes_mapped = loader.bytes_mapped();
+    if (options.progress) options.progress(1.f, "done");
+
+    IRIS_LOG_INFO("loaded %s (%s, %d+%d layers) in %.0f ms: %.1f MB converted, %.1f MB mapped, "
+                  "%d threads",
+                  dir.c_str(), impl->config.llm.arch == LlmArch::internlm2 ? "InternLM2" : "Qwen2",
+                  impl->config.vision.num_hidden_layers, impl->config.llm.num_hidden_layers,
+                  double(now_us() - t0) / 1000.0, double(impl->bytes_owned) / 1e6,
+                  double(impl->bytes_mapped) / 1e6, cpu::n_threads());
+    return std::make_unique<InternVL>(std::move(impl));
+}
+
+const ModelConfig& InternVL::config() const
+{
+    return impl_->config;
+}
+
+int InternVL::num_image_token() const
+{
+    return impl_->config.num_image_token();
+}
+
+size_t InternVL::weight_bytes_owned() const
+{
+    return impl_->bytes_owned;
+}
+size_t InternVL::weight_bytes_mapped() const
+{
+    return impl_->bytes_mapped;
+}
+
+std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, int n_tiles,
+                                           VisionTrace* trace) const
+{
+    const ModelConfig& c = impl_->config;
+    const int64_t s = c.force_image_size;
+    const int64_t per_tile = int64_t(c.vision.num_channels) * s * s;
+    if (n_tiles < 0 || int64_t(pixel_values.size()) != int64_t(n_tiles) * per_tile)
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("encode_images: %zu pixel values for %d tiles of %d×%lld×%lld",
+                           pixel_values.size(), n_tiles, c.vision.num_channels, (long long)s,
+                           (long long)s));
+    const int grid = int(s / c.vision.patch_size);
+    const int r = int(std::lround(1.0 / double(c.downsample_ratio)));
+    if (s % c.vision.patch_size != 0 || r <= 0 || grid % r != 0)
+        throw Error(
+            ErrorKind::unsupported,
+            strfmt("encode_images: tiles of %lld px do not give a patch grid divisible by %d",
+                   (long long)s, r));
+    if (n_tiles == 0) return {};
+    return vision_forward(impl_->vision, c, pixel_values.data(), n_tiles, trace);
+}
+
+std::unique_ptr<KvCache> InternVL::new_cache() const
+{
+    const LlmConfig& c = impl_->config.llm;
+    return std::make_unique<KvCache>(std::make_unique<KvCache::Impl>(
+        c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.max_position_embeddings));
+}
+
+namespace {
+
+// Writes the embeddings of ids into out [ids.size(), H] (see InternVL::embed).
+void embed_into(const LlmWeights& w, const LlmConfig& c, std::span<const int32_t> ids,
+                std::span<const float> visual, int32_t img_context_id, float* out)
+{
+    const int64_t h = c.hidden_size;
+    if (visual.size() % size_t(h) != 0)
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("visual tokens: %zu values is not a multiple of the hidden size %lld",
+                           visual.size(), (long long)h));
+    const size_t n_visual = visual.size() / size_t(h);
+    size_t n_ctx = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (ids[i] < 0 || ids[i] >= c.vocab_size)
+            throw Error(ErrorKind::invalid_argument,
+                        strfmt("token id %d at position %zu is outside the vocabulary (%d)", ids[i],
+                               i, c.vocab_size));
+        n_ctx += ids[i] == img_context_id;
+    }
+    if (n_ctx != n_visual)
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("%zu <IMG_CONTEXT> tokens (id %d) but %zu visual tokens", n_ctx,
+                           img_context_id, n_visual));
+    size_t next_visual = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        const float* src = ids[i] == img_context_id ? visual.data() + (next_visual++) * size_t(h)
+                                                    : w.embed.data + int64_t(ids[i]) * h;
+        std::memcpy(out + i * size_t(h), src, size_t(h) * sizeof(float));
+    }
+}
+
+} // namespace
+
+std::vector<float> InternVL::embed(std::span<const int32_t> ids, std::span<const float> visual,
+                                   int32_t img_context_id) const
+{
+    std::vector<float> out(ids.size() * size_t(impl_->config.llm.hidden_size));
+    embed_into(impl_->llm, impl_->config.llm, ids, visual, img_context_id, out.data());
+    return out;
+}
+
+std::span<const float> InternVL::forward(KvCache& cache, std::span<const int32_t> ids,
+                                         std::span<const float> visual, int32_t img_context_id,
+                                         bool all_logits, LlmTrace* trace) const
+{
+    const LlmConfig& c = impl_->config.llm;
+    if (ids.empty()) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+    // The embeddings go to the cache's scratch: a decode step allocates nothing.
+    auto& buf = cache.impl().scratch.embed;
+    if (buf.size() < ids.size() * size_t(c.hidden_size))
+        buf.resize(ids.size() * size_t(c.hidden_size));
+    embed_into(impl_->llm, c, ids, visual, img_context_id, buf.data());
+    return llm_forward(impl_->llm, c, cache.impl(), buf.data(), int(ids.size()), all_logits, trace);
+}
+
+std::span<const float> InternVL::forward_embeddings(KvCache& cache,
+                                                    std::span<const float> embeddings, int n_tokens,
+                                                    bool all_logits, LlmTrace* trace) const
+{
+    const LlmConfig& c = impl_->config.llm;
+    if (n_tokens <= 0 || embeddings.size() != size_t(n_tokens) * size_t(c.hidden_size))
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("forward_embeddings: %zu values for %d tokens of width %d",
+                           embeddings.size(), n_tokens, c.hidden_size));
+    return llm_forward(impl_->llm, c, cache.impl(), embeddings.data(), n_tokens, all_logits, trace);
+}
+
+} // namespace iris::model

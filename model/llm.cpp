@@ -1,0 +1,224 @@
+// The decoder (spec §9): Qwen2 and InternLM2 share one pre-norm block; they differ only in
+// tensor names, InternLM2's fused wqkv (split at load, §9.2) and which biases exist.
+#include "model/cpu/ops.h"
+#include "model/network-impl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace iris::model {
+
+namespace {
+
+// InternLM2's wqkv rows are [kv_head][q_0..q_{G-1}, k, v][D] (spec §9.2). Splits a weight
+// [(Nh + 2Nkv)·D, cols] (cols = 1 for the bias) into contiguous q [Nh·D], k and v [Nkv·D] rows,
+// query head kvh·G + g coming from slot g of group kvh.
+void split_wqkv(const Weight& wqkv, int n_heads, int n_kv, int d, int64_t cols, Weight& q,
+                Weight& k, Weight& v)
+{
+    const int g = n_heads / n_kv;
+    const int64_t slot = int64_t(d) * cols; // floats per head slot
+    std::vector<float> qv(size_t(n_heads * slot)), kv(size_t(n_kv * slot)), vv(size_t(n_kv * slot));
+    for (int h = 0; h < n_kv; ++h) {
+        const float* group = wqkv.data + int64_t(h) * (g + 2) * slot;
+        for (int j = 0; j < g; ++j)
+            std::memcpy(qv.data() + (int64_t(h) * g + j) * slot, group + j * slot,
+                        size_t(slot) * 4);
+        std::memcpy(kv.data() + h * slot, group + g * slot, size_t(slot) * 4);
+        std::memcpy(vv.data() + h * slot, group + (g + 1) * slot, size_t(slot) * 4);
+    }
+    auto shape = [&](int64_t rows) {
+        return cols == 1 ? std::vector<int64_t> {rows} : std::vector<int64_t> {rows, cols};
+    };
+    q = Weight::from_values(std::move(qv), shape(int64_t(n_heads) * d));
+    k = Weight::from_values(std::move(kv), shape(int64_t(n_kv) * d));
+    v = Weight::from_values(std::move(vv), shape(int64_t(n_kv) * d));
+}
+
+} // namespace
+
+void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
+{
+    const int64_t h = c.hidden_size, f = c.intermediate_size, d = c.head_dim, vocab = c.vocab_size;
+    const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+    if (h <= 0 || f <= 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0 || d <= 0 || d % 2 != 0
+        || vocab <= 0 || c.num_hidden_layers <= 0)
+        throw Error(ErrorKind::invalid_input, "llm_config: inconsistent sizes");
+    const bool internlm2 = c.arch == LlmArch::internlm2;
+    const std::string m = "language_model.model.";
+
+    out.embed
+        = ld.get(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"), {vocab, h});
+    out.layers.resize(size_t(c.num_hidden_layers));
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+        LlmLayer& L = out.layers[size_t(l)];
+        std::string pre = m + strfmt("layers.%d.", l);
+        if (internlm2) {
+            L.attn_norm = ld.get(pre + "attention_norm.weight", {h});
+            Weight wqkv = ld.get(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
+            split_wqkv(wqkv, int(nh), int(nkv), int(d), h, L.q_w, L.k_w, L.v_w);
+            if (c.attention_bias) {
+                Weight bqkv = ld.get(pre + "attention.wqkv.bias", {(nh + 2 * nkv) * d});
+                split_wqkv(bqkv, int(nh), int(nkv), int(d), 1, L.q_b, L.k_b, L.v_b);
+            }
+            L.o_w = ld.get(pre + "attention.wo.weight", {h, nh * d});
+            if (c.attention_bias) L.o_b = ld.get(pre + "attention.wo.bias", {h});
+            L.ffn_norm = ld.get(pre + "ffn_norm.weight", {h});
+            L.gate_w = ld.get(pre + "feed_forward.w1.weight", {f, h});
+            L.up_w = ld.get(pre + "feed_forward.w3.weight", {f, h});
+            L.down_w = ld.get(pre + "feed_forward.w2.weight", {h, f});
+        } else {
+            // Qwen2: q/k/v always carry biases, o_proj never does.
+            L.attn_norm = ld.get(pre + "input_layernorm.weight", {h});
+            L.q_w = ld.get(pre + "self_attn.q_proj.weight", {nh * d, h});
+            L.q_b = ld.get(pre + "self_attn.q_proj.bias", {nh * d});
+            L.k_w = ld.get(pre + "self_attn.k_proj.weight", {nkv * d, h});
+            L.k_b = ld.get(pre + "self_attn.k_proj.bias", {nkv * d});
+            L.v_w = ld.get(pre + "self_attn.v_proj.weight", {nkv * d, h});
+            L.v_b = ld.get(pre + "self_attn.v_proj.bias", {nkv * d});
+            L.o_w = ld.get(pre + "self_attn.o_proj.weight", {h, nh * d});
+            L.ffn_norm = ld.get(pre + "post_attention_layernorm.weight", {h});
+            L.gate_w = ld.get(pre + "mlp.gate_proj.weight", {f, h});
+            L.up_w = ld.get(pre + "mlp.up_proj.weight", {f, h});
+            L.down_w = ld.get(pre + "mlp.down_proj.weight", {h, f});
+        }
+    }
+    out.norm = ld.get(m + "norm.weight", {h});
+
+    // spec §1.3: InternVLChatConfig forces untied embeddings, so the reference builds its own
+    // lm_head and expects it in the file. If it is missing the reference would run with random
+    // weights; tying is our best guess, and it must be loud.
+    const std::string head
+        = internlm2 ? "language_model.output.weight" : "language_model.lm_head.weight";
+    out.lm_head = ld.get_optional(head, {vocab, h});
+    if (!out.lm_head) {
+        if (c.tie_word_embeddings) {
+            IRIS_LOG_INFO("%s is absent: tied to the input embedding (tie_word_embeddings)",
+                          head.c_str());
+        } else {
+            IRIS_LOG_WARN(
+                "%s is MISSING from the checkpoint although tie_word_embeddings is false: "
+                "using the input embedding as the output projection. The reference "
+                "implementation would not do this; check the top-1 logits against it.",
+                head.c_str());
+        }
+    }
+}
+
+// The RoPE base for a forward whose sequence ends at total_len tokens, following the
+// reference's dynamic-NTK state rules (spec §9.1); plain rope_theta while the sequence fits in
+// max_position_embeddings.
+double rope_base(const LlmConfig& c, KvCache::Impl& cache, int64_t total_len)
+{
+    if (c.rope_scaling_type != "dynamic") return double(c.rope_theta);
+    const int64_t max_pos = c.max_position_embeddings;
+    if (c.arch == LlmArch::internlm2) {
+        // InternLM2DynamicNTKScalingRotaryEmbedding rebuilds its cos/sin cache for the current
+        // KV length whenever that exceeds the cached length, and never shrinks it.
+        cache.rope_len = std::max(cache.rope_len, total_len);
+    } else {
+        // transformers' dynamic_rope_update: grow with max(position)+1, and reset to the
+        // original frequencies once a forward fits in max_position_embeddings again.
+        if (total_len > cache.rope_len) cache.rope_len = total_len;
+        if (total_len < max_pos && cache.rope_len > max_pos) cache.rope_len = max_pos;
+    }
+    const int64_t len = cache.rope_len;
+    if (len <= max_pos) return double(c.rope_theta);
+    const double f = double(c.rope_scaling_factor), d = double(c.head_dim);
+    return double(c.rope_theta)
+        * std::pow(f * double(len) / double(max_pos) - (f - 1.0), d / (d - 2.0));
+}
+
+namespace {
+
+template<typename T> T* grow(std::vector<T>& v, size_t n)
+{
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+} // namespace
+
+std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCache::Impl& cache,
+                                   const float* embeddings, int n, bool all_logits, LlmTrace* trace)
+{
+    const int64_t h = c.hidden_size, f = c.intermediate_size, d = c.head_dim, vocab = c.vocab_size;
+    const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+    const int64_t qw = nh * d, kw = nkv * d;
+    const int n_layers = c.num_hidden_layers;
+    const int pos0 = cache.n_tokens;
+
+    cache.reserve(pos0 + n);
+    auto& s = cache.scratch;
+    float* x = grow(s.x, size_t(n * h));
+    float* hb = grow(s.h, size_t(n * std::max(h, qw)));
+    float* q = grow(s.q, size_t(n * qw));
+    float* kn = grow(s.kn, size_t(n * kw));
+    float* vn = grow(s.vn, size_t(n * kw));
+    float* attn = grow(s.attn, size_t(n * qw));
+    float* gate = grow(s.gate, size_t(n * f));
+    float* up = grow(s.up, size_t(n * f));
+    std::memcpy(x, embeddings, size_t(n * h) * sizeof(float));
+
+    // Rotary tables for positions pos0..pos0+n-1.
+    float* inv_freq = grow(s.inv_freq, size_t(d / 2));
+    cpu::rope_inv_freq(int(d), rope_base(c, cache, pos0 + n), inv_freq);
+    int64_t* pos = grow(s.pos, size_t(n));
+    for (int i = 0; i < n; ++i) pos[i] = pos0 + i;
+    float* cos_t = grow(s.cos, size_t(n * d / 2));
+    float* sin_t = grow(s.sin, size_t(n * d / 2));
+    const float pos_scale = c.rope_scaling_type == "linear" ? c.rope_scaling_factor : 1.0f;
+    cpu::rope_tables(pos, n, inv_freq, int(d), pos_scale, cos_t, sin_t);
+
+    if (trace) {
+        trace->hidden_states.assign(size_t((n_layers + 1) * n * h), 0.f);
+        std::memcpy(trace->hidden_states.data(), x, size_t(n * h) * sizeof(float));
+    }
+    // Eager attention divides q·kᵀ by sqrt(head_dim).
+    const float scale = float(1.0 / std::sqrt(double(d)));
+
+    for (int l = 0; l < n_layers; ++l) {
+        const LlmLayer& L = w.layers[size_t(l)];
+        // Attention block: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x).
+        cpu::rms_norm(x, n, h, L.attn_norm.data, c.rms_norm_eps, hb);
+        cpu::linear(hb, n, h, L.q_w.data, qw, L.q_b ? L.q_b.data : nullptr, q);
+        cpu::linear(hb, n, h, L.k_w.data, kw, L.k_b ? L.k_b.data : nullptr, kn);
+        cpu::linear(hb, n, h, L.v_w.data, kw, L.v_b ? L.v_b.data : nullptr, vn);
+        cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t);
+        cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t);
+        cache.store(l, pos0, n, kn, vn);
+        cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.k[size_t(l)].data(),
+                              cache.v[size_t(l)].data(), cache.capacity, scale, attn, s.attention);
+        cpu::linear(attn, n, qw, L.o_w.data, h, L.o_b ? L.o_b.data : nullptr, hb);
+        cpu::add_rows(x, hb, nullptr, n, h);
+
+        // MLP block: x += down(silu(gate(h)) ⊙ up(h)), h = RMSNorm(x).
+        cpu::rms_norm(x, n, h, L.ffn_norm.data, c.rms_norm_eps, hb);
+        cpu::linear(hb, n, h, L.gate_w.data, f, nullptr, gate);
+        cpu::linear(hb, n, h, L.up_w.data, f, nullptr, up);
+        cpu::silu_mul(gate, up, gate, n * f);
+        cpu::linear(gate, n, f, L.down_w.data, h, nullptr, hb);
+        cpu::add_rows(x, hb, nullptr, n, h);
+
+        if (trace)
+            std::memcpy(trace->hidden_states.data() + (l + 1) * n * h, x,
+                        size_t(n * h) * sizeof(float));
+    }
+
+    // Final norm and lm_head: only for the rows whose logits are wanted.
+    const int first = all_logits ? 0 : n - 1;
+    const int n_out = n - first;
+    if (trace) {
+        trace->final_norm.assign(size_t(n * h), 0.f);
+        cpu::rms_norm(x, n, h, w.norm.data, c.rms_norm_eps, trace->final_norm.data());
+    }
+    cpu::rms_norm(x + first * h, n_out, h, w.norm.data, c.rms_norm_eps, hb);
+    float* logits = grow(s.logits, size_t(n_out * vocab));
+    cpu::linear(hb, n_out, h, w.lm_head_data(), vocab, nullptr, logits);
+
+    cache.n_tokens = pos0 + n;
+    return {logits, size_t(n_out * vocab)};
+}
+
+} // namespace iris::model

@@ -1,0 +1,189 @@
+// Private to the model module: the weights and forward passes of the InternVL network
+// (vision.cpp, llm.cpp, kv-cache.cpp, internvl.cpp). The public API is in model/model.h.
+#pragma once
+
+#include "model/model.h"
+
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace iris::model {
+
+// A weight tensor in f32: a view into a memory-mapped F32 tensor, or an owned converted copy.
+// Move-only (`data` may point into `owned`, whose buffer survives a move).
+struct Weight
+{
+    const float* data = nullptr;
+    std::vector<float> owned;
+    std::vector<int64_t> shape;
+
+    Weight() = default;
+    Weight(Weight&&) noexcept = default;
+    Weight& operator=(Weight&&) noexcept = default;
+    Weight(const Weight&) = delete;
+    Weight& operator=(const Weight&) = delete;
+
+    explicit operator bool() const { return data != nullptr; }
+    int64_t numel() const;
+    // Takes ownership of values with the given shape.
+    static Weight from_values(std::vector<float> values, std::vector<int64_t> shape);
+};
+
+// Reads tensors of a checkpoint by name, checks their shapes, converts them to f32 and reports
+// progress by bytes.
+class WeightLoader
+{
+public:
+    WeightLoader(const WeightSet& weights, std::string origin,
+                 std::function<void(float, const char*)> progress);
+
+    // The tensor `name` with exactly `shape`. Throws Error(not_found) if absent and
+    // Error(invalid_input) naming the tensor, the expected and the actual shape otherwise.
+    Weight get(const std::string& name, const std::vector<int64_t>& shape);
+    // The same, but an absent tensor gives an empty Weight.
+    Weight get_optional(const std::string& name, const std::vector<int64_t>& shape);
+    bool has(const std::string& name) const;
+
+    size_t bytes_owned() const { return bytes_owned_; }
+    size_t bytes_mapped() const { return bytes_mapped_; }
+
+private:
+    const WeightSet& weights_;
+    std::string origin_;
+    std::function<void(float, const char*)> progress_;
+    size_t bytes_total_ = 0;
+    size_t bytes_done_ = 0;
+    size_t bytes_owned_ = 0;
+    size_t bytes_mapped_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Vision encoder (InternViT) and projector (mlp1)
+
+struct VisionLayer
+{
+    Weight norm1_w, norm1_b; // [C] (bias absent for RMSNorm)
+    Weight qkv_w, qkv_b; // [3C, C], [3C] (bias optional)
+    Weight q_norm_w, q_norm_b; // [C] when qk_normalization
+    Weight k_norm_w, k_norm_b; // [C]
+    Weight proj_w, proj_b; // [C, C], [C]
+    Weight ls1; // [C]
+    Weight norm2_w, norm2_b; // [C]
+    Weight fc1_w, fc1_b; // [I, C], [I]
+    Weight fc2_w, fc2_b; // [C, I], [C]
+    Weight ls2; // [C]
+};
+
+struct VisionWeights
+{
+    Weight patch_w, patch_b; // [C, 3, p, p], [C]
+    Weight cls; // [1, 1, C]
+    Weight pos; // [1, 1 + g0², C]
+    int pos_grid = 0; // g0: the grid the position embedding was trained for
+    std::vector<VisionLayer> layers;
+    // mlp1: LayerNorm(r²C, eps 1e-5) -> Linear(r²C -> H) -> GELU -> Linear(H -> H)
+    Weight mlp_ln_w, mlp_ln_b, mlp_fc1_w, mlp_fc1_b, mlp_fc2_w, mlp_fc2_b;
+};
+
+void load_vision(WeightLoader& loader, const ModelConfig& config, VisionWeights& out);
+
+// pixels [n_tiles, 3, S, S] -> [n_tiles · num_image_token, H].
+std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& config,
+                                  const float* pixels, int n_tiles, VisionTrace* trace);
+
+// ---------------------------------------------------------------------------------------------
+// Language model (Qwen2 / InternLM2 decoder)
+
+struct LlmLayer
+{
+    Weight attn_norm; // [H]
+    Weight q_w, q_b; // [Nh·D, H], [Nh·D] (bias: Qwen2 always, InternLM2 when `bias`)
+    Weight k_w, k_b; // [Nkv·D, H]
+    Weight v_w, v_b; // [Nkv·D, H]
+    Weight o_w, o_b; // [H, Nh·D], [H] (bias: InternLM2 with `bias` only)
+    Weight ffn_norm; // [H]
+    Weight gate_w; // [F, H]
+    Weight up_w; // [F, H]
+    Weight down_w; // [H, F]
+};
+
+struct LlmWeights
+{
+    Weight embed; // [V, H]
+    std::vector<LlmLayer> layers;
+    Weight norm; // [H]
+    Weight lm_head; // [V, H]; empty when tied to `embed`
+    const float* lm_head_data() const { return lm_head ? lm_head.data : embed.data; }
+};
+
+void load_llm(WeightLoader& loader, const LlmConfig& config, LlmWeights& out);
+
+// The RoPE base for a forward that brings the cache to total_len tokens: rope_theta, or the
+// dynamic-NTK base of spec §9.1 once the sequence passes max_position_embeddings. Updates the
+// cache's rope_len with the reference's rules (InternLM2: grows, never shrinks; Qwen2: grows,
+// resets when a forward fits again).
+double rope_base(const LlmConfig& config, KvCache::Impl& cache, int64_t total_len);
+
+// Runs n tokens (embeddings [n, H]) through the decoder, appending them to the cache, and
+// returns logits ([1, V] for the last token, or [n, V]) in the cache's buffer.
+std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
+                                   KvCache::Impl& cache, const float* embeddings, int n,
+                                   bool all_logits, LlmTrace* trace);
+
+// ---------------------------------------------------------------------------------------------
+// KV cache
+
+struct KvCache::Impl
+{
+    Impl(int n_layers, int n_kv_heads, int head_dim, int max_position_embeddings);
+
+    int n_layers;
+    int n_kv_heads;
+    int head_dim;
+    int n_tokens = 0;
+    int capacity = 0; // tokens per KV head allocated in every layer
+    // Per layer: keys / values [n_kv_heads, capacity, D], head-major so that one head's keys
+    // are a contiguous [n_tokens, D] matrix for the attention products. Keys are stored rotated.
+    std::vector<std::vector<float>> k, v;
+
+    // Sequence length the rotary frequencies were last computed for, for the dynamic-NTK rules
+    // of spec §9.1 (the reference keeps this state across calls).
+    int64_t rope_len;
+
+    // Scratch of the forward pass, grown on demand and reused (decoding allocates nothing).
+    struct Scratch
+    {
+        std::vector<float> embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin, inv_freq;
+        std::vector<int64_t> pos;
+        std::vector<std::vector<float>> attention; // one per thread
+    } scratch;
+
+    // Makes room for n_total tokens (grows in chunks of kChunk tokens, by at least 1.5x).
+    void reserve(int n_total);
+    // Stores the rotated keys and values of n tokens at positions pos0.. of a layer:
+    // k_new, v_new [n, n_kv_heads·D].
+    void store(int layer, int pos0, int n, const float* k_new, const float* v_new);
+    size_t bytes() const;
+
+    static constexpr int kChunk = 256;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+struct InternVL::Impl
+{
+    Impl(ModelConfig config_, WeightSet weights_)
+        : config(std::move(config_))
+        , weights(std::move(weights_))
+    { }
+    ModelConfig config;
+    WeightSet weights; // keeps the mapped files alive for the in-place F32 tensors
+    VisionWeights vision;
+    LlmWeights llm;
+    size_t bytes_owned = 0;
+    size_t bytes_mapped = 0;
+};
+
+} // namespace iris::model

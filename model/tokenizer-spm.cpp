@@ -1,0 +1,123 @@
+// InternLM2's SentencePiece tokenizer (spec §10.2) through libsentencepiece, wrapped like the
+// official InternLM2Tokenizer: added tokens split out first, each remaining segment encoded on
+// its own (so it gets its own dummy prefix when the model has add_dummy_prefix), BOS prepended.
+#include "model/tokenizer-impl.h"
+
+#include <sentencepiece_processor.h>
+
+namespace iris::model::detail {
+
+namespace {
+
+class SpmTokenizer final : public TokenizerBase
+{
+public:
+    explicit SpmTokenizer(TokenizerSettings s)
+    {
+        const std::string path = path_join(s.dir, "tokenizer.model");
+        const auto status = sp_.Load(path);
+        if (!status.ok())
+            throw Error(ErrorKind::invalid_input,
+                        "'" + path + "' is not a valid SentencePiece model: " + status.ToString());
+        piece_size_ = sp_.GetPieceSize();
+        if (piece_size_ <= 0) throw Error(ErrorKind::invalid_input, "'" + path + "' has no pieces");
+
+        // InternLM2Tokenizer's defaults; it never cleans up in _decode unless configured, and
+        // keeps PreTrainedTokenizer's spaces_between_special_tokens=True.
+        TokenizerSettings defaults;
+        defaults.bos = {true, "<s>"};
+        defaults.eos = {true, "</s>"};
+        defaults.unk = {true, "<unk>"};
+        defaults.pad = {true, "</s>"};
+        const bool clean_up = s.clean_up_tokenization_spaces.value_or(false);
+        init_common(std::move(s), defaults, /*default_add_bos=*/true, true, clean_up);
+        // InternLM2Tokenizer.bos_token_id / eos_token_id come from the model itself.
+        if (sp_.bos_id() >= 0 && sp_.bos_id() < piece_size_) bos_id_ = sp_.bos_id();
+        if (sp_.eos_id() >= 0 && sp_.eos_id() < piece_size_) eos_id_ = sp_.eos_id();
+    }
+
+protected:
+    std::string normalize(std::string_view text) const override { return std::string(text); }
+
+    void encode_segment(std::string_view segment, std::vector<int32_t>& out) const override
+    {
+        std::vector<int> ids;
+        const auto status = sp_.Encode(segment, &ids);
+        if (!status.ok())
+            throw Error(ErrorKind::internal, "SentencePiece encode failed: " + status.ToString());
+        out.insert(out.end(), ids.begin(), ids.end());
+    }
+
+    std::string decode_run(std::span<const int32_t> ids) const override
+    {
+        std::string text;
+        const auto status = sp_.Decode(std::vector<int>(ids.begin(), ids.end()), &text);
+        if (!status.ok())
+            throw Error(ErrorKind::internal, "SentencePiece decode failed: " + status.ToString());
+        return text;
+    }
+
+    int32_t model_size() const override { return piece_size_; }
+    bool model_has_id(int32_t id) const override { return id >= 0 && id < piece_size_; }
+    bool model_is_control(int32_t id) const override
+    {
+        return sp_.IsControl(id) || sp_.IsUnknown(id);
+    }
+    std::string model_token_text(int32_t id) const override { return sp_.IdToPiece(id); }
+    std::optional<int32_t> model_token_id(std::string_view token) const override
+    {
+        // PieceToId answers unk for unknown strings; only an exact piece counts.
+        const int id = sp_.PieceToId(token);
+        if (id < 0 || id >= piece_size_ || sp_.IdToPiece(id) != token) return std::nullopt;
+        return id;
+    }
+
+    // InternLM2Tokenizer.convert_tokens_to_string (InternVL's vendored copy): special tokens
+    // are kept verbatim, with a space before each that follows ordinary text (or starts the
+    // list); the rest goes through SentencePiece; then the clean-up it always applies. Its
+    // "prefix space" step adds a space and drops it again (tokens[0] is never in the id set it
+    // checks), so it changes nothing.
+    std::string hf_tokens_to_string(const std::vector<std::string>& tokens) const override
+    {
+        std::string out;
+        std::vector<std::string> current;
+        bool prev_is_special = false;
+        for (const auto& token : tokens) {
+            if (hf_is_special_token(token)) {
+                if (!prev_is_special) out += ' ';
+                out += decode_pieces(current);
+                out += token;
+                prev_is_special = true;
+                current.clear();
+            } else {
+                current.push_back(token);
+                prev_is_special = false;
+            }
+        }
+        out += decode_pieces(current);
+        return hf_clean_up_tokenization(std::move(out));
+    }
+
+private:
+    std::string decode_pieces(const std::vector<std::string>& pieces) const
+    {
+        if (pieces.empty()) return {};
+        std::string text;
+        const auto status = sp_.Decode(pieces, &text);
+        if (!status.ok())
+            throw Error(ErrorKind::internal, "SentencePiece decode failed: " + status.ToString());
+        return text;
+    }
+
+    sentencepiece::SentencePieceProcessor sp_;
+    int32_t piece_size_ = 0;
+};
+
+} // namespace
+
+std::unique_ptr<Tokenizer> load_spm_tokenizer(TokenizerSettings settings)
+{
+    return std::make_unique<SpmTokenizer>(std::move(settings));
+}
+
+} // namespace iris::model::detail

@@ -1,0 +1,204 @@
+#include "reasoning/reasoning.h"
+
+#include <algorithm>
+
+namespace iris::reasoning {
+namespace {
+
+std::string strip(std::string_view s)
+{
+    const char* ws = " \t\n\r\f\v";
+    size_t b = s.find_first_not_of(ws);
+    if (b == std::string_view::npos) return {};
+    return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
+}
+
+double ms_since(int64_t t0_us) { return double(now_us() - t0_us) / 1000.0; }
+
+// Prompt tokens are fed in chunks so long prompts report progress and keep activations small.
+constexpr size_t kPrefillChunk = 512;
+
+} // namespace
+
+Engine::Engine(std::unique_ptr<model::InternVL> network, std::unique_ptr<model::Tokenizer> tokenizer)
+    : network_(std::move(network))
+    , tokenizer_(std::move(tokenizer))
+{
+    template_ = &reasoning::chat_template(network_->config().template_name);
+    auto img = tokenizer_->token_id("<IMG_CONTEXT>");
+    if (!img) throw Error(ErrorKind::invalid_input, "the tokenizer has no <IMG_CONTEXT> token");
+    img_context_id_ = *img;
+    std::string sep = strip(template_->sep);
+    auto eos = tokenizer_->token_id(sep);
+    if (!eos) throw Error(ErrorKind::invalid_input, "the tokenizer has no " + sep + " token");
+    eos_id_ = *eos;
+    if (tokenizer_->size() > network_->config().llm.vocab_size)
+        throw Error(ErrorKind::invalid_input,
+                    strfmt("the tokenizer has %d tokens but the model's vocabulary only %d",
+                           tokenizer_->size(), network_->config().llm.vocab_size));
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineOptions& options)
+{
+    model::LoadOptions lo;
+    lo.progress = options.progress;
+    auto network = model::InternVL::load(model_dir, lo);
+    auto tokenizer = model::Tokenizer::load(model_dir);
+    return std::make_unique<Engine>(std::move(network), std::move(tokenizer));
+}
+
+TilingOptions Engine::tiling(int max_tiles) const
+{
+    TilingOptions t = tiling_options(config());
+    if (max_tiles > 0) t.max_tiles = max_tiles;
+    t.min_tiles = std::min(t.min_tiles, t.max_tiles);
+    t.validate();
+    return t;
+}
+
+Session::Session(const Engine& engine, std::string system_message)
+    : engine_(engine)
+    , system_message_(std::move(system_message))
+    , cache_(engine.network().new_cache())
+{
+}
+
+void Session::reset()
+{
+    history_.clear();
+    tiles_.clear();
+    visual_.clear();
+    cached_ids_.clear();
+    cache_->clear();
+}
+
+std::string Session::conversation_text(const std::string& qtext, const std::vector<int>& new_tiles) const
+{
+    std::string text = render_prompt(engine_.chat_template(), system_message_, history_, qtext);
+    std::vector<int> tokens;
+    for (int t : tiles_) tokens.push_back(t * engine_.network().num_image_token());
+    for (int t : new_tiles) tokens.push_back(t * engine_.network().num_image_token());
+    return expand_image_placeholders(text, tokens);
+}
+
+std::vector<int32_t> Session::prompt_ids(const std::string& question, const std::vector<int>& tiles_per_image,
+                                         ImageLayout layout) const
+{
+    std::string text = conversation_text(with_image_placeholders(question, int(tiles_per_image.size()), layout),
+                                         tiles_per_image);
+    return engine_.tokenizer().encode(text, /*add_bos=*/true);
+}
+
+Answer Session::ask(const std::string& question, const std::vector<Image>& images, const AskOptions& options,
+                    const TextCallback& on_text)
+{
+    TilingOptions tiling = engine_.tiling(options.max_tiles);
+    std::vector<PreparedImage> prepared;
+    prepared.reserve(images.size());
+    for (const auto& img : images) prepared.push_back(preprocess_image(img, tiling));
+    return ask(question, prepared, options, on_text);
+}
+
+Answer Session::ask(const std::string& question, const std::vector<PreparedImage>& images,
+                    const AskOptions& options, const TextCallback& on_text)
+{
+    options.sampling.validate();
+    const auto& net = engine_.network();
+    const auto& tok = engine_.tokenizer();
+    const int hidden = net.config().llm.hidden_size;
+    Answer answer;
+
+    // Vision: every new image's tiles in one batch.
+    int64_t t0 = now_us();
+    std::vector<int> new_tiles;
+    std::vector<float> pixels;
+    for (const auto& img : images) {
+        new_tiles.push_back(img.grid.n_tiles);
+        pixels.insert(pixels.end(), img.pixel_values.begin(), img.pixel_values.end());
+    }
+    int n_new_tiles = 0;
+    for (int t : new_tiles) n_new_tiles += t;
+    std::vector<float> new_visual;
+    if (n_new_tiles > 0) new_visual = net.encode_images(pixels, n_new_tiles);
+    answer.stats.n_tiles = n_new_tiles;
+    answer.stats.vision_ms = ms_since(t0);
+
+    // The whole conversation's prompt; what the cache already holds is kept.
+    std::string qtext = with_image_placeholders(question, int(images.size()), options.layout);
+    std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
+    size_t keep = 0;
+    while (keep < ids.size() && keep < cached_ids_.size() && ids[keep] == cached_ids_[keep]) ++keep;
+    if (keep == ids.size()) --keep; // the last prompt token must be fed to get logits
+    cache_->truncate(int(keep));
+    cached_ids_.resize(keep);
+    answer.stats.n_prompt_tokens = int(ids.size());
+    answer.stats.n_reused_tokens = int(keep);
+
+    std::vector<float> visual = visual_;
+    visual.insert(visual.end(), new_visual.begin(), new_visual.end());
+    const int32_t img_id = engine_.img_context_id();
+    size_t visual_row = size_t(std::count(ids.begin(), ids.begin() + keep, img_id));
+
+    t0 = now_us();
+    std::span<const float> logits;
+    for (size_t pos = keep; pos < ids.size(); pos += kPrefillChunk) {
+        size_t end = std::min(ids.size(), pos + kPrefillChunk);
+        std::span<const int32_t> chunk(ids.data() + pos, end - pos);
+        size_t n_img = size_t(std::count(chunk.begin(), chunk.end(), img_id));
+        if ((visual_row + n_img) * size_t(hidden) > visual.size())
+            throw Error(ErrorKind::invalid_argument, "the prompt has more image tokens than the images provide");
+        logits = net.forward(*cache_, chunk,
+                             std::span<const float>(visual.data() + visual_row * hidden, n_img * hidden), img_id);
+        cached_ids_.insert(cached_ids_.end(), chunk.begin(), chunk.end());
+        visual_row += n_img;
+        if (options.progress) options.progress(float(end - keep) / float(ids.size() - keep));
+    }
+    answer.stats.prefill_ms = ms_since(t0);
+
+    // Decode.
+    t0 = now_us();
+    Sampler sampler(options.sampling);
+    std::vector<std::string> stops = options.sampling.stop;
+    for (const auto& s : engine_.chat_template().stop_strings) stops.push_back(s);
+    TextStream stream(tok, stops);
+    std::vector<float> scratch;
+    answer.finish_reason = "length";
+    bool cancelled = false;
+    for (int n = 0; n < options.sampling.max_new_tokens; ++n) {
+        scratch.assign(logits.begin(), logits.end());
+        int32_t next = sampler.sample(scratch, answer.tokens);
+        answer.tokens.push_back(next);
+        if (next == engine_.eos_id()) {
+            answer.finish_reason = "stop";
+            break;
+        }
+        std::string piece = stream.push(next);
+        if (!piece.empty() && on_text && !on_text(piece)) {
+            cancelled = true;
+            break;
+        }
+        if (stream.stopped()) {
+            answer.finish_reason = "stop";
+            break;
+        }
+        if (n + 1 == options.sampling.max_new_tokens) break;
+        logits = net.forward(*cache_, std::span<const int32_t>(&next, 1), {}, img_id);
+        cached_ids_.push_back(next);
+    }
+    if (cancelled) {
+        answer.finish_reason = "cancelled";
+    } else if (!stream.stopped()) {
+        std::string rest = stream.flush();
+        if (!rest.empty() && on_text) on_text(rest);
+    }
+    answer.stats.decode_ms = ms_since(t0);
+    answer.stats.n_generated = int(answer.tokens.size());
+    answer.text = strip(stream.text());
+
+    history_.push_back({qtext, answer.text});
+    tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());
+    visual_ = std::move(visual);
+    return answer;
+}
+
+} // namespace iris::reasoning

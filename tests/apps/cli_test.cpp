@@ -1,0 +1,180 @@
+#include "model/model.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+namespace fs = std::filesystem;
+using iris::model::SafeTensors;
+using iris::model::SafeTensorsWriter;
+
+namespace {
+
+const fs::path golden = IRIS_GOLDEN_DIR;
+
+struct Result
+{
+    int status = -1;
+    std::string out;
+};
+
+// Runs `iris <args>` through the shell; stderr goes to the test log.
+Result run_iris(const std::string& args)
+{
+    Result r;
+    std::string cmd = std::string(IRIS_BINARY) + " " + args;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+fs::path temp_dir()
+{
+    fs::path d = fs::temp_directory_path() / ("iris_cli_test_" + std::to_string(getpid()));
+    fs::create_directories(d);
+    return d;
+}
+
+nlohmann::json index()
+{
+    std::ifstream in(golden / "index.json");
+    return nlohmann::json::parse(in);
+}
+
+std::vector<int64_t> json_ids(const std::string& text) { return nlohmann::json::parse(text).get<std::vector<int64_t>>(); }
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b)
+{
+    EXPECT_EQ(a.size(), b.size());
+    float m = 0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
+
+#define REQUIRE_GOLDEN()                                                                                       \
+    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
+
+} // namespace
+
+TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
+{
+    EXPECT_EQ(run_iris("no-such-command 2>/dev/null").status, 2);
+    EXPECT_EQ(run_iris("tokenize --bogus x 2>/dev/null").status, 1);
+    EXPECT_EQ(run_iris("ask --model /nonexistent/model 'hi' 2>/dev/null").status, 1);
+}
+
+TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
+{
+    REQUIRE_GOLDEN();
+    for (auto& [name, c] : index()["cases"]["full"].items()) {
+        SCOPED_TRACE(name);
+        Result r = run_iris("prompt --json --model " + q(golden / c["model"].get<std::string>()) + " --image "
+                     + q(golden / c["image"].get<std::string>()) + " " + q(c["question"].get<std::string>()));
+        ASSERT_EQ(r.status, 0);
+        auto st = SafeTensors::open((golden / c["file"].get<std::string>()).string());
+        EXPECT_EQ(json_ids(r.out), st.get("input_ids").to_i64());
+    }
+}
+
+TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
+{
+    REQUIRE_GOLDEN();
+    std::ifstream in(golden / "tokenizers/tokenizer_goldens.json");
+    auto goldens = nlohmann::json::parse(in);
+    fs::path dir = temp_dir();
+    for (const char* name : {"tiny_qwen2", "tiny_internlm2"}) {
+        SCOPED_TRACE(name);
+        int checked = 0;
+        for (auto& c : goldens["tokenizers"][name]["cases"]) {
+            if (checked++ == 5) break;
+            fs::path f = dir / "text.txt";
+            std::ofstream(f, std::ios::binary) << c["text"].get<std::string>();
+            Result r = run_iris("tokenize --json --model " + q(golden / "models" / name) + " --file " + q(f));
+            ASSERT_EQ(r.status, 0);
+            EXPECT_EQ(json_ids(r.out), c["ids"].get<std::vector<int64_t>>()) << c["text"];
+        }
+    }
+    Result r = run_iris("tokenize --json --no-bos --model " + q(golden / "models/tiny_internlm2") + " 'a'");
+    ASSERT_EQ(r.status, 0);
+    EXPECT_NE(json_ids(r.out).front(), 1);
+}
+
+TEST(Cli, PreprocessWritesTheOfficialPixelValuesAndTheGrid)
+{
+    REQUIRE_GOLDEN();
+    fs::path out = temp_dir() / "pv.safetensors";
+    ASSERT_EQ(run_iris("preprocess --image " + q(golden / "images/img_448x448.png") + " --out " + q(out)).status, 0);
+    auto got = SafeTensors::open(out.string());
+    auto expect = SafeTensors::open((golden / "preprocess/img_448x448_pixel_values.safetensors").string());
+    EXPECT_EQ(got.get("pixel_values").shape, expect.get("pixel_values").shape);
+    EXPECT_LE(max_abs_diff(got.get("pixel_values").to_f32(), expect.get("pixel_values").to_f32()), 1e-6f);
+    EXPECT_EQ(got.metadata().at("grid"), "1x1");
+
+    ASSERT_EQ(run_iris("preprocess --image " + q(golden / "images/img_800x600.png") + " --out " + q(out)).status, 0);
+    auto grid = SafeTensors::open(out.string());
+    EXPECT_EQ(grid.metadata().at("grid"), "4x3");
+    EXPECT_EQ(grid.get("pixel_values").shape, (std::vector<int64_t>{13, 3, 448, 448}));
+}
+
+// preprocess -> forward -> generate reproduces the official full-model outputs.
+TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
+{
+    REQUIRE_GOLDEN();
+    fs::path dir = temp_dir();
+    for (auto& [name, c] : index()["cases"]["full"].items()) {
+        SCOPED_TRACE(name);
+        fs::path pv = dir / "pv.safetensors", in = dir / "in.safetensors", out = dir / "out.safetensors";
+        ASSERT_EQ(run_iris("preprocess --image " + q(golden / c["image"].get<std::string>()) + " --out " + q(pv)).status, 0);
+        auto full = SafeTensors::open((golden / c["file"].get<std::string>()).string());
+        auto pixels = SafeTensors::open(pv.string());
+        SafeTensorsWriter w;
+        auto ids = full.get("input_ids").to_i64();
+        w.add_i64("input_ids", {int64_t(ids.size())}, ids);
+        w.add_f32("pixel_values", pixels.get("pixel_values").shape, pixels.get("pixel_values").to_f32());
+        w.write(in.string());
+
+        std::string model = q(golden / c["model"].get<std::string>());
+        ASSERT_EQ(run_iris("forward --model " + model + " --in " + q(in) + " --out " + q(out) + " 2>/dev/null").status, 0);
+        auto got = SafeTensors::open(out.string());
+        EXPECT_EQ(got.get("logits").shape, full.get("logits").shape);
+        EXPECT_LE(max_abs_diff(got.get("logits").to_f32(), full.get("logits").to_f32()), 1e-4f);
+
+        Result r = run_iris("generate --json --ignore-eos --max-new-tokens 16 --model " + model + " --in " + q(in) + " 2>/dev/null");
+        ASSERT_EQ(r.status, 0);
+        EXPECT_EQ(json_ids(r.out), full.get("greedy_tokens").to_i64());
+    }
+}
+
+TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
+{
+    REQUIRE_GOLDEN();
+    fs::path dir = temp_dir();
+    std::string model = q(golden / "models/tiny_qwen2");
+    Result r = run_iris("ask --model " + model + " --max-new-tokens 4 --image " + q(golden / "images/img_448x448.png")
+                 + " 'What is it?' 2>/dev/null");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_FALSE(r.out.empty());
+
+    fs::path bad = dir / "bad.png";
+    {
+        std::ifstream src(golden / "images/img_448x448.png", std::ios::binary);
+        std::string bytes((std::istreambuf_iterator<char>(src)), {});
+        std::ofstream(bad, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    }
+    Result b = run_iris("ask --model " + model + " --image " + q(bad) + " 'What is it?' 2>&1");
+    EXPECT_EQ(b.status, 1);
+    EXPECT_NE(b.out.find("bad.png"), std::string::npos) << b.out;
+}

@@ -1,0 +1,103 @@
+#include "reasoning/reasoning.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+using namespace iris::reasoning;
+
+namespace {
+
+const fs::path golden = IRIS_GOLDEN_DIR;
+
+#define REQUIRE_GOLDEN()                                                                                       \
+    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
+
+std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector<int32_t>& ids,
+                                         const std::vector<float>& visual, int n_new)
+{
+    const auto& net = engine.network();
+    auto cache = net.new_cache();
+    auto logits = net.forward(*cache, ids, visual, engine.img_context_id());
+    std::vector<int32_t> out;
+    for (int i = 0; i < n_new; ++i) {
+        int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        out.push_back(next);
+        if (next == engine.eos_id()) break;
+        logits = net.forward(*cache, std::span<const int32_t>(&next, 1), {}, engine.img_context_id());
+    }
+    return out;
+}
+
+} // namespace
+
+// Session::ask builds the official prompt, runs vision and the LLM, and decodes greedily: its
+// tokens equal the official greedy continuation of both golden models.
+TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
+{
+    REQUIRE_GOLDEN();
+    std::ifstream in(golden / "index.json");
+    auto index = nlohmann::json::parse(in);
+    for (auto& [name, c] : index["cases"]["full"].items()) {
+        SCOPED_TRACE(name);
+        auto engine = Engine::load((golden / c["model"].get<std::string>()).string());
+        Session session(*engine);
+        AskOptions opts;
+        opts.sampling.max_new_tokens = 16;
+        std::string streamed;
+        Answer a = session.ask(c["question"].get<std::string>(),
+                               {load_image((golden / c["image"].get<std::string>()).string())}, opts,
+                               [&](std::string_view piece) {
+                                   streamed += piece;
+                                   return true;
+                               });
+        auto expect = c["greedy_tokens_ignoring_eos"].get<std::vector<int32_t>>();
+        EXPECT_EQ(a.tokens, expect);
+        EXPECT_EQ(a.finish_reason, "length");
+        EXPECT_EQ(a.stats.n_prompt_tokens, c["prompt_length"].get<int>());
+        EXPECT_EQ(a.stats.n_reused_tokens, 0);
+        // What was streamed is the answer before stripping the surrounding whitespace.
+        size_t b = streamed.find_first_not_of(" \t\n"), e = streamed.find_last_not_of(" \t\n");
+        EXPECT_EQ(b == std::string::npos ? "" : streamed.substr(b, e - b + 1), a.text);
+        EXPECT_EQ(streamed, engine->tokenizer().decode(a.tokens, true));
+    }
+}
+
+// The second turn reuses the first turn's KV cache and still gets exactly what a fresh forward
+// over the whole two-turn prompt gets.
+TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
+{
+    REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    Session session(*engine);
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 6;
+    auto image = load_image((golden / "images/img_640x320.png").string());
+    session.ask("Describe it.", {image}, opts, {});
+
+    std::vector<int32_t> ids = session.prompt_ids("And the colours?", {});
+    Answer second = session.ask("And the colours?", std::vector<Image>{}, opts, {});
+    EXPECT_GT(second.stats.n_reused_tokens, 3 * 256);
+    EXPECT_EQ(second.stats.n_prompt_tokens, int(ids.size()));
+
+    auto prepared = preprocess_image(image, engine->tiling(0));
+    auto visual = engine->network().encode_images(prepared.pixel_values, prepared.grid.n_tiles);
+    EXPECT_EQ(second.tokens, greedy_from_scratch(*engine, ids, visual, 6));
+}
+
+TEST(Session, CancellingFromTheCallbackStopsGeneration)
+{
+    REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    Session session(*engine);
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 50;
+    int pieces = 0;
+    Answer a = session.ask("Hello", std::vector<Image>{}, opts, [&](std::string_view) { return ++pieces < 2; });
+    EXPECT_EQ(a.finish_reason, "cancelled");
+    EXPECT_LT(a.tokens.size(), 50u);
+}
