@@ -10,11 +10,30 @@
 #include <cstdio>
 #include <map>
 #include <random>
+#include <sys/resource.h>
 
 namespace iris::app {
 namespace {
 
 using nlohmann::json;
+
+double cpu_seconds()
+{
+    rusage u {};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec)
+        + double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Wall time and this process' CPU time since construction: their ratio shows how much of the
+// machine a test got (other jobs on a shared machine lower it, and the figures with it).
+struct Stopwatch
+{
+    int64_t wall0 = now_us();
+    double cpu0 = cpu_seconds();
+    double wall_ms() const { return double(now_us() - wall0) / 1000.0; }
+    double cpu_ms() const { return (cpu_seconds() - cpu0) * 1000.0; }
+};
 
 // One test's timings: each repetition's wall time for `units` tokens or tiles.
 struct Result
@@ -23,6 +42,20 @@ struct Result
     std::string unit; // "token" or "tile"
     int units = 0;
     std::vector<double> ms;
+    double cpu_ms = 0; // summed over the repetitions
+
+    void add(const Stopwatch& w)
+    {
+        ms.push_back(w.wall_ms());
+        cpu_ms += w.cpu_ms();
+    }
+    // CPU time over wall time x threads: 1 when every thread had a core to itself.
+    double cpu_share(int threads) const
+    {
+        double wall = 0;
+        for (double t : ms) wall += t;
+        return wall > 0 ? cpu_ms / (wall * threads) : 0;
+    }
 
     double median_ms() const
     {
@@ -101,11 +134,6 @@ void print_table(const std::vector<std::vector<std::string>>& rows, const std::v
     for (size_t i = 1; i < rows.size(); ++i) line(rows[i]);
 }
 
-double ms_since(int64_t t0)
-{
-    return double(now_us() - t0) / 1000.0;
-}
-
 // Two decimals, or four below 1 so that slow figures (ViT tiles per second) keep their digits.
 std::string figure(double v)
 {
@@ -145,10 +173,10 @@ int cmd_bench(int argc, char** argv)
     ProgressBar bar("loading");
     model::LoadOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
-    int64_t t0 = now_us();
+    const Stopwatch load_time;
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
-    const double load_ms = ms_since(t0);
+    const double load_ms = load_time.wall_ms();
     const auto& cfg = net->config();
     const int vocab = cfg.llm.vocab_size;
     const char* arch = cfg.llm.arch == model::LlmArch::qwen2 ? "qwen2" : "internlm2";
@@ -181,18 +209,18 @@ int cmd_bench(int argc, char** argv)
         for (int r = 0; r < reps; ++r) {
             auto cache = net->new_cache();
             if (n_prompt > 0) {
-                t0 = now_us();
+                const Stopwatch w;
                 net->forward(*cache, prompt, {}, no_image);
-                pp.ms.push_back(ms_since(t0));
+                pp.add(w);
             }
             if (n_gen > 0) {
-                t0 = now_us();
+                const Stopwatch w;
                 for (int i = 0; i < n_gen; ++i) {
                     net->forward(*cache, std::span<const int32_t>(&gen[size_t(i)], 1), {},
                                  no_image);
                     if (i % 8 == 7) run.update(float(r * n_gen + i + 1) / float(reps * n_gen));
                 }
-                tg.ms.push_back(ms_since(t0));
+                tg.add(w);
             }
             run.update(float(r + 1) / float(reps));
             kv_bytes = std::max(kv_bytes, cache->bytes());
@@ -209,9 +237,9 @@ int cmd_bench(int argc, char** argv)
         Result vit {strfmt("vit%d x%d", s, n_tiles), "tile", n_tiles, {}};
         ProgressBar run("vision");
         for (int r = 0; r < reps; ++r) {
-            t0 = now_us();
+            const Stopwatch w;
             auto visual = net->encode_images(pixels, n_tiles);
-            vit.ms.push_back(ms_since(t0));
+            vit.add(w);
             run.update(float(r + 1) / float(reps));
         }
         run.finish();
@@ -232,7 +260,8 @@ int cmd_bench(int argc, char** argv)
                              {"min_ms", r.min_ms()},
                              {"median_per_s", r.per_s(r.median_ms())},
                              {"best_per_s", r.per_s(r.min_ms())},
-                             {"median_ms_per_unit", r.median_ms() / r.units}});
+                             {"median_ms_per_unit", r.median_ms() / r.units},
+                             {"cpu_share", r.cpu_share(threads)}});
         json out = {{"model", dir},
                     {"model_name", model_name},
                     {"arch", arch},
@@ -266,18 +295,21 @@ int cmd_bench(int argc, char** argv)
         human_params(files.params).c_str(), human_bytes(double(files.bytes)).c_str(),
         files.dtypes.c_str(), human_bytes(double(net->weight_bytes_owned())).c_str(),
         human_bytes(double(net->weight_bytes_mapped())).c_str(), load_ms / 1000.0);
-    std::printf("kv cache: %s at %d tokens; threads %d; %d reps (t/s: median, best; ms: median per "
-                "unit)\n\n",
+    std::printf("kv cache: %s at %d tokens; threads %d; %d reps\n",
                 human_bytes(double(kv_bytes)).c_str(), n_prompt + n_gen, threads, reps);
+    std::printf(
+        "t/s: median (vision: tiles/s), best t/s: fastest rep, ms/unit: median, cpu: CPU time\n"
+        "over wall time x threads (other jobs taking cores, or serial work, lower it)\n\n");
     std::vector<std::vector<std::string>> rows
-        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit"}};
+        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit", "cpu"}};
     for (const auto& r : results) {
         // For vision "t/s" counts tiles per second; the unit column says which.
         rows.push_back({model_name, human_bytes(double(files.bytes)), std::to_string(threads),
                         r.name, figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
-                        figure(r.median_ms() / r.units) + " ms/" + r.unit});
+                        figure(r.median_ms() / r.units) + " ms/" + r.unit,
+                        strfmt("%.0f%%", 100 * r.cpu_share(threads))});
     }
-    print_table(rows, {false, true, true, false, true, true, true});
+    print_table(rows, {false, true, true, false, true, true, true, true});
     return 0;
 }
 

@@ -349,19 +349,17 @@ void write_weights(const fs::path& path, std::vector<TensorSpec> specs, model::D
     std::sort(specs.begin(), specs.end(),
               [](const TensorSpec& a, const TensorSpec& b) { return a.name < b.name; });
     const size_t elem = model::dtype_size(dtype);
-    std::string header = "{\"__metadata__\":" + json(metadata).dump();
+    // json objects keep their keys sorted, which is also the order of the data here.
+    json index = {{"__metadata__", metadata}};
     uint64_t offset = 0;
     for (const auto& s : specs) {
         const uint64_t nbytes = uint64_t(numel(s.shape)) * elem;
-        header.append(",").append(json(s.name).dump()).append(":{\"dtype\":\"");
-        header.append(model::dtype_name(dtype))
-            .append("\",\"shape\":")
-            .append(json(s.shape).dump());
-        header.append(strfmt(",\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
-                             (unsigned long long)(offset + nbytes)));
+        index[s.name] = {{"dtype", model::dtype_name(dtype)},
+                         {"shape", s.shape},
+                         {"data_offsets", {offset, offset + nbytes}}};
         offset += nbytes;
     }
-    header += "}";
+    std::string header = index.dump();
     header.append((8 - header.size() % 8) % 8, ' ');
     const uint64_t total = offset;
 

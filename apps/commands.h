@@ -12,6 +12,7 @@ int cmd_forward(int argc, char** argv);
 int cmd_generate(int argc, char** argv);
 int cmd_ask(int argc, char** argv);
 int cmd_chat(int argc, char** argv);
+int cmd_eval(int argc, char** argv);
 int cmd_make_random(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 

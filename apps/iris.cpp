@@ -58,6 +58,7 @@ const Command commands[] = {
     {"info", iris::app::cmd_info, "print the version, build features and the devices found"},
     {"ask", iris::app::cmd_ask, "answer a question about images, streaming the answer"},
     {"chat", iris::app::cmd_chat, "interactive multi-turn chat"},
+    {"eval", iris::app::cmd_eval, "score a generated question set (exact match per task)"},
     {"tokenize", iris::app::cmd_tokenize, "print the token ids of a text"},
     {"prompt", iris::app::cmd_prompt, "print the ids of the full templated prompt"},
     {"preprocess", iris::app::cmd_preprocess, "tile an image and write its pixel values"},

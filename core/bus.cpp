@@ -43,8 +43,10 @@ Buffer Buffer::adopt(std::vector<uint8_t>&& bytes)
 const char* delivery_name(Delivery delivery)
 {
     switch (delivery) {
-    case Delivery::lossless: return "lossless";
-    case Delivery::latest: return "latest";
+    case Delivery::lossless:
+        return "lossless";
+    case Delivery::latest:
+        return "latest";
     }
     return "unknown";
 }
@@ -57,16 +59,21 @@ namespace detail {
 // instead makes the rare side pay: it interrupts every CPU running one of our threads and runs
 // a full fence there, so the hot side's program order (kept by a compiler barrier) is enough.
 
-std::atomic<bool> asymmetric_barriers{false};
+std::atomic<bool> asymmetric_barriers {false};
+#if defined(__SANITIZE_THREAD__)
+std::atomic<int> tsan_fence_word {0};
+#endif
 
 void init_barriers() noexcept
 {
     static const bool done = [] {
 #if defined(__linux__) && defined(SYS_membarrier)
+        // IRIS_BUS_FENCES=symmetric forces the fallback, to test it or to rule membarrier out.
+        const char* forced = std::getenv("IRIS_BUS_FENCES");
+        if (forced != nullptr && std::strcmp(forced, "symmetric") == 0) return true;
         const long query = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
         const bool ok = query >= 0 && (query & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0
-                        && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0)
-                                   == 0;
+            && syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
         asymmetric_barriers.store(ok, std::memory_order_release);
         if (!ok) IRIS_LOG_DEBUG("bus: membarrier unavailable, using symmetric fences");
 #endif
@@ -85,14 +92,14 @@ void heavy_barrier() noexcept
         std::abort();
     }
 #endif
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    full_fence();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Spinning places
 
 namespace {
-std::atomic<int> spinners{0};
+std::atomic<int> spinners {0};
 const int max_spinners = std::max(1, int(std::thread::hardware_concurrency() / 2));
 } // namespace
 
@@ -104,16 +111,22 @@ bool start_spinning() noexcept
     return false;
 }
 
-void stop_spinning() noexcept { spinners.fetch_sub(1, std::memory_order_relaxed); }
+void stop_spinning() noexcept
+{
+    spinners.fetch_sub(1, std::memory_order_relaxed);
+}
 
-void yield_cpu() noexcept { std::this_thread::yield(); }
+void yield_cpu() noexcept
+{
+    std::this_thread::yield();
+}
 
 // ---------------------------------------------------------------------------------------------
 // Hazard records
 
 namespace {
 
-std::atomic<HazardRecord*> hazard_records{nullptr};
+std::atomic<HazardRecord*> hazard_records {nullptr};
 
 // Hands this thread's record back when the thread exits.
 struct HazardOwner
@@ -143,8 +156,10 @@ HazardRecord* acquire_hazard_record()
     }
     if (found == nullptr) {
         // Records are never freed: a scan may be reading one at any time.
+        static std::atomic<uint32_t> n_records {0};
         found = std::make_unique<HazardRecord>().release();
         found->in_use.store(true, std::memory_order_relaxed);
+        found->index = n_records.fetch_add(1, std::memory_order_relaxed);
         HazardRecord* head = hazard_records.load(std::memory_order_relaxed);
         do {
             found->next = head;
@@ -154,6 +169,16 @@ HazardRecord* acquire_hazard_record()
     hazard_owner.record = found;
     this_thread_hazards = found;
     return found;
+}
+
+std::atomic<const void*>* nested_hazard_slot(HazardRecord& record, const TopicCore& topic)
+{
+    for (int i = 1; i < HazardRecord::n_slots; ++i)
+        if (record.slots[i].load(std::memory_order_relaxed) == nullptr) return &record.slots[i];
+    throw Error(ErrorKind::internal,
+                strfmt("bus: publish on topic '%s' nested %d deep (a message's copy constructor "
+                       "publishing?)",
+                       topic.name_.c_str(), HazardRecord::n_slots));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,16 +203,17 @@ uint32_t* futex_word(std::atomic<uint64_t>& state) noexcept
     return reinterpret_cast<uint32_t*>(&state);
 }
 
-void futex_wait(std::atomic<uint64_t>& state, uint32_t expected, Clock::time_point deadline) noexcept
+void futex_wait(std::atomic<uint64_t>& state, uint32_t expected,
+                Clock::time_point deadline) noexcept
 {
 #if defined(__linux__)
     // steady_clock is CLOCK_MONOTONIC, which FUTEX_WAIT_BITSET takes as an absolute deadline.
-    timespec ts{};
+    timespec ts {};
     timespec* timeout = nullptr;
     if (deadline != Clock::time_point::max()) {
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                deadline.time_since_epoch())
-                                .count();
+        const auto ns
+            = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch())
+                  .count();
         if (ns <= 0) return;
         ts.tv_sec = time_t(ns / 1000000000);
         ts.tv_nsec = long(ns % 1000000000);
@@ -232,19 +258,19 @@ void EventCount::notify_slow() noexcept
     uint64_t s = state_.load(std::memory_order_seq_cst);
     do {
         if ((s >> 32) == 0) return;
-    } while (!state_.compare_exchange_weak(s, uint64_t(uint32_t(s) + 1), std::memory_order_seq_cst));
+    } while (
+        !state_.compare_exchange_weak(s, uint64_t(uint32_t(s) + 1), std::memory_order_seq_cst));
     futex_wake_all(state_);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Subscriptions
 
-SubCore::SubCore(const SubscribeOptions& options, uint64_t /*capacity*/)
+SubCore::SubCore(const SubscribeOptions& options)
     : name_(options.name.empty() ? std::string("(unnamed)") : options.name)
     , delivery_(options.delivery)
     , spin_(std::max(options.spin, std::chrono::microseconds::zero()))
-{
-}
+{ }
 
 void SubCore::close() noexcept
 {
@@ -391,7 +417,7 @@ TopicStats TopicCore::stats() const
     TopicStats s;
     s.name = name_;
     s.type = type_name_;
-    s.published = published_.load(std::memory_order_relaxed);
+    for (const Counter& c : published_) s.published += c.n.load(std::memory_order_relaxed);
     s.failed = failed_.load(std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
     s.subscriptions.reserve(subs_.size());
@@ -406,16 +432,8 @@ std::string type_name(const std::type_info& type)
 {
     int status = 0;
     std::unique_ptr<char, void (*)(void*)> name(
-            abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+        abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
     return status == 0 && name ? std::string(name.get()) : std::string(type.name());
-}
-
-void throw_nested_publish(const TopicCore& topic)
-{
-    throw Error(ErrorKind::internal,
-                strfmt("bus: publish on topic '%s' nested %d deep (a message's copy constructor "
-                       "publishing?)",
-                       topic.name_.c_str(), HazardRecord::n_slots));
 }
 
 void throw_empty_handle(const char* what)
@@ -424,34 +442,33 @@ void throw_empty_handle(const char* what)
                 strfmt("bus: this %s handle is empty (default-constructed)", what));
 }
 
-void describe_refusal(std::string* why, const SubCore& sub, std::chrono::nanoseconds timeout,
-                      bool closed)
+void describe_refusal(std::string* why, const SubCore& sub, bool closed)
 {
     if (why == nullptr) return;
     try {
-        if (!why->empty()) *why += "; ";
-        if (closed)
-            *why += strfmt("'%s' was waiting for room when the bus closed", sub.name_.c_str());
-        else
-            *why += strfmt("lossless subscriber '%s' stayed full for %.3f ms", sub.name_.c_str(),
-                           std::chrono::duration<double, std::milli>(timeout).count());
+        if (!why->empty()) *why += ", ";
+        *why += strfmt(closed ? "'%s' (was waiting for room)" : "'%s' (lossless, capacity %llu)",
+                       sub.name_.c_str(), static_cast<unsigned long long>(sub.capacity()));
     } catch (...) {
         // Out of memory while describing a failure: the status still says what happened.
     }
 }
 
 void throw_publish_failure(const TopicCore& topic, const PublishResult& result,
-                           const std::string& why)
+                           std::chrono::nanoseconds timeout, const std::string& why)
 {
     if (result.status == PublishStatus::closed) {
         throw Error(ErrorKind::closed,
                     strfmt("bus: cannot publish on topic '%s': the bus is closed%s%s",
-                           topic.name_.c_str(), why.empty() ? "" : " (", why.empty() ? "" : ")"));
+                           topic.name_.c_str(), why.empty() ? "" : "; not delivered to ",
+                           why.c_str()));
     }
     throw Error(ErrorKind::timeout,
-                strfmt("bus: publish on topic '%s' timed out: %s; the message was not delivered "
-                       "to %u subscriber(s) and was delivered to %u",
-                       topic.name_.c_str(), why.c_str(), result.n_refused, result.n_delivered));
+                strfmt("bus: publish on topic '%s' timed out after %.3f ms: the message was not "
+                       "delivered to %u full subscriber(s): %s; it was delivered to %u other(s)",
+                       topic.name_.c_str(),
+                       std::chrono::duration<double, std::milli>(timeout).count(), result.n_refused,
+                       why.c_str(), result.n_delivered));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -461,7 +478,7 @@ struct BusCore
 {
     mutable std::mutex mutex;
     std::map<std::string, std::shared_ptr<TopicCore>> topics; // guarded by mutex
-    std::atomic<bool> closed{false};
+    std::atomic<bool> closed {false};
 };
 
 } // namespace detail
@@ -472,10 +489,13 @@ Bus::Bus()
     detail::init_barriers();
 }
 
-Bus::~Bus() { close(); }
+Bus::~Bus()
+{
+    close();
+}
 
 std::shared_ptr<detail::TopicCore> Bus::find_or_add(const std::string& name,
-                                                   const std::type_info& type)
+                                                    const std::type_info& type)
 {
     if (name.empty()) throw Error(ErrorKind::invalid_argument, "bus: a topic needs a name");
     std::lock_guard lock(core_->mutex);
@@ -487,9 +507,9 @@ std::shared_ptr<detail::TopicCore> Bus::find_or_add(const std::string& name,
                                it->second->type_name_.c_str(), detail::type_name(type).c_str()));
         return it->second;
     }
-    auto topic = std::make_shared<detail::TopicCore>(name, std::type_index(type),
-                                                     detail::type_name(type),
-                                                     core_->closed.load(std::memory_order_acquire));
+    auto topic
+        = std::make_shared<detail::TopicCore>(name, std::type_index(type), detail::type_name(type),
+                                              core_->closed.load(std::memory_order_acquire));
     core_->topics.emplace(name, topic);
     return topic;
 }
@@ -506,7 +526,10 @@ void Bus::close()
     IRIS_LOG_DEBUG("bus: closed %zu topic(s)", topics.size());
 }
 
-bool Bus::closed() const noexcept { return core_->closed.load(std::memory_order_acquire); }
+bool Bus::closed() const noexcept
+{
+    return core_->closed.load(std::memory_order_acquire);
+}
 
 std::vector<TopicStats> Bus::stats() const
 {

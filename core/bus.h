@@ -1,18 +1,20 @@
 // core/bus — the typed, lock-free message bus that connects Iris modules.
 //
 //   iris::Bus bus;
-//   iris::Topic<Transcript> text = bus.topic<Transcript>("asr.text");   // one message type per name
-//   iris::Subscription<Transcript> memory = text.subscribe({.name = "memory"}); // lossless, 256 deep
-//   text.publish(Transcript{...});          // any thread; throws Error(timeout) / Error(closed)
+//   // One message type per topic name; every caller of topic("asr.text") gets the same channel.
+//   iris::Topic<Transcript> text = bus.topic<Transcript>("asr.text");
+//   // Lossless by default: a full queue (256 messages) makes publishers wait, then fail.
+//   iris::Subscription<Transcript> memory = text.subscribe({.name = "memory"});
+//   text.publish(Transcript{...}); // any thread; throws Error(timeout) or Error(closed)
 //   while (std::optional<Transcript> t = memory.receive()) store(*t); // nullopt once closed
 //
 //   // Large payloads travel as reference-counted immutable buffers: fan-out copies a pointer.
 //   struct Frame { int64_t pts_us; int width, height; iris::Buffer rgb; };
 //   auto frames = bus.topic<Frame>("video.frames");
-//   auto preview = frames.subscribe({.delivery = iris::Delivery::latest, .capacity = 2, .name = "ui"});
+//   auto preview = frames.subscribe({.delivery = iris::Delivery::latest, .capacity = 2});
 //   frames.publish(Frame{t, w, h, iris::Buffer::copy_of(pixels, n_bytes)});
 //
-//   bus.close();  // wakes every waiting publisher and consumer; nothing is delivered afterwards
+//   bus.close(); // wakes every waiting publisher and consumer; nothing is delivered afterwards
 //
 // Thread safety: every function may be called from any thread. publish, try_receive and receive
 // take no mutex (atomics only; a consumer that waits sleeps on a futex after a short spin);
@@ -58,8 +60,7 @@ public:
     static Buffer adopt(std::vector<uint8_t>&& bytes);
     // Allocates `size` uninitialised bytes and calls fill(uint8_t* data, size_t size) once to
     // write them, before any other thread can see them (decoders write straight into it).
-    template <class Fill>
-    static Buffer allocate(size_t size, Fill&& fill)
+    template<class Fill> static Buffer allocate(size_t size, Fill&& fill)
     {
         std::shared_ptr<uint8_t[]> bytes = std::make_shared_for_overwrite<uint8_t[]>(size);
         uint8_t* data = bytes.get();
@@ -79,8 +80,7 @@ private:
         : owner_(std::move(owner))
         , data_(data)
         , size_(size)
-    {
-    }
+    { }
     std::shared_ptr<const void> owner_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
@@ -92,36 +92,39 @@ private:
 // What a subscription does when its queue is full.
 enum class Delivery : uint8_t {
     lossless, // the publisher waits for room up to its timeout, then gets a timeout failure
-    latest,   // the publisher never waits: the oldest queued message is dropped and counted
+    latest, // the publisher never waits: the oldest queued message is dropped and counted
 };
 const char* delivery_name(Delivery delivery); // "lossless", "latest"
 
 struct SubscribeOptions
 {
     Delivery delivery = Delivery::lossless;
-    // Queue depth in messages, rounded up to a power of two; 1 .. 2^22, else Error(invalid_argument).
+    // Queue depth in messages, rounded up to a power of two; 1 .. 2^22, else
+    // Error(invalid_argument).
     size_t capacity = 256;
     // Names the subscriber in stats, logs and errors ("memory", "ui.preview").
     std::string name;
-    // How long receive() polls before it sleeps: a spinning consumer answers in well under a
-    // microsecond, a sleeping one needs the kernel to wake it (tens of microseconds).
-    std::chrono::microseconds spin{50};
+    // How long receive() polls before it sleeps: a polling consumer answers within a
+    // microsecond, a sleeping one needs the kernel to wake it (several to tens of microseconds).
+    // After 2 us of polling it yields its CPU between polls, and it stops early if that CPU is
+    // wanted by another thread. 0: sleep at once.
+    std::chrono::microseconds spin {50};
 };
 
 // Publish calls wait at most this long for a full lossless subscriber unless told otherwise.
-inline constexpr std::chrono::milliseconds default_publish_timeout{1000};
+inline constexpr std::chrono::milliseconds default_publish_timeout {1000};
 
 enum class PublishStatus : uint8_t {
-    ok,      // every subscriber that was subscribed and open queued the message
+    ok, // every subscriber that was subscribed and open queued the message
     timeout, // a lossless subscriber stayed full until the deadline (the others got it)
-    closed,  // the bus was closed before or while publishing
+    closed, // the bus was closed before or while publishing
 };
 
 struct PublishResult
 {
     PublishStatus status = PublishStatus::ok;
     uint32_t n_delivered = 0; // subscriptions that queued the message
-    uint32_t n_refused = 0;   // lossless subscriptions that did not get it (timeout or close)
+    uint32_t n_refused = 0; // lossless subscriptions that did not get it (timeout or close)
     bool ok() const { return status == PublishStatus::ok; }
 };
 
@@ -137,23 +140,21 @@ struct SubscriptionStats
     // Messages it will never receive: the oldest evicted by a full `latest` queue, a `lossless`
     // publish that timed out (the publisher was told), or queued messages discarded by close.
     uint64_t dropped = 0;
-    uint64_t depth = 0;     // messages queued now
+    uint64_t depth = 0; // messages queued now
     uint64_t depth_max = 0; // high-water mark of depth
 };
 
 struct TopicStats
 {
     std::string name;
-    std::string type;       // the message type, demangled
+    std::string type; // the message type, demangled
     uint64_t published = 0; // publish calls made while the topic was open
-    uint64_t failed = 0;    // publish calls that returned timeout or closed
+    uint64_t failed = 0; // publish calls that returned timeout or closed
     std::vector<SubscriptionStats> subscriptions; // current subscribers, oldest first
 };
 
-template <class T>
-class Topic;
-template <class T>
-class Subscription;
+template<class T> class Topic;
+template<class T> class Subscription;
 
 // ---------------------------------------------------------------------------------------------
 // Implementation details used by the templates below; not part of the API.
@@ -179,25 +180,63 @@ inline void cpu_relax() noexcept
 // heavy_barrier(), which makes every running thread of the process execute a full fence
 // (Linux membarrier). Where membarrier is refused, both are plain seq_cst fences.
 extern std::atomic<bool> asymmetric_barriers; // set once, before the first Bus exists
+#if defined(__SANITIZE_THREAD__)
+// ThreadSanitizer does not model fences; it does model a read-modify-write of a shared word.
+extern std::atomic<int> tsan_fence_word;
+#endif
+inline void full_fence() noexcept
+{
+#if defined(__SANITIZE_THREAD__)
+    tsan_fence_word.fetch_add(0, std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
 inline void light_barrier() noexcept
 {
     if (asymmetric_barriers.load(std::memory_order_relaxed))
         std::atomic_signal_fence(std::memory_order_seq_cst);
     else
-        std::atomic_thread_fence(std::memory_order_seq_cst);
+        full_fence();
 }
 void heavy_barrier() noexcept;
 void init_barriers() noexcept;
 
 // Spinning pays only while the thread being waited for runs; more spinners than spare CPUs just
 // take their time away. A waiter spins only if it gets one of hardware_concurrency() / 2 (at
-// least one) process-wide spinning places; otherwise it sleeps at once. A spinner polls with
-// `pause` for busy_spin, then yields the CPU between polls, so that a thread it is waiting for,
-// or one just woken, can run on its CPU at once.
-inline constexpr std::chrono::nanoseconds busy_spin{std::chrono::microseconds(2)};
+// least one) process-wide spinning places; otherwise it sleeps at once.
+inline constexpr std::chrono::nanoseconds busy_spin {std::chrono::microseconds(2)};
+inline constexpr std::chrono::nanoseconds yield_lost {std::chrono::microseconds(20)};
 void yield_cpu() noexcept;
 bool start_spinning() noexcept;
 void stop_spinning() noexcept;
+
+// Polls ready() until it returns true (then returns true) or until `end`. It pauses for
+// busy_spin, then yields the CPU between polls, so that the thread it waits for can run if it
+// shares this CPU. When a yield took longer than yield_lost, some other thread had the CPU:
+// it stops early, because on a contended CPU a sleeping waiter is woken sooner than a yielding
+// one is given the CPU back.
+template<class Ready> bool spin_until(Clock::time_point end, Ready&& ready) noexcept
+{
+    const Clock::time_point start = Clock::now();
+    for (uint32_t n = 1;; ++n) {
+        if (ready()) return true;
+        cpu_relax();
+        if ((n & 15) == 0) {
+            const Clock::time_point now = Clock::now();
+            if (now >= end) return false;
+            if (now - start >= busy_spin) break;
+        }
+    }
+    for (;;) {
+        if (ready()) return true;
+        const Clock::time_point before = Clock::now();
+        yield_cpu();
+        const Clock::time_point after = Clock::now();
+        if (after >= end || after - before >= yield_lost) return ready();
+    }
+}
+
 class SpinPlace
 {
 public:
@@ -235,8 +274,8 @@ public:
         heavy_barrier();
         return key;
     }
-    // Withdraws a waiter that prepared with `key` and will not sleep (after a notify it is no
-    // longer counted, which the changed epoch tells).
+    // Withdraws a waiter that prepared with `key` and will not sleep (any more). A changed epoch
+    // means a notifier already took it off the count.
     void cancel_wait(uint32_t key) noexcept
     {
         uint64_t s = state_.load(std::memory_order_relaxed);
@@ -259,15 +298,14 @@ private:
     void notify_slow() noexcept;
     // Low half: the epoch, which is the futex word (little-endian); high half: waiters not yet
     // notified.
-    std::atomic<uint64_t> state_{0};
+    std::atomic<uint64_t> state_ {0};
 };
 
 // Bounded MPMC ring with a sequence number per slot (D. Vyukov). Multiple producers because
 // any thread may publish; multiple consumers because a `latest` publisher evicts the oldest.
 // Positions are 64-bit and never wrap. A slot is free for position p when seq == p, and holds
 // the message of position p when seq == p + 1.
-template <class T>
-class Ring
+template<class T> class Ring
 {
 public:
     explicit Ring(uint64_t capacity)
@@ -310,7 +348,10 @@ public:
         return true;
     }
 
-    std::optional<T> try_pop() noexcept
+    // Moves the oldest message into `out`, or returns false when the head slot holds none yet.
+    // (An out-parameter: GCC returns a std::optional<T> through a byte store and a wider load,
+    // which stalls store-to-load forwarding on every message.)
+    bool try_pop(std::optional<T>& out) noexcept
     {
         uint64_t pos = head_.load(std::memory_order_relaxed);
         Slot* s;
@@ -320,15 +361,15 @@ public:
             if (dif == 0) {
                 if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) break;
             } else if (dif < 0) {
-                return std::nullopt;
+                return false;
             } else {
                 pos = head_.load(std::memory_order_relaxed);
             }
         }
-        std::optional<T> out(std::move(s->value));
+        out.emplace(std::move(s->value));
         s->value.~T();
         s->seq.store(pos + mask_ + 1, std::memory_order_release);
-        return out;
+        return true;
     }
 
     // Whether the head slot holds a message / the tail slot is free.
@@ -357,15 +398,15 @@ private:
     {
         Slot() { }
         ~Slot() { }
-        std::atomic<uint64_t> seq{0};
+        std::atomic<uint64_t> seq {0};
         union {
             T value;
         };
     };
     const uint64_t mask_;
     const std::unique_ptr<Slot[]> slots_;
-    alignas(cache_line) std::atomic<uint64_t> tail_{0}; // producers' line
-    alignas(cache_line) std::atomic<uint64_t> head_{0}; // consumers' line
+    alignas(cache_line) std::atomic<uint64_t> tail_ {0}; // producers' line
+    alignas(cache_line) std::atomic<uint64_t> head_ {0}; // consumers' line
     char pad_[cache_line - sizeof(std::atomic<uint64_t>)];
 };
 
@@ -373,7 +414,7 @@ private:
 class SubCore
 {
 public:
-    SubCore(const SubscribeOptions& options, uint64_t capacity);
+    explicit SubCore(const SubscribeOptions& options);
     virtual ~SubCore() = default;
     SubCore(const SubCore&) = delete;
     SubCore& operator=(const SubCore&) = delete;
@@ -388,22 +429,23 @@ public:
     const std::chrono::nanoseconds spin_;
 
     // Read on every operation, written only by sleepers and close.
-    alignas(cache_line) std::atomic<bool> closed_{false};
+    alignas(cache_line) std::atomic<bool> closed_ {false};
     EventCount not_empty_; // consumers sleep here
-    EventCount not_full_;  // lossless publishers sleep here
+    EventCount not_full_; // lossless publishers sleep here
 
     // Written by publishers on the slow paths (a new high-water mark, eviction, refusal).
-    alignas(cache_line) std::atomic<uint64_t> head_seen_{0}; // a recent head, to skip most checks
-    std::atomic<uint64_t> depth_max_{0};
-    std::atomic<uint64_t> evicted_{0};
-    std::atomic<uint64_t> refused_{0};
-    std::atomic<uint64_t> discarded_{0}; // popped but not delivered because of close
+    alignas(cache_line) std::atomic<uint64_t> head_seen_ {0}; // a recent head, to skip most checks
+    std::atomic<uint64_t> depth_max_ {0};
+    std::atomic<uint64_t> evicted_ {0};
+    std::atomic<uint64_t> refused_ {0};
+    std::atomic<uint64_t> discarded_ {0}; // popped but not delivered because of close
+
+    virtual uint64_t capacity() const noexcept = 0;
 
 protected:
     virtual uint64_t drain() noexcept = 0; // pops and destroys everything queued
     virtual uint64_t head() const noexcept = 0;
     virtual uint64_t tail() const noexcept = 0;
-    virtual uint64_t capacity() const noexcept = 0;
 };
 
 // A subscriber list, immutable once installed. The snapshot owns its subscriptions, so a
@@ -418,12 +460,12 @@ struct Snapshot
 // slot names it. This keeps shared counters (and their cache-line traffic) off the publish path.
 // Records belong to threads and are reused after a thread exits; they live as long as the
 // process. Slots nest, in case a message's copy constructor publishes.
-struct HazardRecord
+struct alignas(cache_line) HazardRecord // one line each: its owner writes it on every publish
 {
     static constexpr int n_slots = 4;
-    std::atomic<const void*> slots[n_slots] = {};
-    int depth = 0; // owner thread only
-    std::atomic<bool> in_use{false};
+    std::atomic<const void*> slots[n_slots] = {}; // slot 0 unless publishes nest
+    std::atomic<bool> in_use {false};
+    uint32_t index = 0; // 0, 1, 2... in creation order; picks a publish counter
     HazardRecord* next = nullptr; // set before the record is published
 };
 inline thread_local HazardRecord* this_thread_hazards = nullptr;
@@ -448,29 +490,55 @@ public:
     const std::type_index type_;
     const std::string type_name_;
 
+    // Publish counts, one per publishing thread (by hazard record index) so that counting is a
+    // plain increment by the only writer rather than a locked one on a shared line; threads past
+    // the first n_counters share the last, atomically.
+    static constexpr uint32_t n_counters = 16;
+    void count_publish(uint32_t record_index) noexcept
+    {
+        if (record_index < n_counters - 1) [[likely]] {
+            std::atomic<uint64_t>& n = published_[record_index].n;
+            n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+        } else {
+            published_[n_counters - 1].n.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+
     // Read by every publish, written only by subscribe, unsubscribe and close.
     alignas(cache_line) std::atomic<bool> closed_;
-    std::atomic<const Snapshot*> current_{nullptr};
-    // Written by every publish.
-    alignas(cache_line) std::atomic<uint64_t> published_{0};
-    std::atomic<uint64_t> failed_{0};
+    std::atomic<const Snapshot*> current_ {nullptr};
+    std::atomic<uint64_t> failed_ {0}; // written only when a publish fails
+    struct alignas(cache_line) Counter
+    {
+        std::atomic<uint64_t> n {0};
+    };
+    Counter published_[n_counters];
 
 private:
     void install_locked(); // publishes a new Snapshot of subs_, retires the old one
     void reclaim_locked() noexcept; // frees retired snapshots that no hazard slot names
     alignas(cache_line) mutable std::mutex mutex_;
     std::vector<std::shared_ptr<SubCore>> subs_; // guarded by mutex_
-    std::vector<const Snapshot*> retired_;       // guarded by mutex_
+    std::vector<const Snapshot*> retired_; // guarded by mutex_
 };
 
-// Holds the topic's current snapshot in a hazard slot for the duration of one publish.
+// A free slot of this thread's record, past slot 0 (publishes nest); throws if none is left.
+std::atomic<const void*>* nested_hazard_slot(HazardRecord& record, const TopicCore& topic);
+
+// Holds the topic's current snapshot in a hazard slot for the duration of one publish. The
+// common case uses slot 0 at a fixed address: a depth counter would chain every publish to the
+// previous one through a store and a load.
 class SnapshotPin
 {
 public:
     explicit SnapshotPin(const TopicCore& topic)
     {
-        record_ = this_thread_hazards ? this_thread_hazards : acquire_hazard_record();
-        slot_ = &record_->slots[record_->depth++];
+        HazardRecord* record = this_thread_hazards;
+        if (record == nullptr) [[unlikely]]
+            record = acquire_hazard_record();
+        slot_ = &record->slots[0];
+        if (slot_->load(std::memory_order_relaxed) != nullptr) [[unlikely]]
+            slot_ = nested_hazard_slot(*record, topic);
         const Snapshot* s = topic.current_.load(std::memory_order_acquire);
         for (;;) { // announce, then make sure it was still current once announced
             slot_->store(s, std::memory_order_release);
@@ -481,17 +549,13 @@ public:
         }
         snapshot_ = s;
     }
-    ~SnapshotPin()
-    {
-        slot_->store(nullptr, std::memory_order_release);
-        --record_->depth;
-    }
+    ~SnapshotPin() { slot_->store(nullptr, std::memory_order_release); }
+    uint32_t record_index() const noexcept { return this_thread_hazards->index; }
     SnapshotPin(const SnapshotPin&) = delete;
     SnapshotPin& operator=(const SnapshotPin&) = delete;
     const Snapshot& operator*() const noexcept { return *snapshot_; }
 
 private:
-    HazardRecord* record_;
     std::atomic<const void*>* slot_;
     const Snapshot* snapshot_;
 };
@@ -499,81 +563,81 @@ private:
 std::string type_name(const std::type_info& type); // demangled
 
 [[noreturn]] void throw_empty_handle(const char* what);
-[[noreturn]] void throw_nested_publish(const TopicCore& topic);
 [[noreturn]] void throw_publish_failure(const TopicCore& topic, const PublishResult& result,
-                                        const std::string& why);
-void describe_refusal(std::string* why, const SubCore& sub, std::chrono::nanoseconds timeout,
-                      bool closed);
+                                        std::chrono::nanoseconds timeout, const std::string& why);
+void describe_refusal(std::string* why, const SubCore& sub, bool closed);
 uint64_t checked_capacity(const SubscribeOptions& options, const std::string& topic);
 
-// Short spin a lossless publisher allows itself before it sleeps on a full queue.
-inline constexpr std::chrono::nanoseconds publish_spin{std::chrono::microseconds(20)};
+// What a publish's slow path needs and reports.
+struct PushContext
+{
+    TopicCore& topic;
+    Clock::time_point deadline; // min(): not computed yet (only a wait needs it)
+    std::chrono::nanoseconds timeout;
+    std::string* why; // receives the failure description, or null
+    PublishStatus status = PublishStatus::ok;
+    uint32_t n_refused = 0;
+};
 
-template <class T>
-class SubState final : public SubCore
+// Short spin a lossless publisher allows itself before it sleeps on a full queue.
+inline constexpr std::chrono::nanoseconds publish_spin {std::chrono::microseconds(20)};
+
+template<class T> class SubState final : public SubCore
 {
 public:
     SubState(const SubscribeOptions& options, uint64_t capacity)
-        : SubCore(options, capacity)
+        : SubCore(options)
         , ring_(capacity)
-    {
-    }
+    { }
 
-    // Publisher side. Moves from `value` when the message is queued.
-    void push(T& value, TopicCore& topic, Clock::time_point& deadline,
-              std::chrono::nanoseconds timeout, PublishResult& result, std::string* why) noexcept
+    // Publisher side. Moves from `value` and returns true when the message is queued.
+    bool push(T& value, PushContext& context) noexcept
     {
         uint64_t pos;
         if (!is_closed() && ring_.try_push(value, &pos)) [[likely]] {
             pushed(pos);
-            ++result.n_delivered;
-            return;
+            return true;
         }
-        push_slow(value, topic, deadline, timeout, result, why);
+        return push_slow(value, context);
     }
 
-    // Consumer side.
-    std::optional<T> try_receive() noexcept
+    // Consumer side: fill `out` and return true, or return false (empty or closed).
+    bool try_receive(std::optional<T>& out) noexcept
     {
         if (is_closed()) [[unlikely]]
-            return std::nullopt;
-        std::optional<T> message = ring_.try_pop();
-        if (!message) return message;
+            return false;
+        if (!ring_.try_pop(out)) return false;
         not_full_.notify_all();
         if (is_closed()) [[unlikely]] { // close raced with the pop: it must not be delivered
+            out.reset();
             discarded_.fetch_add(1, std::memory_order_relaxed);
-            return std::nullopt;
+            return false;
         }
-        return message;
+        return true;
     }
 
-    std::optional<T> receive_until(Clock::time_point deadline) noexcept
+    bool receive_until(Clock::time_point deadline, std::optional<T>& out) noexcept
     {
-        if (std::optional<T> message = try_receive()) return message;
+        return try_receive(out) || receive_slow(deadline, out);
+    }
+
+private:
+    [[gnu::noinline]] bool receive_slow(Clock::time_point deadline, std::optional<T>& out) noexcept
+    {
         if (spin_.count() > 0) {
             SpinPlace place;
             if (place.take()) {
-                const Clock::time_point start = Clock::now();
-                const Clock::time_point end = std::min(start + spin_, deadline);
-                bool polite = false;
-                for (uint32_t n = 1;; ++n) {
-                    if (std::optional<T> message = try_receive()) return message;
-                    if (is_closed()) return std::nullopt;
-                    if (polite)
-                        yield_cpu();
-                    else
-                        cpu_relax();
-                    if (polite || (n & 15) == 0) {
-                        const Clock::time_point now = Clock::now();
-                        if (now >= end) break;
-                        polite = now - start >= busy_spin;
-                    }
-                }
+                bool got = false;
+                spin_until(std::min(Clock::now() + spin_, deadline), [&] {
+                    got = try_receive(out);
+                    return got || is_closed();
+                });
+                if (got) return true;
             }
         }
         for (;;) {
-            if (std::optional<T> message = try_receive()) return message;
-            if (is_closed()) return std::nullopt;
+            if (try_receive(out)) return true;
+            if (is_closed()) return false;
             const uint32_t key = not_empty_.prepare_wait();
             if (is_closed() || ring_.readable()) {
                 not_empty_.cancel_wait(key);
@@ -581,17 +645,16 @@ public:
             }
             if (Clock::now() >= deadline) {
                 not_empty_.cancel_wait(key);
-                return std::nullopt;
+                return false;
             }
             not_empty_.wait(key, deadline);
         }
     }
 
-private:
     uint64_t drain() noexcept override
     {
         uint64_t n = 0;
-        while (ring_.try_pop()) ++n;
+        for (std::optional<T> dropped; ring_.try_pop(dropped); dropped.reset()) ++n;
         not_full_.notify_all();
         return n;
     }
@@ -621,70 +684,63 @@ private:
                && !depth_max_.compare_exchange_weak(max, depth, std::memory_order_relaxed)) { }
     }
 
-    [[gnu::noinline]] void push_slow(T& value, TopicCore& topic, Clock::time_point& deadline,
-                                     std::chrono::nanoseconds timeout, PublishResult& result,
-                                     std::string* why) noexcept
+    [[gnu::noinline]] bool push_slow(T& value, PushContext& context) noexcept
     {
         uint64_t pos;
         bool waited = false;
-        Clock::time_point spin_start, spin_end;
-        SpinPlace spin;
         for (;;) {
             if (is_closed()) {
-                if (topic.is_closed()) { // the bus closed under us: say so
-                    ++result.n_refused;
-                    result.status = PublishStatus::closed;
-                    describe_refusal(why, *this, timeout, true);
+                if (context.topic.is_closed()) { // the bus closed under us: say so
+                    ++context.n_refused;
+                    context.status = PublishStatus::closed;
+                    describe_refusal(context.why, *this, true);
                 }
-                return; // unsubscribed: it is simply no longer a subscriber
+                return false; // unsubscribed: it is simply no longer a subscriber
             }
             if (ring_.try_push(value, &pos)) {
                 pushed(pos);
-                ++result.n_delivered;
-                return;
+                return true;
             }
             if (delivery_ == Delivery::latest) {
                 // Full: drop the oldest. When the ring only looks full because a consumer is
                 // still moving a message out of the tail slot, wait for it instead.
-                if (ring_.tail() - ring_.head() >= ring_.capacity()) {
-                    if (ring_.try_pop()) evicted_.fetch_add(1, std::memory_order_relaxed);
+                const uint64_t tail = ring_.tail();
+                if (int64_t(tail - ring_.head()) >= int64_t(ring_.capacity())) {
+                    std::optional<T> oldest;
+                    if (ring_.try_pop(oldest)) evicted_.fetch_add(1, std::memory_order_relaxed);
                 } else {
                     cpu_relax();
                 }
                 continue;
             }
-            const Clock::time_point now = Clock::now();
+            if (!waited && context.deadline == Clock::time_point::min())
+                context.deadline = deadline_after(context.timeout);
+            const Clock::time_point now = Clock::now(); // after the deadline: a zero timeout fails
+            if (now >= context.deadline) {
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                ++context.n_refused;
+                if (context.status == PublishStatus::ok) context.status = PublishStatus::timeout;
+                describe_refusal(context.why, *this, false);
+                return false;
+            }
             if (!waited) {
                 waited = true;
-                if (deadline == Clock::time_point::min()) deadline = deadline_after(timeout);
-                spin_start = now;
-                spin_end = now + publish_spin;
-                spin.take();
-            }
-            if (now >= deadline) {
-                refused_.fetch_add(1, std::memory_order_relaxed);
-                ++result.n_refused;
-                if (result.status == PublishStatus::ok) result.status = PublishStatus::timeout;
-                describe_refusal(why, *this, timeout, false);
-                return;
-            }
-            if (spin.held() && now >= spin_end) spin.release();
-            if (spin.held()) {
-                // Wait for a run of free slots, not just one: refilling slot by slot right behind
-                // the consumer would bounce each cache line between the two cores twice.
-                const uint64_t run = std::min<uint64_t>(ring_.capacity() / 4, 64);
-                if (now - spin_start < busy_spin)
-                    for (int i = 0; i < 64 && !ring_.writable_run(run); ++i) cpu_relax();
-                else if (!ring_.writable_run(run))
-                    yield_cpu();
-                continue;
+                SpinPlace place;
+                if (place.take()) {
+                    // Wait for a run of free slots, not just one: refilling slot by slot right
+                    // behind the consumer would bounce each cache line between two cores twice.
+                    const uint64_t run = std::min<uint64_t>(ring_.capacity() / 4, 64);
+                    spin_until(std::min(now + publish_spin, context.deadline),
+                               [&] { return ring_.writable_run(run) || is_closed(); });
+                    continue;
+                }
             }
             const uint32_t key = not_full_.prepare_wait();
             if (is_closed() || ring_.writable()) {
                 not_full_.cancel_wait(key);
                 continue;
             }
-            not_full_.wait(key, deadline);
+            not_full_.wait(key, context.deadline);
         }
     }
 
@@ -693,32 +749,42 @@ private:
 
 // Fans one message out to every current subscriber: copies for all but the last, which gets
 // the original moved in. With Buffer or shared_ptr payloads a copy is a reference increment.
-template <class T>
-PublishResult publish(TopicCore& topic, T& message, std::chrono::nanoseconds timeout,
-                      std::string* why)
+//
+// The outcome comes back packed in one register: a PublishResult assembled in memory from a
+// byte and two words and then read back whole stalls store-to-load forwarding, which cost more
+// than the rest of an uncontended publish. [status:8 | n_refused:24 | n_delivered:32]
+inline uint64_t pack_result(PublishStatus status, uint32_t n_delivered, uint32_t n_refused)
 {
-    PublishResult result;
+    return uint64_t(status) << 56 | uint64_t(n_refused & 0xffffff) << 32 | n_delivered;
+}
+inline PublishResult unpack_result(uint64_t packed)
+{
+    return PublishResult {PublishStatus(packed >> 56), uint32_t(packed),
+                          uint32_t(packed >> 32) & 0xffffff};
+}
+
+template<class T>
+uint64_t publish(TopicCore& topic, T& message, std::chrono::nanoseconds timeout, std::string* why)
+{
     if (topic.is_closed()) [[unlikely]] {
         topic.failed_.fetch_add(1, std::memory_order_relaxed);
-        result.status = PublishStatus::closed;
-        return result;
+        return pack_result(PublishStatus::closed, 0, 0);
     }
-    if (this_thread_hazards && this_thread_hazards->depth == HazardRecord::n_slots) [[unlikely]]
-        throw_nested_publish(topic);
     const SnapshotPin pin(topic);
-    topic.published_.fetch_add(1, std::memory_order_relaxed);
-    Clock::time_point deadline = Clock::time_point::min(); // computed on the first wait
+    topic.count_publish(pin.record_index());
+    // Only the slow path writes the context; the count of deliveries stays in a register.
+    PushContext context {topic, Clock::time_point::min(), timeout, why};
+    uint32_t n_delivered = 0;
     const std::shared_ptr<SubCore>* subs = (*pin).subs.data();
     const size_t n = (*pin).subs.size();
     for (size_t i = 0; i + 1 < n; ++i) {
         T copy(message);
-        static_cast<SubState<T>&>(*subs[i]).push(copy, topic, deadline, timeout, result, why);
+        n_delivered += static_cast<SubState<T>&>(*subs[i]).push(copy, context);
     }
-    if (n != 0)
-        static_cast<SubState<T>&>(*subs[n - 1]).push(message, topic, deadline, timeout, result, why);
-    if (result.status != PublishStatus::ok) [[unlikely]]
+    if (n != 0) n_delivered += static_cast<SubState<T>&>(*subs[n - 1]).push(message, context);
+    if (context.status != PublishStatus::ok) [[unlikely]]
         topic.failed_.fetch_add(1, std::memory_order_relaxed);
-    return result;
+    return pack_result(context.status, n_delivered, context.n_refused);
 }
 
 struct BusCore;
@@ -729,8 +795,7 @@ struct BusCore;
 // Subscription: one subscriber's bounded queue on a topic. Move-only; unsubscribes when
 // destroyed. An empty (default-constructed) Subscription behaves as closed.
 
-template <class T>
-class Subscription
+template<class T> class Subscription
 {
 public:
     Subscription() = default;
@@ -749,18 +814,24 @@ public:
     // The oldest queued message, or nullopt when the queue is empty or closed. Never blocks.
     std::optional<T> try_receive() noexcept
     {
-        return state_ ? state_->try_receive() : std::nullopt;
+        std::optional<T> out;
+        if (state_) state_->try_receive(out);
+        return out;
     }
     // Waits for a message; nullopt only once the subscription is closed (bus closed or
     // unsubscribed). Spins for SubscribeOptions::spin, then sleeps without using a core.
     std::optional<T> receive() noexcept
     {
-        return state_ ? state_->receive_until(detail::Clock::time_point::max()) : std::nullopt;
+        std::optional<T> out;
+        if (state_) state_->receive_until(detail::Clock::time_point::max(), out);
+        return out;
     }
     // Like receive(), but also returns nullopt after `timeout`; closed() tells the two apart.
     std::optional<T> receive_for(std::chrono::nanoseconds timeout) noexcept
     {
-        return state_ ? state_->receive_until(detail::deadline_after(timeout)) : std::nullopt;
+        std::optional<T> out;
+        if (state_) state_->receive_until(detail::deadline_after(timeout), out);
+        return out;
     }
 
     // True once the bus closed or this subscription was unsubscribed (or is empty).
@@ -772,7 +843,7 @@ public:
         if (topic_) topic_->detach(state_.get());
         topic_.reset();
     }
-    SubscriptionStats stats() const { return state_ ? state_->stats() : SubscriptionStats{}; }
+    SubscriptionStats stats() const { return state_ ? state_->stats() : SubscriptionStats {}; }
     explicit operator bool() const noexcept { return state_ != nullptr; }
 
 private:
@@ -781,8 +852,7 @@ private:
                  std::shared_ptr<detail::TopicCore> topic)
         : state_(std::move(state))
         , topic_(std::move(topic))
-    {
-    }
+    { }
     std::shared_ptr<detail::SubState<T>> state_;
     std::shared_ptr<detail::TopicCore> topic_; // null once unsubscribed
 };
@@ -793,8 +863,7 @@ private:
 // T is copied into each subscriber's queue, so keep it small: put large payloads in a Buffer or
 // a std::shared_ptr<const X>, whose copies share the bytes. T must be nothrow-movable.
 
-template <class T>
-class Topic
+template<class T> class Topic
 {
     static_assert(!std::is_reference_v<T> && !std::is_const_v<T>, "use a plain value type");
     static_assert(std::is_nothrow_move_constructible_v<T>, "messages must be nothrow-movable");
@@ -825,15 +894,15 @@ public:
     void publish(T message, std::chrono::nanoseconds timeout = default_publish_timeout) const
     {
         std::string why;
-        const PublishResult result = detail::publish(core(), message, timeout, &why);
-        if (!result.ok()) [[unlikely]]
-            detail::throw_publish_failure(*core_, result, why);
+        const uint64_t result = detail::publish(core(), message, timeout, &why);
+        if (result >> 56 != 0) [[unlikely]]
+            detail::throw_publish_failure(*core_, detail::unpack_result(result), timeout, why);
     }
     // Same without exceptions for timeout and close: the result says what happened.
     PublishResult try_publish(T message,
                               std::chrono::nanoseconds timeout = default_publish_timeout) const
     {
-        return detail::publish(core(), message, timeout, nullptr);
+        return detail::unpack_result(detail::publish(core(), message, timeout, nullptr));
     }
 
     TopicStats stats() const { return core().stats(); }
@@ -843,8 +912,7 @@ private:
     friend class Bus;
     explicit Topic(std::shared_ptr<detail::TopicCore> core)
         : core_(std::move(core))
-    {
-    }
+    { }
     detail::TopicCore& core() const
     {
         if (!core_) [[unlikely]]
@@ -867,8 +935,7 @@ public:
 
     // The topic called `name`, created on first use. Every caller gets the same channel. Throws
     // Error(invalid_argument) if the name is empty or the topic already carries another type.
-    template <class T>
-    Topic<T> topic(const std::string& name)
+    template<class T> Topic<T> topic(const std::string& name)
     {
         return Topic<T>(find_or_add(name, typeid(T)));
     }

@@ -211,7 +211,8 @@ public:
     // special tokens and control tokens. Ids outside the vocabulary are ignored. The text
     // between two added tokens is decoded on its own, so SentencePiece's dummy-prefix space that
     // encode() puts at the start of each segment is removed again: decode(encode(t, false), false)
-    // == t for any valid UTF-8 t (Qwen2: == NFC(t)).
+    // == t for valid UTF-8 t (Qwen2: NFC(t); SentencePiece: a byte-fallback model, t without
+    // U+2581, which SentencePiece reads as a space).
     virtual std::string decode(std::span<const int32_t> ids, bool skip_special) const = 0;
     // Decodes exactly like the official slow tokenizer's decode() (transformers 4.37.2, the
     // version InternVL pins), quirks included: InternLM2 puts a space before a leading special
@@ -262,17 +263,23 @@ struct LoadOptions
 // tile + 1 (CLS first), L = vision layers run (up to select_layer).
 struct VisionTrace
 {
-    std::vector<float> embeddings;    // [n_tiles, P, Cv]: patch conv + CLS + position embedding
-    std::vector<float> hidden_states; // [L + 1, n_tiles, P, Cv]: each layer's input, then the last output
-    std::vector<float> selected;      // [n_tiles, P, Cv]: the select_layer output (CLS first)
-    std::vector<float> pixel_shuffle; // [n_tiles, num_image_token, 4·Cv]: CLS dropped, shuffled
+    // [n_tiles, P, Cv]: patch conv + CLS + position embedding
+    std::vector<float> embeddings;
+    // [L + 1, n_tiles, P, Cv]: each layer's input, then the last layer's output
+    std::vector<float> hidden_states;
+    // [n_tiles, P, Cv]: the select_layer output (CLS first)
+    std::vector<float> selected;
+    // [n_tiles, num_image_token, 4·Cv]: CLS dropped, pixel-shuffled
+    std::vector<float> pixel_shuffle;
 };
 
 // Intermediates of a forward pass over n_new tokens (H = LLM hidden size, L = layers).
 struct LlmTrace
 {
-    std::vector<float> hidden_states; // [L + 1, n_new, H]: input embeddings, then each layer's output
-    std::vector<float> final_norm;    // [n_new, H]: after the final RMSNorm
+    // [L + 1, n_new, H]: the input embeddings, then each layer's output
+    std::vector<float> hidden_states;
+    // [n_new, H]: after the final RMSNorm
+    std::vector<float> final_norm;
 };
 
 // The per-session state of the decoder: rotated keys and values of every layer (f32, grown in

@@ -669,6 +669,8 @@ public:
         defaults.pad = {true, "<|endoftext|>"};
         // Qwen2Tokenizer._decode: spaces_between_special_tokens=False and no clean-up.
         init_common(std::move(s), defaults, /*default_add_bos=*/false, false, false);
+        // Qwen2Tokenizer adds no special tokens whatever the config says.
+        add_bos_ = add_eos_ = false;
     }
 
     size_t n_merges() const { return n_merges_; }

@@ -152,13 +152,14 @@ protected:
 
     std::string dir_;
     AddedTokenSet added_;
-    std::optional<int32_t> bos_id_; // set by init_common; a family may override it after
+    // Set by init_common; a family may override them after.
+    std::optional<int32_t> bos_id_;
     std::optional<int32_t> eos_id_;
+    bool add_bos_ = false;
+    bool add_eos_ = false;
 
 private:
     int32_t size_ = 0;
-    bool add_bos_ = false;
-    bool add_eos_ = false;
     std::unordered_set<int32_t> special_ids_; // decode(skip_special) drops these
     std::unordered_set<std::string> hf_special_tokens_; // PreTrainedTokenizer.all_special_tokens
     std::unordered_set<int32_t> hf_special_ids_; // ... all_special_ids

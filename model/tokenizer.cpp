@@ -598,7 +598,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir)
 
     struct stat st;
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-        throw Error(ErrorKind::not_found, "tokenizer folder '" + dir + "' does not exist");
+        throw Error(ErrorKind::not_found,
+                    "tokenizer folder '" + dir + "' does not exist or is not a folder");
 
     const bool has_spm = detail::file_exists(path_join(dir, "tokenizer.model"));
     const bool has_vocab = detail::file_exists(path_join(dir, "vocab.json"));

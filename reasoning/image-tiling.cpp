@@ -202,55 +202,61 @@ Image blank(int width, int height)
     return img;
 }
 
-// Vertical pass; `c.bounds` are relative to the first row of `in`.
-void resample_vertical(const Image& in, Image& out, const Coefficients& c)
+// Vertical pass over rows of `width` pixels: out row yy = sum of src rows bounds[2yy] + t.
+// Accumulating whole rows tap by tap gives the same integer sums as Pillow's pixel-major loop,
+// but over contiguous memory, so the compiler vectorises it.
+void resample_vertical(const uint8_t* src, int width, uint8_t* dst, int out_rows,
+                       const Coefficients& c)
 {
-    const size_t stride = size_t(in.width) * 3;
+    const size_t stride = size_t(width) * 3;
     std::vector<int32_t> acc(stride);
-    for (int yy = 0; yy < out.height; ++yy) {
+    for (int yy = 0; yy < out_rows; ++yy) {
         const int ymin = c.bounds[2 * yy];
         const int n = c.bounds[2 * yy + 1];
         const int32_t* k = &c.k[size_t(yy) * c.ksize];
         std::fill(acc.begin(), acc.end(), 1 << (kPrecisionBits - 1));
-        // Tap-major accumulation: the same integer sums as Pillow's pixel-major loop, but
-        // contiguous, so it vectorises.
         for (int y = 0; y < n; ++y) {
-            const uint8_t* src = in.rgb.data() + size_t(ymin + y) * stride;
+            const uint8_t* row = src + size_t(ymin + y) * stride;
             const int32_t ky = k[y];
             int32_t* a = acc.data();
-            for (size_t i = 0; i < stride; ++i) a[i] += src[i] * ky;
+            for (size_t i = 0; i < stride; ++i) a[i] += row[i] * ky;
         }
-        uint8_t* dst = out.rgb.data() + size_t(yy) * stride;
-        for (size_t i = 0; i < stride; ++i) dst[i] = clip8(acc[i]);
+        uint8_t* out = dst + size_t(yy) * stride;
+        for (size_t i = 0; i < stride; ++i) out[i] = clip8(acc[i]);
     }
 }
 
-// out.pixel(y, x) = in.pixel(x, row0 + y): rows [row0, row0 + out.width) of `in` become columns.
-void transpose_rows(const Image& in, int row0, Image& out)
+// dst pixel (sy, sx) = src pixel (sx, sy) for an src of src_w x src_h pixels; strides in pixels.
+void transpose(const uint8_t* src, int src_w, int src_h, size_t src_stride, uint8_t* dst,
+               size_t dst_stride)
 {
-    constexpr int kBlock = 32; // stays in L1 on both sides
-    const int rows = out.width, cols = in.width;
-    for (int y0 = 0; y0 < rows; y0 += kBlock)
-        for (int x0 = 0; x0 < cols; x0 += kBlock)
-            for (int y = y0; y < std::min(y0 + kBlock, rows); ++y) {
-                const uint8_t* src = in.rgb.data() + (size_t(row0 + y) * cols) * 3;
-                for (int x = x0; x < std::min(x0 + kBlock, cols); ++x)
-                    std::memcpy(out.rgb.data() + (size_t(x) * rows + y) * 3, src + size_t(x) * 3,
-                                3);
-            }
+    constexpr int kBlock = 8; // 8x8 pixel blocks keep both sides in L1
+    for (int y0 = 0; y0 < src_h; y0 += kBlock)
+        for (int x0 = 0; x0 < src_w; x0 += kBlock)
+            for (int y = y0; y < std::min(y0 + kBlock, src_h); ++y)
+                for (int x = x0; x < std::min(x0 + kBlock, src_w); ++x)
+                    std::memcpy(dst + (size_t(x) * dst_stride + y) * 3,
+                                src + (size_t(y) * src_stride + x) * 3, 3);
 }
 
 // Rows [row0, row0 + out.height) of `in`, resampled horizontally into `out`. It runs as the
-// vertical pass between two transposes: the same sums, but over contiguous rows that the
-// compiler vectorises (a direct loop over 3-byte pixels with varying taps does not), about
-// 10x faster.
+// vertical pass between two transposes, in strips that stay in cache: the same sums, but over
+// contiguous rows the compiler vectorises (a direct loop over 3-byte pixels with varying taps
+// does not), about 5x faster for 1920 -> 1792 or 448 columns.
 void resample_horizontal(const Image& in, int row0, Image& out, const Coefficients& c)
 {
-    Image columns = blank(out.height, in.width);
-    transpose_rows(in, row0, columns);
-    Image resampled = blank(out.height, out.width);
-    resample_vertical(columns, resampled, c);
-    transpose_rows(resampled, 0, out);
+    constexpr int kStrip = 128;
+    const int strip = std::min(kStrip, out.height);
+    std::vector<uint8_t> columns(size_t(strip) * in.width * 3);
+    std::vector<uint8_t> resampled(size_t(strip) * out.width * 3);
+    for (int y0 = 0; y0 < out.height; y0 += strip) {
+        const int rows = std::min(strip, out.height - y0);
+        transpose(in.rgb.data() + size_t(row0 + y0) * in.width * 3, in.width, rows,
+                  size_t(in.width), columns.data(), size_t(rows));
+        resample_vertical(columns.data(), rows, resampled.data(), out.width, c);
+        transpose(resampled.data(), rows, out.width, size_t(rows),
+                  out.rgb.data() + size_t(y0) * out.width * 3, size_t(out.width));
+    }
 }
 
 } // namespace
@@ -350,7 +356,7 @@ Image resize_bicubic(const Image& image, int width, int height)
     cv = precompute_coefficients(image.height, height);
     if (!horizontal) {
         Image out = blank(width, height);
-        resample_vertical(image, out, cv);
+        resample_vertical(image.rgb.data(), width, out.rgb.data(), height, cv);
         return out;
     }
     // Horizontal first into uint8, only over the rows the vertical pass reads.
@@ -360,7 +366,7 @@ Image resize_bicubic(const Image& image, int width, int height)
     Image temp = blank(width, last - first);
     resample_horizontal(image, first, temp, ch);
     Image out = blank(width, height);
-    resample_vertical(temp, out, cv);
+    resample_vertical(temp.rgb.data(), width, out.rgb.data(), height, cv);
     return out;
 }
 

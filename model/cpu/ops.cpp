@@ -89,8 +89,9 @@ void linear(const float* x, int64_t m, int64_t k, int64_t ldx, const float* w, i
     }
     // Column blocks handed out dynamically: a core slowed by another process on this shared
     // machine does not hold the others back. Blocks are multiples of 64 columns (whole cache
-    // lines of y, full AVX-512 panels) and at least ~4 per thread when there is enough work.
-    int64_t target_blocks = m == 1 ? int64_t(nth) * 4 : int64_t(nth) * 3;
+    // lines of y, full AVX-512 panels). Each block of a GEMM packs its own copy of x, so GEMMs
+    // get only 2 blocks per thread; matrix-vector products (no packing) get 4.
+    int64_t target_blocks = int64_t(nth) * (m == 1 ? 4 : 2);
     int64_t block = std::max<int64_t>(64, (n + target_blocks - 1) / target_blocks);
     block = (block + 63) / 64 * 64;
     int64_t n_blocks = (n + block - 1) / block;

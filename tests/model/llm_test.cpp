@@ -5,6 +5,7 @@
 #include "network-golden.h"
 
 #include <cmath>
+#include <thread>
 
 namespace iris::test {
 namespace {
@@ -152,6 +153,31 @@ TEST(KvCache, GrowsInChunksAcrossManyDecodeSteps)
     auto ref = net->forward(*ref_cache, ids, {}, -1);
     EXPECT_LE(max_abs_diff(last, ref), kTolerance);
     EXPECT_EQ(cache->n_tokens(), 600);
+}
+
+TEST(LlmConcurrency, TwoSessionsOnOneModelInTwoThreadsBothMatchTheGolden)
+{
+    IRIS_REQUIRE_GOLDEN();
+    for (const auto& c : llm_cases()) {
+        SCOPED_TRACE(c.name);
+        auto net = golden_model(c.model);
+        double err[2] = {1, 1};
+        auto session = [&](int i) {
+            auto cache = net->new_cache();
+            std::vector<float> all;
+            for (int rep = 0; rep < 3; ++rep) {
+                cache->clear();
+                auto l = net->forward(*cache, c.ids, {}, -1, true);
+                all.assign(l.begin(), l.end());
+            }
+            err[i] = max_abs_diff(all, c.logits);
+        };
+        std::thread other(session, 1);
+        session(0);
+        other.join();
+        EXPECT_LE(err[0], kTolerance);
+        EXPECT_LE(err[1], kTolerance);
+    }
 }
 
 TEST(LlmErrors, BadIdsAndImageTokenCountsAreRejectedWithoutTouchingTheCache)

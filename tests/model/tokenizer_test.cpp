@@ -345,6 +345,26 @@ TEST(Tokenizer, InternLM2DecodeRemovesEachSegmentsDummyPrefixAndKeepsSpecialToke
     EXPECT_EQ(s.decode(answer, true), "The answer is 42.");
 }
 
+TEST(Tokenizer, DecodeWithSkipSpecialGivesTheOfficialChatResponses)
+{
+    // chat(): decode(generated ids, skip_special_tokens=True), cut at <|im_end|>, strip.
+    SKIP_WITHOUT_GOLDEN();
+    const json index = json::parse(read_text(golden_dir / "index.json"));
+    for (const auto& [name, c] : index["cases"]["full"].items()) {
+        auto tok = Tokenizer::load((golden_dir / c["model"].get<std::string>()).string());
+        const auto ids = c["official_generate_tokens"].get<std::vector<int32_t>>();
+        auto answer = [](std::string text) {
+            text = text.substr(0, text.find("<|im_end|>"));
+            const char* ws = " \t\n\r\v\f";
+            const size_t b = text.find_first_not_of(ws), e = text.find_last_not_of(ws);
+            return b == std::string::npos ? std::string() : text.substr(b, e - b + 1);
+        };
+        const std::string expected = c["official_chat_response_text"];
+        EXPECT_EQ(answer(tok->decode_hf(ids, true)), expected) << name;
+        EXPECT_EQ(answer(tok->decode(ids, true)), expected) << name;
+    }
+}
+
 TEST(Tokenizer, Qwen2DecodeSkipsSpecialButKeepsNonSpecialAddedTokens)
 {
     SKIP_WITHOUT_GOLDEN();
@@ -389,6 +409,39 @@ TEST(Tokenizer, IllFormedUtf8IsReplacedByReplacementCharactersBeforeEncoding)
         ASSERT_NO_THROW(ids = tok.encode(bad, true)) << name;
         EXPECT_EQ(ids, tok.encode(replaced, true)) << name;
         EXPECT_EQ(tok.decode(tok.encode(bad, false), false), replaced) << name;
+    }
+}
+
+TEST(Tokenizer, RandomBytesNeverThrowAndDecodeToTheirSanitisedText)
+{
+    SKIP_WITHOUT_GOLDEN();
+    uint64_t state = 0x9E3779B97F4A7C15ULL;
+    auto next = [&] {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    };
+    // Bytes biased towards UTF-8 structure, spaces, newlines and the start of added tokens.
+    const std::string alphabet
+        = "ab <|>\n\t\r'sS1\x80\xBF\xC3\xA9\xE4\xBD\xA0\xF0\x9F\x98\x80\xED\xFF\xCC\x81";
+    for (int round = 0; round < 300; ++round) {
+        std::string text;
+        const size_t len = next() % 64;
+        for (size_t i = 0; i < len; ++i)
+            text += next() % 4 ? alphabet[next() % alphabet.size()] : char(next() & 0xFF);
+        if (round % 7 == 0) text += "<|im_end|>";
+        for (const char* name : {"qwen2_real", "tiny_internlm2"}) {
+            const Tokenizer& tok = tokenizer(name);
+            std::vector<int32_t> ids;
+            ASSERT_NO_THROW(ids = tok.encode(text, true)) << name;
+            const std::string back = tok.decode(tok.encode(text, false), false);
+            // The result is valid UTF-8 that encodes to the same ids again.
+            EXPECT_EQ(tok.encode(back, false), tok.encode(text, false))
+                << name << ": " << json(back).dump();
+            EXPECT_NO_THROW(tok.decode_hf(ids, false));
+            EXPECT_NO_THROW(tok.decode_hf(ids, true));
+        }
     }
 }
 

@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""CPU training of the Iris demo InternVL (resumable, wall-clock bounded).
+
+    /usr/bin/python3 tools/demo/train.py --minutes 70 [--total-minutes 70] [--work tools/demo/work]
+
+Examples are generated on the fly (generate.make_example; the stream is deterministic: example j of
+the stream uses seed 1000 + j), the loss is on the answer tokens and the closing <|im_end|> only.
+AdamW, linear warmup then cosine decay over --total-minutes of training time.  Every --save-every
+minutes and at the end it writes WORK/ckpt.pt (model, optimizer, step, training time); running the
+same command again resumes from it.  Every --eval-every minutes it measures greedy exact-match
+accuracy per task on a fixed held-out list (seed 999) and keeps the best weights in WORK/best.pt.
+To train longer, rerun with a larger --total-minutes (the schedule stretches to it).
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import generate  # noqa: E402
+from model import DEFAULT_CONFIG, InternVL  # noqa: E402
+
+TASK_WEIGHTS = {"caption": 1.0, "color": 0.6, "shape": 0.6, "count": 1.3, "position": 0.8, "yesno": 0.8,
+                "read_text": 1.2, "key_value": 2.2, "video": 1.3, "memory": 1.4}
+
+
+def encode_example(tok, nit, imgs, layout, q, a):
+    p = common.prompt_ids(tok, q, len(imgs), layout, nit)
+    ans = tok.sp.encode(a) + [tok.im_end]
+    return p, ans
+
+
+def stream_example(tok, nit, j, weights):
+    rng = random.Random(1000 + j)
+    tasks = list(weights)
+    task = rng.choices(tasks, weights=[weights[t] for t in tasks])[0]
+    imgs, layout, q, a = generate.make_example(rng, task)
+    p, ans = encode_example(tok, nit, imgs, layout, q, a)
+    return task, imgs, p, ans
+
+
+def make_batch(examples):
+    T = max(len(p) + len(a) for _, _, p, a in examples)
+    ids = torch.full((len(examples), T), 2, dtype=torch.long)
+    labels = torch.full((len(examples), T), -100, dtype=torch.long)
+    imgs = []
+    for b, (_, im, p, a) in enumerate(examples):
+        seq = p + a
+        ids[b, :len(seq)] = torch.tensor(seq)
+        # position t predicts seq[t+1]: the answer tokens are predicted from len(p)-1 .. len(seq)-2
+        labels[b, len(p) - 1:len(seq) - 1] = torch.tensor(a)
+        imgs += im
+    return ids, labels, common.pixel_values(imgs)
+
+
+def loss_fn(model, ids, labels, pix, reduction="mean"):
+    emb = model.embed(ids, pix if pix.shape[0] else None)
+    h = model.hidden(emb)
+    sel = labels != -100
+    logits = model.logits(h[sel])
+    return F.cross_entropy(logits, labels[sel], reduction=reduction)
+
+
+def train_step(model, exs):
+    """Forward+backward in two length buckets (frames vs the rest) to avoid padding waste.
+    Returns the mean loss over all answer tokens."""
+    groups = [[e for e in exs if len(e[2]) > 200], [e for e in exs if len(e[2]) <= 200]]
+    n_tok = sum(len(e[3]) for e in exs)
+    total = 0.0
+    for g in groups:
+        if not g:
+            continue
+        ids, labels, pix = make_batch(g)
+        loss = loss_fn(model, ids, labels, pix, reduction="sum") / n_tok
+        loss.backward()
+        total += float(loss)
+    return total
+
+
+def heldout(n_per_task, seed=999):
+    items = []
+    for ti, task in enumerate(generate.TASKS):
+        for k in range(n_per_task):
+            rng = generate.example_rng(seed, ti * 100000 + k)
+            items.append((task,) + generate.make_example(rng, task))
+    return items
+
+
+def evaluate(model, tok, items, max_new=24):
+    model.eval()
+    per = {}
+    nit = model.num_image_token
+    for task, imgs, layout, q, a in items:
+        p = common.prompt_ids(tok, q, len(imgs), layout, nit)
+        out = model.greedy(p, common.pixel_values(imgs) if imgs else None, tok.im_end, max_new)
+        ok = common.normalize_answer(tok.decode(out)) == common.normalize_answer(a)
+        c = per.setdefault(task, [0, 0])
+        c[0] += ok
+        c[1] += 1
+    model.train()
+    acc = {t: c[0] / c[1] for t, c in per.items()}
+    overall = sum(c[0] for c in per.values()) / sum(c[1] for c in per.values())
+    return overall, acc
+
+
+def lr_at(frac, step, base, warmup, floor=0.05):
+    w = min(1.0, (step + 1) / warmup)
+    frac = min(1.0, max(0.0, frac))
+    return base * w * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default=common.WORK)
+    ap.add_argument("--minutes", type=float, default=70, help="wall-clock budget of this run")
+    ap.add_argument("--total-minutes", type=float, default=None, help="training time the schedule spans")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=float, default=10, help="minutes")
+    ap.add_argument("--eval-per-task", type=int, default=20)
+    ap.add_argument("--save-every", type=float, default=5, help="minutes")
+    ap.add_argument("--config", default=None, help="JSON overrides of model.DEFAULT_CONFIG (new runs only)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t_start = time.time()
+    budget = args.minutes * 60
+    os.makedirs(args.work, exist_ok=True)
+    tok_path = os.path.join(args.work, "tokenizer.model")
+    if not os.path.exists(tok_path):
+        sys.exit("no %s: run tools/demo/tokenizer.py first" % tok_path)
+    tok = common.Tokenizer(tok_path)
+    ckpt_path = os.path.join(args.work, "ckpt.pt")
+    state = None
+    if os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path)
+        cfg = state["config"]
+        print("resuming from %s: step %d, %.1f min trained" % (ckpt_path, state["step"], state["train_s"] / 60),
+              flush=True)
+    else:
+        cfg = dict(DEFAULT_CONFIG)
+        if args.config:
+            cfg.update(json.loads(args.config))
+        cfg["vocab_size"] = tok.vocab_size
+    torch.manual_seed(0)
+    model = InternVL(cfg, tok.img_context)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
+    step, train_s, seen, best = 0, 0.0, 0, -1.0
+    total_minutes = args.total_minutes or args.minutes
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, train_s, seen, best = state["step"], state["train_s"], state["seen"], state.get("best", -1.0)
+        if args.total_minutes is None:
+            total_minutes = state.get("total_minutes", total_minutes)
+    nparams = sum(p.numel() for p in model.parameters())
+    print("config %s\nparams %.2fM (%.1f MB f32), image tokens %d, total schedule %.0f min" % (
+        json.dumps(cfg), nparams / 1e6, nparams * 4 / 1e6, model.num_image_token, total_minutes), flush=True)
+    nit = model.num_image_token
+    items = heldout(args.eval_per_task)
+
+    def save(path, extra=None):
+        d = {"config": cfg, "model": model.state_dict(), "opt": opt.state_dict(), "step": step, "train_s": train_s,
+             "seen": seen, "best": best, "total_minutes": total_minutes}
+        if extra:
+            d.update(extra)
+        tmp = path + ".tmp"
+        torch.save(d, tmp)
+        os.replace(tmp, path)
+
+    def run_eval():
+        nonlocal best
+        t0 = time.time()
+        overall, acc = evaluate(model, tok, items)
+        line = " ".join("%s=%.2f" % (t, acc[t]) for t in generate.TASKS)
+        print("EVAL step %d overall %.3f | %s (%.0fs)" % (step, overall, line, time.time() - t0), flush=True)
+        if overall > best:
+            best = overall
+            torch.save({"config": cfg, "model": model.state_dict(), "step": step, "eval": acc, "overall": overall},
+                       os.path.join(args.work, "best.pt"))
+        return overall
+
+    last_save = last_eval = time.time()
+    loss_avg, t_log, n_log = None, time.time(), 0
+    model.train()
+    while True:
+        now = time.time()
+        if now - t_start > budget - 30:
+            break
+        if now - last_eval > args.eval_every * 60:
+            run_eval()
+            last_eval = time.time()
+        t0 = time.time()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(train_s / (total_minutes * 60), step, args.lr, args.warmup)
+        exs = [stream_example(tok, nit, seen + i, TASK_WEIGHTS) for i in range(args.batch)]
+        opt.zero_grad(set_to_none=True)
+        loss = train_step(model, exs)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += args.batch
+        train_s += time.time() - t0
+        n_log += args.batch
+        loss_avg = float(loss) if loss_avg is None else 0.95 * loss_avg + 0.05 * float(loss)
+        if step % 20 == 0:
+            el = time.time() - t_start
+            print("step %d loss %.4f lr %.2e ex/s %.1f trained %.1f/%.0f min, run left %.1f min" % (
+                step, loss_avg, opt.param_groups[0]["lr"], n_log / (time.time() - t_log), train_s / 60,
+                total_minutes, (budget - el) / 60), flush=True)
+            t_log, n_log = time.time(), 0
+        if time.time() - last_save > args.save_every * 60:
+            save(ckpt_path)
+            last_save = time.time()
+    save(ckpt_path)
+    run_eval()
+    save(ckpt_path)
+    print("done: step %d, %d examples, %.1f min trained, best held-out %.3f" % (step, seen, train_s / 60, best),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
