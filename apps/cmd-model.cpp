@@ -8,17 +8,6 @@
 namespace iris::app {
 namespace {
 
-void print_ids(const std::vector<int32_t>& ids, bool json)
-{
-    std::string out = json ? "[" : "";
-    for (size_t i = 0; i < ids.size(); ++i) {
-        if (i) out += json ? ", " : " ";
-        out += std::to_string(ids[i]);
-    }
-    out += json ? "]\n" : "\n";
-    std::fwrite(out.data(), 1, out.size(), stdout);
-}
-
 bool wants_help(const Args& args) { return args.flag("-h") || args.flag("--help"); }
 
 std::string one_positional(const Args& args, const char* what)
@@ -122,6 +111,24 @@ ForwardInput read_forward_input(const std::string& path, const model::ModelConfi
     return in;
 }
 
+struct PromptRun
+{
+    ForwardInput input;
+    std::vector<float> visual;
+    std::span<const float> logits; // valid until the cache's next forward
+};
+
+// Reads a forward input file, encodes its pixel values and feeds its ids into the cache.
+PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache, const std::string& path, bool all_logits)
+{
+    const auto& net = engine.network();
+    PromptRun run;
+    run.input = read_forward_input(path, net.config());
+    if (run.input.n_tiles > 0) run.visual = net.encode_images(run.input.pixels, run.input.n_tiles);
+    run.logits = net.forward(cache, run.input.ids, run.visual, engine.img_context_id(), all_logits);
+    return run;
+}
+
 } // namespace
 
 int cmd_forward(int argc, char** argv)
@@ -137,11 +144,11 @@ int cmd_forward(int argc, char** argv)
     }
     auto engine = load_engine(args);
     const auto& net = engine->network();
-    ForwardInput in = read_forward_input(args.required("--in"), net.config());
-    std::vector<float> visual;
-    if (in.n_tiles > 0) visual = net.encode_images(in.pixels, in.n_tiles);
     auto cache = net.new_cache();
-    auto logits = net.forward(*cache, in.ids, visual, engine->img_context_id(), /*all_logits=*/true);
+    PromptRun run = run_prompt(*engine, *cache, args.required("--in"), /*all_logits=*/true);
+    const auto& in = run.input;
+    const auto& visual = run.visual;
+    auto logits = run.logits;
     model::SafeTensorsWriter w;
     const int64_t vocab = net.config().llm.vocab_size;
     w.add_f32("logits", {int64_t(in.ids.size()), vocab}, logits);
@@ -167,11 +174,8 @@ int cmd_generate(int argc, char** argv)
     if (!args.has("--max-new-tokens")) throw Error(ErrorKind::invalid_argument, "missing required option --max-new-tokens");
     auto engine = load_engine(args);
     const auto& net = engine->network();
-    ForwardInput in = read_forward_input(args.required("--in"), net.config());
-    std::vector<float> visual;
-    if (in.n_tiles > 0) visual = net.encode_images(in.pixels, in.n_tiles);
     auto cache = net.new_cache();
-    auto logits = net.forward(*cache, in.ids, visual, engine->img_context_id());
+    auto logits = run_prompt(*engine, *cache, args.required("--in"), /*all_logits=*/false).logits;
     std::vector<int32_t> out;
     reasoning::Sampler greedy({});
     std::vector<float> scratch;

@@ -1,5 +1,5 @@
-#include "apps/args.h"
 #include "apps/commands.h"
+#include "apps/common.h"
 #include "model/model.h"
 
 #include <cstdio>
@@ -34,15 +34,7 @@ int cmd_tokenize(int argc, char** argv)
         throw Error(ErrorKind::invalid_argument, "give the text to tokenize (one argument) or --file FILE");
     }
     auto tok = model::Tokenizer::load(args.required("--model"));
-    std::vector<int32_t> ids = tok->encode(text, !args.flag("--no-bos"));
-    const bool json = args.flag("--json");
-    std::string out = json ? "[" : "";
-    for (size_t i = 0; i < ids.size(); ++i) {
-        if (i) out += json ? ", " : " ";
-        out += std::to_string(ids[i]);
-    }
-    out += json ? "]\n" : "\n";
-    std::fwrite(out.data(), 1, out.size(), stdout);
+    print_ids(tok->encode(text, !args.flag("--no-bos")), args.flag("--json"));
     return 0;
 }
 

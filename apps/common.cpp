@@ -80,6 +80,17 @@ void apply_threads(const Args& args)
     if (threads > 0) set_default_threads(threads);
 }
 
+void print_ids(const std::vector<int32_t>& ids, bool json)
+{
+    std::string out = json ? "[" : "";
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (i) out += json ? ", " : " ";
+        out += std::to_string(ids[i]);
+    }
+    out += json ? "]\n" : "\n";
+    std::fwrite(out.data(), 1, out.size(), stdout);
+}
+
 std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
 {
     apply_threads(args);

@@ -32,6 +32,8 @@ const char* sampling_help();
 reasoning::SamplingParams sampling_from_args(const Args& args);
 // Applies --threads (0 or absent: all cores).
 void apply_threads(const Args& args);
+// Prints ids on one line to stdout: space-separated, or a JSON array.
+void print_ids(const std::vector<int32_t>& ids, bool json);
 // Loads the engine named by --model with a progress bar.
 std::unique_ptr<reasoning::Engine> load_engine(const Args& args);
 

@@ -14,40 +14,102 @@ namespace iris {
 // Workers sleep on a condition variable, but first poll for a short while after each task:
 // the engine issues many short parallel_for calls back to back, and waking a sleeping thread
 // costs tens of microseconds.
+//
+// parallel_for allocates nothing: its Job lives on the caller's stack and the queue entries
+// that share it are plain pointers. That is safe because the caller, once it has run out of
+// chunks, withdraws the entries no worker has taken yet and waits only for the ones that were
+// taken (a decode step makes ~200 of these calls, so a heap Job and a std::function per
+// worker each time were a measurable fixed cost per token).
 struct ThreadPool::State
 {
+    // One parallel_for_chunks call, owned by its caller.
+    struct Job
+    {
+        const std::function<void(int64_t, int64_t)>* fn = nullptr;
+        int64_t begin = 0, n = 0, n_chunks = 0;
+        std::atomic<int64_t> next {0};
+        int started = 0; // queue entries taken by workers (guarded by State::mutex)
+        std::atomic<int> finished {0}; // of those, the ones done (written under State::mutex)
+        std::exception_ptr error; // the first exception (guarded by State::mutex)
+    };
+    // A queue entry: a submitted task, or a share in a Job.
+    struct Task
+    {
+        std::function<void()> fn;
+        Job* job = nullptr;
+    };
+
     std::mutex mutex;
-    std::condition_variable cv;
-    std::deque<std::function<void()>> tasks;
-    std::atomic<int64_t> pending{0};
+    std::condition_variable cv; // workers: a task was queued, or the pool is stopping
+    std::condition_variable job_cv; // parallel_for callers: a worker finished a share of a Job
+    std::deque<Task> tasks;
+    std::atomic<int64_t> pending {0};
     bool stopping = false;
     std::vector<std::thread> workers;
 
-    bool try_pop(std::function<void()>& task)
+    // Takes the front task; the caller holds the mutex and tasks is not empty.
+    Task pop_locked()
+    {
+        Task task = std::move(tasks.front());
+        tasks.pop_front();
+        pending.fetch_sub(1, std::memory_order_relaxed);
+        if (task.job) ++task.job->started;
+        return task;
+    }
+
+    bool try_pop(Task& task)
     {
         std::lock_guard lock(mutex);
         if (tasks.empty()) return false;
-        task = std::move(tasks.front());
-        tasks.pop_front();
-        pending.fetch_sub(1, std::memory_order_relaxed);
+        task = pop_locked();
         return true;
     }
 
-    void run(std::function<void()>& task)
+    // Claims and runs chunks of the job until none is left.
+    void run_chunks(Job& job)
     {
+        for (;;) {
+            int64_t c = job.next.fetch_add(1, std::memory_order_relaxed);
+            if (c >= job.n_chunks) return;
+            int64_t lo = job.begin + job.n * c / job.n_chunks;
+            int64_t hi = job.begin + job.n * (c + 1) / job.n_chunks;
+            try {
+                (*job.fn)(lo, hi);
+            } catch (...) {
+                std::lock_guard lock(mutex);
+                if (!job.error) job.error = std::current_exception();
+            }
+        }
+    }
+
+    void run(Task& task)
+    {
+        if (Job* job = task.job) {
+            run_chunks(*job);
+            {
+                // Under the mutex, so that a caller checking the count before it waits cannot
+                // miss the notification. The job may be gone right after the unlock: only the
+                // pool's own condition variable is touched afterwards.
+                std::lock_guard lock(mutex);
+                job->finished.fetch_add(1, std::memory_order_release);
+            }
+            job_cv.notify_all();
+            task.job = nullptr;
+            return;
+        }
         try {
-            task();
+            task.fn();
         } catch (const std::exception& e) {
             IRIS_LOG_ERROR("thread pool task failed: %s", e.what());
         } catch (...) {
             IRIS_LOG_ERROR("thread pool task failed with a non-standard exception");
         }
-        task = nullptr;
+        task.fn = nullptr;
     }
 
     void worker_loop()
     {
-        std::function<void()> task;
+        Task task;
         for (;;) {
             auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
             while (pending.load(std::memory_order_acquire) == 0
@@ -63,9 +125,7 @@ struct ThreadPool::State
             std::unique_lock lock(mutex);
             cv.wait(lock, [&] { return stopping || !tasks.empty(); });
             if (tasks.empty()) return; // stopping and drained
-            task = std::move(tasks.front());
-            tasks.pop_front();
-            pending.fetch_sub(1, std::memory_order_relaxed);
+            task = pop_locked();
             lock.unlock();
             run(task);
         }
@@ -91,17 +151,21 @@ ThreadPool::~ThreadPool()
     for (auto& t : state_->workers) t.join();
 }
 
-int ThreadPool::size() const { return int(state_->workers.size()) + 1; }
+int ThreadPool::size() const
+{
+    return int(state_->workers.size()) + 1;
+}
 
 void ThreadPool::submit(std::function<void()> task)
 {
     if (state_->workers.empty()) {
-        state_->run(task);
+        State::Task t {std::move(task), nullptr};
+        state_->run(t);
         return;
     }
     {
         std::lock_guard lock(state_->mutex);
-        state_->tasks.push_back(std::move(task));
+        state_->tasks.push_back({std::move(task), nullptr});
         state_->pending.fetch_add(1, std::memory_order_release);
     }
     state_->cv.notify_one();
@@ -124,52 +188,56 @@ void ThreadPool::parallel_for_chunks(int64_t begin, int64_t end,
         fn(begin, end);
         return;
     }
-    struct Job
+    State& st = *state_;
+    State::Job job;
+    job.fn = &fn;
+    job.begin = begin;
+    job.n = n;
+    job.n_chunks = n_chunks;
     {
-        std::atomic<int64_t> next{0};
-        std::atomic<int64_t> done{0};
-        std::mutex mutex;
-        std::condition_variable cv;
-        std::exception_ptr error;
-    };
-    auto job = std::make_shared<Job>();
-    auto work = [job, n_chunks, begin, n, &fn] {
-        for (;;) {
-            int64_t c = job->next.fetch_add(1, std::memory_order_relaxed);
-            if (c >= n_chunks) return;
-            int64_t lo = begin + n * c / n_chunks, hi = begin + n * (c + 1) / n_chunks;
-            try {
-                fn(lo, hi);
-            } catch (...) {
-                std::lock_guard lock(job->mutex);
-                if (!job->error) job->error = std::current_exception();
-            }
-            if (job->done.fetch_add(1, std::memory_order_acq_rel) + 1 == n_chunks) {
-                std::lock_guard lock(job->mutex);
-                job->cv.notify_all();
+        std::lock_guard lock(st.mutex);
+        for (int64_t i = 0; i < n_chunks - 1; ++i) st.tasks.push_back({{}, &job});
+        st.pending.fetch_add(n_chunks - 1, std::memory_order_release);
+    }
+    st.cv.notify_all();
+    st.run_chunks(job);
+    // Every chunk is claimed. Withdraw the entries no worker has taken (a busy or descheduled
+    // worker must not hold us up), then wait for the ones that were taken: they may still be
+    // running a chunk, and they reference the job.
+    int started;
+    {
+        std::lock_guard lock(st.mutex);
+        int64_t removed = 0;
+        for (auto it = st.tasks.begin(); it != st.tasks.end();) {
+            if (it->job == &job) {
+                it = st.tasks.erase(it);
+                ++removed;
+            } else {
+                ++it;
             }
         }
-    };
-    {
-        std::lock_guard lock(state_->mutex);
-        for (int64_t i = 0; i < n_chunks - 1; ++i) state_->tasks.push_back(work);
-        state_->pending.fetch_add(n_chunks - 1, std::memory_order_release);
+        st.pending.fetch_sub(removed, std::memory_order_relaxed);
+        started = job.started;
     }
-    state_->cv.notify_all();
-    work();
-    // Chunks claimed by workers may still be running: fn must outlive them.
     auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-    while (job->done.load(std::memory_order_acquire) < n_chunks
+    while (job.finished.load(std::memory_order_acquire) < started
            && std::chrono::steady_clock::now() < spin_until) {
 #if defined(__x86_64__)
         __builtin_ia32_pause();
 #endif
     }
-    if (job->done.load(std::memory_order_acquire) < n_chunks) {
-        std::unique_lock lock(job->mutex);
-        job->cv.wait(lock, [&] { return job->done.load(std::memory_order_acquire) == n_chunks; });
+    if (job.finished.load(std::memory_order_acquire) < started) {
+        std::unique_lock lock(st.mutex);
+        st.job_cv.wait(lock,
+                       [&] { return job.finished.load(std::memory_order_acquire) == started; });
     }
-    if (job->error) std::rethrow_exception(job->error);
+    // Taken entries are done with the job; read the error under the mutex they wrote it with.
+    std::exception_ptr error;
+    {
+        std::lock_guard lock(st.mutex);
+        error = job.error;
+    }
+    if (error) std::rethrow_exception(error);
 }
 
 namespace {
@@ -193,7 +261,8 @@ ThreadPool& default_thread_pool()
 void set_default_threads(int n_threads)
 {
     std::lock_guard lock(g_default_pool_mutex);
-    if (g_default_pool && g_default_pool->size() == (n_threads > 0 ? n_threads : g_default_pool->size()))
+    if (g_default_pool
+        && g_default_pool->size() == (n_threads > 0 ? n_threads : g_default_pool->size()))
         return;
     g_default_pool = std::make_unique<ThreadPool>(n_threads);
 }

@@ -58,7 +58,14 @@ Weight WeightLoader::get_optional(const std::string& name, const std::vector<int
     return get(name, shape);
 }
 
-Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape)
+Weight WeightLoader::get_matrix_optional(const std::string& name, const std::vector<int64_t>& shape)
+{
+    if (!has(name)) return {};
+    return get_matrix(name, shape);
+}
+
+const TensorInfo& WeightLoader::find_checked(const std::string& name,
+                                             const std::vector<int64_t>& shape) const
 {
     const TensorInfo* t = weights_.find(name);
     if (!t) throw Error(ErrorKind::not_found, origin_ + ": tensor " + name + " is missing");
@@ -67,6 +74,49 @@ Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& sh
                     strfmt("%s: tensor %s has shape %s, expected %s from config.json",
                            origin_.c_str(), name.c_str(), shape_str(t->shape).c_str(),
                            shape_str(shape).c_str()));
+    return *t;
+}
+
+void WeightLoader::done(const TensorInfo& t, const std::string& name)
+{
+    bytes_done_ += t.nbytes;
+    if (progress_ && bytes_total_ > 0)
+        progress_(float(double(bytes_done_) / double(bytes_total_)), name.c_str());
+}
+
+Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64_t>& shape)
+{
+    const TensorInfo& t = find_checked(name, shape);
+    if (shape.size() < 2)
+        throw Error(ErrorKind::internal, strfmt("%s is not a matrix", name.c_str()));
+    if (t.dtype != DType::bf16 && t.dtype != DType::f16) {
+        // F32 (in place when aligned) or an unsupported dtype (get() reports it).
+        Weight w = get(name, shape);
+        w.mat = cpu::WeightMatrix::f32(w.data, shape[0], w.numel() / shape[0]);
+        return w;
+    }
+    Weight w;
+    w.shape = shape;
+    const int64_t n = t.numel();
+    const void* src = t.data;
+    if (reinterpret_cast<uintptr_t>(t.data) % alignof(uint16_t) == 0) {
+        // In place: no conversion at load, the pages come from the page cache on first use.
+        bytes_mapped_ += t.nbytes;
+    } else {
+        w.owned16.resize(size_t(n));
+        std::memcpy(w.owned16.data(), t.data, t.nbytes);
+        src = w.owned16.data();
+        bytes_owned_ += t.nbytes;
+    }
+    w.mat = {src, t.dtype == DType::bf16 ? cpu::WeightType::bf16 : cpu::WeightType::f16, shape[0],
+             n / shape[0]};
+    done(t, name);
+    return w;
+}
+
+Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape)
+{
+    const TensorInfo* t = &find_checked(name, shape);
     Weight w;
     w.shape = shape;
     const int64_t n = t->numel();
@@ -75,8 +125,7 @@ Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& sh
         w.data = reinterpret_cast<const float*>(t->data);
         bytes_mapped_ += t->nbytes;
     } else if (t->dtype == DType::bf16 || t->dtype == DType::f16) {
-        // Converted once to f32 (twice the file's bytes in memory), on every thread: a bf16
-        // checkpoint of InternVL2.5-1B is ~1 G values.
+        // Converted once to f32: only small tensors come here (matrices use get_matrix).
         w.owned.resize(size_t(n));
         float* dst = w.owned.data();
         const uint8_t* src = t->data;
@@ -100,9 +149,7 @@ Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& sh
                            "F32, BF16 or F16",
                            origin_.c_str(), name.c_str(), dtype_name(t->dtype)));
     }
-    bytes_done_ += t->nbytes;
-    if (progress_ && bytes_total_ > 0)
-        progress_(float(double(bytes_done_) / double(bytes_total_)), name.c_str());
+    done(*t, name);
     return w;
 }
 
@@ -214,9 +261,13 @@ void embed_into(const LlmWeights& w, const LlmConfig& c, std::span<const int32_t
                            img_context_id, n_visual));
     size_t next_visual = 0;
     for (size_t i = 0; i < ids.size(); ++i) {
-        const float* src = ids[i] == img_context_id ? visual.data() + (next_visual++) * size_t(h)
-                                                    : w.embed.data + int64_t(ids[i]) * h;
-        std::memcpy(out + i * size_t(h), src, size_t(h) * sizeof(float));
+        if (ids[i] == img_context_id) {
+            std::memcpy(out + i * size_t(h), visual.data() + (next_visual++) * size_t(h),
+                        size_t(h) * sizeof(float));
+        } else {
+            // Only the looked-up rows are widened: the table stays in the checkpoint's dtype.
+            cpu::widen_rows(w.embed.mat, ids[i], ids[i] + 1, out + i * size_t(h));
+        }
     }
 }
 

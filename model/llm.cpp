@@ -13,27 +13,50 @@ namespace {
 
 // InternLM2's wqkv rows are [kv_head][q_0..q_{G-1}, k, v][D] (spec §9.2). Splits a weight
 // [(Nh + 2Nkv)·D, cols] (cols = 1 for the bias) into contiguous q [Nh·D], k and v [Nkv·D] rows,
-// query head kvh·G + g coming from slot g of group kvh.
+// query head kvh·G + g coming from slot g of group kvh. The rows keep their stored precision
+// (a matrix from get_matrix) or are f32 (a bias from get).
 void split_wqkv(const Weight& wqkv, int n_heads, int n_kv, int d, int64_t cols, Weight& q,
                 Weight& k, Weight& v)
 {
+    const bool is_matrix = bool(wqkv.mat);
+    const cpu::WeightType type = is_matrix ? wqkv.mat.type : cpu::WeightType::f32;
+    const size_t es = is_matrix ? wqkv.mat.elem_size() : sizeof(float);
+    const auto* src = static_cast<const char*>(is_matrix ? wqkv.mat.data : wqkv.data);
     const int g = n_heads / n_kv;
-    const int64_t slot = int64_t(d) * cols; // floats per head slot
-    std::vector<float> qv(size_t(n_heads * slot)), kv(size_t(n_kv * slot)), vv(size_t(n_kv * slot));
-    for (int h = 0; h < n_kv; ++h) {
-        const float* group = wqkv.data + int64_t(h) * (g + 2) * slot;
-        for (int j = 0; j < g; ++j)
-            std::memcpy(qv.data() + (int64_t(h) * g + j) * slot, group + j * slot,
-                        size_t(slot) * 4);
-        std::memcpy(kv.data() + h * slot, group + g * slot, size_t(slot) * 4);
-        std::memcpy(vv.data() + h * slot, group + (g + 1) * slot, size_t(slot) * 4);
-    }
-    auto shape = [&](int64_t rows) {
-        return cols == 1 ? std::vector<int64_t> {rows} : std::vector<int64_t> {rows, cols};
+    const int64_t slot = int64_t(d) * cols; // values per head slot
+    const size_t slot_bytes = size_t(slot) * es;
+    auto make = [&](int64_t rows, auto&& fill) {
+        Weight w;
+        w.shape = cols == 1 ? std::vector<int64_t> {rows} : std::vector<int64_t> {rows, cols};
+        char* dst;
+        if (es == sizeof(float)) {
+            w.owned.resize(size_t(rows * cols));
+            dst = reinterpret_cast<char*>(w.owned.data());
+            w.data = w.owned.data();
+        } else {
+            w.owned16.resize(size_t(rows * cols));
+            dst = reinterpret_cast<char*>(w.owned16.data());
+        }
+        fill(dst);
+        if (is_matrix) w.mat = {dst, type, rows, cols};
+        return w;
     };
-    q = Weight::from_values(std::move(qv), shape(int64_t(n_heads) * d));
-    k = Weight::from_values(std::move(kv), shape(int64_t(n_kv) * d));
-    v = Weight::from_values(std::move(vv), shape(int64_t(n_kv) * d));
+    q = make(int64_t(n_heads) * d, [&](char* dst) {
+        for (int h = 0; h < n_kv; ++h)
+            for (int j = 0; j < g; ++j)
+                std::memcpy(dst + size_t(h * g + j) * slot_bytes,
+                            src + size_t(h * (g + 2) + j) * slot_bytes, slot_bytes);
+    });
+    k = make(int64_t(n_kv) * d, [&](char* dst) {
+        for (int h = 0; h < n_kv; ++h)
+            std::memcpy(dst + size_t(h) * slot_bytes, src + size_t(h * (g + 2) + g) * slot_bytes,
+                        slot_bytes);
+    });
+    v = make(int64_t(n_kv) * d, [&](char* dst) {
+        for (int h = 0; h < n_kv; ++h)
+            std::memcpy(dst + size_t(h) * slot_bytes,
+                        src + size_t(h * (g + 2) + g + 1) * slot_bytes, slot_bytes);
+    });
 }
 
 } // namespace
@@ -48,40 +71,42 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
     const bool internlm2 = c.arch == LlmArch::internlm2;
     const std::string m = "language_model.model.";
 
-    out.embed
-        = ld.get(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"), {vocab, h});
+    out.embed = ld.get_matrix(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"),
+                              {vocab, h});
     out.layers.resize(size_t(c.num_hidden_layers));
     for (int l = 0; l < c.num_hidden_layers; ++l) {
         LlmLayer& L = out.layers[size_t(l)];
         std::string pre = m + strfmt("layers.%d.", l);
         if (internlm2) {
             L.attn_norm = ld.get(pre + "attention_norm.weight", {h});
-            Weight wqkv = ld.get(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
+            Weight wqkv = ld.get_matrix(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
             split_wqkv(wqkv, int(nh), int(nkv), int(d), h, L.q_w, L.k_w, L.v_w);
+            if (wqkv.owned.empty() && wqkv.owned16.empty())
+                ld.mapped_to_owned(size_t(wqkv.mat.rows * wqkv.mat.cols) * wqkv.mat.elem_size());
             if (c.attention_bias) {
                 Weight bqkv = ld.get(pre + "attention.wqkv.bias", {(nh + 2 * nkv) * d});
                 split_wqkv(bqkv, int(nh), int(nkv), int(d), 1, L.q_b, L.k_b, L.v_b);
             }
-            L.o_w = ld.get(pre + "attention.wo.weight", {h, nh * d});
+            L.o_w = ld.get_matrix(pre + "attention.wo.weight", {h, nh * d});
             if (c.attention_bias) L.o_b = ld.get(pre + "attention.wo.bias", {h});
             L.ffn_norm = ld.get(pre + "ffn_norm.weight", {h});
-            L.gate_w = ld.get(pre + "feed_forward.w1.weight", {f, h});
-            L.up_w = ld.get(pre + "feed_forward.w3.weight", {f, h});
-            L.down_w = ld.get(pre + "feed_forward.w2.weight", {h, f});
+            L.gate_w = ld.get_matrix(pre + "feed_forward.w1.weight", {f, h});
+            L.up_w = ld.get_matrix(pre + "feed_forward.w3.weight", {f, h});
+            L.down_w = ld.get_matrix(pre + "feed_forward.w2.weight", {h, f});
         } else {
             // Qwen2: q/k/v always carry biases, o_proj never does.
             L.attn_norm = ld.get(pre + "input_layernorm.weight", {h});
-            L.q_w = ld.get(pre + "self_attn.q_proj.weight", {nh * d, h});
+            L.q_w = ld.get_matrix(pre + "self_attn.q_proj.weight", {nh * d, h});
             L.q_b = ld.get(pre + "self_attn.q_proj.bias", {nh * d});
-            L.k_w = ld.get(pre + "self_attn.k_proj.weight", {nkv * d, h});
+            L.k_w = ld.get_matrix(pre + "self_attn.k_proj.weight", {nkv * d, h});
             L.k_b = ld.get(pre + "self_attn.k_proj.bias", {nkv * d});
-            L.v_w = ld.get(pre + "self_attn.v_proj.weight", {nkv * d, h});
+            L.v_w = ld.get_matrix(pre + "self_attn.v_proj.weight", {nkv * d, h});
             L.v_b = ld.get(pre + "self_attn.v_proj.bias", {nkv * d});
-            L.o_w = ld.get(pre + "self_attn.o_proj.weight", {h, nh * d});
+            L.o_w = ld.get_matrix(pre + "self_attn.o_proj.weight", {h, nh * d});
             L.ffn_norm = ld.get(pre + "post_attention_layernorm.weight", {h});
-            L.gate_w = ld.get(pre + "mlp.gate_proj.weight", {f, h});
-            L.up_w = ld.get(pre + "mlp.up_proj.weight", {f, h});
-            L.down_w = ld.get(pre + "mlp.down_proj.weight", {h, f});
+            L.gate_w = ld.get_matrix(pre + "mlp.gate_proj.weight", {f, h});
+            L.up_w = ld.get_matrix(pre + "mlp.up_proj.weight", {f, h});
+            L.down_w = ld.get_matrix(pre + "mlp.down_proj.weight", {h, f});
         }
     }
     out.norm = ld.get(m + "norm.weight", {h});
@@ -91,7 +116,7 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
     // weights; tying is our best guess, and it must be loud.
     const std::string head
         = internlm2 ? "language_model.output.weight" : "language_model.lm_head.weight";
-    out.lm_head = ld.get_optional(head, {vocab, h});
+    out.lm_head = ld.get_matrix_optional(head, {vocab, h});
     if (!out.lm_head) {
         if (c.tie_word_embeddings) {
             IRIS_LOG_INFO("%s is absent: tied to the input embedding (tie_word_embeddings)",
@@ -182,23 +207,23 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
         const LlmLayer& L = w.layers[size_t(l)];
         // Attention block: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x).
         cpu::rms_norm(x, n, h, L.attn_norm.data, c.rms_norm_eps, hb);
-        cpu::linear(hb, n, h, L.q_w.data, qw, L.q_b ? L.q_b.data : nullptr, q);
-        cpu::linear(hb, n, h, L.k_w.data, kw, L.k_b ? L.k_b.data : nullptr, kn);
-        cpu::linear(hb, n, h, L.v_w.data, kw, L.v_b ? L.v_b.data : nullptr, vn);
+        cpu::linear(hb, n, L.q_w.mat, L.q_b ? L.q_b.data : nullptr, q);
+        cpu::linear(hb, n, L.k_w.mat, L.k_b ? L.k_b.data : nullptr, kn);
+        cpu::linear(hb, n, L.v_w.mat, L.v_b ? L.v_b.data : nullptr, vn);
         cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t);
         cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t);
         cache.store(l, pos0, n, kn, vn);
         cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.k[size_t(l)].data(),
                               cache.v[size_t(l)].data(), cache.capacity, scale, attn, s.attention);
-        cpu::linear(attn, n, qw, L.o_w.data, h, L.o_b ? L.o_b.data : nullptr, hb);
+        cpu::linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
         cpu::add_rows(x, hb, nullptr, n, h);
 
         // MLP block: x += down(silu(gate(h)) ⊙ up(h)), h = RMSNorm(x).
         cpu::rms_norm(x, n, h, L.ffn_norm.data, c.rms_norm_eps, hb);
-        cpu::linear(hb, n, h, L.gate_w.data, f, nullptr, gate);
-        cpu::linear(hb, n, h, L.up_w.data, f, nullptr, up);
+        cpu::linear(hb, n, L.gate_w.mat, nullptr, gate);
+        cpu::linear(hb, n, L.up_w.mat, nullptr, up);
         cpu::silu_mul(gate, up, gate, n * f);
-        cpu::linear(gate, n, f, L.down_w.data, h, nullptr, hb);
+        cpu::linear(gate, n, L.down_w.mat, nullptr, hb);
         cpu::add_rows(x, hb, nullptr, n, h);
 
         if (trace)
@@ -215,7 +240,7 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     }
     cpu::rms_norm(x + first * h, n_out, h, w.norm.data, c.rms_norm_eps, hb);
     float* logits = grow(s.logits, size_t(n_out * vocab));
-    cpu::linear(hb, n_out, h, w.lm_head_data(), vocab, nullptr, logits);
+    cpu::linear(hb, n_out, w.lm_head_matrix(), nullptr, logits);
 
     cache.n_tokens = pos0 + n;
     return {logits, size_t(n_out * vocab)};

@@ -2,8 +2,10 @@
 // (vision.cpp, llm.cpp, kv-cache.cpp, internvl.cpp). The public API is in model/model.h.
 #pragma once
 
+#include "model/cpu/ops.h"
 #include "model/model.h"
 
+#include <algorithm>
 #include <functional>
 #include <span>
 #include <string>
@@ -11,12 +13,19 @@
 
 namespace iris::model {
 
-// A weight tensor in f32: a view into a memory-mapped F32 tensor, or an owned converted copy.
-// Move-only (`data` may point into `owned`, whose buffer survives a move).
+// A weight tensor. Small tensors (norm gains, biases, position embeddings) are f32: `data`
+// is a view into a memory-mapped F32 tensor or an owned converted copy. Matrices that go
+// through cpu::linear (and the token embedding, whose rows are widened on lookup) come from
+// WeightLoader::get_matrix and keep the checkpoint's precision in `mat`: BF16/F16 stay in the
+// mapped file (half the memory of f32, and half the bytes streamed per decoded token); `data`
+// is then null unless the matrix is F32. Move-only (`data` and `mat` may point into `owned` or
+// `owned16`, whose buffers survive a move).
 struct Weight
 {
     const float* data = nullptr;
+    cpu::WeightMatrix mat;
     std::vector<float> owned;
+    std::vector<uint16_t> owned16;
     std::vector<int64_t> shape;
 
     Weight() = default;
@@ -25,7 +34,7 @@ struct Weight
     Weight(const Weight&) = delete;
     Weight& operator=(const Weight&) = delete;
 
-    explicit operator bool() const { return data != nullptr; }
+    explicit operator bool() const { return data != nullptr || mat.data != nullptr; }
     int64_t numel() const;
     // Takes ownership of values with the given shape.
     static Weight from_values(std::vector<float> values, std::vector<int64_t> shape);
@@ -44,12 +53,26 @@ public:
     Weight get(const std::string& name, const std::vector<int64_t>& shape);
     // The same, but an absent tensor gives an empty Weight.
     Weight get_optional(const std::string& name, const std::vector<int64_t>& shape);
+    // A matrix for cpu::linear, rows = shape[0], cols = the product of the other dims, in the
+    // stored precision (F32, BF16, F16) and in place when the mapping is aligned.
+    Weight get_matrix(const std::string& name, const std::vector<int64_t>& shape);
+    Weight get_matrix_optional(const std::string& name, const std::vector<int64_t>& shape);
+    // Accounts for a mapped tensor that was copied into owned memory (InternLM2's wqkv split).
+    void mapped_to_owned(size_t bytes)
+    {
+        bytes_mapped_ -= std::min(bytes, bytes_mapped_);
+        bytes_owned_ += bytes;
+    }
     bool has(const std::string& name) const;
 
     size_t bytes_owned() const { return bytes_owned_; }
     size_t bytes_mapped() const { return bytes_mapped_; }
 
 private:
+    const TensorInfo& find_checked(const std::string& name,
+                                   const std::vector<int64_t>& shape) const;
+    void done(const TensorInfo& t, const std::string& name);
+
     const WeightSet& weights_;
     std::string origin_;
     std::function<void(float, const char*)> progress_;
@@ -115,7 +138,7 @@ struct LlmWeights
     std::vector<LlmLayer> layers;
     Weight norm; // [H]
     Weight lm_head; // [V, H]; empty when tied to `embed`
-    const float* lm_head_data() const { return lm_head ? lm_head.data : embed.data; }
+    const cpu::WeightMatrix& lm_head_matrix() const { return lm_head ? lm_head.mat : embed.mat; }
 };
 
 void load_llm(WeightLoader& loader, const LlmConfig& config, LlmWeights& out);

@@ -58,8 +58,8 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
     if (c <= 0 || inter <= 0 || p <= 0 || vc.num_hidden_layers <= 0 || vc.num_attention_heads <= 0
         || c % vc.num_attention_heads != 0 || vc.image_size % vc.patch_size != 0)
         throw Error(ErrorKind::invalid_input, "vision_config: inconsistent sizes");
-    out.patch_w
-        = ld.get("vision_model.embeddings.patch_embedding.weight", {c, vc.num_channels, p, p});
+    out.patch_w = ld.get_matrix("vision_model.embeddings.patch_embedding.weight",
+                                {c, vc.num_channels, p, p});
     out.patch_b = ld.get("vision_model.embeddings.patch_embedding.bias", {c});
     out.cls = ld.get("vision_model.embeddings.class_embedding", {1, 1, c});
     out.pos_grid = vc.image_size / vc.patch_size;
@@ -73,7 +73,7 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
         std::string pre = vit_prefix(l);
         L.norm1_w = ld.get(pre + "norm1.weight", {c});
         if (has_norm_bias) L.norm1_b = ld.get(pre + "norm1.bias", {c});
-        L.qkv_w = ld.get(pre + "attn.qkv.weight", {3 * c, c});
+        L.qkv_w = ld.get_matrix(pre + "attn.qkv.weight", {3 * c, c});
         if (vc.qkv_bias) L.qkv_b = ld.get(pre + "attn.qkv.bias", {3 * c});
         if (vc.qk_normalization) {
             L.q_norm_w = ld.get(pre + "attn.q_norm.weight", {c});
@@ -83,14 +83,14 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
                 L.k_norm_b = ld.get(pre + "attn.k_norm.bias", {c});
             }
         }
-        L.proj_w = ld.get(pre + "attn.proj.weight", {c, c});
+        L.proj_w = ld.get_matrix(pre + "attn.proj.weight", {c, c});
         L.proj_b = ld.get(pre + "attn.proj.bias", {c});
         L.ls1 = ld.get(pre + "ls1", {c});
         L.norm2_w = ld.get(pre + "norm2.weight", {c});
         if (has_norm_bias) L.norm2_b = ld.get(pre + "norm2.bias", {c});
-        L.fc1_w = ld.get(pre + "mlp.fc1.weight", {inter, c});
+        L.fc1_w = ld.get_matrix(pre + "mlp.fc1.weight", {inter, c});
         L.fc1_b = ld.get(pre + "mlp.fc1.bias", {inter});
-        L.fc2_w = ld.get(pre + "mlp.fc2.weight", {c, inter});
+        L.fc2_w = ld.get_matrix(pre + "mlp.fc2.weight", {c, inter});
         L.fc2_b = ld.get(pre + "mlp.fc2.bias", {c});
         L.ls2 = ld.get(pre + "ls2", {c});
     }
@@ -99,9 +99,9 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
     const int64_t in = c * r * r, h = config.llm.hidden_size;
     out.mlp_ln_w = ld.get("mlp1.0.weight", {in});
     out.mlp_ln_b = ld.get("mlp1.0.bias", {in});
-    out.mlp_fc1_w = ld.get("mlp1.1.weight", {h, in});
+    out.mlp_fc1_w = ld.get_matrix("mlp1.1.weight", {h, in});
     out.mlp_fc1_b = ld.get("mlp1.1.bias", {h});
-    out.mlp_fc2_w = ld.get("mlp1.3.weight", {h, h});
+    out.mlp_fc2_w = ld.get_matrix("mlp1.3.weight", {h, h});
     out.mlp_fc2_b = ld.get("mlp1.3.bias", {h});
 }
 
@@ -117,8 +117,7 @@ void vision_layer(const VisionConfig& vc, const VisionLayer& L, float* x, int64_
     const float eps = vc.layer_norm_eps;
 
     norm(vc, L.norm1_w, L.norm1_b, x, rows, c, eps, h.data());
-    cpu::linear(h.data(), rows, c, L.qkv_w.data, 3 * c, L.qkv_b ? L.qkv_b.data : nullptr,
-                qkv.data());
+    cpu::linear(h.data(), rows, L.qkv_w.mat, L.qkv_b ? L.qkv_b.data : nullptr, qkv.data());
     if (vc.qk_normalization) {
         // InternViT-6B: the norm spans the whole C-wide Q (and K) vector, across all heads.
         for (int part = 0; part < 2; ++part) {
@@ -134,13 +133,13 @@ void vision_layer(const VisionConfig& vc, const VisionLayer& L, float* x, int64_
     // InternViT: scale = head_dim ** -0.5, no mask.
     cpu::attention_full(qkv.data(), n_seq, n_tok, n_heads, d, float(1.0 / std::sqrt(double(d))),
                         attn.data());
-    cpu::linear(attn.data(), rows, c, L.proj_w.data, c, L.proj_b.data, h.data());
+    cpu::linear(attn.data(), rows, L.proj_w.mat, L.proj_b.data, h.data());
     cpu::add_rows(x, h.data(), L.ls1.data, rows, c); // x + ls1 ⊙ attn(norm1(x))
 
     norm(vc, L.norm2_w, L.norm2_b, x, rows, c, eps, h.data());
-    cpu::linear(h.data(), rows, c, L.fc1_w.data, inter, L.fc1_b.data, mlp.data());
+    cpu::linear(h.data(), rows, L.fc1_w.mat, L.fc1_b.data, mlp.data());
     cpu::gelu_erf(mlp.data(), rows * inter);
-    cpu::linear(mlp.data(), rows, inter, L.fc2_w.data, c, L.fc2_b.data, h.data());
+    cpu::linear(mlp.data(), rows, L.fc2_w.mat, L.fc2_b.data, h.data());
     cpu::add_rows(x, h.data(), L.ls2.data, rows, c); // x + ls2 ⊙ mlp(norm2(x))
 }
 
@@ -204,8 +203,7 @@ std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& con
             const int64_t k = int64_t(ch) * p * p;
             std::vector<float> patches(size_t(nb * n_patch * k));
             cpu::im2col_patches(pixels + int64_t(t0) * ch * s * s, nb, ch, s, p, patches.data());
-            cpu::linear(patches.data(), nb * n_patch, k, w.patch_w.data, c, w.patch_b.data,
-                        h.data());
+            cpu::linear(patches.data(), nb * n_patch, w.patch_w.mat, w.patch_b.data, h.data());
         }
         for (int b = 0; b < nb; ++b) {
             float* xt = x.data() + b * n_tok * c;
@@ -245,9 +243,9 @@ std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& con
         const int64_t m = nb * n_img_tok;
         cpu::layer_norm(ps.data(), m, ps_c, w.mlp_ln_w.data, w.mlp_ln_b.data, 1e-5f, ps.data());
         std::vector<float> mid(size_t(m * llm_h));
-        cpu::linear(ps.data(), m, ps_c, w.mlp_fc1_w.data, llm_h, w.mlp_fc1_b.data, mid.data());
+        cpu::linear(ps.data(), m, w.mlp_fc1_w.mat, w.mlp_fc1_b.data, mid.data());
         cpu::gelu_erf(mid.data(), m * llm_h);
-        cpu::linear(mid.data(), m, llm_h, w.mlp_fc2_w.data, llm_h, w.mlp_fc2_b.data,
+        cpu::linear(mid.data(), m, w.mlp_fc2_w.mat, w.mlp_fc2_b.data,
                     result.data() + t0 * n_img_tok * llm_h);
     }
     return result;

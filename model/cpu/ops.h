@@ -40,6 +40,33 @@ void parallel_range(int64_t n, int64_t grain,
 // ---------------------------------------------------------------------------------------------
 // Products
 
+// How a weight matrix is stored. BF16 and F16 checkpoints are computed on in place (half the
+// memory and half the bytes streamed per decoded token); every product still runs in f32,
+// because widening bf16/f16 to f32 is exact.
+enum class WeightType { f32, bf16, f16 };
+
+// A read-only weight matrix [rows, cols], row-major and contiguous, in its stored precision
+// (usually a view into the memory-mapped checkpoint).
+struct WeightMatrix
+{
+    const void* data = nullptr;
+    WeightType type = WeightType::f32;
+    int64_t rows = 0, cols = 0;
+
+    explicit operator bool() const { return data != nullptr; }
+    // Element size in bytes.
+    size_t elem_size() const { return type == WeightType::f32 ? 4 : 2; }
+    // Start of row r (in bytes, as the element type differs).
+    const void* row(int64_t r) const
+    {
+        return static_cast<const char*>(data) + size_t(r) * size_t(cols) * elem_size();
+    }
+    static WeightMatrix f32(const float* data, int64_t rows, int64_t cols)
+    {
+        return {data, WeightType::f32, rows, cols};
+    }
+};
+
 // y[m, n] (row stride ldy) = x[m, k] (row stride ldx) · w[n, k]ᵀ + bias[n] (bias may be null).
 // m == 1 takes a matrix-vector path (bandwidth bound); larger m goes to cblas_sgemm with the
 // n columns split over the threads.
@@ -50,6 +77,26 @@ inline void linear(const float* x, int64_t m, int64_t k, const float* w, int64_t
 {
     linear(x, m, k, k, w, n, bias, y, n);
 }
+// The same with w [n = w.rows, k = w.cols] of any WeightType. BF16/F16 weights: up to
+// kMatvecMaxRows rows of x use the low-precision matrix-vector kernel (each weight read once,
+// widened in registers); more rows widen a block of weight rows at a time into a per-thread f32
+// scratch and hand it to cblas_sgemm, so the SGEMM rate holds.
+void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,
+            float* y, int64_t ldy);
+inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y)
+{
+    linear(x, m, w.cols, w, bias, y, w.rows);
+}
+
+constexpr int64_t kMatvecMaxRows = 8;
+
+// Building blocks of the low-precision linear, exposed for tests/model/ops_test.cpp.
+// Rows [r0, r1) of w widened to f32 into dst [r1 - r0, w.cols].
+void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);
+// Single-threaded y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1) (no bias), with
+// the AVX-512 kernel when compiled in (`portable` forces the scalar loop).
+void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
+                 int64_t r1, float* y, int64_t ldy, bool portable = false);
 
 // Single-threaded C[m, n] = alpha · A[m, k] · op(B) + beta · C, op(B) = Bᵀ when b_trans
 // (B stored [n, k]) else B (stored [k, n]). For use inside a parallel region.

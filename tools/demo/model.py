@@ -158,7 +158,7 @@ class InternLM2Attention(nn.Module):
         self.wqkv = nn.Linear(cfg["llm_hidden"], (self.h + 2 * self.kv) * self.d, bias=False)
         self.wo = nn.Linear(self.h * self.d, cfg["llm_hidden"], bias=False)
 
-    def forward(self, x, cos, sin, mask):
+    def forward(self, x, cos, sin, mask, cache=None):
         b, t, _ = x.shape
         qkv = self.wqkv(x).view(b, t, self.kv, self.g + 2, self.d)
         qkv = qkv.permute(0, 2, 3, 1, 4)                       # [b, kv, g+2, t, d]
@@ -167,6 +167,11 @@ class InternLM2Attention(nn.Module):
         v = qkv[:, :, self.g + 1:]
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if cache is not None:  # (k, v) of the earlier positions, rotated
+            if cache:
+                k = torch.cat([cache[0], k], dim=3)
+                v = torch.cat([cache[1], v], dim=3)
+            cache[:] = [k, v]
         # GQA without repeating K/V: each KV head's G query heads share one matmul.
         att = (q * (1.0 / math.sqrt(self.d))) @ k.transpose(-1, -2)   # [b, kv, g, t, t]
         att = (att + mask).softmax(dim=-1)
@@ -194,8 +199,8 @@ class InternLM2Layer(nn.Module):
         self.attention_norm = RMSNorm(cfg["llm_hidden"])
         self.ffn_norm = RMSNorm(cfg["llm_hidden"])
 
-    def forward(self, x, cos, sin, mask):
-        x = x + self.attention(self.attention_norm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, mask, cache=None):
+        x = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -279,9 +284,39 @@ class InternVL(nn.Module):
     def logits(self, h):
         return self.language_model.output(h)
 
+    def hidden_cached(self, emb, caches, start):
+        """Incremental forward of emb [1, t, H] at positions start.. with per-layer KV caches."""
+        t = emb.shape[1]
+        d = self.cfg["llm_hidden"] // self.cfg["llm_heads"]
+        cos, sin = rope_cos_sin(torch.arange(start, start + t), d, self.cfg["rope_theta"])
+        mask = torch.full((t, start + t), float("-inf")).triu(start + 1)
+        x = emb
+        for layer, cache in zip(self.language_model.model.layers, caches):
+            x = layer(x, cos, sin, mask, cache)
+        return self.language_model.model.norm(x)
+
     @torch.no_grad()
     def greedy(self, input_ids, pixel_values, im_end_id, max_new_tokens=64):
-        """Greedy decoding of one prompt (list of ids). Stops at <|im_end|> (not included)."""
+        """Greedy decoding of one prompt (list of ids), KV cached. Stops at <|im_end|> (not included)."""
+        ids = torch.tensor([input_ids])
+        emb = self.embed(ids, pixel_values)
+        caches = [[] for _ in self.language_model.model.layers]
+        h = self.hidden_cached(emb, caches, 0)
+        pos = emb.shape[1]
+        out = []
+        for _ in range(max_new_tokens):
+            nxt = int(self.logits(h[:, -1]).argmax(-1))
+            if nxt == im_end_id:
+                break
+            out.append(nxt)
+            e = self.language_model.model.tok_embeddings(torch.tensor([[nxt]]))
+            h = self.hidden_cached(e, caches, pos)
+            pos += 1
+        return out
+
+    @torch.no_grad()
+    def greedy_nocache(self, input_ids, pixel_values, im_end_id, max_new_tokens=64):
+        """The same as greedy() by full recomputation (a check of the cache)."""
         ids = torch.tensor([input_ids])
         emb = self.embed(ids, pixel_values)
         out = []

@@ -1,0 +1,200 @@
+// The CPU backend is the oracle: every kernel of model/cpu against a straightforward reference.
+// Here: products with BF16 / F16 weight matrices (model/cpu/linear-lowp.cpp).
+#include "core/core.h"
+#include "model/cpu/ops.h"
+#include "model/model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+using namespace iris;
+using model::cpu::WeightMatrix;
+using model::cpu::WeightType;
+
+namespace {
+
+uint16_t f32_to_bf16_bits(float f)
+{
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return uint16_t(u >> 16); // truncation: any bf16 value will do as a weight
+}
+
+// Random f16 bit patterns of normal numbers with magnitudes in about [2^-10, 2^5].
+uint16_t random_f16_bits(std::mt19937& rng)
+{
+    uint32_t r = rng();
+    uint16_t sign = uint16_t((r & 1u) << 15);
+    uint16_t exp = uint16_t(5 + (r >> 1) % 16);
+    uint16_t mant = uint16_t((r >> 8) & 0x3ff);
+    return uint16_t(sign | (exp << 10) | mant);
+}
+
+struct LowpMatrix
+{
+    std::vector<uint16_t> bits;
+    std::vector<float> widened; // the exact f32 values of `bits`
+    WeightMatrix mat;
+};
+
+LowpMatrix random_matrix(WeightType type, int64_t rows, int64_t cols, std::mt19937& rng)
+{
+    LowpMatrix m;
+    std::normal_distribution<float> normal(0.f, 1.f);
+    m.bits.resize(size_t(rows * cols));
+    m.widened.resize(m.bits.size());
+    for (size_t i = 0; i < m.bits.size(); ++i) {
+        m.bits[i] = type == WeightType::bf16 ? f32_to_bf16_bits(normal(rng)) : random_f16_bits(rng);
+        m.widened[i] = type == WeightType::bf16 ? model::bf16_to_f32(m.bits[i])
+                                                : model::f16_to_f32(m.bits[i]);
+    }
+    m.mat = {m.bits.data(), type, rows, cols};
+    return m;
+}
+
+std::vector<float> random_vector(size_t n, std::mt19937& rng)
+{
+    std::normal_distribution<float> normal(0.f, 1.f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = normal(rng);
+    return v;
+}
+
+// Double-precision y = x·wᵀ + b and the scale Σ|x·w| that bounds fp32 rounding error.
+void reference(const std::vector<float>& x, int64_t m, int64_t ldx, const std::vector<float>& w,
+               int64_t n, int64_t k, const float* bias, std::vector<double>& y,
+               std::vector<double>& mag)
+{
+    y.assign(size_t(m * n), 0);
+    mag.assign(size_t(m * n), 0);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double acc = bias ? double(bias[j]) : 0, a = bias ? std::fabs(double(bias[j])) : 0;
+            for (int64_t c = 0; c < k; ++c) {
+                double p = double(x[size_t(i * ldx + c)]) * double(w[size_t(j * k + c)]);
+                acc += p;
+                a += std::fabs(p);
+            }
+            y[size_t(i * n + j)] = acc;
+            mag[size_t(i * n + j)] = a;
+        }
+}
+
+// fp32 summation of k terms in any order: |error| <= ~k·eps·Σ|terms|; a blocked or lane-wise
+// sum does far better, and 4 eps · sqrt(k) is loose enough for any sane order.
+double tolerance(double mag, int64_t k)
+{
+    return 4.0 * 1.2e-7 * std::sqrt(double(k) + 1) * mag + 1e-30;
+}
+
+} // namespace
+
+TEST(LowpOps, WideningIsExact)
+{
+    std::mt19937 rng(1);
+    for (WeightType type : {WeightType::bf16, WeightType::f16}) {
+        // Every 16-bit pattern, so infinities, NaNs and subnormals are covered too.
+        std::vector<uint16_t> bits(65536);
+        for (size_t i = 0; i < bits.size(); ++i) bits[i] = uint16_t(i);
+        WeightMatrix w {bits.data(), type, 256, 256};
+        std::vector<float> out(bits.size());
+        // Rows 3..250 only: the start and the length are not multiples of 16.
+        model::cpu::widen_rows(w, 3, 250, out.data());
+        for (int64_t i = 3 * 256; i < 250 * 256; ++i) {
+            float want = type == WeightType::bf16 ? model::bf16_to_f32(bits[size_t(i)])
+                                                  : model::f16_to_f32(bits[size_t(i)]);
+            float got = out[size_t(i - 3 * 256)];
+            if (std::isnan(want)) {
+                EXPECT_TRUE(std::isnan(got)) << i;
+            } else {
+                EXPECT_EQ(std::memcmp(&want, &got, 4), 0)
+                    << (type == WeightType::bf16 ? "bf16 " : "f16 ") << std::hex << bits[size_t(i)];
+            }
+        }
+    }
+}
+
+TEST(LowpOps, MatvecKernelMatchesTheScalarReference)
+{
+    std::mt19937 rng(2);
+    for (WeightType type : {WeightType::bf16, WeightType::f16})
+        for (int64_t k : {1, 7, 16, 17, 64, 588, 899})
+            for (int64_t n : {1, 3, 4, 5, 9}) {
+                LowpMatrix w = random_matrix(type, n, k, rng);
+                for (int64_t m : {1, 2, 3, 4, 5, 8}) {
+                    const int64_t ldx = k + 3;
+                    auto x = random_vector(size_t(m * ldx), rng);
+                    std::vector<double> ref, mag;
+                    reference(x, m, ldx, w.widened, n, k, nullptr, ref, mag);
+                    const int64_t ldy = n + 2;
+                    std::vector<float> fast(size_t(m * ldy), NAN), slow(size_t(m * ldy), NAN);
+                    model::cpu::matvec_rows(x.data(), m, ldx, w.mat, 0, n, fast.data(), ldy);
+                    model::cpu::matvec_rows(x.data(), m, ldx, w.mat, 0, n, slow.data(), ldy, true);
+                    for (int64_t i = 0; i < m; ++i)
+                        for (int64_t j = 0; j < n; ++j) {
+                            double want = ref[size_t(i * n + j)];
+                            double tol = tolerance(mag[size_t(i * n + j)], k);
+                            EXPECT_NEAR(fast[size_t(i * ldy + j)], want, tol)
+                                << "k " << k << " n " << n << " m " << m;
+                            EXPECT_NEAR(slow[size_t(i * ldy + j)], want, tol)
+                                << "portable, k " << k << " n " << n << " m " << m;
+                        }
+                }
+            }
+}
+
+// linear() on BF16/F16 weights — the matrix-vector path (m <= kMatvecMaxRows) and the
+// widen-then-SGEMM path — against the double reference and against the f32 linear on the
+// widened weights (same products, other summation order).
+TEST(LowpOps, LinearMatchesTheF32PathOnWidenedWeights)
+{
+    std::mt19937 rng(3);
+    set_default_threads(2);
+    for (WeightType type : {WeightType::bf16, WeightType::f16})
+        for (auto [n, k] :
+             {std::pair<int64_t, int64_t> {5, 33}, {130, 96}, {700, 64}, {1000, 200}, {64, 588}})
+            for (int64_t m : {int64_t(1), int64_t(2), int64_t(4), model::cpu::kMatvecMaxRows,
+                              model::cpu::kMatvecMaxRows + 1, int64_t(37)}) {
+                LowpMatrix w = random_matrix(type, n, k, rng);
+                auto bias = random_vector(size_t(n), rng);
+                const int64_t ldx = k + 5, ldy = n + 7;
+                auto x = random_vector(size_t(m * ldx), rng);
+                std::vector<double> ref, mag;
+                reference(x, m, ldx, w.widened, n, k, bias.data(), ref, mag);
+                std::vector<float> got(size_t(m * ldy), NAN), f32(size_t(m * ldy), NAN);
+                model::cpu::linear(x.data(), m, ldx, w.mat, bias.data(), got.data(), ldy);
+                model::cpu::linear(x.data(), m, k, ldx, w.widened.data(), n, bias.data(),
+                                   f32.data(), ldy);
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t j = 0; j < n; ++j) {
+                        double want = ref[size_t(i * n + j)];
+                        double tol = tolerance(mag[size_t(i * n + j)], k);
+                        ASSERT_NEAR(got[size_t(i * ldy + j)], want, tol)
+                            << "n " << n << " k " << k << " m " << m;
+                        ASSERT_NEAR(got[size_t(i * ldy + j)], f32[size_t(i * ldy + j)], 2 * tol)
+                            << "n " << n << " k " << k << " m " << m;
+                    }
+                // Padding between rows of y is left alone.
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t j = n; j < ldy && i * ldy + j < int64_t(got.size()); ++j)
+                        ASSERT_TRUE(std::isnan(got[size_t(i * ldy + j)]));
+            }
+}
+
+TEST(LowpOps, F32WeightMatrixIsTheF32Linear)
+{
+    std::mt19937 rng(4);
+    const int64_t n = 300, k = 80;
+    for (int64_t m : {1, 3, 20}) {
+        auto w = random_vector(size_t(n * k), rng);
+        auto x = random_vector(size_t(m * k), rng);
+        std::vector<float> a(size_t(m * n)), b(size_t(m * n));
+        model::cpu::linear(x.data(), m, WeightMatrix::f32(w.data(), n, k), nullptr, a.data());
+        model::cpu::linear(x.data(), m, k, w.data(), n, nullptr, b.data());
+        EXPECT_EQ(a, b);
+    }
+}
