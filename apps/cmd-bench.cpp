@@ -160,7 +160,7 @@ int cmd_bench(int argc, char** argv)
             "(see 'iris make-random').\n");
         return 0;
     }
-    const std::string dir = args.required("--model");
+    const std::string dir = model_dir(args);
     const int n_prompt = int(args.integer("-p", 512, 0, 1 << 20));
     const int n_gen = int(args.integer("-n", 128, 0, 1 << 20));
     const int n_tiles = int(args.integer("--tiles", 1, 0, 256));

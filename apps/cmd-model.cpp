@@ -31,7 +31,7 @@ int cmd_prompt(int argc, char** argv)
         return 0;
     }
     std::string question = one_positional(args, "the question");
-    std::string dir = args.required("--model");
+    std::string dir = model_dir(args);
     auto config = model::ModelConfig::load(dir + "/config.json");
     auto tok = model::Tokenizer::load(dir);
     auto tiling = reasoning::tiling_options(config);

@@ -33,7 +33,7 @@ int cmd_tokenize(int argc, char** argv)
     } else {
         throw Error(ErrorKind::invalid_argument, "give the text to tokenize (one argument) or --file FILE");
     }
-    auto tok = model::Tokenizer::load(args.required("--model"));
+    auto tok = model::Tokenizer::load(model_dir(args));
     print_ids(tok->encode(text, !args.flag("--no-bos")), args.flag("--json"));
     return 0;
 }

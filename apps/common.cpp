@@ -1,6 +1,8 @@
 #include "apps/common.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <unistd.h>
 
 namespace iris::app {
@@ -80,6 +82,25 @@ void apply_threads(const Args& args)
     if (threads > 0) set_default_threads(threads);
 }
 
+std::string model_dir(const Args& args)
+{
+    if (args.has("--model")) return args.str("--model");
+    if (const char* env = std::getenv("IRIS_MODEL"); env && *env) return env;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::path exe = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    std::vector<fs::path> candidates = {exe / "../../resources/models/iris-demo", exe / "../share/iris/models/iris-demo"};
+    for (const auto& c : candidates)
+        if (fs::exists(c / "config.json", ec)) return fs::weakly_canonical(c, ec).string();
+    std::string where;
+    for (const auto& c : candidates) {
+        where += ' ';
+        where += c.lexically_normal().string();
+    }
+    throw Error(ErrorKind::not_found,
+                "no --model given, IRIS_MODEL is not set and the demo model is not at" + where);
+}
+
 void print_ids(const std::vector<int32_t>& ids, bool json)
 {
     std::string out = json ? "[" : "";
@@ -97,7 +118,7 @@ std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
     ProgressBar bar("loading");
     reasoning::EngineOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
-    auto engine = reasoning::Engine::load(args.required("--model"), opts);
+    auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;
 }

@@ -32,9 +32,13 @@ const char* sampling_help();
 reasoning::SamplingParams sampling_from_args(const Args& args);
 // Applies --threads (0 or absent: all cores).
 void apply_threads(const Args& args);
+// The model folder: --model, else $IRIS_MODEL, else the embedded demo model
+// (resources/models/iris-demo beside the build tree, or share/iris/models/iris-demo of an
+// install). Throws Error(not_found) saying where it looked.
+std::string model_dir(const Args& args);
 // Prints ids on one line to stdout: space-separated, or a JSON array.
 void print_ids(const std::vector<int32_t>& ids, bool json);
-// Loads the engine named by --model with a progress bar.
+// Loads the engine of model_dir(args) with a progress bar.
 std::unique_ptr<reasoning::Engine> load_engine(const Args& args);
 
 } // namespace iris::app

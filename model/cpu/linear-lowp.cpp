@@ -82,8 +82,9 @@ template<WeightType T> inline __m512 load16(const uint16_t* p, __mmask16 mask)
         return _mm512_cvtph_ps(v);
 }
 
-// R weight rows (w points at the first, row stride k) times M activation rows: R·M dot products
-// with 16-lane f32 accumulators. Each weight vector is loaded and widened once and used for all
+// F16 (and the generic form of the kernel): R weight rows (w points at the first, row stride
+// k) times M activation rows, R·M dot products with 16-lane f32 accumulators, the weights
+// widened by vcvtph2ps. Each weight vector is loaded and widened once and used for all
 // M activation rows, which stay in L1.
 template<WeightType T, int R, int M>
 void dot_block(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* y, int64_t ldy)

@@ -39,7 +39,13 @@ Result run_iris(const std::string& args)
     return r;
 }
 
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+std::string q(const fs::path& p)
+{
+    std::string out = "'";
+    out += p.string();
+    out += '\'';
+    return out;
+}
 
 fs::path temp_dir()
 {
@@ -79,7 +85,8 @@ TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
 TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
 {
     REQUIRE_GOLDEN();
-    for (auto& [name, c] : index()["cases"]["full"].items()) {
+    const auto idx = index();
+    for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
         Result r = run_iris("prompt --json --model " + q(golden / c["model"].get<std::string>()) + " --image "
                      + q(golden / c["image"].get<std::string>()) + " " + q(c["question"].get<std::string>()));
@@ -134,7 +141,8 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
 {
     REQUIRE_GOLDEN();
     fs::path dir = temp_dir();
-    for (auto& [name, c] : index()["cases"]["full"].items()) {
+    const auto idx = index();
+    for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
         fs::path pv = dir / "pv.safetensors", in = dir / "in.safetensors", out = dir / "out.safetensors";
         ASSERT_EQ(run_iris("preprocess --image " + q(golden / c["image"].get<std::string>()) + " --out " + q(pv)).status, 0);

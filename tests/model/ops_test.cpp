@@ -3,11 +3,14 @@
 #include "core/core.h"
 #include "model/cpu/ops.h"
 #include "model/model.h"
+#include "network-golden.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <vector>
 
@@ -197,4 +200,37 @@ TEST(LowpOps, F32WeightMatrixIsTheF32Linear)
         model::cpu::linear(x.data(), m, k, w.data(), n, nullptr, b.data());
         EXPECT_EQ(a, b);
     }
+}
+
+// The whole network on BF16 weights in place: tiny_qwen2_bf16 stores exactly the values of
+// tiny_qwen2 (every one representable in bf16), so the ViT and mlp1 — whose products run on the
+// bf16 matrices, both the matrix-vector and the widen-then-SGEMM paths — must give the f32
+// twin's features up to fp32 reassociation noise. (llm_test checks the LLM's logits.)
+TEST(LowpOps, Bf16CheckpointEncodesImagesLikeItsF32Twin)
+{
+    IRIS_REQUIRE_GOLDEN();
+    const std::string bf16_dir = "models/tiny_qwen2_bf16";
+    if (!std::filesystem::exists(test::golden_dir() + "/" + bf16_dir))
+        GTEST_SKIP() << "no " << bf16_dir;
+    auto f32 = test::golden_model("models/tiny_qwen2");
+    auto bf16 = test::golden_model(bf16_dir);
+    // Matrices stay mapped in bf16: less owned memory than the f32 twin's total.
+    EXPECT_GT(bf16->weight_bytes_mapped(), bf16->weight_bytes_owned());
+    const auto& c = f32->config();
+    const int64_t s = c.force_image_size;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-2.f, 2.f);
+    const int n_tiles = 2;
+    std::vector<float> pixels(size_t(n_tiles * c.vision.num_channels * s * s));
+    for (auto& p : pixels) p = u(rng);
+    auto want = f32->encode_images(pixels, n_tiles);
+    auto got = bf16->encode_images(pixels, n_tiles);
+    ASSERT_EQ(got.size(), want.size());
+    double max_ref = 0, max_diff = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        max_ref = std::max(max_ref, std::fabs(double(want[i])));
+        max_diff = std::max(max_diff, std::fabs(double(got[i]) - double(want[i])));
+    }
+    EXPECT_LE(max_diff, 1e-4 * std::max(1.0, max_ref)) << "max |ref| " << max_ref;
+    std::printf("ViT+mlp1 bf16 vs f32: max |diff| %.3g, max |ref| %.3g\n", max_diff, max_ref);
 }
