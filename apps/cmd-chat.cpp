@@ -34,11 +34,13 @@ int cmd_ask(int argc, char** argv)
 {
     auto valued = common_valued_options();
     valued.insert(valued.end(), {"--image", "--system"});
-    Args args(argc, argv, valued, {"--stats", "-h", "--help"});
+    Args args(argc, argv, valued, {"--stats", "--frames", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf("usage: iris ask --model DIR [--image FILE]... [options] QUESTION\n"
                     "\n"
                     "Answers QUESTION about the images (PNG, JPEG, WebP, BMP), streaming to stdout.\n"
+                    "Several images are introduced as \"Image-1: <image>\", \"Image-2: <image>\", ...\n"
+                    "  --frames             the images are video frames: one tile each, \"Frame1: <image>\", ...\n"
                     "  --system TEXT        system message (default: the model's)\n"
                     "  --stats              print timings to stderr\n"
                     "%s",
@@ -51,7 +53,13 @@ int cmd_ask(int argc, char** argv)
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
     std::vector<reasoning::Image> images;
     for (const auto& path : args.all("--image")) images.push_back(reasoning::load_image(path));
-    if (images.size() > 1) opts.layout = reasoning::ImageLayout::numbered;
+    if (args.flag("--frames")) {
+        // As the official load_video: one 448 tile per frame, no thumbnail.
+        opts.layout = reasoning::ImageLayout::frames;
+        opts.max_tiles = 1;
+    } else if (images.size() > 1) {
+        opts.layout = reasoning::ImageLayout::numbered;
+    }
     auto engine = load_engine(args);
     reasoning::Session session(*engine, args.str("--system"));
     auto answer = session.ask(args.positionals()[0], images, opts, print_piece);
