@@ -297,6 +297,16 @@ void write_json(const fs::path& path, const json& j)
     write_file(path, j.dump(2) + "\n");
 }
 
+// A special_tokens_map.json entry, as save_pretrained writes it.
+json special_token_json(const char* content)
+{
+    return json {{"content", content},
+                 {"lstrip", false},
+                 {"normalized", false},
+                 {"rstrip", false},
+                 {"single_word", false}};
+}
+
 // =============================================================================================
 // Random numbers: counter-based, so a tensor's values depend only on the seed, its name and the
 // index, never on the thread count.
@@ -770,17 +780,10 @@ void write_qwen2_tokenizer(const fs::path& dir, int32_t vocab_size)
     };
     write_json(dir / "tokenizer_config.json", config);
     write_json(dir / "added_tokens.json", added_json);
-    auto special = [](const char* s) {
-        return json {{"content", s},
-                     {"lstrip", false},
-                     {"normalized", false},
-                     {"rstrip", false},
-                     {"single_word", false}};
-    };
     write_json(dir / "special_tokens_map.json",
                {{"additional_special_tokens", extra},
-                {"eos_token", special("<|im_end|>")},
-                {"pad_token", special("<|endoftext|>")}});
+                {"eos_token", special_token_json("<|im_end|>")},
+                {"pad_token", special_token_json("<|endoftext|>")}});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -952,19 +955,12 @@ void write_internlm2_tokenizer(const fs::path& dir, int32_t vocab_size)
     };
     write_json(dir / "tokenizer_config.json", config);
     write_json(dir / "added_tokens.json", added_json);
-    auto special = [](const char* s) {
-        return json {{"content", s},
-                     {"lstrip", false},
-                     {"normalized", false},
-                     {"rstrip", false},
-                     {"single_word", false}};
-    };
     write_json(dir / "special_tokens_map.json",
                {{"additional_special_tokens", extra},
-                {"bos_token", special("<s>")},
-                {"eos_token", special("</s>")},
-                {"pad_token", special("</s>")},
-                {"unk_token", special("<unk>")}});
+                {"bos_token", special_token_json("<s>")},
+                {"eos_token", special_token_json("</s>")},
+                {"pad_token", special_token_json("</s>")},
+                {"unk_token", special_token_json("<unk>")}});
 }
 
 std::string human_bytes(double b)
