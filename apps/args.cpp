@@ -6,7 +6,8 @@
 
 namespace iris::app {
 
-Args::Args(int argc, char** argv, const std::vector<std::string>& valued, const std::vector<std::string>& flags)
+Args::Args(int argc, char** argv, const std::vector<std::string>& valued,
+           const std::vector<std::string>& flags)
 {
     auto contains = [](const std::vector<std::string>& v, const std::string& s) {
         return std::find(v.begin(), v.end(), s) != v.end();
@@ -31,7 +32,8 @@ Args::Args(int argc, char** argv, const std::vector<std::string>& valued, const 
         }
         if (contains(valued, a)) {
             if (!inline_value) {
-                if (i + 1 >= argc) throw Error(ErrorKind::invalid_argument, "option " + a + " needs a value");
+                if (i + 1 >= argc)
+                    throw Error(ErrorKind::invalid_argument, "option " + a + " needs a value");
                 value = argv[++i];
             }
             values_.emplace(a, value);
@@ -73,8 +75,8 @@ int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int
     long long v = std::strtoll(s.c_str(), &end, 10);
     if (s.empty() || *end != '\0' || errno == ERANGE || v < lo || v > hi)
         throw Error(ErrorKind::invalid_argument,
-                    strfmt("%s must be an integer in [%lld, %lld], got '%s'", name.c_str(), (long long)lo,
-                           (long long)hi, s.c_str()));
+                    strfmt("%s must be an integer in [%lld, %lld], got '%s'", name.c_str(),
+                           (long long)lo, (long long)hi, s.c_str()));
     return v;
 }
 
@@ -86,8 +88,9 @@ double Args::number(const std::string& name, double fallback, double lo, double 
     char* end = nullptr;
     double v = std::strtod(s.c_str(), &end);
     if (s.empty() || *end != '\0' || errno == ERANGE || !(v >= lo && v <= hi))
-        throw Error(ErrorKind::invalid_argument,
-                    strfmt("%s must be a number in [%g, %g], got '%s'", name.c_str(), lo, hi, s.c_str()));
+        throw Error(
+            ErrorKind::invalid_argument,
+            strfmt("%s must be a number in [%g, %g], got '%s'", name.c_str(), lo, hi, s.c_str()));
     return v;
 }
 

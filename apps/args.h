@@ -16,7 +16,8 @@ class Args
 public:
     // `valued` lists the options that take a value (e.g. "--model", "-p"); `flags` those that
     // don't. Anything else starting with '-' is an error; the rest are positionals.
-    Args(int argc, char** argv, const std::vector<std::string>& valued, const std::vector<std::string>& flags);
+    Args(int argc, char** argv, const std::vector<std::string>& valued,
+         const std::vector<std::string>& flags);
 
     bool flag(const std::string& name) const { return flags_.count(name) != 0; }
     bool has(const std::string& name) const { return values_.count(name) != 0; }

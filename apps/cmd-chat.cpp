@@ -19,13 +19,14 @@ bool print_piece(std::string_view piece)
 void print_stats(const reasoning::Answer& a)
 {
     const auto& s = a.stats;
-    std::fprintf(stderr,
-                 "[%d prompt tokens (%d reused), %d tiles in %.0f ms, prefill %.0f ms (%.1f tok/s), "
-                 "%d new tokens in %.0f ms (%.1f tok/s), %s]\n",
-                 s.n_prompt_tokens, s.n_reused_tokens, s.n_tiles, s.vision_ms, s.prefill_ms,
-                 s.prefill_ms > 0 ? (s.n_prompt_tokens - s.n_reused_tokens) * 1000.0 / s.prefill_ms : 0.0,
-                 s.n_generated, s.decode_ms, s.decode_ms > 0 ? s.n_generated * 1000.0 / s.decode_ms : 0.0,
-                 a.finish_reason.c_str());
+    std::fprintf(
+        stderr,
+        "[%d prompt tokens (%d reused), %d tiles in %.0f ms, prefill %.0f ms (%.1f tok/s), "
+        "%d new tokens in %.0f ms (%.1f tok/s), %s]\n",
+        s.n_prompt_tokens, s.n_reused_tokens, s.n_tiles, s.vision_ms, s.prefill_ms,
+        s.prefill_ms > 0 ? (s.n_prompt_tokens - s.n_reused_tokens) * 1000.0 / s.prefill_ms : 0.0,
+        s.n_generated, s.decode_ms, s.decode_ms > 0 ? s.n_generated * 1000.0 / s.decode_ms : 0.0,
+        a.finish_reason.c_str());
 }
 
 } // namespace
@@ -36,18 +37,21 @@ int cmd_ask(int argc, char** argv)
     valued.insert(valued.end(), {"--image", "--system"});
     Args args(argc, argv, valued, {"--stats", "--frames", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
-        std::printf("usage: iris ask --model DIR [--image FILE]... [options] QUESTION\n"
-                    "\n"
-                    "Answers QUESTION about the images (PNG, JPEG, WebP, BMP), streaming to stdout.\n"
-                    "Several images are introduced as \"Image-1: <image>\", \"Image-2: <image>\", ...\n"
-                    "  --frames             the images are video frames: one tile each, \"Frame1: <image>\", ...\n"
-                    "  --system TEXT        system message (default: the model's)\n"
-                    "  --stats              print timings to stderr\n"
-                    "%s",
-                    sampling_help());
+        std::printf(
+            "usage: iris ask --model DIR [--image FILE]... [options] QUESTION\n"
+            "\n"
+            "Answers QUESTION about the images (PNG, JPEG, WebP, BMP), streaming to stdout.\n"
+            "Several images are introduced as \"Image-1: <image>\", \"Image-2: <image>\", ...\n"
+            "  --frames             the images are video frames: one tile each, \"Frame1: "
+            "<image>\", ...\n"
+            "  --system TEXT        system message (default: the model's)\n"
+            "  --stats              print timings to stderr\n"
+            "%s",
+            sampling_help());
         return 0;
     }
-    if (args.positionals().size() != 1) throw Error(ErrorKind::invalid_argument, "give the question as one argument");
+    if (args.positionals().size() != 1)
+        throw Error(ErrorKind::invalid_argument, "give the question as one argument");
     reasoning::AskOptions opts;
     opts.sampling = sampling_from_args(args);
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
@@ -101,7 +105,8 @@ int cmd_chat(int argc, char** argv)
         try {
             if (line.rfind("/image ", 0) == 0) {
                 pending.push_back(reasoning::load_image(line.substr(7)));
-                std::printf("(image attached: %dx%d)\n", pending.back().width, pending.back().height);
+                std::printf("(image attached: %dx%d)\n", pending.back().width,
+                            pending.back().height);
                 continue;
             }
             if (line == "/reset") {
@@ -114,7 +119,8 @@ int cmd_chat(int argc, char** argv)
                 std::printf("(unknown command; use /image FILE, /reset or /quit)\n");
                 continue;
             }
-            opts.layout = pending.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single;
+            opts.layout = pending.size() > 1 ? reasoning::ImageLayout::numbered
+                                             : reasoning::ImageLayout::single;
             auto answer = session.ask(line, pending, opts, print_piece);
             pending.clear();
             std::printf("\n");

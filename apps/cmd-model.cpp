@@ -8,7 +8,10 @@
 namespace iris::app {
 namespace {
 
-bool wants_help(const Args& args) { return args.flag("-h") || args.flag("--help"); }
+bool wants_help(const Args& args)
+{
+    return args.flag("-h") || args.flag("--help");
+}
 
 std::string one_positional(const Args& args, const char* what)
 {
@@ -23,11 +26,12 @@ int cmd_prompt(int argc, char** argv)
 {
     Args args(argc, argv, {"--model", "--image", "--max-tiles"}, {"--json", "-h", "--help"});
     if (wants_help(args)) {
-        std::printf("usage: iris prompt --model DIR [--image FILE]... [--max-tiles N] [--json] QUESTION\n"
-                    "\n"
-                    "Prints the ids of the full templated prompt exactly as the engine feeds them: the\n"
-                    "model's chat template and system message, the images' <img><IMG_CONTEXT>...</img>\n"
-                    "blocks (tiles x 256 tokens each) and the question. Weights are not loaded.\n");
+        std::printf(
+            "usage: iris prompt --model DIR [--image FILE]... [--max-tiles N] [--json] QUESTION\n"
+            "\n"
+            "Prints the ids of the full templated prompt exactly as the engine feeds them: the\n"
+            "model's chat template and system message, the images' <img><IMG_CONTEXT>...</img>\n"
+            "blocks (tiles x 256 tokens each) and the question. Weights are not loaded.\n");
         return 0;
     }
     std::string question = one_positional(args, "the question");
@@ -40,13 +44,17 @@ int cmd_prompt(int argc, char** argv)
     std::vector<int> image_tokens;
     for (const auto& path : args.all("--image")) {
         auto img = reasoning::load_image(path);
-        image_tokens.push_back(reasoning::choose_grid(img.width, img.height, tiling).n_tiles * config.num_image_token());
+        image_tokens.push_back(reasoning::choose_grid(img.width, img.height, tiling).n_tiles
+                               * config.num_image_token());
     }
-    const auto layout = image_tokens.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single;
+    const auto layout = image_tokens.size() > 1 ? reasoning::ImageLayout::numbered
+                                                : reasoning::ImageLayout::single;
     const auto& tmpl = reasoning::chat_template(config.template_name);
-    std::string text = reasoning::render_prompt(tmpl, config.system_message.value_or(""), {},
-                                                reasoning::with_image_placeholders(question, int(image_tokens.size()), layout));
-    print_ids(tok->encode(reasoning::expand_image_placeholders(text, image_tokens), true), args.flag("--json"));
+    std::string text = reasoning::render_prompt(
+        tmpl, config.system_message.value_or(""), {},
+        reasoning::with_image_placeholders(question, int(image_tokens.size()), layout));
+    print_ids(tok->encode(reasoning::expand_image_placeholders(text, image_tokens), true),
+              args.flag("--json"));
     return 0;
 }
 
@@ -54,11 +62,13 @@ int cmd_preprocess(int argc, char** argv)
 {
     Args args(argc, argv, {"--image", "--max-tiles", "--out", "--image-size"}, {"-h", "--help"});
     if (wants_help(args)) {
-        std::printf("usage: iris preprocess --image FILE [--max-tiles N] [--image-size S] --out FILE.safetensors\n"
-                    "\n"
-                    "Decodes and tiles the image exactly as the official InternVL code does and writes\n"
-                    "pixel_values [tiles, 3, S, S] F32 (S = 448 by default) with the grid as the\n"
-                    "__metadata__ key grid = \"COLSxROWS\" (and tiles = the count incl. the thumbnail).\n");
+        std::printf(
+            "usage: iris preprocess --image FILE [--max-tiles N] [--image-size S] --out "
+            "FILE.safetensors\n"
+            "\n"
+            "Decodes and tiles the image exactly as the official InternVL code does and writes\n"
+            "pixel_values [tiles, 3, S, S] F32 (S = 448 by default) with the grid as the\n"
+            "__metadata__ key grid = \"COLSxROWS\" (and tiles = the count incl. the thumbnail).\n");
         return 0;
     }
     reasoning::TilingOptions tiling;
@@ -72,8 +82,9 @@ int cmd_preprocess(int argc, char** argv)
     w.set_metadata("grid", strfmt("%dx%d", prepared.grid.cols, prepared.grid.rows));
     w.set_metadata("tiles", std::to_string(prepared.grid.n_tiles));
     w.write(args.required("--out"));
-    std::fprintf(stderr, "%s: %dx%d -> grid %dx%d, %d tiles\n", args.str("--image").c_str(), img.width, img.height,
-                 prepared.grid.cols, prepared.grid.rows, prepared.grid.n_tiles);
+    std::fprintf(stderr, "%s: %dx%d -> grid %dx%d, %d tiles\n", args.str("--image").c_str(),
+                 img.width, img.height, prepared.grid.cols, prepared.grid.rows,
+                 prepared.grid.n_tiles);
     return 0;
 }
 
@@ -96,15 +107,17 @@ ForwardInput read_forward_input(const std::string& path, const model::ModelConfi
     for (int64_t v : ids.to_i64()) {
         if (v < 0 || v >= config.llm.vocab_size)
             throw Error(ErrorKind::invalid_input,
-                        strfmt("%s: input_ids holds %lld, outside the vocabulary [0, %d)", path.c_str(),
-                               (long long)v, config.llm.vocab_size));
+                        strfmt("%s: input_ids holds %lld, outside the vocabulary [0, %d)",
+                               path.c_str(), (long long)v, config.llm.vocab_size));
         in.ids.push_back(int32_t(v));
     }
     if (const auto* pv = st.find("pixel_values")) {
         const int s = config.force_image_size;
-        if (pv->shape.size() != 4 || pv->shape[1] != 3 || pv->shape[2] != s || pv->shape[3] != s || pv->shape[0] < 1)
-            throw Error(ErrorKind::invalid_input,
-                        strfmt("%s: pixel_values must have shape [tiles, 3, %d, %d]", path.c_str(), s, s));
+        if (pv->shape.size() != 4 || pv->shape[1] != 3 || pv->shape[2] != s || pv->shape[3] != s
+            || pv->shape[0] < 1)
+            throw Error(
+                ErrorKind::invalid_input,
+                strfmt("%s: pixel_values must have shape [tiles, 3, %d, %d]", path.c_str(), s, s));
         in.pixels = pv->to_f32();
         in.n_tiles = int(pv->shape[0]);
     }
@@ -119,7 +132,8 @@ struct PromptRun
 };
 
 // Reads a forward input file, encodes its pixel values and feeds its ids into the cache.
-PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache, const std::string& path, bool all_logits)
+PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache,
+                     const std::string& path, bool all_logits)
 {
     const auto& net = engine.network();
     PromptRun run;
@@ -135,11 +149,14 @@ int cmd_forward(int argc, char** argv)
 {
     Args args(argc, argv, {"--model", "--in", "--out", "--threads"}, {"-h", "--help"});
     if (wants_help(args)) {
-        std::printf("usage: iris forward --model DIR --in FILE.safetensors --out FILE.safetensors [--threads N]\n"
+        std::printf("usage: iris forward --model DIR --in FILE.safetensors --out FILE.safetensors "
+                    "[--threads N]\n"
                     "\n"
-                    "Reads input_ids (I64 or I32, [T]) and, if present, pixel_values [tiles, 3, S, S] F32;\n"
+                    "Reads input_ids (I64 or I32, [T]) and, if present, pixel_values [tiles, 3, S, "
+                    "S] F32;\n"
                     "writes logits [T, vocab] F32 for every position and, with pixel values,\n"
-                    "visual_tokens [tiles, 256, hidden] F32. <IMG_CONTEXT> positions take the visual tokens.\n");
+                    "visual_tokens [tiles, 256, hidden] F32. <IMG_CONTEXT> positions take the "
+                    "visual tokens.\n");
         return 0;
     }
     auto engine = load_engine(args);
@@ -153,7 +170,8 @@ int cmd_forward(int argc, char** argv)
     const int64_t vocab = net.config().llm.vocab_size;
     w.add_f32("logits", {int64_t(in.ids.size()), vocab}, logits);
     if (in.n_tiles > 0)
-        w.add_f32("visual_tokens", {in.n_tiles, net.num_image_token(), net.config().llm.hidden_size}, visual);
+        w.add_f32("visual_tokens",
+                  {in.n_tiles, net.num_image_token(), net.config().llm.hidden_size}, visual);
     w.write(args.required("--out"));
     return 0;
 }
@@ -163,15 +181,18 @@ int cmd_generate(int argc, char** argv)
     Args args(argc, argv, {"--model", "--in", "--max-new-tokens", "--threads"},
               {"--json", "--ignore-eos", "-h", "--help"});
     if (wants_help(args)) {
-        std::printf("usage: iris generate --model DIR --in FILE.safetensors --max-new-tokens N [--ignore-eos] [--json]\n"
-                    "\n"
-                    "Feeds input_ids (and pixel_values, if present) and prints the ids of the greedy\n"
-                    "continuation, decoded one token at a time through the KV cache. Stops after the\n"
-                    "template's end token (printed) unless --ignore-eos.\n");
+        std::printf(
+            "usage: iris generate --model DIR --in FILE.safetensors --max-new-tokens N "
+            "[--ignore-eos] [--json]\n"
+            "\n"
+            "Feeds input_ids (and pixel_values, if present) and prints the ids of the greedy\n"
+            "continuation, decoded one token at a time through the KV cache. Stops after the\n"
+            "template's end token (printed) unless --ignore-eos.\n");
         return 0;
     }
     int max_new = int(args.integer("--max-new-tokens", 0, 1, 1 << 20));
-    if (!args.has("--max-new-tokens")) throw Error(ErrorKind::invalid_argument, "missing required option --max-new-tokens");
+    if (!args.has("--max-new-tokens"))
+        throw Error(ErrorKind::invalid_argument, "missing required option --max-new-tokens");
     auto engine = load_engine(args);
     const auto& net = engine->network();
     auto cache = net.new_cache();
@@ -184,7 +205,9 @@ int cmd_generate(int argc, char** argv)
         int32_t next = greedy.sample(scratch, {});
         out.push_back(next);
         if (next == engine->eos_id() && !args.flag("--ignore-eos")) break;
-        if (n + 1 < max_new) logits = net.forward(*cache, std::span<const int32_t>(&next, 1), {}, engine->img_context_id());
+        if (n + 1 < max_new)
+            logits = net.forward(*cache, std::span<const int32_t>(&next, 1), {},
+                                 engine->img_context_id());
     }
     print_ids(out, args.flag("--json"));
     return 0;

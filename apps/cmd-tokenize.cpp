@@ -12,11 +12,13 @@ int cmd_tokenize(int argc, char** argv)
 {
     Args args(argc, argv, {"--model", "--file"}, {"--json", "--no-bos", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
-        std::printf("usage: iris tokenize --model DIR [--json] [--no-bos] (--file FILE | TEXT)\n"
-                    "\n"
-                    "Prints the token ids of TEXT (or of FILE, read byte for byte) with the model's tokenizer.\n"
-                    "DIR may hold only the tokenizer files. A leading BOS is added where the tokenizer\n"
-                    "does so (InternLM2's <s>) unless --no-bos is given. --json prints a JSON array.\n");
+        std::printf(
+            "usage: iris tokenize --model DIR [--json] [--no-bos] (--file FILE | TEXT)\n"
+            "\n"
+            "Prints the token ids of TEXT (or of FILE, read byte for byte) with the model's "
+            "tokenizer.\n"
+            "DIR may hold only the tokenizer files. A leading BOS is added where the tokenizer\n"
+            "does so (InternLM2's <s>) unless --no-bos is given. --json prints a JSON array.\n");
         return 0;
     }
     std::string text;
@@ -31,7 +33,8 @@ int cmd_tokenize(int argc, char** argv)
     } else if (args.positionals().size() == 1) {
         text = args.positionals()[0];
     } else {
-        throw Error(ErrorKind::invalid_argument, "give the text to tokenize (one argument) or --file FILE");
+        throw Error(ErrorKind::invalid_argument,
+                    "give the text to tokenize (one argument) or --file FILE");
     }
     auto tok = model::Tokenizer::load(model_dir(args));
     print_ids(tok->encode(text, !args.flag("--no-bos")), args.flag("--json"));

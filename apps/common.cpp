@@ -10,20 +10,21 @@ namespace iris::app {
 ProgressBar::ProgressBar(std::string label)
     : label_(std::move(label))
     , tty_(isatty(STDERR_FILENO) != 0)
-{
-}
+{ }
 
 void ProgressBar::update(float fraction, const char* what)
 {
     int percent = int(std::clamp(fraction, 0.f, 1.f) * 100.f + 0.5f);
-    if (percent == last_percent_ || (!tty_ && percent / 10 == last_percent_ / 10 && last_percent_ >= 0)) return;
+    if (percent == last_percent_
+        || (!tty_ && percent / 10 == last_percent_ / 10 && last_percent_ >= 0))
+        return;
     last_percent_ = percent;
     constexpr int width = 30;
     int filled = percent * width / 100;
     std::string bar(size_t(filled), '=');
     if (filled < width) bar += '>' + std::string(size_t(width - filled - 1), ' ');
-    std::fprintf(stderr, "%s%s [%s] %3d%% %-40.40s%s", tty_ ? "\r" : "", label_.c_str(), bar.c_str(), percent,
-                 what ? what : "", tty_ ? "" : "\n");
+    std::fprintf(stderr, "%s%s [%s] %3d%% %-40.40s%s", tty_ ? "\r" : "", label_.c_str(),
+                 bar.c_str(), percent, what ? what : "", tty_ ? "" : "\n");
     std::fflush(stderr);
 }
 
@@ -37,7 +38,8 @@ void ProgressBar::finish()
 
 std::vector<std::string> sampling_option_names()
 {
-    return {"--temperature", "--top-k", "--top-p", "--repeat-penalty", "--seed", "--max-new-tokens", "--stop"};
+    return {"--temperature", "--top-k",          "--top-p", "--repeat-penalty",
+            "--seed",        "--max-new-tokens", "--stop"};
 }
 
 std::vector<std::string> common_valued_options()
@@ -58,7 +60,8 @@ const char* sampling_help()
            "  --max-new-tokens N   at most N new tokens (default 512)\n"
            "  --stop TEXT          stop when TEXT appears (repeatable)\n"
            "other:\n"
-           "  --max-tiles N        at most N tiles per image, 1..64 (default: the model's, usually 12)\n"
+           "  --max-tiles N        at most N tiles per image, 1..64 (default: the model's, usually "
+           "12)\n"
            "  --threads N          CPU threads (default: all cores)\n";
 }
 
@@ -89,7 +92,8 @@ std::string model_dir(const Args& args)
     namespace fs = std::filesystem;
     std::error_code ec;
     fs::path exe = fs::read_symlink("/proc/self/exe", ec).parent_path();
-    std::vector<fs::path> candidates = {exe / "../../resources/models/iris-demo", exe / "../share/iris/models/iris-demo"};
+    std::vector<fs::path> candidates
+        = {exe / "../../resources/models/iris-demo", exe / "../share/iris/models/iris-demo"};
     for (const auto& c : candidates)
         if (fs::exists(c / "config.json", ec)) return fs::weakly_canonical(c, ec).string();
     std::string where;

@@ -33,7 +33,7 @@ int cmd_info(int, char**)
         std::printf("  cuda          none (%s)\n", cudaGetErrorString(err));
     } else {
         for (int i = 0; i < n; ++i) {
-            cudaDeviceProp prop{};
+            cudaDeviceProp prop {};
             cudaGetDeviceProperties(&prop, i);
             std::printf("  cuda:%d        %s, %.1f GiB, sm_%d%d\n", i, prop.name,
                         double(prop.totalGlobalMem) / (1 << 30), prop.major, prop.minor);

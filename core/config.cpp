@@ -34,12 +34,13 @@ Config Config::parse(std::string_view text, const std::string& origin)
     while (!text.empty()) {
         size_t nl = text.find('\n');
         std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        text = nl == std::string_view::npos ? std::string_view {} : text.substr(nl + 1);
         ++line_no;
         line = trim(line);
         if (line.empty() || line.front() == '#') continue;
         size_t eq = line.find('=');
-        std::string_view key = eq == std::string_view::npos ? std::string_view{} : trim(line.substr(0, eq));
+        std::string_view key
+            = eq == std::string_view::npos ? std::string_view {} : trim(line.substr(0, eq));
         if (key.empty())
             throw Error(ErrorKind::invalid_input,
                         strfmt("%s:%zu: expected 'key = value'", origin.c_str(), line_no));
@@ -52,9 +53,11 @@ void Config::apply_overrides(const std::vector<std::string>& overrides)
 {
     for (const auto& o : overrides) {
         size_t eq = o.find('=');
-        std::string_view key = eq == std::string::npos ? std::string_view{} : trim(std::string_view(o).substr(0, eq));
+        std::string_view key = eq == std::string::npos ? std::string_view {}
+                                                       : trim(std::string_view(o).substr(0, eq));
         if (key.empty())
-            throw Error(ErrorKind::invalid_argument, "configuration override '" + o + "' is not key=value");
+            throw Error(ErrorKind::invalid_argument,
+                        "configuration override '" + o + "' is not key=value");
         values_[std::string(key)] = std::string(trim(std::string_view(o).substr(eq + 1)));
     }
 }

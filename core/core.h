@@ -33,15 +33,15 @@ namespace iris {
 // What went wrong, for callers that react differently (the server maps kinds to HTTP statuses).
 enum class ErrorKind {
     invalid_argument, // the caller passed something out of range or malformed
-    invalid_input,    // a file or payload is corrupt, truncated or unsupported
-    unsupported,      // a valid input that this build cannot handle
-    not_found,        // a file, tensor or entry does not exist
-    io,               // the operating system refused a read or write
-    resource,         // a limit was hit (memory, queue depth, size cap)
-    timeout,          // waited longer than allowed
-    cancelled,        // the operation was cancelled by its caller
-    closed,           // the object was shut down
-    internal,         // a bug: an invariant did not hold
+    invalid_input, // a file or payload is corrupt, truncated or unsupported
+    unsupported, // a valid input that this build cannot handle
+    not_found, // a file, tensor or entry does not exist
+    io, // the operating system refused a read or write
+    resource, // a limit was hit (memory, queue depth, size cap)
+    timeout, // waited longer than allowed
+    cancelled, // the operation was cancelled by its caller
+    closed, // the object was shut down
+    internal, // a bug: an invariant did not hold
 };
 
 const char* error_kind_name(ErrorKind kind);
@@ -54,8 +54,7 @@ public:
     Error(ErrorKind kind, const std::string& message)
         : std::runtime_error(message)
         , kind_(kind)
-    {
-    }
+    { }
     ErrorKind kind() const { return kind_; }
 
 private:

@@ -8,16 +8,26 @@ namespace iris {
 const char* error_kind_name(ErrorKind kind)
 {
     switch (kind) {
-    case ErrorKind::invalid_argument: return "invalid argument";
-    case ErrorKind::invalid_input: return "invalid input";
-    case ErrorKind::unsupported: return "unsupported";
-    case ErrorKind::not_found: return "not found";
-    case ErrorKind::io: return "I/O error";
-    case ErrorKind::resource: return "resource limit";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::cancelled: return "cancelled";
-    case ErrorKind::closed: return "closed";
-    case ErrorKind::internal: return "internal error";
+    case ErrorKind::invalid_argument:
+        return "invalid argument";
+    case ErrorKind::invalid_input:
+        return "invalid input";
+    case ErrorKind::unsupported:
+        return "unsupported";
+    case ErrorKind::not_found:
+        return "not found";
+    case ErrorKind::io:
+        return "I/O error";
+    case ErrorKind::resource:
+        return "resource limit";
+    case ErrorKind::timeout:
+        return "timeout";
+    case ErrorKind::cancelled:
+        return "cancelled";
+    case ErrorKind::closed:
+        return "closed";
+    case ErrorKind::internal:
+        return "internal error";
     }
     return "unknown";
 }
@@ -36,6 +46,9 @@ std::string strfmt(const char* fmt, ...)
     return out;
 }
 
-const char* version() { return IRIS_VERSION; }
+const char* version()
+{
+    return IRIS_VERSION;
+}
 
 } // namespace iris

@@ -20,14 +20,15 @@ LogLevel initial_level()
     }
 }
 
-std::atomic<int> g_level{int(initial_level())};
+std::atomic<int> g_level {int(initial_level())};
 std::mutex g_sink_mutex; // guards g_sink; a sink may be replaced while other threads log
 LogSink g_sink;
 
 void default_sink(LogLevel level, std::string_view message)
 {
     static const char* prefix[] = {"debug", "info", "warn", "error"};
-    std::fprintf(stderr, "iris %s: %.*s\n", prefix[int(level)], int(message.size()), message.data());
+    std::fprintf(stderr, "iris %s: %.*s\n", prefix[int(level)], int(message.size()),
+                 message.data());
 }
 
 } // namespace
@@ -38,8 +39,14 @@ void log_set_sink(LogSink sink)
     g_sink = std::move(sink);
 }
 
-void log_set_level(LogLevel level) { g_level.store(int(level), std::memory_order_relaxed); }
-LogLevel log_level() { return LogLevel(g_level.load(std::memory_order_relaxed)); }
+void log_set_level(LogLevel level)
+{
+    g_level.store(int(level), std::memory_order_relaxed);
+}
+LogLevel log_level()
+{
+    return LogLevel(g_level.load(std::memory_order_relaxed));
+}
 
 LogLevel log_level_from_string(std::string_view name)
 {
@@ -49,7 +56,8 @@ LogLevel log_level_from_string(std::string_view name)
     if (name == "error") return LogLevel::error;
     if (name == "off" || name == "none") return LogLevel::off;
     throw Error(ErrorKind::invalid_argument,
-                "unknown log level '" + std::string(name) + "' (use debug, info, warn, error or off)");
+                "unknown log level '" + std::string(name)
+                    + "' (use debug, info, warn, error or off)");
 }
 
 void log_write(LogLevel level, const char* fmt, ...)

@@ -102,8 +102,10 @@ class SafeTensorsWriter
 public:
     void add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
              size_t nbytes);
-    void add_f32(const std::string& name, std::vector<int64_t> shape, std::span<const float> values);
-    void add_i64(const std::string& name, std::vector<int64_t> shape, std::span<const int64_t> values);
+    void add_f32(const std::string& name, std::vector<int64_t> shape,
+                 std::span<const float> values);
+    void add_i64(const std::string& name, std::vector<int64_t> shape,
+                 std::span<const int64_t> values);
     void set_metadata(const std::string& key, const std::string& value);
     void write(const std::string& path) const;
 

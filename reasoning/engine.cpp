@@ -13,14 +13,18 @@ std::string strip(std::string_view s)
     return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
 }
 
-double ms_since(int64_t t0_us) { return double(now_us() - t0_us) / 1000.0; }
+double ms_since(int64_t t0_us)
+{
+    return double(now_us() - t0_us) / 1000.0;
+}
 
 // Prompt tokens are fed in chunks so long prompts report progress and keep activations small.
 constexpr size_t kPrefillChunk = 512;
 
 } // namespace
 
-Engine::Engine(std::unique_ptr<model::InternVL> network, std::unique_ptr<model::Tokenizer> tokenizer)
+Engine::Engine(std::unique_ptr<model::InternVL> network,
+               std::unique_ptr<model::Tokenizer> tokenizer)
     : network_(std::move(network))
     , tokenizer_(std::move(tokenizer))
 {
@@ -60,8 +64,7 @@ Session::Session(const Engine& engine, std::string system_message)
     : engine_(engine)
     , system_message_(std::move(system_message))
     , cache_(engine.network().new_cache())
-{
-}
+{ }
 
 void Session::reset()
 {
@@ -72,7 +75,8 @@ void Session::reset()
     cache_->clear();
 }
 
-std::string Session::conversation_text(const std::string& qtext, const std::vector<int>& new_tiles) const
+std::string Session::conversation_text(const std::string& qtext,
+                                       const std::vector<int>& new_tiles) const
 {
     std::string text = render_prompt(engine_.chat_template(), system_message_, history_, qtext);
     std::vector<int> tokens;
@@ -81,16 +85,17 @@ std::string Session::conversation_text(const std::string& qtext, const std::vect
     return expand_image_placeholders(text, tokens);
 }
 
-std::vector<int32_t> Session::prompt_ids(const std::string& question, const std::vector<int>& tiles_per_image,
+std::vector<int32_t> Session::prompt_ids(const std::string& question,
+                                         const std::vector<int>& tiles_per_image,
                                          ImageLayout layout) const
 {
-    std::string text = conversation_text(with_image_placeholders(question, int(tiles_per_image.size()), layout),
-                                         tiles_per_image);
+    std::string text = conversation_text(
+        with_image_placeholders(question, int(tiles_per_image.size()), layout), tiles_per_image);
     return engine_.tokenizer().encode(text, /*add_bos=*/true);
 }
 
-Answer Session::ask(const std::string& question, const std::vector<Image>& images, const AskOptions& options,
-                    const TextCallback& on_text)
+Answer Session::ask(const std::string& question, const std::vector<Image>& images,
+                    const AskOptions& options, const TextCallback& on_text)
 {
     TilingOptions tiling = engine_.tiling(options.max_tiles);
     std::vector<PreparedImage> prepared;
@@ -146,9 +151,11 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
         std::span<const int32_t> chunk(ids.data() + pos, end - pos);
         size_t n_img = size_t(std::count(chunk.begin(), chunk.end(), img_id));
         if ((visual_row + n_img) * size_t(hidden) > visual.size())
-            throw Error(ErrorKind::invalid_argument, "the prompt has more image tokens than the images provide");
-        logits = net.forward(*cache_, chunk,
-                             std::span<const float>(visual.data() + visual_row * hidden, n_img * hidden), img_id);
+            throw Error(ErrorKind::invalid_argument,
+                        "the prompt has more image tokens than the images provide");
+        logits = net.forward(
+            *cache_, chunk,
+            std::span<const float>(visual.data() + visual_row * hidden, n_img * hidden), img_id);
         cached_ids_.insert(cached_ids_.end(), chunk.begin(), chunk.end());
         visual_row += n_img;
         if (options.progress) options.progress(float(end - keep) / float(ids.size() - keep));

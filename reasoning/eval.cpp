@@ -20,13 +20,15 @@ std::vector<EvalItem> load_eval_set(const std::string& dir)
     for (size_t line_no = 1; std::getline(in, line); ++line_no) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         auto fail = [&](const std::string& why) {
-            throw Error(ErrorKind::invalid_input, strfmt("%s:%zu: %s", path.c_str(), line_no, why.c_str()));
+            throw Error(ErrorKind::invalid_input,
+                        strfmt("%s:%zu: %s", path.c_str(), line_no, why.c_str()));
         };
         nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
         if (!j.is_object()) fail("not a JSON object");
         EvalItem item;
         for (const char* key : {"id", "task", "question", "answer"})
-            if (!j.contains(key) || !j[key].is_string()) fail(std::string("\"") + key + "\" must be a string");
+            if (!j.contains(key) || !j[key].is_string())
+                fail(std::string("\"") + key + "\" must be a string");
         item.id = j["id"];
         item.task = j["task"];
         item.question = j["question"];
@@ -74,11 +76,13 @@ EvalReport evaluate(const Engine& engine, const std::vector<EvalItem>& items, in
         std::vector<Image> images;
         for (const auto& p : item.images) images.push_back(load_image(p));
         opts.layout = item.layout;
-        if (item.layout == ImageLayout::frames) opts.max_tiles = 1; // one tile per frame, as load_video
-        else opts.max_tiles = 0;
+        if (item.layout == ImageLayout::frames)
+            opts.max_tiles = 1; // one tile per frame, as load_video
+        else
+            opts.max_tiles = 0;
         Session session(engine);
         Answer a = session.ask(item.question, images, opts, {});
-        EvalPrediction pred{item.id, a.text, answers_match(a.text, item.answer)};
+        EvalPrediction pred {item.id, a.text, answers_match(a.text, item.answer)};
         auto& score = by_task[item.task];
         score.task = item.task;
         score.n++;

@@ -7,15 +7,30 @@ namespace {
 const std::vector<ChatTemplate>& templates()
 {
     static const std::vector<ChatTemplate> all = {
-        {"internvl2_5", "<|im_start|>system\n{system_message}",
-         "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。",
-         "<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>\n", {}},
-        {"internlm2-chat", "<|im_start|>system\n{system_message}",
-         "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。",
-         "<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>", {}},
-        {"Hermes-2", "<|im_start|>system\n{system_message}",
-         "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。",
-         "<|im_start|>user\n", "<|im_start|>assistant\n", "<|im_end|>", {"<|endoftext|>"}},
+        {"internvl2_5",
+         "<|im_start|>system\n{system_message}",
+         "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
+         "多模态大语言模型。",
+         "<|im_start|>user\n",
+         "<|im_start|>assistant\n",
+         "<|im_end|>\n",
+         {}},
+        {"internlm2-chat",
+         "<|im_start|>system\n{system_message}",
+         "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, "
+         "是一个有用无害的人工智能助手。",
+         "<|im_start|>user\n",
+         "<|im_start|>assistant\n",
+         "<|im_end|>",
+         {}},
+        {"Hermes-2",
+         "<|im_start|>system\n{system_message}",
+         "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, "
+         "是一个有用无害的人工智能助手。",
+         "<|im_start|>user\n",
+         "<|im_start|>assistant\n",
+         "<|im_end|>",
+         {"<|endoftext|>"}},
     };
     return all;
 }
@@ -32,15 +47,17 @@ const ChatTemplate& chat_template(std::string_view name)
 {
     for (const auto& t : templates())
         if (t.name == name) return t;
-    throw Error(ErrorKind::unsupported, "unknown chat template '" + std::string(name)
-                                            + "' (supported: internvl2_5, internlm2-chat, Hermes-2)");
+    throw Error(ErrorKind::unsupported,
+                "unknown chat template '" + std::string(name)
+                    + "' (supported: internvl2_5, internlm2-chat, Hermes-2)");
 }
 
 std::string render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
                           const std::vector<ChatTurn>& history, const std::string& question)
 {
     std::string system = tmpl.system_template;
-    replace_all(system, "{system_message}", system_message.empty() ? tmpl.system_message : system_message);
+    replace_all(system, "{system_message}",
+                system_message.empty() ? tmpl.system_message : system_message);
     std::string out = system + tmpl.sep;
     // An empty message renders as the bare role, as in conversation.py's MPT style.
     auto add = [&](const std::string& role, const std::string& message) {
@@ -61,9 +78,15 @@ std::string image_placeholders(int n_images, ImageLayout layout)
     std::string out;
     for (int i = 1; i <= n_images; ++i) {
         switch (layout) {
-        case ImageLayout::single: out += "<image>\n"; break;
-        case ImageLayout::numbered: out += "Image-" + std::to_string(i) + ": <image>\n"; break;
-        case ImageLayout::frames: out += "Frame" + std::to_string(i) + ": <image>\n"; break;
+        case ImageLayout::single:
+            out += "<image>\n";
+            break;
+        case ImageLayout::numbered:
+            out += "Image-" + std::to_string(i) + ": <image>\n";
+            break;
+        case ImageLayout::frames:
+            out += "Frame" + std::to_string(i) + ": <image>\n";
+            break;
         }
     }
     return out;
@@ -76,7 +99,8 @@ std::string with_image_placeholders(const std::string& question, int n_images, I
     return question;
 }
 
-std::string expand_image_placeholders(const std::string& prompt, const std::vector<int>& tokens_per_image)
+std::string expand_image_placeholders(const std::string& prompt,
+                                      const std::vector<int>& tokens_per_image)
 {
     static const std::string placeholder = "<image>";
     std::string out;

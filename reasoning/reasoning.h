@@ -136,7 +136,7 @@ struct ChatTemplate
 {
     std::string name;
     std::string system_template; // contains "{system_message}"
-    std::string system_message;  // the template's default
+    std::string system_message; // the template's default
     std::string user_role;
     std::string assistant_role;
     std::string sep;
@@ -159,9 +159,9 @@ std::string render_prompt(const ChatTemplate& tmpl, const std::string& system_me
 
 // How several images are introduced in a question.
 enum class ImageLayout {
-    single,   // "<image>\n"
+    single, // "<image>\n"
     numbered, // "Image-1: <image>\nImage-2: <image>\n"
-    frames,   // "Frame1: <image>\nFrame2: <image>\n" (video)
+    frames, // "Frame1: <image>\nFrame2: <image>\n" (video)
 };
 std::string image_placeholders(int n_images, ImageLayout layout);
 // The question with placeholders for n_images put in front when it names no "<image>" itself
@@ -170,15 +170,16 @@ std::string with_image_placeholders(const std::string& question, int n_images, I
 
 // Replaces each "<image>" left to right by "<img>" + "<IMG_CONTEXT>" x tokens + "</img>".
 // Throws Error(invalid_argument) when the number of placeholders and of images differ.
-std::string expand_image_placeholders(const std::string& prompt, const std::vector<int>& tokens_per_image);
+std::string expand_image_placeholders(const std::string& prompt,
+                                      const std::vector<int>& tokens_per_image);
 
 // Sampling as Hugging Face's generate applies it: repetition penalty, temperature, top-k,
 // top-p, then a draw. temperature == 0 is greedy (argmax; ties go to the lowest id).
 struct SamplingParams
 {
     float temperature = 0.f;
-    int top_k = 0;                  // 0 = off
-    float top_p = 1.f;              // 1 = off
+    int top_k = 0; // 0 = off
+    float top_p = 1.f; // 1 = off
     float repetition_penalty = 1.f; // 1 = off; applies to every token already in the context
     uint64_t seed = 0;
     int max_new_tokens = 512;
@@ -223,7 +224,6 @@ private:
     bool stopped_ = false;
 };
 
-
 // =============================================================================================
 // The engine and its sessions
 //
@@ -231,7 +231,8 @@ private:
 //   Session chat(*engine);
 //   AskOptions opts;                                   // greedy, 512 new tokens
 //   Answer a = chat.ask("What is in the image?", {load_image("cat.png")}, opts,
-//                       [](std::string_view piece) { fputs(std::string(piece).c_str(), stdout); return true; });
+//                       [](std::string_view piece) { fputs(std::string(piece).c_str(), stdout);
+//                       return true; });
 //   Answer b = chat.ask("And its colour?", {}, opts, {}); // reuses the cached first turn
 
 struct EngineOptions
@@ -245,7 +246,8 @@ class Engine
 public:
     // Loads the checkpoint folder: network, tokenizer and chat template. Throws Error naming the
     // file or field that is wrong.
-    static std::unique_ptr<Engine> load(const std::string& model_dir, const EngineOptions& options = {});
+    static std::unique_ptr<Engine> load(const std::string& model_dir,
+                                        const EngineOptions& options = {});
 
     const model::InternVL& network() const { return *network_; }
     const model::Tokenizer& tokenizer() const { return *tokenizer_; }
@@ -269,9 +271,9 @@ private:
 struct AskOptions
 {
     SamplingParams sampling;
-    int max_tiles = 0;                             // 0: the checkpoint's max_dynamic_patch
-    ImageLayout layout = ImageLayout::single;      // how several images are introduced
-    std::function<void(float fraction)> progress;  // prompt processing progress
+    int max_tiles = 0; // 0: the checkpoint's max_dynamic_patch
+    ImageLayout layout = ImageLayout::single; // how several images are introduced
+    std::function<void(float fraction)> progress; // prompt processing progress
 };
 
 struct GenerationStats
@@ -287,9 +289,9 @@ struct GenerationStats
 
 struct Answer
 {
-    std::string text;              // stripped, stop strings cut
-    std::vector<int32_t> tokens;   // generated ids, the stop token included when there was one
-    std::string finish_reason;     // "stop" (end token or stop string), "length" or "cancelled"
+    std::string text; // stripped, stop strings cut
+    std::vector<int32_t> tokens; // generated ids, the stop token included when there was one
+    std::string finish_reason; // "stop" (end token or stop string), "length" or "cancelled"
     GenerationStats stats;
 };
 
@@ -305,12 +307,13 @@ public:
 
     // The ids the next ask() would feed the model for this question, the whole conversation
     // included (what `iris prompt` prints). tiles_per_image gives each new image's tile count.
-    std::vector<int32_t> prompt_ids(const std::string& question, const std::vector<int>& tiles_per_image,
+    std::vector<int32_t> prompt_ids(const std::string& question,
+                                    const std::vector<int>& tiles_per_image,
                                     ImageLayout layout = ImageLayout::single) const;
 
     // Adds a user turn with its images and generates the answer.
-    Answer ask(const std::string& question, const std::vector<Image>& images, const AskOptions& options,
-               const TextCallback& on_text);
+    Answer ask(const std::string& question, const std::vector<Image>& images,
+               const AskOptions& options, const TextCallback& on_text);
     // Adds a user turn with already preprocessed images.
     Answer ask(const std::string& question, const std::vector<PreparedImage>& images,
                const AskOptions& options, const TextCallback& on_text);
@@ -320,17 +323,17 @@ public:
     const model::KvCache& cache() const { return *cache_; }
 
 private:
-    std::string conversation_text(const std::string& question_text, const std::vector<int>& new_tiles) const;
+    std::string conversation_text(const std::string& question_text,
+                                  const std::vector<int>& new_tiles) const;
 
     const Engine& engine_;
     std::string system_message_;
-    std::vector<ChatTurn> history_;         // questions as rendered (with <image> placeholders)
-    std::vector<int> tiles_;                // tile count of every image so far, in prompt order
-    std::vector<float> visual_;             // visual tokens of every image so far
-    std::vector<int32_t> cached_ids_;       // the ids the KV cache holds
+    std::vector<ChatTurn> history_; // questions as rendered (with <image> placeholders)
+    std::vector<int> tiles_; // tile count of every image so far, in prompt order
+    std::vector<float> visual_; // visual tokens of every image so far
+    std::vector<int32_t> cached_ids_; // the ids the KV cache holds
     std::unique_ptr<model::KvCache> cache_;
 };
-
 
 // =============================================================================================
 // Evaluation on generated question sets
@@ -364,7 +367,7 @@ struct EvalTaskScore
 struct EvalReport
 {
     std::vector<EvalTaskScore> tasks; // sorted by task name
-    EvalTaskScore overall{"overall"};
+    EvalTaskScore overall {"overall"};
 };
 
 struct EvalPrediction

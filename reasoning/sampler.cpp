@@ -17,7 +17,10 @@ uint64_t next_u64(uint64_t& state)
     return z ^ (z >> 31);
 }
 
-double next_unit(uint64_t& state) { return double(next_u64(state) >> 11) * 0x1.0p-53; }
+double next_unit(uint64_t& state)
+{
+    return double(next_u64(state) >> 11) * 0x1.0p-53;
+}
 
 } // namespace
 
@@ -61,7 +64,8 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> contex
 
     scratch_.clear();
     scratch_.reserve(size_t(vocab));
-    for (int32_t i = 0; i < vocab; ++i) scratch_.emplace_back(logits[size_t(i)] / params_.temperature, i);
+    for (int32_t i = 0; i < vocab; ++i)
+        scratch_.emplace_back(logits[size_t(i)] / params_.temperature, i);
     auto by_logit = [](const auto& a, const auto& b) {
         return a.first > b.first || (a.first == b.first && a.second < b.second);
     };
@@ -103,8 +107,7 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> contex
 TextStream::TextStream(const model::Tokenizer& tokenizer, std::vector<std::string> stop)
     : tokenizer_(tokenizer)
     , stop_(std::move(stop))
-{
-}
+{ }
 
 std::string TextStream::push(int32_t id)
 {
@@ -144,7 +147,8 @@ std::string TextStream::flush()
 {
     if (stopped_) return {};
     std::string full = tokenizer_.decode(ids_, /*skip_special=*/true);
-    if (full.size() <= emitted_.size() || full.compare(0, emitted_.size(), emitted_) != 0) return {};
+    if (full.size() <= emitted_.size() || full.compare(0, emitted_.size(), emitted_) != 0)
+        return {};
     std::string piece = full.substr(emitted_.size());
     emitted_ += piece;
     return piece;

@@ -60,17 +60,21 @@ nlohmann::json index()
     return nlohmann::json::parse(in);
 }
 
-std::vector<int64_t> json_ids(const std::string& text) { return nlohmann::json::parse(text).get<std::vector<int64_t>>(); }
+std::vector<int64_t> json_ids(const std::string& text)
+{
+    return nlohmann::json::parse(text).get<std::vector<int64_t>>();
+}
 
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b)
 {
     EXPECT_EQ(a.size(), b.size());
     float m = 0;
-    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+        m = std::max(m, std::fabs(a[i] - b[i]));
     return m;
 }
 
-#define REQUIRE_GOLDEN()                                                                                       \
+#define REQUIRE_GOLDEN()                                                                           \
     if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
 
 } // namespace
@@ -88,8 +92,9 @@ TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
     const auto idx = index();
     for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
-        Result r = run_iris("prompt --json --model " + q(golden / c["model"].get<std::string>()) + " --image "
-                     + q(golden / c["image"].get<std::string>()) + " " + q(c["question"].get<std::string>()));
+        Result r = run_iris("prompt --json --model " + q(golden / c["model"].get<std::string>())
+                            + " --image " + q(golden / c["image"].get<std::string>()) + " "
+                            + q(c["question"].get<std::string>()));
         ASSERT_EQ(r.status, 0);
         auto st = SafeTensors::open((golden / c["file"].get<std::string>()).string());
         EXPECT_EQ(json_ids(r.out), st.get("input_ids").to_i64());
@@ -109,12 +114,14 @@ TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
             if (checked++ == 5) break;
             fs::path f = dir / "text.txt";
             std::ofstream(f, std::ios::binary) << c["text"].get<std::string>();
-            Result r = run_iris("tokenize --json --model " + q(golden / "models" / name) + " --file " + q(f));
+            Result r = run_iris("tokenize --json --model " + q(golden / "models" / name)
+                                + " --file " + q(f));
             ASSERT_EQ(r.status, 0);
             EXPECT_EQ(json_ids(r.out), c["ids"].get<std::vector<int64_t>>()) << c["text"];
         }
     }
-    Result r = run_iris("tokenize --json --no-bos --model " + q(golden / "models/tiny_internlm2") + " 'a'");
+    Result r = run_iris("tokenize --json --no-bos --model " + q(golden / "models/tiny_internlm2")
+                        + " 'a'");
     ASSERT_EQ(r.status, 0);
     EXPECT_NE(json_ids(r.out).front(), 1);
 }
@@ -123,17 +130,25 @@ TEST(Cli, PreprocessWritesTheOfficialPixelValuesAndTheGrid)
 {
     REQUIRE_GOLDEN();
     fs::path out = temp_dir() / "pv.safetensors";
-    ASSERT_EQ(run_iris("preprocess --image " + q(golden / "images/img_448x448.png") + " --out " + q(out)).status, 0);
+    ASSERT_EQ(
+        run_iris("preprocess --image " + q(golden / "images/img_448x448.png") + " --out " + q(out))
+            .status,
+        0);
     auto got = SafeTensors::open(out.string());
-    auto expect = SafeTensors::open((golden / "preprocess/img_448x448_pixel_values.safetensors").string());
+    auto expect
+        = SafeTensors::open((golden / "preprocess/img_448x448_pixel_values.safetensors").string());
     EXPECT_EQ(got.get("pixel_values").shape, expect.get("pixel_values").shape);
-    EXPECT_LE(max_abs_diff(got.get("pixel_values").to_f32(), expect.get("pixel_values").to_f32()), 1e-6f);
+    EXPECT_LE(max_abs_diff(got.get("pixel_values").to_f32(), expect.get("pixel_values").to_f32()),
+              1e-6f);
     EXPECT_EQ(got.metadata().at("grid"), "1x1");
 
-    ASSERT_EQ(run_iris("preprocess --image " + q(golden / "images/img_800x600.png") + " --out " + q(out)).status, 0);
+    ASSERT_EQ(
+        run_iris("preprocess --image " + q(golden / "images/img_800x600.png") + " --out " + q(out))
+            .status,
+        0);
     auto grid = SafeTensors::open(out.string());
     EXPECT_EQ(grid.metadata().at("grid"), "4x3");
-    EXPECT_EQ(grid.get("pixel_values").shape, (std::vector<int64_t>{13, 3, 448, 448}));
+    EXPECT_EQ(grid.get("pixel_values").shape, (std::vector<int64_t> {13, 3, 448, 448}));
 }
 
 // preprocess -> forward -> generate reproduces the official full-model outputs.
@@ -144,23 +159,32 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
     const auto idx = index();
     for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
-        fs::path pv = dir / "pv.safetensors", in = dir / "in.safetensors", out = dir / "out.safetensors";
-        ASSERT_EQ(run_iris("preprocess --image " + q(golden / c["image"].get<std::string>()) + " --out " + q(pv)).status, 0);
+        fs::path pv = dir / "pv.safetensors", in = dir / "in.safetensors",
+                 out = dir / "out.safetensors";
+        ASSERT_EQ(run_iris("preprocess --image " + q(golden / c["image"].get<std::string>())
+                           + " --out " + q(pv))
+                      .status,
+                  0);
         auto full = SafeTensors::open((golden / c["file"].get<std::string>()).string());
         auto pixels = SafeTensors::open(pv.string());
         SafeTensorsWriter w;
         auto ids = full.get("input_ids").to_i64();
         w.add_i64("input_ids", {int64_t(ids.size())}, ids);
-        w.add_f32("pixel_values", pixels.get("pixel_values").shape, pixels.get("pixel_values").to_f32());
+        w.add_f32("pixel_values", pixels.get("pixel_values").shape,
+                  pixels.get("pixel_values").to_f32());
         w.write(in.string());
 
         std::string model = q(golden / c["model"].get<std::string>());
-        ASSERT_EQ(run_iris("forward --model " + model + " --in " + q(in) + " --out " + q(out) + " 2>/dev/null").status, 0);
+        ASSERT_EQ(run_iris("forward --model " + model + " --in " + q(in) + " --out " + q(out)
+                           + " 2>/dev/null")
+                      .status,
+                  0);
         auto got = SafeTensors::open(out.string());
         EXPECT_EQ(got.get("logits").shape, full.get("logits").shape);
         EXPECT_LE(max_abs_diff(got.get("logits").to_f32(), full.get("logits").to_f32()), 1e-4f);
 
-        Result r = run_iris("generate --json --ignore-eos --max-new-tokens 16 --model " + model + " --in " + q(in) + " 2>/dev/null");
+        Result r = run_iris("generate --json --ignore-eos --max-new-tokens 16 --model " + model
+                            + " --in " + q(in) + " 2>/dev/null");
         ASSERT_EQ(r.status, 0);
         EXPECT_EQ(json_ids(r.out), full.get("greedy_tokens").to_i64());
     }
@@ -171,8 +195,8 @@ TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
     REQUIRE_GOLDEN();
     fs::path dir = temp_dir();
     std::string model = q(golden / "models/tiny_qwen2");
-    Result r = run_iris("ask --model " + model + " --max-new-tokens 4 --image " + q(golden / "images/img_448x448.png")
-                 + " 'What is it?' 2>/dev/null");
+    Result r = run_iris("ask --model " + model + " --max-new-tokens 4 --image "
+                        + q(golden / "images/img_448x448.png") + " 'What is it?' 2>/dev/null");
     EXPECT_EQ(r.status, 0);
     EXPECT_FALSE(r.out.empty());
 

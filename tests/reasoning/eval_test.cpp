@@ -15,7 +15,8 @@ const fs::path golden = IRIS_GOLDEN_DIR;
 
 fs::path make_set(const std::string& name, const std::vector<std::string>& lines)
 {
-    fs::path dir = fs::temp_directory_path() / ("iris_eval_test_" + std::to_string(getpid())) / name;
+    fs::path dir
+        = fs::temp_directory_path() / ("iris_eval_test_" + std::to_string(getpid())) / name;
     fs::create_directories(dir);
     std::ofstream out(dir / "data.jsonl");
     for (const auto& l : lines) out << l << "\n";
@@ -34,7 +35,8 @@ TEST(Eval, AnswersMatchIgnoringCaseSurroundingSpaceAndATrailingFullStop)
 
 TEST(Eval, MalformedLinesAreReportedWithTheirLineNumber)
 {
-    fs::path dir = make_set("bad", {R"({"id":"a","task":"t","question":"q","answer":"x"})", R"({"id":"b","task":3})"});
+    fs::path dir = make_set(
+        "bad", {R"({"id":"a","task":"t","question":"q","answer":"x"})", R"({"id":"b","task":3})"});
     try {
         load_eval_set(dir.string());
         FAIL() << "expected an error";
@@ -51,8 +53,11 @@ TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)
     if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden;
     std::ifstream in(golden / "index.json");
     auto c = nlohmann::json::parse(in)["cases"]["full"]["tiny_qwen2"];
-    nlohmann::json right = {{"id", "right"}, {"task", "caption"}, {"images", {(golden / c["image"].get<std::string>()).string()}},
-                            {"question", c["question"]}, {"answer", c["official_chat_response_text"]}};
+    nlohmann::json right = {{"id", "right"},
+                            {"task", "caption"},
+                            {"images", {(golden / c["image"].get<std::string>()).string()}},
+                            {"question", c["question"]},
+                            {"answer", c["official_chat_response_text"]}};
     nlohmann::json wrong = right;
     wrong["id"] = "wrong";
     wrong["task"] = "color";
@@ -62,7 +67,8 @@ TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)
     ASSERT_EQ(items.size(), 2u);
     auto engine = Engine::load((golden / "models/tiny_qwen2").string());
     std::vector<EvalPrediction> seen;
-    auto report = evaluate(*engine, items, 16, [&](size_t, const EvalPrediction& p) { seen.push_back(p); });
+    auto report
+        = evaluate(*engine, items, 16, [&](size_t, const EvalPrediction& p) { seen.push_back(p); });
     ASSERT_EQ(report.tasks.size(), 2u);
     EXPECT_EQ(report.tasks[0].task, "caption");
     EXPECT_EQ(report.tasks[0].correct, 1);

@@ -25,16 +25,20 @@ TEST(Prompt, InternVL25TemplateRendersTheOfficialSingleTurnLayout)
 {
     const auto& t = chat_template("internvl2_5");
     std::string p = render_prompt(t, "", {}, "<image>\nWhat is it?");
-    EXPECT_EQ(p, "<|im_start|>system\n" + t.system_message
-                     + "<|im_end|>\n<|im_start|>user\n<image>\nWhat is it?<|im_end|>\n<|im_start|>assistant\n");
+    EXPECT_EQ(p,
+              "<|im_start|>system\n" + t.system_message
+                  + "<|im_end|>\n<|im_start|>user\n<image>\nWhat is "
+                    "it?<|im_end|>\n<|im_start|>assistant\n");
 }
 
 TEST(Prompt, HistoryTurnsComeBeforeTheNewQuestion)
 {
     const auto& t = chat_template("internlm2-chat");
     std::string p = render_prompt(t, "Be brief.", {{"q1", "a1"}}, "q2");
-    EXPECT_EQ(p, "<|im_start|>system\nBe brief.<|im_end|><|im_start|>user\nq1<|im_end|>"
-                 "<|im_start|>assistant\na1<|im_end|><|im_start|>user\nq2<|im_end|><|im_start|>assistant\n");
+    EXPECT_EQ(
+        p,
+        "<|im_start|>system\nBe brief.<|im_end|><|im_start|>user\nq1<|im_end|>"
+        "<|im_start|>assistant\na1<|im_end|><|im_start|>user\nq2<|im_end|><|im_start|>assistant\n");
 }
 
 TEST(Prompt, UnknownTemplateIsUnsupported)
@@ -66,7 +70,8 @@ TEST(Prompt, TemplatedPromptIdsEqualTheOfficialChatInputIds)
     for (auto& [name, c] : index["cases"]["full"].items()) {
         SCOPED_TRACE(name);
         auto tok = iris::model::Tokenizer::load((golden / c["model"].get<std::string>()).string());
-        auto cfg = iris::model::ModelConfig::load((golden / c["model"].get<std::string>() / "config.json").string());
+        auto cfg = iris::model::ModelConfig::load(
+            (golden / c["model"].get<std::string>() / "config.json").string());
         const auto& tmpl = chat_template(c["template"].get<std::string>());
         std::string text = render_prompt(tmpl, cfg.system_message.value_or(""), {},
                                          "<image>\n" + c["question"].get<std::string>());

@@ -23,7 +23,7 @@ TEST(Sampler, RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogits)
     std::vector<float> logits = {3.f, 2.5f, -1.f};
     std::vector<int32_t> context = {0, 0, 2};
     EXPECT_EQ(s.sample(logits, context), 1); // 3 -> 1.5 loses to 2.5
-    EXPECT_FLOAT_EQ(logits[0], 1.5f);        // penalised once although seen twice
+    EXPECT_FLOAT_EQ(logits[0], 1.5f); // penalised once although seen twice
     EXPECT_FLOAT_EQ(logits[2], -2.f);
 }
 
@@ -90,14 +90,14 @@ TEST(Sampler, RejectsOutOfRangeParameters)
 {
     SamplingParams p;
     p.top_p = 0.f;
-    EXPECT_THROW(Sampler{p}, iris::Error);
+    EXPECT_THROW(Sampler {p}, iris::Error);
     p = {};
     p.temperature = -1.f;
-    EXPECT_THROW(Sampler{p}, iris::Error);
+    EXPECT_THROW(Sampler {p}, iris::Error);
     p = {};
     p.max_new_tokens = 0;
-    EXPECT_THROW(Sampler{p}, iris::Error);
+    EXPECT_THROW(Sampler {p}, iris::Error);
     p = {};
     p.stop = {""};
-    EXPECT_THROW(Sampler{p}, iris::Error);
+    EXPECT_THROW(Sampler {p}, iris::Error);
 }

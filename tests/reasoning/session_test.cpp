@@ -14,7 +14,7 @@ namespace {
 
 const fs::path golden = IRIS_GOLDEN_DIR;
 
-#define REQUIRE_GOLDEN()                                                                                       \
+#define REQUIRE_GOLDEN()                                                                           \
     if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
 
 std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector<int32_t>& ids,
@@ -28,7 +28,8 @@ std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector
         int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
         out.push_back(next);
         if (next == engine.eos_id()) break;
-        logits = net.forward(*cache, std::span<const int32_t>(&next, 1), {}, engine.img_context_id());
+        logits
+            = net.forward(*cache, std::span<const int32_t>(&next, 1), {}, engine.img_context_id());
     }
     return out;
 }
@@ -50,8 +51,8 @@ TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
         opts.sampling.max_new_tokens = 16;
         std::string streamed;
         Answer a = session.ask(c["question"].get<std::string>(),
-                               {load_image((golden / c["image"].get<std::string>()).string())}, opts,
-                               [&](std::string_view piece) {
+                               {load_image((golden / c["image"].get<std::string>()).string())},
+                               opts, [&](std::string_view piece) {
                                    streamed += piece;
                                    return true;
                                });
@@ -80,7 +81,7 @@ TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
     session.ask("Describe it.", {image}, opts, {});
 
     std::vector<int32_t> ids = session.prompt_ids("And the colours?", {});
-    Answer second = session.ask("And the colours?", std::vector<Image>{}, opts, {});
+    Answer second = session.ask("And the colours?", std::vector<Image> {}, opts, {});
     EXPECT_GT(second.stats.n_reused_tokens, 3 * 256);
     EXPECT_EQ(second.stats.n_prompt_tokens, int(ids.size()));
 
@@ -97,7 +98,8 @@ TEST(Session, CancellingFromTheCallbackStopsGeneration)
     AskOptions opts;
     opts.sampling.max_new_tokens = 50;
     int pieces = 0;
-    Answer a = session.ask("Hello", std::vector<Image>{}, opts, [&](std::string_view) { return ++pieces < 2; });
+    Answer a = session.ask("Hello", std::vector<Image> {}, opts,
+                           [&](std::string_view) { return ++pieces < 2; });
     EXPECT_EQ(a.finish_reason, "cancelled");
     EXPECT_LT(a.tokens.size(), 50u);
 }
