@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 
@@ -16,7 +17,7 @@ using iris::model::SafeTensorsWriter;
 
 namespace {
 
-const fs::path golden = IRIS_GOLDEN_DIR;
+const fs::path golden = iris::test::golden_dir();
 
 struct Result
 {
@@ -74,9 +75,6 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b)
     return m;
 }
 
-#define REQUIRE_GOLDEN()                                                                           \
-    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
-
 } // namespace
 
 TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
@@ -88,7 +86,7 @@ TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
 
 TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const auto idx = index();
     for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
@@ -103,7 +101,7 @@ TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
 
 TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     std::ifstream in(golden / "tokenizers/tokenizer_goldens.json");
     auto goldens = nlohmann::json::parse(in);
     fs::path dir = temp_dir();
@@ -128,7 +126,7 @@ TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
 
 TEST(Cli, PreprocessWritesTheOfficialPixelValuesAndTheGrid)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     fs::path out = temp_dir() / "pv.safetensors";
     ASSERT_EQ(
         run_iris("preprocess --image " + q(golden / "images/img_448x448.png") + " --out " + q(out))
@@ -154,7 +152,7 @@ TEST(Cli, PreprocessWritesTheOfficialPixelValuesAndTheGrid)
 // preprocess -> forward -> generate reproduces the official full-model outputs.
 TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     fs::path dir = temp_dir();
     const auto idx = index();
     for (auto& [name, c] : idx["cases"]["full"].items()) {
@@ -192,7 +190,7 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
 
 TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     fs::path dir = temp_dir();
     std::string model = q(golden / "models/tiny_qwen2");
     Result r = run_iris("ask --model " + model + " --max-new-tokens 4 --image "

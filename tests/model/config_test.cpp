@@ -1,5 +1,6 @@
 // ModelConfig: the golden config.json files, and an error naming the field for each bad one.
 #include "model/model.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -15,14 +16,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const fs::path golden_dir = IRIS_GOLDEN_DIR;
-
-#define SKIP_WITHOUT_GOLDEN()                                                                      \
-    do {                                                                                           \
-        if (!fs::is_directory(golden_dir))                                                         \
-            GTEST_SKIP() << "golden vectors not found at " << golden_dir                           \
-                         << " (the shared folder is not checked out next to the project)";         \
-    } while (0)
+const fs::path golden_dir = iris::test::golden_dir();
 
 // The fields the loader reads, shaped like InternVL2.5-1B (with the tiny model's sizes).
 json base_config()
@@ -99,7 +93,7 @@ std::string dotted(std::string pointer)
 
 TEST(ModelConfig, LoadsTheGoldenQwen2Config)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     for (const char* name : {"tiny_qwen2", "tiny_qwen2_bf16"}) {
         ModelConfig c = ModelConfig::load((golden_dir / "models" / name / "config.json").string());
         EXPECT_EQ(c.llm.arch, LlmArch::qwen2);
@@ -146,7 +140,7 @@ TEST(ModelConfig, LoadsTheGoldenQwen2Config)
 
 TEST(ModelConfig, LoadsTheGoldenInternLM2Config)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     ModelConfig c = ModelConfig::load((golden_dir / "models/tiny_internlm2/config.json").string());
     EXPECT_EQ(c.llm.arch, LlmArch::internlm2);
     EXPECT_EQ(c.llm.hidden_size, 96);

@@ -5,6 +5,7 @@
 
 #include "model/model.h"
 #include "reasoning/reasoning.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -22,29 +23,6 @@
 #include <vector>
 
 namespace iris::test {
-
-// IRIS_GOLDEN_DIR from the environment wins over the path compiled in by iris_add_test.
-inline std::string golden_dir()
-{
-    if (const char* env = std::getenv("IRIS_GOLDEN_DIR"); env && *env) return env;
-#ifdef IRIS_GOLDEN_DIR
-    return IRIS_GOLDEN_DIR;
-#else
-    return "";
-#endif
-}
-
-inline bool have_golden()
-{
-    return std::filesystem::exists(golden_dir() + "/index.json");
-}
-
-#define IRIS_REQUIRE_GOLDEN()                                                                      \
-    do {                                                                                           \
-        if (!::iris::test::have_golden())                                                          \
-            GTEST_SKIP() << "golden set not found (" << ::iris::test::golden_dir()                 \
-                         << "/index.json); set IRIS_GOLDEN_DIR to shared/golden";                  \
-    } while (0)
 
 inline nlohmann::json read_json(const std::string& path)
 {

@@ -1,5 +1,6 @@
 // Safetensors reading, writing and validation; WeightSet folders (single file and sharded).
 #include "model/model.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -19,14 +20,7 @@ using namespace iris::model;
 
 namespace {
 
-const fs::path golden_dir = IRIS_GOLDEN_DIR;
-
-#define SKIP_WITHOUT_GOLDEN()                                                                      \
-    do {                                                                                           \
-        if (!fs::is_directory(golden_dir))                                                         \
-            GTEST_SKIP() << "golden vectors not found at " << golden_dir                           \
-                         << " (the shared folder is not checked out next to the project)";         \
-    } while (0)
+const fs::path golden_dir = iris::test::golden_dir();
 
 // A fresh folder under the test temp dir, removed afterwards.
 class TempDir
@@ -150,7 +144,7 @@ const std::string good_entry = R"("t":{"dtype":"F32","shape":[4,4],"data_offsets
 
 TEST(SafeTensors, ReadsEveryGoldenModelWithTheShapesTheIndexLists)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     nlohmann::json index = nlohmann::json::parse(read_bytes((golden_dir / "index.json").string()));
     int models = 0;
     for (const auto& entry : fs::directory_iterator(golden_dir / "models")) {
@@ -180,7 +174,7 @@ TEST(SafeTensors, ReadsEveryGoldenModelWithTheShapesTheIndexLists)
 
 TEST(SafeTensors, Bf16GoldenModelHoldsExactlyTheF32ModelsValues)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     SafeTensors f32
         = SafeTensors::open((golden_dir / "models/tiny_qwen2/model.safetensors").string());
     SafeTensors bf16
@@ -204,7 +198,7 @@ TEST(SafeTensors, Bf16GoldenModelHoldsExactlyTheF32ModelsValues)
 
 TEST(SafeTensors, ReadsEveryGoldenTensorFileWithTheDtypesAndShapesTheIndexLists)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     nlohmann::json index = nlohmann::json::parse(read_bytes((golden_dir / "index.json").string()));
     int files = 0;
     for (const auto& [category, cases] : index["cases"].items()) {
@@ -242,7 +236,7 @@ TEST(SafeTensors, ReadsEveryGoldenTensorFileWithTheDtypesAndShapesTheIndexLists)
 
 TEST(SafeTensors, GetOfAMissingTensorIsNotFoundNamingTheFile)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     std::string file = (golden_dir / "models/tiny_qwen2/model.safetensors").string();
     SafeTensors st = SafeTensors::open(file);
     EXPECT_EQ(st.find("no.such.tensor"), nullptr);
@@ -251,7 +245,7 @@ TEST(SafeTensors, GetOfAMissingTensorIsNotFoundNamingTheFile)
 
 TEST(WeightSet, OpensEveryGoldenModelFolder)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     for (const char* name : {"tiny_qwen2", "tiny_qwen2_bf16", "tiny_internlm2"}) {
         std::string dir = (golden_dir / "models" / name).string();
         WeightSet ws = WeightSet::open_dir(dir);

@@ -1,6 +1,7 @@
 // Tokenizers: the official goldens (real Qwen2 vocabulary, both tiny models), round trips,
 // added-token rules, ill-formed input, and an error naming the file for each bad folder.
 #include "model/model.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -20,14 +21,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const fs::path golden_dir = IRIS_GOLDEN_DIR;
-
-#define SKIP_WITHOUT_GOLDEN()                                                                      \
-    do {                                                                                           \
-        if (!fs::is_directory(golden_dir / "tokenizers"))                                          \
-            GTEST_SKIP() << "golden vectors not found at " << golden_dir                           \
-                         << " (the shared folder is not checked out next to the project)";         \
-    } while (0)
+const fs::path golden_dir = iris::test::golden_dir();
 
 std::string read_text(const fs::path& p)
 {
@@ -222,26 +216,26 @@ const std::vector<std::string>& round_trip_texts()
 
 TEST(Tokenizer, RealQwen2VocabularyReproducesEveryOfficialGolden)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     check_goldens(tokenizer("qwen2_real"), goldens()["tokenizers"]["qwen2_real"], "qwen2_real");
 }
 
 TEST(Tokenizer, TinyQwen2ReproducesEveryOfficialGolden)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     check_goldens(tokenizer("tiny_qwen2"), goldens()["tokenizers"]["tiny_qwen2"], "tiny_qwen2");
 }
 
 TEST(Tokenizer, TinyInternLM2ReproducesEveryOfficialGoldenIncludingTheDecodeQuirks)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     check_goldens(tokenizer("tiny_internlm2"), goldens()["tokenizers"]["tiny_internlm2"],
                   "tiny_internlm2");
 }
 
 TEST(Tokenizer, TokenizerJsonGivesTheSameIdsWithMergesAsStringsOrArrays)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const fs::path src = golden_dir / "models" / "tiny_qwen2";
     for (bool arrays : {false, true}) {
         TempDir dir;
@@ -259,7 +253,7 @@ TEST(Tokenizer, TokenizerJsonGivesTheSameIdsWithMergesAsStringsOrArrays)
 
 TEST(Tokenizer, SpecialTokenIdsMatchTheSpecTables)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& q = tokenizer("qwen2_real");
     EXPECT_EQ(q.size(), 151674);
     const std::pair<const char*, int32_t> qwen[] = {
@@ -306,7 +300,7 @@ TEST(Tokenizer, SpecialTokenIdsMatchTheSpecTables)
 
 TEST(Tokenizer, DecodeRoundTripsVariedUnicodeTextThroughEveryTokenizer)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     for (const char* name : {"qwen2_real", "tiny_qwen2", "tiny_internlm2"}) {
         const Tokenizer& tok = tokenizer(name);
         for (const std::string& text : round_trip_texts()) {
@@ -319,7 +313,7 @@ TEST(Tokenizer, DecodeRoundTripsVariedUnicodeTextThroughEveryTokenizer)
 
 TEST(Tokenizer, Qwen2NormalisesCombiningMarksToNfcBeforeEncoding)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& q = tokenizer("qwen2_real");
     const std::string nfd = "cafe\u0301 nai\u0308ve A\u030A \u1100\u1161\u11A8 e\u0301\u0323";
     const std::string nfc = "caf\u00e9 na\u00efve \u00c5 \uac01 \u1eb9\u0301";
@@ -332,7 +326,7 @@ TEST(Tokenizer, Qwen2NormalisesCombiningMarksToNfcBeforeEncoding)
 
 TEST(Tokenizer, InternLM2DecodeRemovesEachSegmentsDummyPrefixAndKeepsSpecialTokens)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& s = tokenizer("tiny_internlm2");
     const std::string chat = "<|im_start|>system\nYou are a helpful "
                              "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n";
@@ -348,7 +342,7 @@ TEST(Tokenizer, InternLM2DecodeRemovesEachSegmentsDummyPrefixAndKeepsSpecialToke
 TEST(Tokenizer, DecodeWithSkipSpecialGivesTheOfficialChatResponses)
 {
     // chat(): decode(generated ids, skip_special_tokens=True), cut at <|im_end|>, strip.
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const json index = json::parse(read_text(golden_dir / "index.json"));
     for (const auto& [name, c] : index["cases"]["full"].items()) {
         auto tok = Tokenizer::load((golden_dir / c["model"].get<std::string>()).string());
@@ -367,7 +361,7 @@ TEST(Tokenizer, DecodeWithSkipSpecialGivesTheOfficialChatResponses)
 
 TEST(Tokenizer, Qwen2DecodeSkipsSpecialButKeepsNonSpecialAddedTokens)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& q = tokenizer("qwen2_real");
     const auto ids = q.encode("<|im_start|>assistant\n<tool_call>{}</tool_call><|im_end|>", false);
     EXPECT_EQ(q.decode(ids, true), "assistant\n<tool_call>{}</tool_call>");
@@ -377,7 +371,7 @@ TEST(Tokenizer, Qwen2DecodeSkipsSpecialButKeepsNonSpecialAddedTokens)
 
 TEST(Tokenizer, DecodeReplacesIncompleteUtf8AndIgnoresUnknownIds)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& q = tokenizer("qwen2_real");
     // "你" is E4 BD A0; byte-level tokens "ä" (E4) and "½" (BD) alone are an incomplete character.
     const int32_t e4 = *q.token_id("ä"), bd = *q.token_id("½");
@@ -400,7 +394,7 @@ TEST(Tokenizer, DecodeReplacesIncompleteUtf8AndIgnoresUnknownIds)
 
 TEST(Tokenizer, IllFormedUtf8IsReplacedByReplacementCharactersBeforeEncoding)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const std::string bad = "ab\xff\xfe cd \xe4\xbd x \xed\xa0\x80 \xf0\x9f\x98 end\xc3";
     const std::string replaced = "ab\uFFFD\uFFFD cd \uFFFD x \uFFFD\uFFFD\uFFFD \uFFFD end\uFFFD";
     for (const char* name : {"qwen2_real", "tiny_qwen2", "tiny_internlm2"}) {
@@ -414,7 +408,7 @@ TEST(Tokenizer, IllFormedUtf8IsReplacedByReplacementCharactersBeforeEncoding)
 
 TEST(Tokenizer, RandomBytesNeverThrowAndDecodeToTheirSanitisedText)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     uint64_t state = 0x9E3779B97F4A7C15ULL;
     auto next = [&] {
         state ^= state << 13;
@@ -447,7 +441,7 @@ TEST(Tokenizer, RandomBytesNeverThrowAndDecodeToTheirSanitisedText)
 
 TEST(Tokenizer, AddedTokensMatchEarliestThenLongestAndHonourLstripRstrip)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const fs::path src = golden_dir / "models" / "tiny_qwen2";
     TempDir dir;
     dir.copy_from(src, {"vocab.json", "merges.txt"});
@@ -487,7 +481,7 @@ TEST(Tokenizer, SentencePieceWithoutDummyPrefixEncodesLikeSpecVector)
     // <|im_start|> gives `system`, `\n` with no ▁. The tiny model has it on; the same model with
     // the flag turned off (an appended NormalizerSpec{add_dummy_prefix: false}, which protobuf
     // merges into the first) must encode each segment without the ▁.
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const fs::path src = golden_dir / "models" / "tiny_internlm2";
     TempDir dir;
     dir.copy_from(src, {"tokenizer_config.json", "added_tokens.json", "special_tokens_map.json"});
@@ -515,7 +509,7 @@ TEST(Tokenizer, SentencePieceWithoutDummyPrefixEncodesLikeSpecVector)
 
 TEST(Tokenizer, PathologicalInputsEncodeWithoutBlowingUp)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const std::string long_word(200000, 'a');
     std::string cjk;
     for (int i = 0; i < 20000; ++i) cjk += "的";
@@ -533,7 +527,7 @@ TEST(Tokenizer, PathologicalInputsEncodeWithoutBlowingUp)
 
 TEST(Tokenizer, ConcurrentEncodesAgree)
 {
-    SKIP_WITHOUT_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const Tokenizer& q = tokenizer("qwen2_real");
     std::string text;
     for (const auto& t : round_trip_texts()) text += t;

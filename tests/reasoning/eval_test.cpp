@@ -1,4 +1,5 @@
 #include "reasoning/reasoning.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +12,7 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = IRIS_GOLDEN_DIR;
+const fs::path golden = iris::test::golden_dir();
 
 fs::path make_set(const std::string& name, const std::vector<std::string>& lines)
 {
@@ -50,7 +51,7 @@ TEST(Eval, MalformedLinesAreReportedWithTheirLineNumber)
 // is not.
 TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)
 {
-    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden;
+    IRIS_REQUIRE_GOLDEN();
     std::ifstream in(golden / "index.json");
     auto c = nlohmann::json::parse(in)["cases"]["full"]["tiny_qwen2"];
     nlohmann::json right = {{"id", "right"},

@@ -6,6 +6,7 @@
 // pillow_resize.json was written by Pillow 9.4.0 with the official dynamic_preprocess on
 // pattern() below: fnv1a64 of the RGB bytes (and row sums to locate a difference).
 #include "reasoning/reasoning.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -23,7 +24,7 @@ using namespace iris::reasoning;
 namespace {
 
 const std::string kData = IRIS_SOURCE_DIR "/tests/reasoning/data/";
-const std::string kGolden = IRIS_GOLDEN_DIR;
+const std::string kGolden = iris::test::golden_dir();
 
 nlohmann::json read_json(const std::string& path)
 {
@@ -31,11 +32,6 @@ nlohmann::json read_json(const std::string& path)
     if (!in) throw std::runtime_error("cannot open " + path);
     return nlohmann::json::parse(in);
 }
-
-#define REQUIRE_GOLDEN()                                                                           \
-    if (!fs::exists(kGolden + "/preprocess/cases.json"))                                           \
-    GTEST_SKIP() << "golden vectors not found at " << kGolden                                      \
-                 << " (IRIS_GOLDEN_DIR); the shared checkout is needed for this test"
 
 // The procedural image of the Pillow fixtures: noise blocks between gradients.
 Image pattern(int w, int h)
@@ -151,7 +147,7 @@ TEST(ChooseGrid, SpecExamples)
 
 TEST(ChooseGrid, GoldenGridTableAllRows)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const auto doc = read_json(kGolden + "/preprocess/grid_table.json");
     ASSERT_EQ(doc["min_num"], 1);
     ASSERT_EQ(doc["image_size"], 448);
@@ -224,7 +220,7 @@ TEST(TilingOptions, FromModelConfig)
 
 TEST(Preprocess, GoldenCasesTilesBitExactAndPixelStats)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     const auto cases = read_json(kGolden + "/preprocess/cases.json");
     ASSERT_EQ(cases.size(), 7u);
     for (const auto& [name, c] : cases.items()) {
@@ -274,7 +270,7 @@ TEST(Preprocess, GoldenCasesTilesBitExactAndPixelStats)
 
 TEST(Preprocess, GoldenPixelValuesExact)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     auto st = iris::model::SafeTensors::open(kGolden
                                              + "/preprocess/img_448x448_pixel_values.safetensors");
     const auto& t = st.get("pixel_values");

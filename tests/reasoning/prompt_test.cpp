@@ -1,4 +1,5 @@
 #include "reasoning/reasoning.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +12,7 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = IRIS_GOLDEN_DIR;
+const fs::path golden = iris::test::golden_dir();
 
 nlohmann::json golden_index()
 {
@@ -65,7 +66,7 @@ TEST(Prompt, ExpandingPlaceholdersNeedsOneImagePerPlaceholder)
 // the tokenizer and the number of tiles.
 TEST(Prompt, TemplatedPromptIdsEqualTheOfficialChatInputIds)
 {
-    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden;
+    IRIS_REQUIRE_GOLDEN();
     auto index = golden_index();
     for (auto& [name, c] : index["cases"]["full"].items()) {
         SCOPED_TRACE(name);

@@ -1,4 +1,5 @@
 #include "reasoning/reasoning.h"
+#include "tests/golden.h"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +13,7 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = IRIS_GOLDEN_DIR;
-
-#define REQUIRE_GOLDEN()                                                                           \
-    if (!fs::exists(golden / "index.json")) GTEST_SKIP() << "golden folder not found at " << golden
+const fs::path golden = iris::test::golden_dir();
 
 std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector<int32_t>& ids,
                                          const std::vector<float>& visual, int n_new)
@@ -40,7 +38,7 @@ std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector
 // tokens equal the official greedy continuation of both golden models.
 TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     std::ifstream in(golden / "index.json");
     auto index = nlohmann::json::parse(in);
     for (auto& [name, c] : index["cases"]["full"].items()) {
@@ -72,7 +70,7 @@ TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
 // over the whole two-turn prompt gets.
 TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     auto engine = Engine::load((golden / "models/tiny_qwen2").string());
     Session session(*engine);
     AskOptions opts;
@@ -92,7 +90,7 @@ TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
 
 TEST(Session, CancellingFromTheCallbackStopsGeneration)
 {
-    REQUIRE_GOLDEN();
+    IRIS_REQUIRE_GOLDEN();
     auto engine = Engine::load((golden / "models/tiny_internlm2").string());
     Session session(*engine);
     AskOptions opts;
