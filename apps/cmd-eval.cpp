@@ -15,14 +15,13 @@ int cmd_eval(int argc, char** argv)
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
-            "usage: iris eval --model DIR --data DIR [--limit N] [--max-new-tokens N] [--json]\n"
-            "                 [--predictions FILE.jsonl]\n"
+            "usage: iris eval [--model DIR] --data DIR|FILE.jsonl [--limit N] [--max-new-tokens N]\n"
+            "                 [--json] [--predictions FILE.jsonl]\n"
             "\n"
-            "Answers every item of DIR/data.jsonl greedily, each in a fresh session, and prints "
-            "the\n"
-            "exact-match accuracy per task and overall (trimmed, case-insensitive, a trailing "
-            "full\n"
-            "stop ignored). --predictions writes {id, predicted, correct} per item.\n");
+            "Answers every item of DIR/data.jsonl (or of FILE.jsonl) greedily, each in a fresh\n"
+            "session, and prints the exact-match accuracy per task and overall (trimmed,\n"
+            "case-insensitive, a trailing full stop ignored). --predictions writes\n"
+            "{id, predicted, correct} per item. Sets come from tools/demo/generate.py.\n");
         return 0;
     }
     auto items = reasoning::load_eval_set(args.required("--data"));

@@ -9,10 +9,11 @@
 
 namespace iris::reasoning {
 
-std::vector<EvalItem> load_eval_set(const std::string& dir)
+std::vector<EvalItem> load_eval_set(const std::string& where)
 {
     namespace fs = std::filesystem;
-    fs::path path = fs::path(dir) / "data.jsonl";
+    fs::path path = fs::is_directory(where) ? fs::path(where) / "data.jsonl" : fs::path(where);
+    fs::path dir = path.parent_path();
     std::ifstream in(path);
     if (!in) throw Error(ErrorKind::not_found, "cannot open '" + path.string() + "'");
     std::vector<EvalItem> items;

@@ -351,8 +351,9 @@ struct EvalItem
     std::string answer;
 };
 
-// Reads DIR/data.jsonl; throws Error naming the line of a malformed item.
-std::vector<EvalItem> load_eval_set(const std::string& dir);
+// Reads DIR/data.jsonl, or a .jsonl file given by name (image paths are relative to its folder);
+// throws Error naming the line of a malformed item.
+std::vector<EvalItem> load_eval_set(const std::string& where);
 // Exact match after trimming whitespace, ignoring case and a trailing full stop.
 bool answers_match(std::string_view predicted, std::string_view expected);
 

@@ -47,6 +47,19 @@ TEST(Eval, MalformedLinesAreReportedWithTheirLineNumber)
     EXPECT_THROW(load_eval_set((dir / "missing").string()), iris::Error);
 }
 
+TEST(Eval, ASetNamedByItsFileReadsTheSameItemsWithImagesBesideIt)
+{
+    fs::path dir = make_set(
+        "by_file",
+        {R"({"id":"a","task":"t","images":["x.png"],"question":"q","answer":"x"})"});
+    auto by_dir = load_eval_set(dir.string());
+    auto by_file = load_eval_set((dir / "data.jsonl").string());
+    ASSERT_EQ(by_file.size(), 1u);
+    ASSERT_EQ(by_dir.size(), 1u);
+    EXPECT_EQ(by_file[0].images, by_dir[0].images);
+    EXPECT_EQ(fs::path(by_file[0].images.at(0)), dir / "x.png");
+}
+
 // An item whose expected answer is the official chat() response is scored correct; a wrong one
 // is not.
 TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)

@@ -188,6 +188,13 @@ def main():
     print("exported %s: %d tensors, %.1f MB, step %s" % (out, len(sd), size / 1e6, state.get("step")))
 
 
+def default_train_line(state):
+    if "train_s" not in state:
+        return ""
+    return ("Trained %.1f min on the CPU: %d steps, %d generated conversations of 1-8 questions."
+            % (state["train_s"] / 60, state["step"], state["seen"]))
+
+
 def write_card(out, cfg, state, ev, train_line):
     nparams = sum(v.numel() for v in state["model"].values())
     rows = "\n".join("| %s | %d | %d | %.1f%% |" % (t, v["n"], v["correct"], 100 * v["accuracy"])
@@ -197,13 +204,11 @@ def write_card(out, cfg, state, ev, train_line):
     if o["accuracy"] >= 0.9 and worst >= 0.75:
         status = "Meets the project's targets (>= 90% overall, >= 75% on every task)."
     else:
-        status = ("**Does not meet the project's targets yet** (>= 90%% overall and >= 75%% on every task): "
-                  "%.1f%% overall, worst task %.1f%%. The run was too short for this model to learn to "
-                  "ground its answers in the image (it mostly answers with each task's most frequent "
-                  "answers); training is resumable, see below." % (100 * o["accuracy"], 100 * worst))
+        status = ("**Does not meet the project's targets** (>= 90%% overall and >= 75%% on every task): "
+                  "%.1f%% overall, worst task %.1f%%." % (100 * o["accuracy"], 100 * worst))
     text = CARD.format(status=status,
         params=nparams / 1e6, mb=nparams * 4 / 1e6, cfg=cfg, step=state.get("step"),
-        train_line=train_line or "", rows=rows, on=o["n"], oc=o["correct"], oa=100 * o["accuracy"],
+        train_line=train_line or default_train_line(state), rows=rows, on=o["n"], oc=o["correct"], oa=100 * o["accuracy"],
         seed=ev.get("seed", "?"), count=o["n"], nit=(cfg["image_size"] // cfg["patch_size"]) ** 2 // 4)
     with open(os.path.join(out, "MODEL_CARD.md"), "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
@@ -216,9 +221,25 @@ size, trained from scratch by `tools/demo/` on data the project generates (`tool
 It ships so that Iris answers real questions on a fresh machine with no download. It is loaded
 exactly like the downloaded checkpoints (same `config.json` layout, tensor names, tokenizer files).
 
-It only knows its synthetic world: coloured shapes (circle, square, triangle, star, diamond, hexagon;
-red, orange, yellow, green, blue, purple, pink, black) on a 3x3 grid of positions, receipts/forms with
-`KEY: value` lines, signs, 4-frame clips, and memory prompts with timestamped captions/transcripts.
+## What it can and cannot do
+
+It knows only its synthetic world, in English, and answers in a few words:
+
+* scenes of 1-6 coloured shapes (circle, square, triangle, star, diamond, hexagon; red, orange,
+  yellow, green, blue, purple, pink, black) on plain or textured backgrounds: a short caption (one
+  or two shapes), the colour of a shape, the shape of a colour, how many shapes (or how many of a
+  kind), where a shape is on a 3x3 grid ("top left" ... "bottom right"), "Is there ...?";
+* documents: the word on a sign, the title of a receipt or form, the value of a `KEY: value` line
+  ("What is the total?");
+* 4-frame clips (`Frame1: <image>` ... as the video prompt builds them): what appeared, what moved,
+  in how many frames something was shown;
+* memory prompts (timestamped captions and transcripts in the question, as Iris's memory supplies
+  them): when something was seen or said, what was seen or said at a time, what came last.
+
+It cannot hold a conversation, follow other instructions, read long or small text, or see anything
+beyond one {cfg[image_size]}x{cfg[image_size]} tile per image (`max_dynamic_patch` 1): a larger
+photo is shrunk to one tile. Ask it about a real photograph and it will still answer with a
+colour, a shape or a number. It is a test fixture and a demonstration, not an assistant.
 
 ## Architecture ({params:.2f} M parameters, {mb:.1f} MB in F32)
 
@@ -229,7 +250,7 @@ red, orange, yellow, green, blue, purple, pink, black) on a 3x3 grid of position
 | mlp1 | LayerNorm({cfg[vit_hidden]}*4, eps 1e-5) -> Linear -> GELU -> Linear({cfg[llm_hidden]}) |
 | InternLM2 | hidden {cfg[llm_hidden]}, {cfg[llm_layers]} layers, {cfg[llm_heads]} heads / {cfg[llm_kv_heads]} KV heads, FFN {cfg[llm_mlp]}, rope_theta {cfg[rope_theta]:g}, RMSNorm eps 1e-5, untied output |
 | tokenizer | SentencePiece BPE ({cfg[vocab_size]} ids incl. added tokens), InternLM2 special-token layout |
-| template | `internvl2_5` with its default system message; `max_dynamic_patch` 1 (one {cfg[image_size]}px tile per image, as trained) |
+| template | `internvl2_5` with its default system message |
 
 Weights are stored in F32 (`model.safetensors`).
 
@@ -241,35 +262,22 @@ Weights are stored in F32 (`model.safetensors`).
 
 Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop ignored), measured by
 `tools/demo/evaluate.py` (the Python model) on a set generated with a seed never used in training
-(`generate.py --seed {seed} --count {count}`). Training step {step}. {train_line}
+(`generate.py --seed {seed} --count {count}`, the tasks in turn). Training step {step}. {train_line}
 
 | task | items | correct | accuracy |
 | --- | ---: | ---: | ---: |
 {rows}
 | **overall** | {on} | {oc} | {oa:.1f}% |
 
+`iris eval` (the C++ engine) gives the same answers: `tests/apps/demo_model_test` checks the first
+200 of this set token for token against `tools/demo/parity/`, and scores a 100-item set generated
+at test time (seed 2026) against the thresholds above.
+
 ## Reproduce
 
-```
-/usr/bin/python3 tools/demo/tokenizer.py                      # tools/demo/work/tokenizer.model
-/usr/bin/python3 tools/demo/train.py --minutes 85 --batch 8 --lr 1e-3 --warmup 100 --eval-every 15 --eval-per-task 10
-/usr/bin/python3 tools/demo/generate.py --seed {seed} --count {count} --out tools/demo/work/heldout-{seed}
-/usr/bin/python3 tools/demo/python_answers.py --model resources/models/iris-demo --data tools/demo/work/heldout-{seed} \\
-    --out tools/demo/work/py-answers.jsonl --json-out tools/demo/work/eval.json
-/usr/bin/python3 tools/demo/export.py --ckpt tools/demo/work/ckpt.pt --out resources/models/iris-demo \\
-    --card-eval tools/demo/work/eval.json
-iris eval --model resources/models/iris-demo --data tools/demo/work/heldout-{seed} --predictions P.jsonl
-/usr/bin/python3 tools/demo/compare_answers.py tools/demo/work/py-answers.jsonl P.jsonl
-```
-Continue training from `tools/demo/work/ckpt.pt` (the cosine schedule restarts at the point that
-`--total-minutes` gives; e.g. three more hours):
-```
-/usr/bin/python3 tools/demo/train.py --minutes 180 --total-minutes 267 --batch 8 --lr 1e-3 --warmup 100 --eval-every 30
-```
-The checkpoint lives in the git-ignored work folder; without it, training starts again from
-scratch with the same commands (the tokenizer is reproducible byte for byte).
-Training is CPU only (Debian's python3-torch, 2 threads) and deterministic in its data stream
-(example j of the stream uses seed 1000 + j); the held-out list printed during training uses seed 999.
+See [tools/demo/README.md](../../../tools/demo/README.md) for the exact commands. Training is CPU
+only (Debian's python3-torch, 2 threads, bf16 autocast), resumable from `tools/demo/work/ckpt.pt`,
+and deterministic in its data stream (conversation j of the stream uses seed 1000 + j).
 """
 
 if __name__ == "__main__":

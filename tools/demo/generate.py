@@ -350,6 +350,12 @@ def document_example(rng, task):
 # ----------------------------------------------------------------------------- clips
 
 def video_example(rng):
+    frames, qa = video_clip(rng)
+    return (frames,) + qa[0]
+
+
+def video_clip(rng):
+    """-> (frames, [(question, answer), ...]): the clip's question, then any other it answers."""
     bg = background(rng)
     kind = rng.choice(["appeared", "moved", "frames"])
     n = rng.randint(1, 3)
@@ -363,7 +369,8 @@ def video_example(rng):
         for f in range(N_FRAMES):
             frames.append(render_scene(rng, rest + ([new] if f >= t else []), bg))
         q = rng.choice(["What appeared in the video?", "Which shape appeared?"])
-        return frames, q, art(new["color"], new["shape"])
+        return frames, [(q, art(new["color"], new["shape"])),
+                        ("How many frames showed %s?" % art(new["color"], new["shape"]), str(N_FRAMES - t))]
     if kind == "moved":
         mover, rest = objs[-1], objs[:-1]
         free = [(r, c) for r in range(3) for c in range(3) if (r, c) not in {o["cell"] for o in objs}]
@@ -375,19 +382,20 @@ def video_example(rng):
             m = dict(mover, xy=(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t))
             frames.append(render_scene(rng, rest + [m], bg))
         q = rng.choice(["What moved in the video?", "Which shape moved?"])
-        return frames, q, "the %s %s" % (mover["color"], mover["shape"])
+        return frames, [(q, "the %s %s" % (mover["color"], mover["shape"]))]
     # frames: how many frames showed X
     target, rest = objs[-1], objs[:-1]
     k = rng.randint(1, N_FRAMES)
     shown = set(rng.sample(range(N_FRAMES), k))
     for f in range(N_FRAMES):
         frames.append(render_scene(rng, rest + ([target] if f in shown else []), bg))
-    return frames, "How many frames showed %s?" % art(target["color"], target["shape"]), str(k)
+    return frames, [("How many frames showed %s?" % art(target["color"], target["shape"]), str(k))]
 
 
 # ----------------------------------------------------------------------------- memory
 
-def memory_example(rng):
+def memory_entries(rng):
+    """3-5 remembered lines (stamp, kind, text) within three hours, in time order."""
     n = rng.randint(3, 5)
     start = rng.randint(7 * 60, 20 * 60)
     times = sorted(rng.sample(range(start, start + 180), n))
@@ -409,7 +417,10 @@ def memory_example(rng):
                     break
             used_phr.add(phr)
             entries.append((stamp, "transcript", phr))
-    lines = ["[%s] %s: %s" % e for e in entries]
+    return entries
+
+
+def memory_question(rng, entries):
     e = rng.choice(entries)
     kind = rng.choice(["when", "what", "last"])
     if kind == "when":
@@ -417,21 +428,119 @@ def memory_example(rng):
             q = "When did I see %s?" % e[2]
         else:
             q = "When did I say \"%s\"?" % e[2]
-        a = e[0]
-    elif kind == "what":
+        return q, e[0]
+    if kind == "what":
         q = ("What did I see at %s?" if e[1] == "caption" else "What did I say at %s?") % e[0]
-        a = e[2]
-    else:
-        which = rng.choice(["caption", "transcript"])
+        return q, e[2]
+    which = rng.choice(["caption", "transcript"])
+    sel = [x for x in entries if x[1] == which]
+    if not sel:
+        which = entries[-1][1]
         sel = [x for x in entries if x[1] == which]
-        if not sel:
-            which = entries[-1][1]
-            sel = [x for x in entries if x[1] == which]
-        last = sel[-1]
-        q = "What did I see last, and when?" if which == "caption" else "What did I say last, and when?"
-        a = "%s at %s" % (last[2], last[0])
-    question = "Memory:\n" + "\n".join(lines) + "\nQuestion: " + q
-    return [], question, a
+    last = sel[-1]
+    q = "What did I see last, and when?" if which == "caption" else "What did I say last, and when?"
+    return q, "%s at %s" % (last[2], last[0])
+
+
+def memory_example(rng):
+    entries = memory_entries(rng)
+    q, a = memory_question(rng, entries)
+    return [], "Memory:\n" + "\n".join("[%s] %s: %s" % e for e in entries) + "\nQuestion: " + q, a
+
+
+# ----------------------------------------------------------------------------- dialogs (training)
+
+def scene_dialog(rng):
+    """One scene and every question of the scene tasks that has a single right answer."""
+    if rng.random() < 0.3:  # a counting scene: several shapes of one kind among others
+        n = rng.randint(1, 6)
+        shp = rng.choice(SHAPES)
+        k = rng.randint(0, n)
+        objs = random_objects(rng, n, unique_pairs=False)
+        others = [s for s in SHAPES if s != shp]
+        for i, o in enumerate(objs):
+            o["shape"] = shp if i < k else rng.choice(others)
+        rng.shuffle(objs)
+        img = render_scene(rng, objs)
+        qa = [("count", "How many %ss are there?" % shp, str(k)), ("count", "How many shapes are there?", str(n))]
+        return [img], qa
+    n = rng.randint(1, 6)
+    objs = random_objects(rng, n)
+    img = render_scene(rng, objs)
+    qa = [("count", "How many shapes are there?", str(n))]
+    if n <= 2:
+        q = rng.choice(["Describe the image briefly.", "What is in the image?", "Give a short caption."])
+        qa.append(("caption", q, " and ".join(art(o["color"], o["shape"]) for o in reading_order(objs))))
+    shapes = [o["shape"] for o in objs]
+    colors = [o["color"] for o in objs]
+    for o in objs:
+        if shapes.count(o["shape"]) == 1:
+            qa.append(("color", "What color is the %s?" % o["shape"], o["color"]))
+        if colors.count(o["color"]) == 1:
+            qa.append(("shape", "What shape is the %s object?" % o["color"], o["shape"]))
+        r, c = o["cell"]
+        qa.append(("position", "Where is the %s %s?" % (o["color"], o["shape"]), POS_NAMES[r][c]))
+    present = {(o["color"], o["shape"]) for o in objs}
+    o = rng.choice(objs)
+    qa.append(("yesno", "Is there %s?" % art(o["color"], o["shape"]), "yes"))
+    while True:
+        col, shp = rng.choice(COLOR_NAMES), rng.choice(SHAPES)
+        if rng.random() < 0.5:
+            base = rng.choice(objs)
+            col, shp = (base["color"], shp) if rng.random() < 0.5 else (col, base["shape"])
+        if (col, shp) not in present:
+            break
+    qa.append(("yesno", "Is there %s?" % art(col, shp), "no"))
+    shp = rng.choice(SHAPES)
+    qa.append(("count", "How many %ss are there?" % shp, str(shapes.count(shp))))
+    return [img], qa
+
+
+def document_dialog(rng):
+    kind = rng.choice(["receipt", "form", "sign", "sign"])
+    cap = ("caption", rng.choice(["Describe the image briefly.", "What is in the image?", "Give a short caption."]),
+           "a " + kind)
+    if kind == "sign":
+        word = rng.choice(SIGN_WORDS)
+        q = rng.choice(["What does the sign say?", "Read the text in the image."])
+        return [render_sign(rng, word)], [("read_text", q, word), cap]
+    fields = document_fields(rng, kind)
+    title = rng.choice(DOC_TITLES[kind]) if rng.random() < 0.7 else None
+    img = draw_lines(rng, ["%s: %s" % kv for kv in fields], title)
+    qa = [("key_value", "What is the %s?" % k.lower(), v) for k, v in fields] + [cap]
+    if title:
+        qa.append(("read_text", "What is the title of the document?", title))
+    return [img], qa
+
+
+def video_dialog(rng):
+    frames, qa = video_clip(rng)
+    return frames, [("video", q, a) for q, a in qa]
+
+
+def memory_dialog(rng):
+    """Three questions about one memory list; the list is carried by the first question only."""
+    entries = memory_entries(rng)
+    qa = []
+    for _ in range(6):
+        q, a = memory_question(rng, entries)
+        if len(qa) < 3 and q not in [x[0] for x in qa]:
+            qa.append((q, a))
+    head = "Memory:\n" + "\n".join("[%s] %s: %s" % e for e in entries) + "\nQuestion: "
+    return [], [("memory", (head if i == 0 else "") + q, a) for i, (q, a) in enumerate(qa)]
+
+
+DIALOG_KINDS = {"scene": scene_dialog, "document": document_dialog, "video": video_dialog,
+                "memory": memory_dialog}
+
+
+def make_dialog(rng, kind):
+    """Training conversation about one image set: (images, layout, [(task, question, answer), ...]) with the
+    questions in random order.  Its first turn has exactly the form of make_example()'s prompts."""
+    imgs, qa = DIALOG_KINDS[kind](rng)
+    if kind != "memory":
+        rng.shuffle(qa)
+    return imgs, ("frames" if kind == "video" else "single"), qa
 
 
 # ----------------------------------------------------------------------------- api
