@@ -50,8 +50,7 @@ TEST(Eval, MalformedLinesAreReportedWithTheirLineNumber)
 TEST(Eval, ASetNamedByItsFileReadsTheSameItemsWithImagesBesideIt)
 {
     fs::path dir = make_set(
-        "by_file",
-        {R"({"id":"a","task":"t","images":["x.png"],"question":"q","answer":"x"})"});
+        "by_file", {R"({"id":"a","task":"t","images":["x.png"],"question":"q","answer":"x"})"});
     auto by_dir = load_eval_set(dir.string());
     auto by_file = load_eval_set((dir / "data.jsonl").string());
     ASSERT_EQ(by_file.size(), 1u);
