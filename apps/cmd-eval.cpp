@@ -15,9 +15,8 @@ int cmd_eval(int argc, char** argv)
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
-            "usage: iris eval [--model DIR] --data DIR|FILE.jsonl [--limit N] [--max-new-tokens "
-            "N]\n"
-            "                 [--json] [--predictions FILE.jsonl]\n"
+            "usage: iris eval [--model DIR] --data DIR|FILE.jsonl [--limit N]\n"
+            "                 [--max-new-tokens N] [--json] [--predictions FILE.jsonl]\n"
             "\n"
             "Answers every item of DIR/data.jsonl (or of FILE.jsonl) greedily, each in a fresh\n"
             "session, and prints the exact-match accuracy per task and overall (trimmed,\n"
