@@ -70,6 +70,8 @@ Image decode_image(std::span<const uint8_t> bytes, const ImageLimits& limits = {
 // Reads and decodes a file; the size limit is checked before reading. Error(not_found/io) for
 // a file that cannot be read.
 Image load_image(const std::string& path, const ImageLimits& limits = {});
+// A baseline JPEG file (libjpeg-turbo, 4:2:0) of the image; quality 1..100.
+std::vector<uint8_t> encode_jpeg(const Image& image, int quality = 85);
 
 // Dynamic resolution (InternVL `dynamic_preprocess`). Video frames use max_tiles = 1.
 struct TilingOptions
@@ -350,6 +352,14 @@ struct EvalItem
     std::string question;
     std::string answer;
 };
+
+// The vector that stands for a remembered clip in the memory index: the mean of the images'
+// visual tokens (one tile each, as the model sees video frames) and the mean of the text's input
+// token embeddings, each scaled to unit length, side by side: [2 * llm hidden size]. A part with
+// no input is zeros, so a text-only query is scored by the text half alone and an image query by
+// the visual half. Cheap (no LLM layers run) and deterministic.
+std::vector<float> memory_embedding(const Engine& engine, const std::vector<Image>& images,
+                                    std::string_view text);
 
 // Reads DIR/data.jsonl, or a .jsonl file given by name (image paths are relative to its folder);
 // throws Error naming the line of a malformed item.
