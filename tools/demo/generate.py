@@ -119,8 +119,8 @@ def star_points(cx, cy, r, n=5):
     return pts
 
 
-def draw_shape(d, shape, color, cx, cy, r):
-    fill = COLORS[color]
+def draw_shape(d, shape, color, cx, cy, r, fill=None):
+    fill = COLORS[color] if fill is None else fill
     if shape == "circle":
         d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
     elif shape == "square":
@@ -159,13 +159,20 @@ def random_objects(rng, n, unique_pairs=True):
 
 
 def render_scene(rng, objs, bg=None):
+    """The scene; img.info["objects"] is an "L" map of which object (1-based index into objs, 0 none)
+    covers each pixel, for train.py's auxiliary per-token loss."""
     img = bg.copy() if bg is not None else background(rng)
     d = ImageDraw.Draw(img)
-    for o in objs:
+    which = Image.new("L", img.size, 0)
+    dw = ImageDraw.Draw(which)
+    for i, o in enumerate(objs):
         if "xy" not in o:
             o["xy"] = cell_center(rng, o["cell"])
         cx, cy = o["xy"]
-        draw_shape(d, o["shape"], o["color"], cx, cy, SIZES[o["size"]] + rng.uniform(-2, 2))
+        r = SIZES[o["size"]] + rng.uniform(-2, 2)
+        draw_shape(d, o["shape"], o["color"], cx, cy, r)
+        draw_shape(dw, o["shape"], o["color"], cx, cy, r, fill=i + 1)
+    img.info["objects"] = (which, [(o["color"], o["shape"]) for o in objs])
     return img
 
 
@@ -480,6 +487,9 @@ def scene_dialog(rng):
             qa.append(("shape", "What shape is the %s object?" % o["color"], o["shape"]))
         r, c = o["cell"]
         qa.append(("position", "Where is the %s %s?" % (o["color"], o["shape"]), POS_NAMES[r][c]))
+    qa.append(("describe", "List every shape and where it is.",
+               ", ".join("%s at %s" % (art(o["color"], o["shape"]), POS_NAMES[o["cell"][0]][o["cell"][1]])
+                         for o in reading_order(objs))))
     present = {(o["color"], o["shape"]) for o in objs}
     o = rng.choice(objs)
     qa.append(("yesno", "Is there %s?" % art(o["color"], o["shape"]), "yes"))
@@ -508,6 +518,8 @@ def document_dialog(rng):
     title = rng.choice(DOC_TITLES[kind]) if rng.random() < 0.7 else None
     img = draw_lines(rng, ["%s: %s" % kv for kv in fields], title)
     qa = [("key_value", "What is the %s?" % k.lower(), v) for k, v in fields] + [cap]
+    qa.append(("describe", "Read all the text.", "; ".join(([title] if title else []) +
+                                                           ["%s: %s" % kv for kv in fields])))
     if title:
         qa.append(("read_text", "What is the title of the document?", title))
     return [img], qa

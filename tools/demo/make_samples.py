@@ -5,7 +5,7 @@ with a spoken soundtrack.
     /usr/bin/python3 tools/demo/make_samples.py [--out resources/samples]
 
 Needs the ffmpeg, espeak-ng and sox command-line tools.  Images come from generate.py (same
-drawing code as the demo model's training data, fixed seeds); the clip is 224x224, 12 fps, 7 s,
+drawing code as the demo model's training data, fixed seeds); the clip is 224x224, 12 fps, 10 s,
 H.264 yuv420p + AAC, with speech from `espeak-ng -w` resampled by `sox -D` to 16 kHz mono (the
 16 kHz WAV is kept as well).  samples.jsonl lists questions the demo model was trained to answer.
 """
@@ -59,7 +59,7 @@ def main():
     # the clip: a red circle stays, a blue square moves left -> right, a green star appears halfway
     rng = random.Random(7)
     bg = generate.background(rng)
-    fps, n = 12, 84  # 7 s: the speech lasts about 6 s
+    fps, n = 12, 120  # 10 s: the speech lasts about 8 s
     tmp = tempfile.mkdtemp(prefix="iris-samples-")
     try:
         for f in range(n):
@@ -71,7 +71,7 @@ def main():
                 objs.append({"color": "green", "shape": "star", "size": "medium", "cell": (2, 1), "xy": (112, 180)})
             generate.render_scene(random.Random(1000 + f), objs, bg).save(os.path.join(tmp, "f%03d.png" % f))
         raw, wav = os.path.join(tmp, "speech.wav"), os.path.join(out, "clip-speech-16k.wav")
-        run(["espeak-ng", "-v", "en-us", "-s", "165", "-w", raw, SPEECH])
+        run(["espeak-ng", "-v", "en-us+f2", "-s", "140", "-w", raw, SPEECH])  # the clearest voice for pocketsphinx
         run(["sox", "-D", raw, "-r", "16000", "-c", "1", "-b", "16", wav])
         run(["ffmpeg", "-y", "-loglevel", "error", "-framerate", str(fps), "-i", os.path.join(tmp, "f%03d.png"),
              "-i", wav, "-c:v", "libx264", "-preset", "veryslow", "-crf", "30", "-pix_fmt", "yuv420p",

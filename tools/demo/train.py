@@ -19,6 +19,7 @@ import random
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,16 +34,26 @@ DIALOG_WEIGHTS = {"scene": 0.27, "document": 0.35, "video": 0.23, "memory": 0.15
 TURN = "\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n"
 
 
+Q_BASE = -1000  # question token x is labelled Q_BASE - x (answers keep x, -100 = no loss)
+
+
 def encode_dialog(tok, nit, n_images, layout, qa):
     """-> (ids, labels): the first question is the prompt of common.prompt_ids, each later one follows
-    the previous answer as in a chat; labels are the answer tokens and each closing <|im_end|>."""
+    the previous answer as in a chat.  Answers and each closing <|im_end|> are the main targets; the
+    questions' own tokens are secondary targets (what a question names is mostly in the image, a dense
+    extra signal for grounding)."""
     ids = common.prompt_ids(tok, qa[0][1], n_images, layout, nit)
+    end = len(ids) - 1 - ids[::-1].index(tok.im_end)
+    start = (len(ids) - ids[::-1].index(tok.img_end)) if n_images else (end - ids[end::-1].index(tok.im_start) + 1)
     labels = [-100] * len(ids)
+    labels[start:end] = [Q_BASE - x for x in ids[start:end]]
     for k, (_, q, a) in enumerate(qa):
         if k:
             turn = tok.encode(TURN % q, bos=False)
+            s0 = turn.index(tok.im_start) + 1
+            s1 = turn.index(tok.im_end)
+            labels += [-100] * s0 + [Q_BASE - x for x in turn[s0:s1]] + [-100] * (len(turn) - s1)
             ids += turn
-            labels += [-100] * len(turn)
         ans = tok.sp.encode(a) + [tok.im_end]
         ids += ans
         labels += ans
@@ -69,29 +80,80 @@ def make_batch(examples):
         # position t predicts token t+1
         labels[b, :len(seq) - 1] = torch.tensor(lab[1:])
         imgs += im
-    return ids, labels, common.pixel_values(imgs)
+    return ids, labels, common.pixel_values(imgs), torch.stack([token_targets(im) for im in imgs]) if imgs else None
 
 
-def loss_fn(model, ids, labels, pix, reduction="mean"):
+def token_targets(img, grid=4, min_cover=0.12):
+    """Auxiliary targets of a scene image's visual tokens (row-major grid x grid, the pixel-shuffle order):
+    [colour, shape] of the object covering most of each token's square (0 = none), or -100 where the image
+    has no object map (documents).  This dense signal teaches the vision tower colours and shapes far sooner
+    than the answers alone; the head that reads it is not part of the exported model."""
+    t = torch.full((grid * grid, 2), -100, dtype=torch.long)
+    if "objects" not in img.info:
+        return t
+    which, objs = img.info["objects"]
+    a = torch.from_numpy(np.asarray(which, dtype=np.int64))
+    cell = a.shape[0] // grid
+    for k in range(grid * grid):
+        r, c = divmod(k, grid)
+        counts = torch.bincount(a[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell].reshape(-1),
+                                minlength=len(objs) + 1)
+        counts[0] = 0
+        best = int(counts.argmax())
+        if counts[best] < min_cover * cell * cell:
+            t[k] = torch.tensor([0, 0])
+        else:
+            color, shape = objs[best - 1]
+            t[k] = torch.tensor([1 + generate.COLOR_NAMES.index(color), 1 + generate.SHAPES.index(shape)])
+    return t
+
+
+QUESTION_WEIGHT = 0.3
+
+
+N_AUX = 1 + len(generate.COLOR_NAMES) + 1 + len(generate.SHAPES)
+AUX_WEIGHT = 0.5
+
+
+def loss_fn(model, aux, ids, labels, pix, targets):
+    """-> (summed answer loss, summed question loss, mean auxiliary token loss or 0)."""
+    aux_loss = torch.zeros(())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        emb = model.embed(ids, pix if pix.shape[0] else None)
+        emb = model.language_model.model.tok_embeddings(ids)
+        if pix.shape[0]:
+            vis = model.extract_feature(pix)
+            sel = ids == model.img_context_id
+            emb = emb.clone()
+            emb[sel] = vis.reshape(-1, emb.shape[-1]).to(emb.dtype)
+            logit = aux(vis).float()
+            nc = 1 + len(generate.COLOR_NAMES)
+            tc, ts = targets[..., 0].reshape(-1), targets[..., 1].reshape(-1)
+            if (tc != -100).any():
+                aux_loss = (F.cross_entropy(logit[..., :nc].reshape(-1, nc), tc)
+                            + F.cross_entropy(logit[..., nc:].reshape(-1, N_AUX - nc), ts))
         h = model.hidden(emb)
         sel = labels != -100
         logits = model.logits(h[sel])
-    return F.cross_entropy(logits.float(), labels[sel], reduction=reduction)
+    lab = labels[sel]
+    ans = lab >= 0
+    target = torch.where(ans, lab, Q_BASE - lab)
+    ce = F.cross_entropy(logits.float(), target, reduction="none")
+    return ce[ans].sum(), ce[~ans].sum(), aux_loss
 
 
-def train_step(model, exs, group=16):
+def train_step(model, aux, exs, group=16):
     """Forward+backward in groups of similar length (little padding); bf16 autocast (AVX512-BF16 makes it
     about 4x faster than f32 on this CPU).  Returns the mean loss over all answer tokens."""
     exs = sorted(exs, key=lambda e: len(e[1]))
-    n_tok = sum(sum(1 for x in lab if x != -100) for _, _, lab in exs)
+    n_ans = sum(sum(1 for x in lab if x >= 0) for _, _, lab in exs)
+    n_q = max(1, sum(sum(1 for x in lab if x <= Q_BASE) for _, _, lab in exs))
     total = 0.0
     for i in range(0, len(exs), group):
-        ids, labels, pix = make_batch(exs[i:i + group])
-        loss = loss_fn(model, ids, labels, pix, reduction="sum") / n_tok
-        loss.backward()
-        total += float(loss)
+        chunk = exs[i:i + group]
+        ids, labels, pix, targets = make_batch(chunk)
+        a, q, x = loss_fn(model, aux, ids, labels, pix, targets)
+        ((a / n_ans) + QUESTION_WEIGHT * (q / n_q) + AUX_WEIGHT * x * len(chunk) / len(exs)).backward()
+        total += float(a) / n_ans
     return total
 
 
@@ -164,11 +226,14 @@ def main():
         cfg["vocab_size"] = tok.vocab_size
     torch.manual_seed(0)
     model = InternVL(cfg, tok.img_context)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
+    aux = torch.nn.Linear(cfg["llm_hidden"], N_AUX)
+    opt = torch.optim.AdamW(list(model.parameters()) + list(aux.parameters()), lr=args.lr, betas=(0.9, 0.98),
+                            weight_decay=0.05)
     step, train_s, seen, best = 0, 0.0, 0, -1.0
     total_minutes = args.total_minutes or args.minutes
     if state:
         model.load_state_dict(state["model"])
+        aux.load_state_dict(state["aux"])
         opt.load_state_dict(state["opt"])
         step, train_s, seen, best = state["step"], state["train_s"], state["seen"], state.get("best", -1.0)
         if args.total_minutes is None:
@@ -180,7 +245,7 @@ def main():
     items = heldout(args.eval_per_task)
 
     def save(path, extra=None):
-        d = {"config": cfg, "model": model.state_dict(), "opt": opt.state_dict(), "step": step, "train_s": train_s,
+        d = {"config": cfg, "model": model.state_dict(), "aux": aux.state_dict(), "opt": opt.state_dict(), "step": step, "train_s": train_s,
              "seen": seen, "best": best, "total_minutes": total_minutes}
         if extra:
             d.update(extra)
@@ -215,7 +280,7 @@ def main():
             g["lr"] = lr_at(train_s / (total_minutes * 60), step, args.lr, args.warmup)
         exs = [stream_dialog(tok, nit, seen + i, DIALOG_WEIGHTS, args.max_turns) for i in range(args.batch)]
         opt.zero_grad(set_to_none=True)
-        loss = train_step(model, exs)
+        loss = train_step(model, aux, exs)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1

@@ -1,0 +1,505 @@
+// iris watch, recall, memory and live: perception feeds the memory through the bus; the model
+// captions each clip and answers from what was remembered.
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "memory/memory.h"
+#include "perception/perception.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+namespace iris::app {
+namespace {
+
+namespace mem = iris::memory;
+namespace perc = iris::perception;
+using namespace std::chrono_literals;
+
+// Key frames are stored at most this large (the demo model sees 224 px, real ones 448 px tiles).
+constexpr int kKeyFrameSide = 448;
+// Speech that ends this long after a clip may still belong to it (VAD end time plus padding).
+constexpr int64_t kTranscriptLagUs = 1'500'000;
+
+std::string clock_text(int64_t unix_us, bool seconds)
+{
+    std::time_t t = std::time_t(unix_us / 1'000'000);
+    std::tm tm {};
+    localtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, seconds ? "%H:%M:%S" : "%H:%M", &tm);
+    return buf;
+}
+
+reasoning::Image to_image(const perc::VideoFrame& f)
+{
+    reasoning::Image img {f.width, f.height, {f.rgb.data(), f.rgb.data() + f.rgb.size()}};
+    int side = std::max(f.width, f.height);
+    if (side <= kKeyFrameSide) return img;
+    int w = std::max(1, int(int64_t(f.width) * kKeyFrameSide / side));
+    int h = std::max(1, int(int64_t(f.height) * kKeyFrameSide / side));
+    return reasoning::resize_bicubic(img, w, h);
+}
+
+// A closed clip waiting for its transcript.
+struct PendingClip
+{
+    perc::ClipEvent clip;
+    std::vector<perc::VideoFrame> frames;
+};
+
+// Turns a clip into a long-term entry: the first, middle and last sampled frames as key frames,
+// the model's caption of the middle one, the speech heard during the clip, and the embedding of
+// memory_embedding (visual tokens of the key frames, token embeddings of caption + transcript).
+mem::Entry compress(const reasoning::Engine& engine, const PendingClip& p,
+                    const std::string& transcript, int64_t origin_unix_us)
+{
+    mem::Entry e;
+    e.t_start_us = origin_unix_us + p.clip.start_us;
+    e.t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us);
+    e.transcript = transcript;
+    std::vector<size_t> picks {0};
+    if (p.frames.size() > 2) picks.push_back(p.frames.size() / 2);
+    if (p.frames.size() > 1) picks.push_back(p.frames.size() - 1);
+    std::vector<reasoning::Image> images;
+    for (size_t i : picks) {
+        images.push_back(to_image(p.frames[i]));
+        e.key_frames.push_back({.t_us = origin_unix_us + p.frames[i].pts_us,
+                                .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
+    }
+    reasoning::Session session(engine);
+    reasoning::AskOptions opts;
+    opts.max_tiles = 1;
+    opts.sampling.max_new_tokens = 48;
+    e.caption
+        = session.ask("Describe the image briefly.", {images[images.size() / 2]}, opts, {}).text;
+    e.embedding = reasoning::memory_embedding(engine, images, e.caption + " " + transcript);
+    return e;
+}
+
+mem::Store open_store(const Args& args, const reasoning::Engine* engine, bool read_only)
+{
+    mem::StoreOptions o;
+    o.read_only = read_only;
+    if (engine) o.dim = 2 * engine->config().llm.hidden_size;
+    return mem::Store::open(args.required("--db"), o);
+}
+
+// The memory lines of a prompt, as the model learnt them: "[HH:MM] caption: ..." and
+// "[HH:MM] transcript: ...", oldest first.
+std::string memory_prompt(std::vector<mem::Hit> hits, const std::string& question)
+{
+    std::sort(hits.begin(), hits.end(), [](const mem::Hit& a, const mem::Hit& b) {
+        return a.entry.t_start_us < b.entry.t_start_us;
+    });
+    std::string text = "Memory:\n";
+    for (const auto& h : hits) {
+        std::string when = clock_text(h.entry.t_start_us, false);
+        if (!h.entry.caption.empty()) text += "[" + when + "] caption: " + h.entry.caption + "\n";
+        if (!h.entry.transcript.empty())
+            text += "[" + when + "] transcript: " + h.entry.transcript + "\n";
+    }
+    return text + "Question: " + question;
+}
+
+struct Recall
+{
+    reasoning::Answer answer;
+    std::vector<mem::Hit> hits;
+};
+
+Recall recall(const reasoning::Engine& engine, const mem::Store& store, const std::string& question,
+              int k, const reasoning::SamplingParams& sampling, const reasoning::TextCallback& out)
+{
+    mem::Query q;
+    q.text = question;
+    q.k = k;
+    q.with_frames = false;
+    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    if (auto when = mem::parse_time_phrase(question, now)) {
+        q.t_from_us = when->range.from_us;
+        q.t_to_us = when->range.to_us;
+        q.text = when->rest;
+    }
+    q.embedding = reasoning::memory_embedding(engine, {}, q.text);
+    Recall r;
+    r.hits = mem::Retriever(store).search(q);
+    reasoning::Session session(engine);
+    reasoning::AskOptions opts;
+    opts.sampling = sampling;
+    r.answer
+        = session.ask(memory_prompt(r.hits, question), std::vector<reasoning::Image> {}, opts, out);
+    return r;
+}
+
+void print_hits(const std::vector<mem::Hit>& hits)
+{
+    for (const auto& h : hits)
+        std::fprintf(stderr, "  #%lld %s-%s %s\n", (long long)h.entry.id,
+                     clock_text(h.entry.t_start_us, true).c_str(),
+                     clock_text(h.entry.t_end_us, true).c_str(), h.entry.caption.c_str());
+}
+
+// Runs the pipeline to its end (or until stopped) and stores one entry per clip. Answers spoken
+// or typed queries from memory when `answer_queries`.
+int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
+{
+    auto engine = load_engine(args);
+    mem::Store store = open_store(args, engine.get(), false);
+    std::fprintf(stderr, "memory: %s, %lld entries\n", store.dir().c_str(),
+                 (long long)store.count());
+    Bus bus;
+    auto frames = bus.topic<perc::FrameEvent>(perc::topic_frames).subscribe({.name = "watch"});
+    auto clips = bus.topic<perc::ClipEvent>(perc::topic_clips).subscribe({.name = "watch"});
+    auto transcripts
+        = bus.topic<perc::Transcript>(perc::topic_transcripts).subscribe({.name = "watch"});
+    auto queries = bus.topic<perc::Query>(perc::topic_queries).subscribe({.name = "watch"});
+    auto voice = bus.topic<perc::VoiceEvent>(perc::topic_voice).subscribe({.name = "watch"});
+    auto progress = bus.topic<perc::Progress>(perc::topic_progress)
+                        .subscribe({.delivery = Delivery::latest, .capacity = 8, .name = "watch"});
+    bool has_audio = !popts.audio.empty();
+    perc::Pipeline pipeline(bus, popts);
+    pipeline.start();
+    std::atomic<bool> done {false};
+    std::exception_ptr failure;
+    std::thread waiter([&] {
+        try {
+            pipeline.wait();
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        done = true;
+    });
+    std::thread typed;
+    if (answer_queries)
+        typed = std::thread([&] {
+            std::string line;
+            while (!done && std::getline(std::cin, line))
+                if (line.find_first_not_of(" \t") != std::string::npos) pipeline.ask(line);
+        });
+
+    std::map<uint64_t, std::vector<perc::VideoFrame>> open_frames;
+    std::deque<PendingClip> pending;
+    std::vector<perc::Transcript> heard;
+    // A clip is stored once its transcript is complete: the audio has passed its end, nobody is
+    // speaking, and every speech segment that ended has been transcribed.
+    int64_t audio_pts = 0;
+    bool audio_finished = !has_audio;
+    bool speaking = false;
+    int64_t n_segments = 0, n_transcripts = 0;
+    ProgressBar bar("watch");
+    int64_t stored = 0;
+    auto store_ready = [&](bool all) {
+        while (!pending.empty()) {
+            const auto& p = pending.front();
+            bool heard_all = audio_finished
+                || (audio_pts >= p.clip.end_us + kTranscriptLagUs && !speaking
+                    && n_transcripts >= n_segments);
+            if (!all && !heard_all) break;
+            std::string text;
+            for (const auto& t : heard)
+                if (t.end_us >= p.clip.start_us && t.start_us < p.clip.end_us && !t.text.empty())
+                    text += (text.empty() ? "" : " ") + t.text;
+            mem::Entry e = compress(*engine, p, text, pipeline.origin_unix_us());
+            int64_t id = store.add(e);
+            ++stored;
+            // One line per acknowledged entry: it is durable once printed.
+            std::printf("stored #%lld %s-%s %s%s%s\n", (long long)id,
+                        clock_text(e.t_start_us, true).c_str(),
+                        clock_text(e.t_end_us, true).c_str(), e.caption.c_str(),
+                        text.empty() ? "" : " | heard: ", text.c_str());
+            std::fflush(stdout);
+            pending.pop_front();
+        }
+    };
+    for (;;) {
+        bool idle = true;
+        while (auto f = frames.try_receive()) {
+            open_frames[f->clip_id].push_back(std::move(f->frame));
+            idle = false;
+        }
+        while (auto v = voice.try_receive()) {
+            speaking = v->speaking;
+            n_segments += !v->speaking;
+            idle = false;
+        }
+        while (auto t = transcripts.try_receive()) {
+            ++n_transcripts;
+            if (!t->text.empty()) std::fprintf(stderr, "\r\033[K[heard] %s\n", t->text.c_str());
+            heard.push_back(std::move(*t));
+            idle = false;
+        }
+        while (auto p = progress.try_receive()) {
+            if (p->video && p->duration_us > 0)
+                bar.update(float(double(p->pts_us) / double(p->duration_us)));
+            if (!p->video) audio_pts = std::max(audio_pts, p->pts_us);
+        }
+        while (auto c = clips.try_receive()) {
+            // every frame of the clip was published before the clip event
+            while (int(open_frames[c->clip_id].size()) < c->n_frames) {
+                auto f = frames.receive_for(100ms);
+                if (!f) break;
+                open_frames[f->clip_id].push_back(std::move(f->frame));
+            }
+            auto node = open_frames.extract(c->clip_id);
+            if (!node.empty() && !node.mapped().empty())
+                pending.push_back({*c, std::move(node.mapped())});
+            idle = false;
+        }
+        while (auto q = queries.try_receive()) {
+            std::printf("%s> %s\n", q->source == perc::QuerySource::spoken ? "heard" : "you",
+                        q->text.c_str());
+            store_ready(true);
+            auto r = recall(*engine, store, q->text, 5, {}, [](std::string_view piece) {
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+                return true;
+            });
+            std::printf("\n");
+            print_hits(r.hits);
+        }
+        store_ready(false);
+        if (done && idle && frames.try_receive() == std::nullopt) {
+            // drain what the last publishers left, then store everything
+            while (auto c = clips.try_receive()) {
+                auto node = open_frames.extract(c->clip_id);
+                if (!node.empty() && !node.mapped().empty())
+                    pending.push_back({*c, std::move(node.mapped())});
+            }
+            while (auto t = transcripts.try_receive()) heard.push_back(std::move(*t));
+            store_ready(true);
+            break;
+        }
+        if (idle) std::this_thread::sleep_for(5ms);
+    }
+    bar.finish();
+    waiter.join();
+    if (typed.joinable()) typed.detach(); // blocked reading stdin; the process is ending
+    store.save_index();
+    std::fprintf(stderr, "stored %lld entries; memory holds %lld\n", (long long)stored,
+                 (long long)store.count());
+    if (failure) std::rethrow_exception(failure);
+    return 0;
+}
+
+perc::PipelineOptions pipeline_options(const Args& args)
+{
+    perc::PipelineOptions o;
+    o.video = args.str("--video");
+    o.audio = args.str("--audio");
+    o.realtime = !args.flag("--fast");
+    o.sampler.fps = args.number("--fps", 1.0, 0.01, 60);
+    o.sampler.scene_threshold = float(args.number("--scene-threshold", 0.1, 0.0, 1.0));
+    int64_t duration = int64_t(args.number("--duration", 0, 0, 1e7) * 1e6);
+    o.video_options.duration_us = duration;
+    o.audio_options.duration_us = duration;
+    if (args.has("--wake")) o.wake.phrase = args.str("--wake");
+    return o;
+}
+
+const std::vector<std::string> kIngestOptions
+    = {"--model",           "--db",       "--video", "--audio",  "--fps",
+       "--scene-threshold", "--duration", "--wake",  "--threads"};
+
+} // namespace
+
+int cmd_watch(int argc, char** argv)
+{
+    Args args(argc, argv, kIngestOptions, {"--fast", "-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf(
+            "usage: iris watch --video FILE|/dev/videoN|testsrc [--audio FILE|mic] --db DIR\n"
+            "                  [--fast] [--fps N] [--scene-threshold X] [--duration SECONDS]\n"
+            "                  [--model DIR]\n"
+            "\n"
+            "Watches and listens, and remembers: frames are sampled at --fps (default 1), cut "
+            "into\n"
+            "clips at scene changes or every 16 frames, and each clip is stored in the memory "
+            "DIR\n"
+            "with key frames, the model's caption, what was said, and an embedding. Prints one\n"
+            "line per stored entry (durable once printed). Files play at real speed unless "
+            "--fast.\n"
+            "--audio may name the video file itself to use its soundtrack.\n");
+        return 0;
+    }
+    apply_threads(args);
+    auto o = pipeline_options(args);
+    if (o.video.empty())
+        throw Error(ErrorKind::invalid_argument, "give --video (a file, /dev/videoN or testsrc)");
+    return ingest(args, o, false);
+}
+
+int cmd_live(int argc, char** argv)
+{
+    Args args(argc, argv, kIngestOptions, {"--fast", "-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf("usage: iris live --db DIR [--video /dev/video0] [--audio mic] [--wake "
+                    "PHRASE]\n"
+                    "\n"
+                    "Watches the camera and listens to the microphone like `iris watch`, and "
+                    "answers\n"
+                    "questions from memory: typed on stdin, or spoken after the wake phrase "
+                    "(default\n"
+                    "\"hey iris\").\n");
+        return 0;
+    }
+    apply_threads(args);
+    auto o = pipeline_options(args);
+    if (o.video.empty()) o.video = "/dev/video0";
+    if (o.audio.empty()) o.audio = "mic";
+    return ingest(args, o, true);
+}
+
+int cmd_recall(int argc, char** argv)
+{
+    auto valued = common_valued_options();
+    valued.insert(valued.end(), {"--db", "--k"});
+    Args args(argc, argv, valued, {"--json", "-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf("usage: iris recall --db DIR [--k N] [--json] [--model DIR] QUESTION\n"
+                    "\n"
+                    "Answers from memory: the entries nearest the question (embedding and "
+                    "words, fused\n"
+                    "by rank; \"in the last 10 minutes\", \"between 15:00 and 16:00\", "
+                    "\"today\" filter\n"
+                    "by time) are given to the model with their times. Prints the answer, "
+                    "then the\n"
+                    "entries and time ranges it used.\n%s",
+                    sampling_help());
+        return 0;
+    }
+    if (args.positionals().size() != 1)
+        throw Error(ErrorKind::invalid_argument, "give the question as one argument");
+    apply_threads(args);
+    auto engine = load_engine(args);
+    mem::Store store = open_store(args, engine.get(), true);
+    bool json = args.flag("--json");
+    auto r = recall(*engine, store, args.positionals()[0], int(args.integer("--k", 5, 1, 100)),
+                    sampling_from_args(args), [&](std::string_view piece) {
+                        if (!json) {
+                            std::fwrite(piece.data(), 1, piece.size(), stdout);
+                            std::fflush(stdout);
+                        }
+                        return true;
+                    });
+    if (json) {
+        nlohmann::json j {{"answer", r.answer.text}, {"used", nlohmann::json::array()}};
+        for (const auto& h : r.hits)
+            j["used"].push_back({{"id", h.entry.id},
+                                 {"t_start_us", h.entry.t_start_us},
+                                 {"t_end_us", h.entry.t_end_us},
+                                 {"caption", h.entry.caption},
+                                 {"transcript", h.entry.transcript}});
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    std::printf("\n");
+    std::fprintf(stderr, "used:\n");
+    print_hits(r.hits);
+    return 0;
+}
+
+int cmd_memory(int argc, char** argv)
+{
+    Args args(argc, argv, {"--db", "--out", "--limit"}, {"--json", "-h", "--help"});
+    const auto& pos = args.positionals();
+    if (args.flag("-h") || args.flag("--help") || pos.empty()) {
+        std::printf("usage: iris memory list [--limit N] [--json] --db DIR\n"
+                    "       iris memory show ID --db DIR [--out DIR]   (--out: write its key "
+                    "frames)\n"
+                    "       iris memory delete ID --db DIR\n"
+                    "       iris memory export --db DIR --out DIR      (entries.jsonl + "
+                    "frames/)\n");
+        return pos.empty() && !args.flag("-h") && !args.flag("--help") ? 2 : 0;
+    }
+    const std::string& what = pos[0];
+    auto id_arg = [&] {
+        if (pos.size() != 2) throw Error(ErrorKind::invalid_argument, "give the entry id");
+        char* end = nullptr;
+        long long id = std::strtoll(pos[1].c_str(), &end, 10);
+        if (!end || *end || id <= 0)
+            throw Error(ErrorKind::invalid_argument, "'" + pos[1] + "' is not an entry id");
+        return int64_t(id);
+    };
+    auto entry_json = [](const mem::Entry& e) {
+        return nlohmann::json {{"id", e.id},
+                               {"start", clock_text(e.t_start_us, true)},
+                               {"end", clock_text(e.t_end_us, true)},
+                               {"t_start_us", e.t_start_us},
+                               {"t_end_us", e.t_end_us},
+                               {"caption", e.caption},
+                               {"transcript", e.transcript}};
+    };
+    if (what == "list") {
+        mem::Store store = open_store(args, nullptr, true);
+        mem::ListOptions lo;
+        lo.limit = args.integer("--limit", 100, 1, INT32_MAX);
+        auto entries = store.list(lo);
+        if (args.flag("--json")) {
+            nlohmann::json j = nlohmann::json::array();
+            for (const auto& e : entries) j.push_back(entry_json(e));
+            std::printf("%s\n", j.dump(2).c_str());
+        } else {
+            for (const auto& e : entries)
+                std::printf("#%lld %s-%s %s%s%s\n", (long long)e.id,
+                            clock_text(e.t_start_us, true).c_str(),
+                            clock_text(e.t_end_us, true).c_str(), e.caption.c_str(),
+                            e.transcript.empty() ? "" : " | heard: ", e.transcript.c_str());
+            std::fprintf(stderr, "%zu of %lld entries\n", entries.size(), (long long)store.count());
+        }
+        return 0;
+    }
+    if (what == "show") {
+        mem::Store store = open_store(args, nullptr, true);
+        int64_t id = id_arg();
+        auto e = store.get(id, true);
+        if (!e) throw Error(ErrorKind::not_found, strfmt("no entry #%lld", (long long)id));
+        auto j = entry_json(*e);
+        j["key_frames"] = e->key_frames.size();
+        if (args.has("--out")) {
+            std::filesystem::path out = args.str("--out");
+            std::filesystem::create_directories(out);
+            for (size_t i = 0; i < e->key_frames.size(); ++i) {
+                auto path = out / strfmt("%lld-%zu.jpg", (long long)id, i + 1);
+                FILE* f = std::fopen(path.c_str(), "wb");
+                if (!f) throw Error(ErrorKind::io, "cannot write '" + path.string() + "'");
+                const auto& b = e->key_frames[i].jpeg;
+                bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
+                ok = std::fclose(f) == 0 && ok;
+                if (!ok) throw Error(ErrorKind::io, "cannot write '" + path.string() + "'");
+                j["key_frame_files"].push_back(path.string());
+            }
+        }
+        std::printf("%s\n", j.dump(2).c_str());
+        return 0;
+    }
+    if (what == "delete") {
+        mem::Store store = open_store(args, nullptr, false);
+        int64_t id = id_arg();
+        if (!store.remove(id))
+            throw Error(ErrorKind::not_found, strfmt("no entry #%lld", (long long)id));
+        std::fprintf(stderr, "deleted #%lld; %lld entries left\n", (long long)id,
+                     (long long)store.count());
+        return 0;
+    }
+    if (what == "export") {
+        mem::Store store = open_store(args, nullptr, true);
+        int64_t n = store.export_to(args.required("--out"));
+        std::fprintf(stderr, "exported %lld entries to %s\n", (long long)n,
+                     args.str("--out").c_str());
+        return 0;
+    }
+    throw Error(ErrorKind::invalid_argument,
+                "unknown memory command '" + what + "' (list, show, delete, export)");
+}
+
+} // namespace iris::app

@@ -1,0 +1,238 @@
+// iris watch, recall and memory through the real binary: a real video with a spoken soundtrack
+// (FFmpeg, pocketsphinx), the demo model's captions, a real SQLite + FAISS store; and the kill -9
+// harness: every entry `iris watch` acknowledged survives SIGKILL at random moments.
+#include "memory/memory.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <random>
+#include <set>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path source = IRIS_SOURCE_DIR;
+const fs::path clip = source / "resources/samples/clip-shapes.mp4";
+
+struct Result
+{
+    int status = -1;
+    std::string out;
+};
+
+Result run(const std::string& args)
+{
+    Result r;
+    std::string cmd = std::string(IRIS_BINARY) + " " + args;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int st = pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return r;
+}
+
+std::string q(const fs::path& p)
+{
+    return "'" + p.string() + "'";
+}
+
+fs::path temp_dir(const std::string& name)
+{
+    fs::path d
+        = fs::temp_directory_path() / ("iris_memory_cli_test_" + std::to_string(getpid())) / name;
+    fs::remove_all(d);
+    fs::create_directories(d);
+    return d;
+}
+
+// Starts `iris watch ...` with stdout on a pipe, reads whole "stored #N" lines until `after`,
+// then SIGKILLs it (if still running). Returns the acknowledged ids.
+std::vector<int64_t> watch_and_kill(const std::vector<std::string>& args,
+                                    std::chrono::milliseconds after)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return {};
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        close(fds[0]);
+        std::vector<char*> argv {const_cast<char*>(IRIS_BINARY)};
+        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+        argv.push_back(nullptr);
+        execv(IRIS_BINARY, argv.data());
+        _exit(127);
+    }
+    close(fds[1]);
+    std::vector<int64_t> acked;
+    std::string pending;
+    auto deadline = std::chrono::steady_clock::now() + after;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        pollfd pfd {fds[0], POLLIN, 0};
+        if (poll(&pfd, 1, int(left.count())) <= 0) continue;
+        char buf[4096];
+        ssize_t n = read(fds[0], buf, sizeof buf);
+        if (n <= 0) break; // it finished
+        pending.append(buf, size_t(n));
+        size_t nl;
+        while ((nl = pending.find('\n')) != std::string::npos) {
+            std::string line = pending.substr(0, nl);
+            pending.erase(0, nl + 1);
+            long long id = 0;
+            if (std::sscanf(line.c_str(), "stored #%lld", &id) == 1) acked.push_back(id);
+        }
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    close(fds[0]);
+    return acked;
+}
+
+std::string integrity_check(const fs::path& db)
+{
+    sqlite3* h = nullptr;
+    std::string out = "cannot open";
+    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK
+            && sqlite3_step(st) == SQLITE_ROW)
+            out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(h);
+    return out;
+}
+
+} // namespace
+
+TEST(MemoryCli, WatchRemembersTheSampleClipWithItsSpeechAndRecallNamesItsTimeRange)
+{
+    fs::path db = temp_dir("sample");
+    auto w = run("watch --fast --video " + q(clip) + " --audio " + q(clip) + " --db " + q(db));
+    ASSERT_EQ(w.status, 0);
+    EXPECT_NE(w.out.find("stored #1 "), std::string::npos) << w.out;
+
+    auto l = run("memory list --json --db " + q(db));
+    ASSERT_EQ(l.status, 0);
+    auto entries = nlohmann::json::parse(l.out);
+    ASSERT_GE(entries.size(), 1u);
+    std::string heard;
+    for (const auto& e : entries) {
+        EXPECT_FALSE(e["caption"].get<std::string>().empty());
+        auto shown
+            = run("memory show " + std::to_string(e["id"].get<int64_t>()) + " --db " + q(db));
+        ASSERT_EQ(shown.status, 0);
+        EXPECT_GE(nlohmann::json::parse(shown.out)["key_frames"].get<int>(), 1);
+        EXPECT_LE(e["t_start_us"].get<int64_t>(), e["t_end_us"].get<int64_t>());
+        heard += e["transcript"].get<std::string>();
+    }
+    EXPECT_FALSE(heard.empty()) << "the soundtrack's speech was not transcribed into memory";
+
+    auto r = run("recall --json --db " + q(db) + " 'What did I see?'");
+    ASSERT_EQ(r.status, 0);
+    auto answer = nlohmann::json::parse(r.out);
+    ASSERT_FALSE(answer["used"].empty());
+    const auto& used = answer["used"][0];
+    bool same_range = false;
+    for (const auto& e : entries)
+        same_range |= e["id"] == used["id"] && e["t_start_us"] == used["t_start_us"]
+            && e["t_end_us"] == used["t_end_us"];
+    EXPECT_TRUE(same_range) << answer.dump();
+}
+
+TEST(MemoryCli, ShowWritesKeyFramesExportWritesEverythingAndDeleteRemoves)
+{
+    fs::path db = temp_dir("manage");
+    ASSERT_EQ(run("watch --fast --video testsrc --duration 6 --fps 4 --db " + q(db) + " >/dev/null")
+                  .status,
+              0);
+    auto entries = nlohmann::json::parse(run("memory list --json --db " + q(db)).out);
+    ASSERT_GE(entries.size(), 2u);
+    int64_t id = entries[0]["id"];
+
+    fs::path frames = temp_dir("frames");
+    auto s = run("memory show " + std::to_string(id) + " --out " + q(frames) + " --db " + q(db));
+    ASSERT_EQ(s.status, 0);
+    auto shown = nlohmann::json::parse(s.out);
+    ASSERT_FALSE(shown["key_frame_files"].empty());
+    for (const auto& f : shown["key_frame_files"]) {
+        std::ifstream in(f.get<std::string>(), std::ios::binary);
+        unsigned char magic[2] = {};
+        in.read(reinterpret_cast<char*>(magic), 2);
+        EXPECT_EQ(magic[0], 0xFF);
+        EXPECT_EQ(magic[1], 0xD8);
+    }
+
+    fs::path out = temp_dir("export");
+    ASSERT_EQ(run("memory export --out " + q(out) + " --db " + q(db)).status, 0);
+    std::ifstream jsonl(out / "entries.jsonl");
+    size_t lines = 0;
+    for (std::string line; std::getline(jsonl, line);) lines += !line.empty();
+    EXPECT_EQ(lines, entries.size());
+
+    EXPECT_EQ(run("memory delete " + std::to_string(id) + " --db " + q(db)).status, 0);
+    EXPECT_NE(run("memory delete " + std::to_string(id) + " --db " + q(db) + " 2>/dev/null").status,
+              0);
+    EXPECT_NE(run("memory show " + std::to_string(id) + " --db " + q(db) + " 2>/dev/null").status,
+              0);
+    auto after = nlohmann::json::parse(run("memory list --json --db " + q(db)).out);
+    EXPECT_EQ(after.size(), entries.size() - 1);
+}
+
+TEST(MemoryCli, EveryAcknowledgedEntrySurvivesAHundredKillNines)
+{
+    fs::path db = temp_dir("kill");
+    std::mt19937 rng(12345);
+    std::uniform_int_distribution<int> ms(30, 1500);
+    std::set<int64_t> acked;
+    // At least 100 kills; more while too few entries were acknowledged (a loaded machine starts
+    // the program slowly, so early kills land before the first entry).
+    int cycles = 0;
+    for (int i = 0; i < 100 || (acked.size() < 50 && i < 300); ++i, ++cycles) {
+        // Every fifth cycle the FAISS file is deleted or truncated first: it must be rebuilt.
+        if (i % 5 == 4 && fs::exists(db / "index.faiss")) {
+            if (i % 10 == 4)
+                fs::remove(db / "index.faiss");
+            else
+                fs::resize_file(db / "index.faiss", fs::file_size(db / "index.faiss") / 2);
+        }
+        for (int64_t id : watch_and_kill({"watch", "--fast", "--video", "testsrc", "--duration",
+                                          "60", "--fps", "8", "--db", db.string()},
+                                         std::chrono::milliseconds(ms(rng))))
+            acked.insert(id);
+    }
+    ASSERT_GT(acked.size(), 20u) << "too few entries were stored to test anything";
+    auto entries
+        = nlohmann::json::parse(run("memory list --json --limit 1000000 --db " + q(db)).out);
+    std::set<int64_t> present;
+    for (const auto& e : entries) present.insert(e["id"].get<int64_t>());
+    for (int64_t id : acked)
+        EXPECT_TRUE(present.count(id)) << "acknowledged entry #" << id << " lost";
+    EXPECT_EQ(integrity_check(db / "memory.db"), "ok");
+    auto store = iris::memory::Store::open(db.string());
+    auto stats = store.stats();
+    EXPECT_EQ(stats.n_indexed, stats.n_entries);
+    EXPECT_EQ(stats.n_entries, int64_t(entries.size()));
+    std::printf("%d kills, %zu acknowledged entries, %lld stored, index %s\n", cycles, acked.size(),
+                (long long)stats.n_entries, iris::memory::index_open_name(stats.index_open));
+}

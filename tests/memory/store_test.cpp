@@ -1,0 +1,358 @@
+// Store: the SQLite side — round trips, validation, schema checks, corrupt frames, export, and
+// readers working while a writer adds.
+#include "memory_test_util.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+using iris::Error;
+using iris::ErrorKind;
+using namespace iris::memory;
+using iris::test::embedding_near;
+using iris::test::make_entry;
+using iris::test::RawDb;
+using iris::test::TempDir;
+
+namespace {
+
+constexpr int dim = 16;
+
+template<class F> ErrorKind error_kind_of(F&& f, const std::string& expect_in_message = "")
+{
+    try {
+        f();
+    } catch (const Error& e) {
+        if (!expect_in_message.empty()) {
+            EXPECT_NE(std::string(e.what()).find(expect_in_message), std::string::npos) << e.what();
+        }
+        return e.kind();
+    }
+    ADD_FAILURE() << "expected an iris::Error";
+    return ErrorKind::internal;
+}
+
+} // namespace
+
+TEST(MemoryStore, AddedEntryReadsBackWithItsFramesAndChecksums)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = dim});
+    Entry in = make_entry(1000, "a red bicycle by the wall", embedding_near(dim, 3, 1), 3,
+                          "I left it here");
+    int64_t id = store.add(in);
+    EXPECT_GT(id, 0);
+
+    std::optional<Entry> out = store.get(id);
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->id, id);
+    EXPECT_EQ(out->t_start_us, in.t_start_us);
+    EXPECT_EQ(out->t_end_us, in.t_end_us);
+    EXPECT_EQ(out->caption, in.caption);
+    EXPECT_EQ(out->transcript, in.transcript);
+    ASSERT_EQ(out->key_frames.size(), 3u);
+    for (size_t i = 0; i < 3; ++i) {
+        const KeyFrame& f = out->key_frames[i];
+        EXPECT_EQ(f.t_us, in.key_frames[i].t_us);
+        ASSERT_EQ(f.jpeg.size(), in.key_frames[i].jpeg.size());
+        EXPECT_EQ(0, std::memcmp(f.jpeg.data(), in.key_frames[i].jpeg.data(), f.jpeg.size()));
+        EXPECT_NE(f.crc32, 0u);
+    }
+    // The embedding comes back at unit length, pointing the same way.
+    ASSERT_EQ(out->embedding.size(), size_t(dim));
+    double norm = 0, dot = 0, in_norm = 0;
+    for (int i = 0; i < dim; ++i) {
+        norm += out->embedding[size_t(i)] * out->embedding[size_t(i)];
+        dot += out->embedding[size_t(i)] * in.embedding[size_t(i)];
+        in_norm += in.embedding[size_t(i)] * in.embedding[size_t(i)];
+    }
+    EXPECT_NEAR(norm, 1.0, 1e-5);
+    EXPECT_NEAR(dot / std::sqrt(in_norm), 1.0, 1e-5);
+
+    EXPECT_TRUE(store.get(id, false)->key_frames.empty());
+    EXPECT_FALSE(store.get(id + 100));
+}
+
+TEST(MemoryStore, EntriesSurviveReopeningAndIdsAreNeverReused)
+{
+    TempDir dir;
+    int64_t last = 0;
+    {
+        Store store = Store::open(dir.path(), {.dim = dim});
+        for (int i = 0; i < 5; ++i)
+            last = store.add(make_entry(i * 10, "clip", embedding_near(dim, i, i)));
+        EXPECT_TRUE(store.remove(last));
+        EXPECT_FALSE(store.remove(last));
+        EXPECT_EQ(store.count(), 4);
+    }
+    Store store = Store::open(dir.path()); // dim from the store
+    EXPECT_EQ(store.dim(), dim);
+    EXPECT_EQ(store.count(), 4);
+    EXPECT_FALSE(store.get(last));
+    EXPECT_GT(store.add(make_entry(99, "again", embedding_near(dim, 1, 9))), last);
+    StoreStats s = store.stats();
+    EXPECT_EQ(s.n_entries, 5);
+    EXPECT_EQ(s.n_indexed, 5);
+}
+
+TEST(MemoryStore, RemoveTakesTheEntryOutOfEveryTableAndTheIndex)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = dim});
+    int64_t keep = store.add(make_entry(10, "keep this", embedding_near(dim, 1, 1)));
+    int64_t gone = store.add(make_entry(20, "unicorn sighting", embedding_near(dim, 2, 2)));
+    ASSERT_TRUE(store.remove(gone));
+    EXPECT_EQ(store.stats().n_indexed, 1);
+    RawDb raw(dir.path());
+    EXPECT_EQ(raw.text("SELECT count(*) FROM frames WHERE entry_id = " + std::to_string(gone)),
+              "0");
+    EXPECT_EQ(raw.text("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'unicorn'"), "0");
+    Retriever r(store);
+    auto hits = r.search({.embedding = embedding_near(dim, 2, 2), .k = 5});
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].entry.id, keep);
+}
+
+TEST(MemoryStore, ListFiltersByTimeAndPages)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = dim});
+    for (int i = 0; i < 10; ++i) store.add(make_entry(100 * i, "clip", embedding_near(dim, i, i)));
+    std::vector<Entry> all = store.list({.limit = -1});
+    ASSERT_EQ(all.size(), 10u);
+    EXPECT_EQ(all.front().t_start_us, 900'000'000); // newest first
+    EXPECT_TRUE(all.front().key_frames.empty());
+
+    // Entries overlapping [302 s, 500 s]: the one starting at 300 s (it ends at 305 s), 400, 500.
+    std::vector<Entry> some = store.list({.t_from_us = 302'000'000,
+                                          .t_to_us = 500'000'000,
+                                          .newest_first = false,
+                                          .with_frames = true});
+    ASSERT_EQ(some.size(), 3u);
+    EXPECT_EQ(some[0].t_start_us, 300'000'000);
+    EXPECT_EQ(some[2].t_start_us, 500'000'000);
+    EXPECT_EQ(some[0].key_frames.size(), 2u);
+
+    std::vector<Entry> page = store.list({.offset = 2, .limit = 3});
+    ASSERT_EQ(page.size(), 3u);
+    EXPECT_EQ(page[0].t_start_us, 700'000'000);
+}
+
+TEST(MemoryStore, InvalidEntriesAreRejectedAndNothingOfTheBatchIsStored)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = dim});
+    Entry good = make_entry(1, "fine", embedding_near(dim, 0, 1));
+    auto batch_with = [&](Entry bad) { return std::vector<Entry> {good, std::move(bad)}; };
+
+    Entry short_emb = good;
+    short_emb.embedding.resize(dim - 1);
+    Entry nan_emb = good;
+    nan_emb.embedding[3] = std::nanf("");
+    Entry zero_emb = good;
+    zero_emb.embedding.assign(dim, 0.0f);
+    Entry backwards = good;
+    backwards.t_end_us = backwards.t_start_us - 1;
+    Entry not_jpeg = good;
+    not_jpeg.key_frames[1].jpeg = iris::Buffer::copy_of("\x89PNG\r\n\x1a\n", 8);
+
+    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(short_emb)); }, "dim is 16"),
+              ErrorKind::invalid_argument);
+    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(nan_emb)); }, "not finite"),
+              ErrorKind::invalid_argument);
+    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(zero_emb)); }, "all zeros"),
+              ErrorKind::invalid_argument);
+    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(backwards)); }, "ends before"),
+              ErrorKind::invalid_argument);
+    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(not_jpeg)); }, "key frame 1"),
+              ErrorKind::invalid_argument);
+    EXPECT_EQ(store.count(), 0);
+    EXPECT_EQ(store.stats().n_indexed, 0);
+}
+
+TEST(MemoryStore, CorruptKeyFrameGivesAClearErrorNamingTheEntry)
+{
+    TempDir dir;
+    int64_t id = 0;
+    {
+        Store store = Store::open(dir.path(), {.dim = dim});
+        id = store.add(make_entry(5, "a cat on the sofa", embedding_near(dim, 1, 1), 2));
+    }
+    {
+        // Flip one byte of the second frame's JPEG, as a bad disk sector would.
+        RawDb raw(dir.path());
+        std::string where = " WHERE entry_id = " + std::to_string(id) + " AND n = 1";
+        sqlite3_stmt* s = nullptr;
+        ASSERT_EQ(sqlite3_prepare_v2(raw.get(), ("SELECT jpeg FROM frames" + where).c_str(), -1, &s,
+                                     nullptr),
+                  SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+        const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s, 0));
+        std::vector<uint8_t> jpeg(p, p + sqlite3_column_bytes(s, 0));
+        sqlite3_finalize(s);
+        jpeg[100] ^= 0x10;
+        ASSERT_EQ(sqlite3_prepare_v2(raw.get(), ("UPDATE frames SET jpeg = ?" + where).c_str(), -1,
+                                     &s, nullptr),
+                  SQLITE_OK);
+        sqlite3_bind_blob(s, 1, jpeg.data(), int(jpeg.size()), SQLITE_TRANSIENT);
+        ASSERT_EQ(sqlite3_step(s), SQLITE_DONE);
+        sqlite3_finalize(s);
+    }
+    Store store = Store::open(dir.path());
+    EXPECT_EQ(error_kind_of([&] { store.get(id); },
+                            "key frame 1 of entry " + std::to_string(id) + " is corrupt"),
+              ErrorKind::invalid_input);
+    EXPECT_EQ(store.get(id, false)->caption, "a cat on the sofa"); // the text is still readable
+    Retriever r(store);
+    EXPECT_EQ(error_kind_of([&] { r.search({.text = "cat"}); }), ErrorKind::invalid_input);
+    EXPECT_EQ(r.search({.text = "cat", .with_frames = false}).size(), 1u);
+    TempDir out;
+    EXPECT_EQ(error_kind_of([&] { store.export_to(out.path()); }), ErrorKind::invalid_input);
+    // Deleting the entry clears it.
+    EXPECT_TRUE(store.remove(id));
+    EXPECT_EQ(store.export_to(out.path()), 0);
+}
+
+TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
+{
+    TempDir dir, out;
+    Store store = Store::open(dir.path(), {.dim = dim});
+    Entry e = make_entry(42, "caption with \"quotes\"", embedding_near(dim, 2, 1), 2, "said this");
+    int64_t id = store.add(e);
+    store.add(make_entry(43, "second", embedding_near(dim, 3, 1), 1));
+    EXPECT_EQ(store.export_to(out.path()), 2);
+
+    std::ifstream in(out / "entries.jsonl");
+    std::string line;
+    ASSERT_TRUE(std::getline(in, line));
+    nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["id"], id);
+    EXPECT_EQ(j["caption"], e.caption);
+    EXPECT_EQ(j["transcript"], "said this");
+    EXPECT_EQ(j["t_start_us"], e.t_start_us);
+    EXPECT_EQ(j["embedding"].size(), size_t(dim));
+    ASSERT_EQ(j["key_frames"].size(), 2u);
+    std::string file = out.path() + "/" + j["key_frames"][1]["file"].get<std::string>();
+    std::ifstream jpeg(file, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(jpeg)), {});
+    ASSERT_EQ(bytes.size(), e.key_frames[1].jpeg.size());
+    EXPECT_EQ(0, std::memcmp(bytes.data(), e.key_frames[1].jpeg.data(), bytes.size()));
+    ASSERT_TRUE(std::getline(in, line));
+    EXPECT_FALSE(std::getline(in, line));
+}
+
+TEST(MemoryStore, NewerSchemaVersionIsRefusedWithAClearError)
+{
+    TempDir dir;
+    Store::open(dir.path(), {.dim = dim});
+    RawDb(dir.path()).exec("PRAGMA user_version = 7");
+    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path()); }, "schema version 7"),
+              ErrorKind::unsupported);
+    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path(), {.read_only = true}); }),
+              ErrorKind::unsupported);
+}
+
+TEST(MemoryStore, ForeignOrDamagedDatabasesAreRefused)
+{
+    TempDir other, garbage, empty;
+    RawDb(other.path()).exec("CREATE TABLE notes(x)");
+    EXPECT_EQ(
+        error_kind_of([&] { Store::open(other.path(), {.dim = dim}); }, "not an Iris memory store"),
+        ErrorKind::invalid_input);
+    {
+        std::ofstream f(garbage / "memory.db", std::ios::binary);
+        f << std::string(8192, 'x');
+    }
+    EXPECT_EQ(error_kind_of([&] { Store::open(garbage.path(), {.dim = dim}); }),
+              ErrorKind::invalid_input);
+    EXPECT_EQ(error_kind_of([&] { Store::open(empty.path() + "/none", {.read_only = true}); }),
+              ErrorKind::not_found);
+    EXPECT_EQ(error_kind_of([&] { Store::open(empty.path()); }, "dim must be given"),
+              ErrorKind::invalid_argument);
+}
+
+TEST(MemoryStore, DimMustMatchTheStore)
+{
+    TempDir dir;
+    Store::open(dir.path(), {.dim = dim});
+    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path(), {.dim = 32}); }, "16-dim"),
+              ErrorKind::invalid_argument);
+}
+
+TEST(MemoryStore, OnlyOneWriterAtATimeButReadersMayJoin)
+{
+    TempDir dir;
+    Store writer = Store::open(dir.path(), {.dim = dim});
+    writer.add(make_entry(1, "first", embedding_near(dim, 0, 1)));
+    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path()); }, "open for writing"),
+              ErrorKind::resource);
+    Store reader = Store::open(dir.path(), {.read_only = true});
+    EXPECT_EQ(reader.count(), 1);
+    EXPECT_EQ(error_kind_of([&] { reader.add(make_entry(2, "x", embedding_near(dim, 0, 2))); },
+                            "read-only"),
+              ErrorKind::invalid_argument);
+    writer.add(make_entry(3, "later", embedding_near(dim, 0, 3)));
+    EXPECT_EQ(reader.count(), 2); // SQLite reads see new commits at once
+}
+
+TEST(MemoryStore, ReadersDuringIngestionSeeOnlyWholeEntries)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = dim, .index_save_min = 50});
+    Retriever retriever(store);
+    constexpr int n_entries = 300, n_frames = 3;
+    std::atomic<bool> done {false};
+    std::atomic<int> n_reads {0};
+    std::atomic<int> n_errors {0};
+    std::string first_error;
+    std::mutex error_mutex;
+    auto fail = [&](const std::string& what) {
+        std::lock_guard lock(error_mutex);
+        if (n_errors++ == 0) first_error = what;
+    };
+    auto check = [&](const Entry& e) {
+        if (e.key_frames.size() != n_frames || e.caption != "clip " + std::to_string(e.t_start_us))
+            fail("half-written entry " + std::to_string(e.id));
+    };
+
+    std::thread writer([&] {
+        try {
+            for (int i = 0; i < n_entries; ++i) {
+                Entry e = make_entry(i, "", embedding_near(dim, i, uint32_t(i)), n_frames);
+                e.caption = "clip " + std::to_string(e.t_start_us);
+                store.add(e);
+            }
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+        done = true;
+    });
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t)
+        readers.emplace_back([&, t] {
+            try {
+                while (!done) {
+                    if (t == 0) {
+                        for (const Entry& e : store.list({.limit = 20, .with_frames = true}))
+                            check(e);
+                    } else {
+                        Query q {
+                            .text = "clip", .embedding = embedding_near(dim, t * 7, 3), .k = 10};
+                        for (const Hit& h : retriever.search(q)) check(h.entry);
+                    }
+                    n_reads++;
+                }
+            } catch (const std::exception& e) {
+                fail(e.what());
+            }
+        });
+    writer.join();
+    for (std::thread& r : readers) r.join();
+    EXPECT_EQ(n_errors.load(), 0) << first_error;
+    EXPECT_GT(n_reads.load(), 0);
+    StoreStats s = store.stats();
+    EXPECT_EQ(s.n_entries, n_entries);
+    EXPECT_EQ(s.n_indexed, n_entries);
+}
