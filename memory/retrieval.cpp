@@ -6,9 +6,9 @@
 //
 // FTS5's BM25 reads every match of a word to weigh it, then scores every matching row before it
 // can sort (1-3 microseconds a row in a store of 1M entries), and a word found in a tenth of a
-// million entries matches 100,000 of them. So the text search ranks by BM25 only the rarest query words whose
-// matches fit in text_budget together (counting a word's matches stops at the budget, which
-// keeps counting cheap); results still missing after those come from the other, common words,
+// million entries matches 100,000 of them. So the text search ranks by BM25 only the rarest query
+// words whose matches fit in text_budget together (counting a word's matches stops at the budget,
+// which keeps counting cheap); results still missing after those come from the other, common words,
 // newest first. BM25 weighs a word by its rarity, so the words left out are the ones that
 // would have moved the ranking least (a word in half the entries weighs nothing in FTS5).
 #include "memory/memory-impl.h"

@@ -214,6 +214,7 @@ TEST(VideoSource, CorruptPacketsAreSkippedAndCountedNotFatal)
     int n = 0;
     EXPECT_NO_THROW(while (video.read())++ n);
     const auto stats = video.stats();
-    EXPECT_TRUE(stats.n_corrupt > 0 || n < 120) << n << " frames, " << stats.n_corrupt << " corrupt";
+    EXPECT_TRUE(stats.n_corrupt > 0 || n < 120)
+        << n << " frames, " << stats.n_corrupt << " corrupt";
     EXPECT_GT(n, 0) << "the frames before the damage still decode";
 }
