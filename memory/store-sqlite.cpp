@@ -288,8 +288,9 @@ void Store::Impl::rebuild_index(sqlite3* db, const std::string& why)
         while (rows.step()) {
             std::span<const uint8_t> emb = rows.blob(0);
             if (emb.size() != size_t(options.dim) * sizeof(float)) continue; // index_rows reports
-            const float* f = reinterpret_cast<const float*>(emb.data());
-            sample.insert(sample.end(), f, f + options.dim);
+            sample.resize(sample.size() + size_t(options.dim));
+            std::memcpy(sample.data() + sample.size() - size_t(options.dim), emb.data(),
+                        emb.size());
         }
         index->train(int64_t(sample.size()) / options.dim, sample.data());
     }

@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "tests/apps/shell.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>
@@ -19,33 +20,18 @@ namespace {
 
 const fs::path golden = iris::test::golden_dir();
 
-struct Result
-{
-    int status = -1;
-    std::string out;
-};
+using iris::test::quoted;
+using iris::test::Result;
 
 // Runs `iris <args>` through the shell; stderr goes to the test log.
 Result run_iris(const std::string& args)
 {
-    Result r;
-    std::string cmd = std::string(IRIS_BINARY) + " " + args;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return iris::test::run_shell(std::string(IRIS_BINARY) + " " + args);
 }
 
 std::string q(const fs::path& p)
 {
-    std::string out = "'";
-    out += p.string();
-    out += '\'';
-    return out;
+    return quoted(p);
 }
 
 fs::path temp_dir()

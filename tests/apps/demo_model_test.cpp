@@ -1,6 +1,8 @@
 // The shipped demo model (resources/models/iris-demo) through the real `iris` binary: it answers
 // the README's first question, and agrees token for token with the Python model it was exported
 // from on held-out prompts generated here, now, by tools/demo/generate.py.
+#include "tests/apps/shell.h"
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -18,29 +20,12 @@ namespace {
 const fs::path source = IRIS_SOURCE_DIR;
 const fs::path demo_model = source / "resources/models/iris-demo";
 
-struct Result
-{
-    int status = -1;
-    std::string out;
-};
-
-// Runs a shell command; stdout is captured, stderr goes to the test log.
-Result run(const std::string& cmd)
-{
-    Result r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
-}
+using iris::test::Result;
+using iris::test::run_shell;
 
 std::string q(const fs::path& p)
 {
-    return "'" + p.string() + "'";
+    return iris::test::quoted(p);
 }
 
 fs::path temp_dir(const std::string& name)
@@ -55,9 +40,9 @@ fs::path temp_dir(const std::string& name)
 fs::path generate(int seed, int count)
 {
     fs::path out = temp_dir("seed" + std::to_string(seed));
-    auto r = run(std::string(IRIS_PYTHON3) + " " + q(source / "tools/demo/generate.py") + " --seed "
-                 + std::to_string(seed) + " --count " + std::to_string(count) + " --out " + q(out)
-                 + " >&2");
+    auto r = run_shell(std::string(IRIS_PYTHON3) + " " + q(source / "tools/demo/generate.py")
+                       + " --seed " + std::to_string(seed) + " --count " + std::to_string(count)
+                       + " --out " + q(out) + " >&2");
     EXPECT_EQ(r.status, 0) << "generate.py failed";
     return out;
 }
@@ -76,9 +61,9 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& path)
 
 TEST(DemoModel, AnswersTheReadmeQuestionWithNoModelOption)
 {
-    auto r = run(std::string(IRIS_BINARY) + " ask --image "
-                 + q(source / "resources/samples/document-sign.png")
-                 + " 'Describe the image briefly.'");
+    auto r = run_shell(std::string(IRIS_BINARY) + " ask --image "
+                       + q(source / "resources/samples/document-sign.png")
+                       + " 'Describe the image briefly.'");
     ASSERT_EQ(r.status, 0);
     EXPECT_EQ(r.out, "a sign\n");
 }
@@ -89,8 +74,8 @@ TEST(DemoModel, GreedyAnswersEqualThePythonModelsOnTwoHundredHeldOutPrompts)
 {
     fs::path data = generate(4242, 200);
     fs::path pred = data / "predictions.jsonl";
-    auto r = run(std::string(IRIS_BINARY) + " eval --model " + q(demo_model) + " --data " + q(data)
-                 + " --predictions " + q(pred) + " >&2");
+    auto r = run_shell(std::string(IRIS_BINARY) + " eval --model " + q(demo_model) + " --data "
+                       + q(data) + " --predictions " + q(pred) + " >&2");
     ASSERT_EQ(r.status, 0);
     std::map<std::string, std::string> python;
     for (const auto& row :

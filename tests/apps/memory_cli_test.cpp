@@ -2,6 +2,7 @@
 // (FFmpeg, pocketsphinx), the demo model's captions, a real SQLite + FAISS store; and the kill -9
 // harness: every entry `iris watch` acknowledged survives SIGKILL at random moments.
 #include "memory/memory.h"
+#include "tests/apps/shell.h"
 
 #include <gtest/gtest.h>
 
@@ -27,29 +28,16 @@ namespace {
 const fs::path source = IRIS_SOURCE_DIR;
 const fs::path clip = source / "resources/samples/clip-shapes.mp4";
 
-struct Result
-{
-    int status = -1;
-    std::string out;
-};
+using iris::test::Result;
 
 Result run(const std::string& args)
 {
-    Result r;
-    std::string cmd = std::string(IRIS_BINARY) + " " + args;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return r;
+    return iris::test::run_shell(std::string(IRIS_BINARY) + " " + args);
 }
 
 std::string q(const fs::path& p)
 {
-    return "'" + p.string() + "'";
+    return iris::test::quoted(p);
 }
 
 fs::path temp_dir(const std::string& name)

@@ -185,6 +185,18 @@ def reading_order(objs):
     return sorted(objs, key=lambda o: (o["cell"][0], o["cell"][1]))
 
 
+def kind_count_objects(rng, n):
+    """n objects of which k (0..n) are of one shape, the others of other shapes -> (objs, shape, k)."""
+    shp = rng.choice(SHAPES)
+    k = rng.randint(0, n)
+    objs = random_objects(rng, n, unique_pairs=False)
+    others = [s for s in SHAPES if s != shp]
+    for i, o in enumerate(objs):
+        o["shape"] = shp if i < k else rng.choice(others)
+    rng.shuffle(objs)
+    return objs, shp, k
+
+
 def scene_example(rng, task):
     if task == "caption":
         n = rng.choice([1, 1, 2])
@@ -198,14 +210,7 @@ def scene_example(rng, task):
         if rng.random() < 0.5:
             objs = random_objects(rng, n)
             return [render_scene(rng, objs)], "How many shapes are there?", str(n)
-        # count one kind of shape: several shapes of the same kind with other shapes mixed in
-        shp = rng.choice(SHAPES)
-        k = rng.randint(0, n)
-        objs = random_objects(rng, n, unique_pairs=False)
-        others = [s for s in SHAPES if s != shp]
-        for i, o in enumerate(objs):
-            o["shape"] = shp if i < k else rng.choice(others)
-        rng.shuffle(objs)
+        objs, shp, k = kind_count_objects(rng, n)
         return [render_scene(rng, objs)], "How many %ss are there?" % shp, str(k)
     n = rng.randint(1, 5)
     objs = random_objects(rng, n)
@@ -461,13 +466,7 @@ def scene_dialog(rng):
     """One scene and every question of the scene tasks that has a single right answer."""
     if rng.random() < 0.3:  # a counting scene: several shapes of one kind among others
         n = rng.randint(1, 6)
-        shp = rng.choice(SHAPES)
-        k = rng.randint(0, n)
-        objs = random_objects(rng, n, unique_pairs=False)
-        others = [s for s in SHAPES if s != shp]
-        for i, o in enumerate(objs):
-            o["shape"] = shp if i < k else rng.choice(others)
-        rng.shuffle(objs)
+        objs, shp, k = kind_count_objects(rng, n)
         img = render_scene(rng, objs)
         qa = [("count", "How many %ss are there?" % shp, str(k)), ("count", "How many shapes are there?", str(n))]
         return [img], qa
