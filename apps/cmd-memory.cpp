@@ -222,6 +222,9 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
         }
     };
     for (;;) {
+        // Every event was published before `done` was set: a pass that starts after it and
+        // receives nothing has seen them all.
+        bool finished = done;
         bool idle = true;
         while (auto f = frames.try_receive()) {
             open_frames[f->clip_id].push_back(std::move(f->frame));
@@ -268,14 +271,7 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
             print_hits(r.hits);
         }
         store_ready(false);
-        if (done && idle && frames.try_receive() == std::nullopt) {
-            // drain what the last publishers left, then store everything
-            while (auto c = clips.try_receive()) {
-                auto node = open_frames.extract(c->clip_id);
-                if (!node.empty() && !node.mapped().empty())
-                    pending.push_back({*c, std::move(node.mapped())});
-            }
-            while (auto t = transcripts.try_receive()) heard.push_back(std::move(*t));
+        if (finished && idle) {
             store_ready(true);
             break;
         }
