@@ -19,5 +19,6 @@ int cmd_watch(int argc, char** argv);
 int cmd_live(int argc, char** argv);
 int cmd_recall(int argc, char** argv);
 int cmd_memory(int argc, char** argv);
+int cmd_serve(int argc, char** argv);
 
 } // namespace iris::app

@@ -245,7 +245,7 @@ public:
 //   auto cache = net->new_cache();
 //   auto logits = net->forward(*cache, prompt_ids, visual, img_context_id); // [vocab], last token
 //   int32_t next = argmax(logits);
-//   logits = net->forward(*cache, {&next, 1}, {}, img_context_id);          // one decode step
+//   logits = net->forward(*cache, {&next, 1}, {}, -1);   // one decode step: generated ids are text
 //
 // Weights: F32 tensors are used in place from the memory-mapped files; BF16/F16 tensors are
 // converted to f32 at load (twice their file size in memory). InternLM2's fused wqkv is split
@@ -335,8 +335,8 @@ public:
 
     std::unique_ptr<KvCache> new_cache() const;
 
-    // Token embeddings [ids.size(), H]; positions with id == img_context_id take the rows of
-    // `visual` ([n_img, H]) in order. Throws Error(invalid_argument) for an id outside the
+    // Token embeddings [ids.size(), H]; positions with id == img_context_id (-1: none) take the
+    // rows of `visual` ([n_img, H]) in order. Throws Error(invalid_argument) for an id outside the
     // vocabulary or when the number of img_context ids differs from n_img.
     std::vector<float> embed(std::span<const int32_t> ids, std::span<const float> visual,
                              int32_t img_context_id) const;

@@ -1,6 +1,7 @@
 #include "reasoning/reasoning.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace iris::reasoning {
 namespace {
@@ -20,6 +21,21 @@ double ms_since(int64_t t0_us)
 
 // Prompt tokens are fed in chunks so long prompts report progress and keep activations small.
 constexpr size_t kPrefillChunk = 512;
+
+// Every image's tiles in one batch -> visual tokens; tiles_out gets each image's tile count.
+std::vector<float> encode(const model::InternVL& net, const std::vector<PreparedImage>& images,
+                          std::vector<int>& tiles_out)
+{
+    std::vector<float> pixels;
+    int n_tiles = 0;
+    for (const auto& img : images) {
+        tiles_out.push_back(img.grid.n_tiles);
+        n_tiles += img.grid.n_tiles;
+        pixels.insert(pixels.end(), img.pixel_values.begin(), img.pixel_values.end());
+    }
+    if (n_tiles == 0) return {};
+    return net.encode_images(pixels, n_tiles);
+}
 
 } // namespace
 
@@ -116,16 +132,8 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
     // Vision: every new image's tiles in one batch.
     int64_t t0 = now_us();
     std::vector<int> new_tiles;
-    std::vector<float> pixels;
-    for (const auto& img : images) {
-        new_tiles.push_back(img.grid.n_tiles);
-        pixels.insert(pixels.end(), img.pixel_values.begin(), img.pixel_values.end());
-    }
-    int n_new_tiles = 0;
-    for (int t : new_tiles) n_new_tiles += t;
-    std::vector<float> new_visual;
-    if (n_new_tiles > 0) new_visual = net.encode_images(pixels, n_new_tiles);
-    answer.stats.n_tiles = n_new_tiles;
+    std::vector<float> new_visual = encode(net, images, new_tiles);
+    for (int t : new_tiles) answer.stats.n_tiles += t;
     answer.stats.vision_ms = ms_since(t0);
 
     // The whole conversation's prompt; what the cache already holds is kept.
@@ -146,7 +154,12 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
 
     t0 = now_us();
     std::span<const float> logits;
+    bool cancelled = false;
     for (size_t pos = keep; pos < ids.size(); pos += kPrefillChunk) {
+        if (options.cancelled && options.cancelled()) {
+            cancelled = true;
+            break;
+        }
         size_t end = std::min(ids.size(), pos + kPrefillChunk);
         std::span<const int32_t> chunk(ids.data() + pos, end - pos);
         size_t n_img = size_t(std::count(chunk.begin(), chunk.end(), img_id));
@@ -170,9 +183,9 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
     TextStream stream(tok, stops);
     std::vector<float> scratch;
     answer.finish_reason = "length";
-    bool cancelled = false;
-    for (int n = 0; n < options.sampling.max_new_tokens; ++n) {
+    for (int n = 0; !cancelled && n < options.sampling.max_new_tokens; ++n) {
         scratch.assign(logits.begin(), logits.end());
+        if (options.ignore_eos) scratch[size_t(engine_.eos_id())] = -INFINITY;
         int32_t next = sampler.sample(scratch, answer.tokens);
         answer.tokens.push_back(next);
         if (next == engine_.eos_id()) {
@@ -189,7 +202,13 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
             break;
         }
         if (n + 1 == options.sampling.max_new_tokens) break;
-        logits = net.forward(*cache_, std::span<const int32_t>(&next, 1), {}, img_id);
+        if (options.cancelled && options.cancelled()) {
+            cancelled = true;
+            break;
+        }
+        // A generated token is never an image, even if it is the <IMG_CONTEXT> id: it takes its
+        // embedding row, as in the official generate().
+        logits = net.forward(*cache_, std::span<const int32_t>(&next, 1), {}, -1);
         cached_ids_.push_back(next);
     }
     if (cancelled) {
@@ -206,6 +225,16 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
     tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());
     visual_ = std::move(visual);
     return answer;
+}
+
+void Session::add_turn(const std::string& question, const std::vector<PreparedImage>& images,
+                       const std::string& answer, ImageLayout layout)
+{
+    std::vector<int> new_tiles;
+    std::vector<float> new_visual = encode(engine_.network(), images, new_tiles);
+    history_.push_back({with_image_placeholders(question, int(images.size()), layout), answer});
+    tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());
+    visual_.insert(visual_.end(), new_visual.begin(), new_visual.end());
 }
 
 } // namespace iris::reasoning

@@ -276,6 +276,11 @@ struct AskOptions
     int max_tiles = 0; // 0: the checkpoint's max_dynamic_patch
     ImageLayout layout = ImageLayout::single; // how several images are introduced
     std::function<void(float fraction)> progress; // prompt processing progress
+    // Polled before every forward pass (each prefill chunk and each decode step); returning true
+    // ends generation with finish_reason "cancelled" (e.g. a client that went away).
+    std::function<bool()> cancelled;
+    // The end token is never sampled, so generation runs to max_new_tokens (load tests).
+    bool ignore_eos = false;
 };
 
 struct GenerationStats
@@ -319,6 +324,10 @@ public:
     // Adds a user turn with already preprocessed images.
     Answer ask(const std::string& question, const std::vector<PreparedImage>& images,
                const AskOptions& options, const TextCallback& on_text);
+    // Adds a finished turn without generating (replaying a conversation a client sends whole):
+    // the images are encoded now, the text is processed by the next ask().
+    void add_turn(const std::string& question, const std::vector<PreparedImage>& images,
+                  const std::string& answer, ImageLayout layout = ImageLayout::single);
 
     void reset();
     const std::vector<ChatTurn>& history() const { return history_; }

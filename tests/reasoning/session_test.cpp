@@ -101,3 +101,54 @@ TEST(Session, CancellingFromTheCallbackStopsGeneration)
     EXPECT_EQ(a.finish_reason, "cancelled");
     EXPECT_LT(a.tokens.size(), 50u);
 }
+
+// The cancel poll runs before every decode step: cancelling after the k-th poll leaves exactly
+// the tokens sampled before it.
+TEST(Session, CancelPollStopsGenerationWithinOneDecodeStep)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    Session session(*engine);
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 50;
+    int polls = 0;
+    opts.cancelled = [&] { return ++polls > 4; }; // 1 prefill chunk + 3 decode steps pass
+    Answer a = session.ask("Hello", std::vector<Image> {}, opts, {});
+    EXPECT_EQ(a.finish_reason, "cancelled");
+    EXPECT_EQ(a.tokens.size(), 4u);
+    EXPECT_EQ(polls, 5);
+}
+
+// A conversation replayed with add_turn gives the same next answer as one that was generated
+// turn by turn, and its images count in the prompt.
+TEST(Session, ReplayedTurnsGiveTheSameAnswerAsGeneratedOnes)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 5;
+    auto image = load_image((golden / "images/img_640x320.png").string());
+    Session live(*engine);
+    Answer first = live.ask("Describe it.", {image}, opts, {});
+    Answer second = live.ask("And the colours?", std::vector<Image> {}, opts, {});
+
+    Session replay(*engine);
+    replay.add_turn("Describe it.", {preprocess_image(image, engine->tiling(0))}, first.text);
+    Answer again = replay.ask("And the colours?", std::vector<Image> {}, opts, {});
+    EXPECT_EQ(again.tokens, second.tokens);
+    EXPECT_EQ(again.stats.n_prompt_tokens, second.stats.n_prompt_tokens);
+    EXPECT_EQ(again.stats.n_reused_tokens, 0);
+}
+
+TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 40;
+    opts.ignore_eos = true;
+    Session session(*engine);
+    Answer a = session.ask("Hello", std::vector<Image> {}, opts, {});
+    EXPECT_EQ(a.tokens.size(), 40u);
+    EXPECT_EQ(std::count(a.tokens.begin(), a.tokens.end(), engine->eos_id()), 0);
+}

@@ -261,14 +261,26 @@ def scene_example(rng, task):
 
 # ----------------------------------------------------------------------------- documents
 
-def finish_document(rng, img, bg):
+def text_chars(d, x, y, text, f):
+    """Centres of the characters of `text` drawn at (x, y): [(char, cx, cy)], spaces left out."""
+    top, bottom = f.getbbox(text)[1::2]
+    return [(ch, x + d.textlength(text[:i], font=f) + d.textlength(ch, font=f) / 2, y + (top + bottom) / 2)
+            for i, ch in enumerate(text) if ch != " "]
+
+
+def finish_document(rng, img, bg, chars):
+    """Rotates and noises a page; img.info["chars"] gets where each character ended up (training targets)."""
     angle = rng.uniform(-3, 3)
     img = img.rotate(angle, resample=Image.BILINEAR, fillcolor=bg)
+    a, c = math.radians(angle), IMAGE_SIZE / 2  # PIL turns counter-clockwise about the centre
+    chars = [(ch, c + (x - c) * math.cos(a) + (y - c) * math.sin(a), c - (x - c) * math.sin(a) + (y - c) * math.cos(a))
+             for ch, x, y in chars]
     nrng = np.random.RandomState(rng.getrandbits(32))
     amp = rng.choice([0, 6, 12])
     if amp:
         arr = np.asarray(img, dtype=np.int16) + nrng.randint(-amp, amp + 1, size=(IMAGE_SIZE, IMAGE_SIZE, 1))
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    img.info["chars"] = chars
     return img
 
 
@@ -284,16 +296,19 @@ def draw_lines(rng, lines, title=None):
     step = size + rng.randint(8, 14)
     y = (IMAGE_SIZE - step * len(rows)) // 2 + rng.randint(-6, 6)
     x0 = rng.randint(10, 24)
+    chars = []
     for i, text in enumerate(rows):
         if title and i == 0:
             tf = font(fname, size + 4)
             w = d.textlength(text, font=tf)
             d.text(((IMAGE_SIZE - w) / 2, y - 4), text, font=tf, fill=ink)
+            chars += text_chars(d, (IMAGE_SIZE - w) / 2, y - 4, text, tf)
             d.line([x0, y + step - 6, IMAGE_SIZE - x0, y + step - 6], fill=ink, width=1)
         else:
             d.text((x0, y), text, font=f, fill=ink)
+            chars += text_chars(d, x0, y, text, f)
         y += step
-    return finish_document(rng, img, bg)
+    return finish_document(rng, img, bg, chars)
 
 
 def form_value(rng, key):
@@ -329,7 +344,7 @@ def render_sign(rng, word):
     y = (IMAGE_SIZE - bh) / 2 + rng.uniform(-30, 30)
     d.rectangle([x, y, x + bw, y + bh], fill=bgc, outline=(60, 60, 60), width=2)
     d.text((x + 12, y + 10), word, font=f, fill=fg)
-    return finish_document(rng, img, img.getpixel((0, 0)))
+    return finish_document(rng, img, img.getpixel((0, 0)), text_chars(d, x + 12, y + 10, word, f))
 
 
 def document_example(rng, task):

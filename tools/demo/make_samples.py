@@ -7,7 +7,8 @@ with a spoken soundtrack.
 Needs the ffmpeg, espeak-ng and sox command-line tools.  Images come from generate.py (same
 drawing code as the demo model's training data, fixed seeds); the clip is 224x224, 12 fps, 10 s,
 H.264 yuv420p + AAC, with speech from `espeak-ng -w` resampled by `sox -D` to 16 kHz mono (the
-16 kHz WAV is kept as well).  samples.jsonl lists questions the demo model was trained to answer.
+16 kHz WAV is kept as well).  document-pages.pdf comes from make_pdf_sample.py.  samples.jsonl
+lists questions the demo model was trained to answer.
 """
 import argparse
 import json
@@ -20,6 +21,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generate  # noqa: E402
+import make_pdf_sample  # noqa: E402
 
 SPEECH = "Look, the blue square is moving to the right. Now a green star appears. Remember to buy milk."
 
@@ -95,6 +97,7 @@ def main():
                   "question": "Memory:\n[09:12] caption: a blue square\n[09:13] transcript: buy milk\n"
                               "[09:14] caption: a green star\nQuestion: When did I see a green star?",
                   "answer": "09:14"})
+    make_pdf_sample.write_pdf_sample(out)  # shows document-receipt.png on its page 2
     with open(os.path.join(out, "samples.jsonl"), "w", encoding="utf-8", newline="\n") as f:
         for it in items:
             f.write(json.dumps(it, ensure_ascii=False) + "\n")

@@ -83,17 +83,31 @@ def make_batch(examples):
     return ids, labels, common.pixel_values(imgs), torch.stack([token_targets(im) for im in imgs]) if imgs else None
 
 
+OCR_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:"
+OCR_SLOTS = 10  # characters per visual token, in reading order; a 56-pixel square holds at most ~8
+
+
 def token_targets(img, grid=4, min_cover=0.12):
-    """Auxiliary targets of a scene image's visual tokens (row-major grid x grid, the pixel-shuffle order):
-    [colour, shape] of the object covering most of each token's square (0 = none), or -100 where the image
-    has no object map (documents).  This dense signal teaches the vision tower colours and shapes far sooner
-    than the answers alone; the head that reads it is not part of the exported model."""
-    t = torch.full((grid * grid, 2), -100, dtype=torch.long)
+    """Auxiliary targets of an image's visual tokens (row-major grid x grid, the pixel-shuffle order), -100
+    where a target does not apply: [colour, shape] of the object covering most of each token's square (0 =
+    none), from a scene's object map; then OCR_SLOTS characters (1 + index in OCR_CHARS, 0 after the last)
+    whose centres fall in the square, from a document's character map.  These dense signals teach the vision
+    tower colours, shapes and letters far sooner than the answers alone; the heads that read them are not
+    part of the exported model."""
+    t = torch.full((grid * grid, 2 + OCR_SLOTS), -100, dtype=torch.long)
+    cell = generate.IMAGE_SIZE // grid
+    if "chars" in img.info:
+        t[:, 2:] = 0
+        fill = [0] * (grid * grid)
+        for ch, x, y in img.info["chars"]:
+            k = min(grid - 1, max(0, int(y // cell))) * grid + min(grid - 1, max(0, int(x // cell)))
+            if fill[k] < OCR_SLOTS:
+                t[k, 2 + fill[k]] = 1 + OCR_CHARS.index(ch)
+                fill[k] += 1
     if "objects" not in img.info:
         return t
     which, objs = img.info["objects"]
     a = torch.from_numpy(np.asarray(which, dtype=np.int64))
-    cell = a.shape[0] // grid
     for k in range(grid * grid):
         r, c = divmod(k, grid)
         counts = torch.bincount(a[r * cell:(r + 1) * cell, c * cell:(c + 1) * cell].reshape(-1),
@@ -101,10 +115,10 @@ def token_targets(img, grid=4, min_cover=0.12):
         counts[0] = 0
         best = int(counts.argmax())
         if counts[best] < min_cover * cell * cell:
-            t[k] = torch.tensor([0, 0])
+            t[k, :2] = 0
         else:
             color, shape = objs[best - 1]
-            t[k] = torch.tensor([1 + generate.COLOR_NAMES.index(color), 1 + generate.SHAPES.index(shape)])
+            t[k, :2] = torch.tensor([1 + generate.COLOR_NAMES.index(color), 1 + generate.SHAPES.index(shape)])
     return t
 
 
@@ -113,6 +127,7 @@ QUESTION_WEIGHT = 0.3
 
 N_AUX = 1 + len(generate.COLOR_NAMES) + 1 + len(generate.SHAPES)
 AUX_WEIGHT = 0.5
+N_OCR = 1 + len(OCR_CHARS)
 
 
 def loss_fn(model, aux, ids, labels, pix, targets):
@@ -130,7 +145,10 @@ def loss_fn(model, aux, ids, labels, pix, targets):
             tc, ts = targets[..., 0].reshape(-1), targets[..., 1].reshape(-1)
             if (tc != -100).any():
                 aux_loss = (F.cross_entropy(logit[..., :nc].reshape(-1, nc), tc)
-                            + F.cross_entropy(logit[..., nc:].reshape(-1, N_AUX - nc), ts))
+                            + F.cross_entropy(logit[..., nc:N_AUX].reshape(-1, N_AUX - nc), ts))
+            to = targets[..., 2:].reshape(-1)
+            if (to != -100).any():
+                aux_loss = aux_loss + F.cross_entropy(logit[..., N_AUX:].reshape(-1, N_OCR), to)
         h = model.hidden(emb)
         sel = labels != -100
         logits = model.logits(h[sel])
@@ -226,14 +244,24 @@ def main():
         cfg["vocab_size"] = tok.vocab_size
     torch.manual_seed(0)
     model = InternVL(cfg, tok.img_context)
-    aux = torch.nn.Linear(cfg["llm_hidden"], N_AUX)
+    aux = torch.nn.Linear(cfg["llm_hidden"], N_AUX + OCR_SLOTS * N_OCR)
     opt = torch.optim.AdamW(list(model.parameters()) + list(aux.parameters()), lr=args.lr, betas=(0.9, 0.98),
                             weight_decay=0.05)
     step, train_s, seen, best = 0, 0.0, 0, -1.0
     total_minutes = args.total_minutes or args.minutes
     if state:
         model.load_state_dict(state["model"])
-        aux.load_state_dict(state["aux"])
+        saved = state["aux"]
+        if saved["weight"].shape[0] < N_AUX + OCR_SLOTS * N_OCR:  # a checkpoint from before the OCR targets
+            with torch.no_grad():
+                aux.weight[:N_AUX], aux.bias[:N_AUX] = saved["weight"], saved["bias"]
+            n = len(list(model.parameters()))  # the head's weight and bias follow the model's parameters
+            for st in (state["opt"]["state"][n], state["opt"]["state"][n + 1]):
+                for key in ("exp_avg", "exp_avg_sq"):
+                    pad = torch.zeros((OCR_SLOTS * N_OCR,) + st[key].shape[1:], dtype=st[key].dtype)
+                    st[key] = torch.cat([st[key], pad])
+        else:
+            aux.load_state_dict(saved)
         opt.load_state_dict(state["opt"])
         step, train_s, seen, best = state["step"], state["train_s"], state["seen"], state.get("best", -1.0)
         if args.total_minutes is None:

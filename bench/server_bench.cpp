@@ -1,0 +1,324 @@
+// server_bench — `iris serve` under concurrent clients: requests/s, latency, time to first token,
+// and behaviour under overload (only 503s, stable memory).
+//
+//   server_bench                        demo model, 1, 4 and 16 clients, 10 s each
+//   options: --model DIR  --clients 1,4,16  --seconds 10  --max-tokens 64  --threads N
+//            --overload-clients 64  --overload-queue 8  --image FILE  --question TEXT
+//
+// Each client sends streamed image chats back to back over its own connection (OpenAI's chunk
+// format, parsed as it arrives): latency is from sending the request to [DONE], time to first
+// token is to the first content chunk. The server runs with a queue large enough for every
+// client at the concurrency levels, so those rows measure queueing, not refusals. The overload
+// rows start a server with --max-queue --overload-queue and --overload-clients clients, twice,
+// and report every status seen and the server's resident memory after each round.
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <poll.h>
+#include <spawn.h>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+extern char** environ;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options
+{
+    std::string model = std::string(IRIS_SOURCE_DIR) + "/resources/models/iris-demo";
+    std::vector<int> clients = {1, 4, 16};
+    double seconds = 10;
+    int max_tokens = 64;
+    int threads = 0;
+    int overload_clients = 64;
+    int overload_queue = 8;
+    std::string image = std::string(IRIS_SOURCE_DIR) + "/resources/samples/document-receipt.png";
+    std::string question = "Read all the text.";
+};
+
+class Server
+{
+public:
+    Server(const Options& o, int max_queue)
+    {
+        std::vector<std::string> args
+            = {IRIS_BINARY,   "serve", "--port",      "0",
+               "--model",     o.model, "--max-queue", std::to_string(max_queue),
+               "--log-level", "warn"};
+        if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int out[2];
+        if (pipe(out) != 0) return;
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(out[1]);
+        std::string line;
+        char c;
+        while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
+        close(out[0]);
+        if (line.find("http://") != std::string::npos)
+            port_ = std::atoi(line.c_str() + line.rfind(':') + 1);
+    }
+    ~Server()
+    {
+        if (pid_ > 0) {
+            kill(pid_, SIGTERM);
+            waitpid(pid_, nullptr, 0);
+        }
+    }
+    int port() const { return port_; }
+    double rss_mb() const
+    {
+        std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+        return 0;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int port_ = -1;
+};
+
+struct Sample
+{
+    int status = 0;
+    double latency_ms = 0;
+    double ttft_ms = -1;
+    int tokens = 0;
+};
+
+Sample one_request(httplib::Client& c, const std::string& body)
+{
+    Sample s;
+    auto t0 = Clock::now();
+    std::string buf;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.headers = {{"Content-Type", "application/json"}};
+    req.body = body;
+    req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+        buf.append(d, n);
+        size_t end;
+        while ((end = buf.find("\n\n")) != std::string::npos) {
+            std::string ev = buf.substr(0, end);
+            buf.erase(0, end + 2);
+            if (ev.rfind("data: {", 0) != 0) continue;
+            json j = json::parse(ev.substr(6), nullptr, false);
+            if (j.is_discarded() || !j.contains("choices")) continue;
+            const json& delta = j["choices"][0]["delta"];
+            if (s.ttft_ms < 0 && delta.contains("content")
+                && !delta["content"].get<std::string>().empty())
+                s.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            if (j.contains("usage")) s.tokens = j["usage"]["completion_tokens"];
+        }
+        return true;
+    };
+    auto r = c.send(req);
+    s.status = r ? r->status : -1;
+    s.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    return s;
+}
+
+double pct(std::vector<double> v, double p)
+{
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, size_t(p / 100.0 * double(v.size())))];
+}
+
+std::vector<Sample> run_clients(int port, int n_clients, double seconds, const std::string& body)
+{
+    std::vector<Sample> all;
+    std::mutex mu;
+    auto end = Clock::now() + std::chrono::duration<double>(seconds);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < n_clients; ++i)
+        ts.emplace_back([&] {
+            httplib::Client c("127.0.0.1", port);
+            c.set_keep_alive(true);
+            c.set_read_timeout(120);
+            std::vector<Sample> mine;
+            while (Clock::now() < end) mine.push_back(one_request(c, body));
+            std::lock_guard lock(mu);
+            all.insert(all.end(), mine.begin(), mine.end());
+        });
+    for (auto& t : ts) t.join();
+    return all;
+}
+
+std::string read_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string base64(const std::string& bytes)
+{
+    static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    size_t i = 0;
+    for (; i + 2 < bytes.size(); i += 3) {
+        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8
+            | uint8_t(bytes[i + 2]);
+        for (int s = 18; s >= 0; s -= 6) out += abc[(v >> s) & 63];
+    }
+    if (size_t left = bytes.size() - i) {
+        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16
+            | (left == 2 ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
+        out += abc[(v >> 18) & 63];
+        out += abc[(v >> 12) & 63];
+        out += left == 2 ? abc[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+std::vector<int> parse_list(const std::string& s)
+{
+    std::vector<int> v;
+    std::stringstream ss(s);
+    std::string x;
+    while (std::getline(ss, x, ',')) v.push_back(std::atoi(x.c_str()));
+    return v;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "server_bench: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--model")
+            o.model = next();
+        else if (a == "--clients")
+            o.clients = parse_list(next());
+        else if (a == "--seconds")
+            o.seconds = std::atof(next().c_str());
+        else if (a == "--max-tokens")
+            o.max_tokens = std::atoi(next().c_str());
+        else if (a == "--threads")
+            o.threads = std::atoi(next().c_str());
+        else if (a == "--overload-clients")
+            o.overload_clients = std::atoi(next().c_str());
+        else if (a == "--overload-queue")
+            o.overload_queue = std::atoi(next().c_str());
+        else if (a == "--image")
+            o.image = next();
+        else if (a == "--question")
+            o.question = next();
+        else {
+            std::fprintf(stderr,
+                         "usage: server_bench [--model DIR] [--clients 1,4,16] [--seconds S] "
+                         "[--max-tokens N]\n"
+                         "       [--threads N] [--overload-clients N] [--overload-queue N] "
+                         "[--image F] [--question Q]\n");
+            return 2;
+        }
+    }
+    json body
+        = {{"stream", true},
+           {"max_tokens", o.max_tokens},
+           {"messages",
+            {{{"role", "user"},
+              {"content",
+               {{{"type", "image_url"},
+                 {"image_url", {{"url", "data:image/png;base64," + base64(read_file(o.image))}}}},
+                {{"type", "text"}, {"text", o.question}}}}}}}};
+    const std::string payload = body.dump();
+    int most = *std::max_element(o.clients.begin(), o.clients.end());
+
+    std::printf("server_bench: %s, '%s' on %s, max_tokens %d, %.0f s per row, %u CPUs\n\n",
+                o.model.c_str(), o.question.c_str(), o.image.c_str(), o.max_tokens, o.seconds,
+                std::thread::hardware_concurrency());
+    std::printf("| clients | requests | ok | 503 | req/s | tokens/s | latency p50 ms | p99 ms | "
+                "TTFT p50 ms | p99 ms |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    {
+        Server srv(o, most);
+        if (srv.port() <= 0) {
+            std::fprintf(stderr, "server_bench: iris serve did not start\n");
+            return 1;
+        }
+        for (int n : o.clients) {
+            auto t0 = Clock::now();
+            auto samples = run_clients(srv.port(), n, o.seconds, payload);
+            double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+            std::vector<double> lat, ttft;
+            int ok = 0, busy = 0;
+            long tokens = 0;
+            for (const auto& s : samples) {
+                if (s.status == 200) {
+                    ++ok;
+                    lat.push_back(s.latency_ms);
+                    if (s.ttft_ms >= 0) ttft.push_back(s.ttft_ms);
+                    tokens += s.tokens;
+                } else if (s.status == 503) {
+                    ++busy;
+                }
+            }
+            std::printf("| %d | %zu | %d | %d | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f |\n", n,
+                        samples.size(), ok, busy, ok / wall, tokens / wall, pct(lat, 50),
+                        pct(lat, 99), pct(ttft, 50), pct(ttft, 99));
+            std::fflush(stdout);
+        }
+    }
+
+    std::printf("\nOverload: %d clients, --max-queue %d\n\n", o.overload_clients, o.overload_queue);
+    std::printf("| round | requests | 200 | 503 | other | 200 latency p50 ms | p99 ms | server RSS "
+                "MB after |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    Server srv(o, o.overload_queue);
+    std::printf("| start | | | | | | | %.1f |\n", srv.rss_mb());
+    for (int round = 1; round <= 2; ++round) {
+        auto samples = run_clients(srv.port(), o.overload_clients, o.seconds, payload);
+        std::map<int, int> by;
+        std::vector<double> lat;
+        for (const auto& s : samples) {
+            ++by[s.status];
+            if (s.status == 200) lat.push_back(s.latency_ms);
+        }
+        int other = 0;
+        for (auto [st, n] : by)
+            if (st != 200 && st != 503) other += n;
+        std::printf("| %d | %zu | %d | %d | %d | %.1f | %.1f | %.1f |\n", round, samples.size(),
+                    by[200], by[503], other, pct(lat, 50), pct(lat, 99), srv.rss_mb());
+        for (auto [st, n] : by)
+            if (st != 200 && st != 503) std::printf("  status %d: %d\n", st, n);
+        std::fflush(stdout);
+    }
+    return 0;
+}

@@ -1,0 +1,177 @@
+// The server's private parts, shared between its files.
+#pragma once
+
+#include "memory/memory.h"
+#include "reasoning/reasoning.h"
+#include "server/server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace iris::server {
+
+using json = nlohmann::json;
+
+// A request the server answers with an error: the HTTP status and OpenAI's error object.
+struct ApiError
+{
+    int status = 400;
+    std::string message;
+    std::string type = "invalid_request_error";
+    std::string param; // the offending field, when there is one
+};
+// Wall-clock microseconds since the Unix epoch (now_us() is monotonic).
+int64_t wall_us();
+
+[[noreturn]] void bad_request(std::string message, std::string param = "");
+// An iris::Error from a module, as the client should see it (bad input 400, limits 413, ...).
+ApiError api_error(const Error& e);
+std::string error_body(const ApiError& e);
+
+// Parses a request body: nesting deeper than max_depth, broken JSON or a non-object is a 400.
+json parse_body(std::string_view body, int max_depth);
+
+// Typed, range-checked access to request fields; a wrong type or range is a 400 naming it.
+struct Fields
+{
+    const json& obj;
+    std::string where; // prefix for messages, e.g. "messages[2]."
+
+    bool has(const char* key) const;
+    std::optional<std::string> str(const char* key, size_t max_len) const;
+    std::optional<double> number(const char* key, double lo, double hi) const;
+    std::optional<int64_t> integer(const char* key, int64_t lo, int64_t hi) const;
+    std::optional<bool> boolean(const char* key) const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Media (media.cpp)
+
+std::vector<uint8_t> base64_decode(std::string_view text); // Error(invalid_input) when malformed
+std::string base64_encode(std::span<const uint8_t> bytes);
+
+struct MediaPolicy
+{
+    bool allow_url = false;
+    size_t max_url_bytes = 0;
+    reasoning::ImageLimits limits;
+};
+// The bytes of an image_url: a data: URL (base64), or with allow_url an https URL of a public
+// address. Throws ApiError.
+std::vector<uint8_t> fetch_media(const std::string& url, const MediaPolicy& policy);
+// True for addresses that are not reachable on the public internet (loopback, private, link-local,
+// carrier-grade NAT, multicast, reserved, unique-local, IPv4-mapped forms of these...).
+bool is_private_address(const std::string& numeric_ip);
+
+// ---------------------------------------------------------------------------------------------
+// The engine queue: one generation at a time, first come first served, bounded.
+
+class EngineQueue
+{
+public:
+    explicit EngineQueue(int capacity)
+        : capacity_(capacity)
+    { }
+
+    class Place
+    {
+    public:
+        explicit Place(EngineQueue& q)
+            : q_(q)
+        { }
+        ~Place();
+        Place(const Place&) = delete;
+        Place& operator=(const Place&) = delete;
+        // Blocks until this request is first in line; false if the server is stopping.
+        bool wait_turn();
+
+    private:
+        EngineQueue& q_;
+    };
+
+    // A place in line, or null when `capacity` requests already wait or run.
+    std::unique_ptr<Place> enter();
+    int depth() const;
+    void shut_down(); // wakes every waiter; wait_turn() returns false from now on
+    bool stopping() const { return stopping_; }
+
+private:
+    friend class Place;
+    const int capacity_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<const Place*> line_;
+    std::atomic<bool> stopping_ {false};
+};
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (metrics.cpp): Prometheus text format 0.0.4.
+
+class Metrics
+{
+public:
+    void request(const std::string& route, int status);
+    void generation(const reasoning::Answer& answer);
+    void rejected(); // a full queue
+    void set_kv_bytes(size_t bytes) { kv_bytes_ = bytes; }
+    std::string text(int queue_depth) const;
+
+private:
+    mutable std::mutex mu_;
+    std::map<std::pair<std::string, int>, int64_t> requests_;
+    int64_t prompt_tokens_ = 0, reused_tokens_ = 0, generated_tokens_ = 0, generations_ = 0;
+    int64_t cancelled_ = 0, rejected_ = 0;
+    double vision_s_ = 0, prefill_s_ = 0, decode_s_ = 0;
+    std::atomic<size_t> kv_bytes_ {0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// What a route needs.
+
+struct Context
+{
+    const reasoning::Engine& engine;
+    memory::Store* store;
+    const Options& options;
+    EngineQueue& queue;
+    Metrics& metrics;
+    std::atomic<bool>& stopping;
+};
+
+// A chat completion request, parsed and checked (chat.cpp).
+struct ChatTurn
+{
+    std::string user;
+    std::vector<reasoning::PreparedImage> images;
+    std::string assistant;
+};
+
+struct ChatRequest
+{
+    std::string system;
+    std::vector<ChatTurn> turns; // the last one is the question (no assistant text)
+    reasoning::AskOptions ask;
+    bool stream = false;
+};
+ChatRequest parse_chat_request(const json& body, const Context& ctx);
+// The session for the request with its earlier turns replayed (runs the vision encoder).
+std::unique_ptr<reasoning::Session> prepare_session(const ChatRequest& req, const Context& ctx);
+
+// Route handlers; they throw ApiError (or iris::Error) for the client's mistakes.
+void chat_completions(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void documents_qa(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void memory_search(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+
+} // namespace iris::server

@@ -1,0 +1,75 @@
+// Counters for /metrics, in the Prometheus text format.
+#include "server/internal.h"
+
+namespace iris::server {
+
+void Metrics::request(const std::string& route, int status)
+{
+    std::lock_guard lock(mu_);
+    ++requests_[{route, status}];
+}
+
+void Metrics::generation(const reasoning::Answer& a)
+{
+    std::lock_guard lock(mu_);
+    ++generations_;
+    prompt_tokens_ += a.stats.n_prompt_tokens;
+    reused_tokens_ += a.stats.n_reused_tokens;
+    generated_tokens_ += a.stats.n_generated;
+    vision_s_ += a.stats.vision_ms / 1000;
+    prefill_s_ += a.stats.prefill_ms / 1000;
+    decode_s_ += a.stats.decode_ms / 1000;
+    if (a.finish_reason == "cancelled") ++cancelled_;
+}
+
+void Metrics::rejected()
+{
+    std::lock_guard lock(mu_);
+    ++rejected_;
+}
+
+std::string Metrics::text(int queue_depth) const
+{
+    std::lock_guard lock(mu_);
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help) {
+        out += strfmt("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    };
+    metric("iris_requests_total", "counter", "HTTP requests answered, by route and status.");
+    for (const auto& [key, n] : requests_)
+        out += strfmt("iris_requests_total{route=\"%s\",status=\"%d\"} %lld\n", key.first.c_str(),
+                      key.second, (long long)n);
+    metric("iris_generations_total", "counter", "Answers generated.");
+    out += strfmt("iris_generations_total %lld\n", (long long)generations_);
+    metric("iris_generations_cancelled_total", "counter",
+           "Generations cut short because the client went away or the server stopped.");
+    out += strfmt("iris_generations_cancelled_total %lld\n", (long long)cancelled_);
+    metric("iris_queue_rejected_total", "counter",
+           "Requests answered 503 because the queue was full.");
+    out += strfmt("iris_queue_rejected_total %lld\n", (long long)rejected_);
+    metric("iris_prompt_tokens_total", "counter", "Prompt tokens, cached ones included.");
+    out += strfmt("iris_prompt_tokens_total %lld\n", (long long)prompt_tokens_);
+    metric("iris_generated_tokens_total", "counter", "Tokens generated.");
+    out += strfmt("iris_generated_tokens_total %lld\n", (long long)generated_tokens_);
+    metric("iris_vision_seconds_total", "counter", "Time spent encoding images.");
+    out += strfmt("iris_vision_seconds_total %.6f\n", vision_s_);
+    metric("iris_prefill_seconds_total", "counter", "Time spent processing prompts.");
+    out += strfmt("iris_prefill_seconds_total %.6f\n", prefill_s_);
+    metric("iris_decode_seconds_total", "counter", "Time spent generating tokens.");
+    out += strfmt("iris_decode_seconds_total %.6f\n", decode_s_);
+    metric("iris_prompt_tokens_per_second", "gauge",
+           "Prompt tokens processed per second of prefill, since start.");
+    out += strfmt("iris_prompt_tokens_per_second %.3f\n",
+                  prefill_s_ > 0 ? double(prompt_tokens_ - reused_tokens_) / prefill_s_ : 0.0);
+    metric("iris_decode_tokens_per_second", "gauge",
+           "Tokens generated per second of decoding, since start.");
+    out += strfmt("iris_decode_tokens_per_second %.3f\n",
+                  decode_s_ > 0 ? double(generated_tokens_) / decode_s_ : 0.0);
+    metric("iris_queue_depth", "gauge", "Requests waiting for or holding the engine.");
+    out += strfmt("iris_queue_depth %d\n", queue_depth);
+    metric("iris_kv_cache_bytes", "gauge", "Bytes held by the KV caches of running generations.");
+    out += strfmt("iris_kv_cache_bytes %zu\n", kv_bytes_.load());
+    return out;
+}
+
+} // namespace iris::server

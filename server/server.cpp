@@ -1,0 +1,319 @@
+// The HTTP server: routes, authentication, CORS, limits, logging and metrics.
+#include "server/internal.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace iris::server {
+
+bool is_loopback_host(std::string_view host)
+{
+    if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+    return host.starts_with("127.")
+        && host.find_first_not_of("0123456789.") == std::string_view::npos;
+}
+
+void Options::validate() const
+{
+    auto bad = [](const std::string& what) { throw Error(ErrorKind::invalid_argument, what); };
+    if (host.empty()) bad("the host is empty");
+    if (port < 0 || port > 65535) bad("the port must be between 0 and 65535");
+    if (!is_loopback_host(host) && api_key.empty())
+        bad("refusing to listen on " + host
+            + " without an API key: anyone who can reach it could use the model and read the "
+              "memory. Give --api-key or --api-key-file, or bind 127.0.0.1");
+    if (!api_key.empty() && api_key.size() < 16)
+        bad("the API key must have at least 16 characters");
+    for (char c : api_key)
+        if (!std::isgraph(static_cast<unsigned char>(c)))
+            bad("the API key may only have printable characters without spaces");
+    for (const auto& o : cors_origins)
+        if (!(o.starts_with("http://") || o.starts_with("https://")) || o.back() == '/')
+            bad("a CORS origin is a scheme and host like http://localhost:3000, not '" + o + "'");
+    if (max_body_bytes < 1024) bad("max_body_bytes must be at least 1024");
+    if (max_json_depth < 4 || max_json_depth > 1000)
+        bad("max_json_depth must be between 4 and 1000");
+    if (max_images < 0 || max_prompt_tokens < 16 || max_new_tokens < 1 || max_queue < 1)
+        bad("max_images, max_prompt_tokens, max_new_tokens and max_queue must be positive");
+    if (max_pdf_pages < 1 || document_tile_budget < 1)
+        bad("max_pdf_pages and document_tile_budget must be positive");
+    if (timeout_s < 1) bad("timeout_s must be at least 1");
+    if (threads < 0) bad("threads must be >= 0");
+}
+
+namespace {
+
+// SHA-256 both sides, then compare in constant time: neither the key's bytes nor its length leak
+// through timing.
+bool same_secret(std::string_view given, std::string_view key)
+{
+    unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<const unsigned char*>(given.data()), given.size(), a);
+    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), b);
+    return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+// The route a request matched, as metrics label it (the path itself could be anything).
+std::string route_label(const httplib::Request& req)
+{
+    static const char* fixed[]
+        = {"/health",          "/metrics",         "/v1/models", "/v1/chat/completions",
+           "/v1/documents/qa", "/v1/memory/search"};
+    for (const char* r : fixed)
+        if (req.path == r) return r;
+    if (req.path.starts_with("/v1/memory/")) return "/v1/memory/{id}";
+    return "other";
+}
+
+void send_error(httplib::Response& res, const ApiError& e)
+{
+    res.status = e.status;
+    res.set_content(error_body(e), "application/json");
+}
+
+} // namespace
+
+struct Server::Impl
+{
+    Impl(const reasoning::Engine& e, memory::Store* s, const Options& o)
+        : options(o)
+        , engine(e)
+        , store(s)
+        , queue(o.max_queue)
+        , ctx {engine, store, options, queue, metrics, stopping}
+    { }
+
+    const Options options;
+    const reasoning::Engine& engine;
+    memory::Store* store;
+    EngineQueue queue;
+    Metrics metrics;
+    std::atomic<bool> stopping {false};
+    Context ctx;
+    httplib::Server http;
+
+    // Requests are counted before their response is written, so a client that has its answer
+    // also finds it in /metrics.
+    using Route = std::function<void(const httplib::Request&, httplib::Response&, const Context&)>;
+    httplib::Server::Handler wrap(Route route)
+    {
+        return [this, route](const httplib::Request& req, httplib::Response& res) {
+            handle(route, req, res);
+            metrics.request(route_label(req),
+                            res.status < 0 ? 200 : res.status); // -1: httplib's 200
+        };
+    }
+
+    void handle(const Route& route, const httplib::Request& req, httplib::Response& res)
+    {
+        try {
+            route(req, res, ctx);
+        } catch (const ApiError& e) {
+            send_error(res, e);
+        } catch (const Error& e) {
+            send_error(res, api_error(e));
+        } catch (const std::bad_alloc&) {
+            send_error(res, {507, "the server ran out of memory for this request", "server_error"});
+        } catch (const std::exception& e) {
+            log_write(LogLevel::error, "%s %s: %s", req.method.c_str(), req.path.c_str(), e.what());
+            send_error(res, {500, "internal error", "server_error"});
+        }
+    }
+
+    // 0 when the request may go on, else the status that ends it before its body is read.
+    int gate(const httplib::Request& req, httplib::Response& res)
+    {
+        // A chunked body's size is unknown until it is read, and the HTTP library answers one
+        // that outgrows the limit with a bare 400: such bodies are refused up front.
+        if (req.has_header("Transfer-Encoding")) {
+            send_error(
+                res,
+                {411,
+                 "send the body with a Content-Length (chunked request bodies are not accepted)"});
+            res.set_header("Connection", "close");
+            return 411;
+        }
+        if (req.has_header("Content-Length")) {
+            const std::string& v = req.get_header_value("Content-Length");
+            char* end = nullptr;
+            unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+            if (v.empty() || *end || n > options.max_body_bytes) {
+                send_error(
+                    res,
+                    {413, strfmt("the request body is over %zu bytes", options.max_body_bytes)});
+                res.set_header("Connection", "close");
+                return 413;
+            }
+        }
+        if (!options.api_key.empty() && req.path != "/health") {
+            const std::string& auth = req.get_header_value("Authorization");
+            bool bearer = auth.size() > 7
+                && std::equal(auth.begin(), auth.begin() + 7, "bearer ",
+                              [](char a, char b) { return std::tolower(a) == b; });
+            if (!bearer || !same_secret(std::string_view(auth).substr(7), options.api_key)) {
+                res.set_header("WWW-Authenticate", "Bearer");
+                send_error(res,
+                           {401, "a valid API key is needed: send \"Authorization: Bearer <key>\"",
+                            "authentication_error"});
+                return 401;
+            }
+        }
+        return 0;
+    }
+
+    void setup()
+    {
+        const size_t threads
+            = options.threads > 0 ? size_t(options.threads) : size_t(options.max_queue + 8);
+        http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+        http.set_read_timeout(options.timeout_s);
+        http.set_write_timeout(options.timeout_s);
+        http.set_keep_alive_timeout(std::min(options.timeout_s, 5));
+        http.set_payload_max_length(options.max_body_bytes);
+        http.set_tcp_nodelay(true);
+
+        http.set_expect_100_continue_handler(
+            [this](const httplib::Request& req, httplib::Response& res) {
+                int status = gate(req, res);
+                return status ? status : 100;
+            });
+        http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            const std::string& origin = req.get_header_value("Origin");
+            bool cors = !origin.empty()
+                && std::find(options.cors_origins.begin(), options.cors_origins.end(), origin)
+                    != options.cors_origins.end();
+            if (cors) {
+                res.set_header("Access-Control-Allow-Origin", origin);
+                res.set_header("Vary", "Origin");
+            }
+            if (req.method == "OPTIONS") { // a CORS preflight carries no credentials
+                if (!cors) {
+                    send_error(res,
+                               {403, "cross-origin requests from this origin are not allowed"});
+                } else {
+                    res.status = 204;
+                    res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+                    res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+                    res.set_header("Access-Control-Max-Age", "600");
+                }
+                metrics.request(route_label(req), res.status);
+                return httplib::Server::HandlerResponse::Handled;
+            }
+            if (!gate(req, res)) return httplib::Server::HandlerResponse::Unhandled;
+            metrics.request(route_label(req), res.status);
+            return httplib::Server::HandlerResponse::Handled;
+        });
+        // Errors of routes have their body already; the others (no route, a body over the limit,
+        // a malformed request) are made and counted here.
+        http.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+            if (!res.body.empty()) return;
+            struct Count
+            {
+                Metrics& m;
+                const httplib::Request& req;
+                httplib::Response& res;
+                ~Count() { m.request(route_label(req), res.status); }
+            } count {metrics, req, res};
+            if (res.status == 404)
+                send_error(res,
+                           {404, "no route for " + req.method + " " + req.path.substr(0, 200)});
+            else if (res.status == 413)
+                send_error(
+                    res,
+                    {413, strfmt("the request body is over %zu bytes", options.max_body_bytes)});
+            else if (res.status == 400)
+                send_error(res, {400, "malformed HTTP request"});
+            else
+                send_error(res,
+                           {res.status, strfmt("HTTP status %d", res.status),
+                            res.status >= 500 ? "server_error" : "invalid_request_error"});
+        });
+        http.set_exception_handler(
+            [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+                send_error(res, {500, "internal error", "server_error"});
+            });
+        http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+            // Never the headers: they hold the API key.
+            log_write(res.status >= 500 ? LogLevel::warn : LogLevel::info, "%s %s %d",
+                      req.method.c_str(), route_label(req).c_str(), res.status);
+        });
+
+        http.Get("/health",
+                 wrap([](const httplib::Request&, httplib::Response& res, const Context&) {
+                     res.set_content("{\"status\":\"ok\"}", "application/json");
+                 }));
+        http.Get("/metrics",
+                 wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
+                     res.set_content(metrics.text(queue.depth()), "text/plain; version=0.0.4");
+                 }));
+        http.Get(
+            "/v1/models",
+            wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
+                const auto& cfg = engine.config();
+                json model
+                    = {{"id", options.model_name},
+                       {"object", "model"},
+                       {"created", 0},
+                       {"owned_by", "iris"},
+                       {"meta",
+                        {{"llm", cfg.llm.arch == model::LlmArch::qwen2 ? "Qwen2" : "InternLM2"},
+                         {"context_length", cfg.llm.max_position_embeddings},
+                         {"image_size", cfg.force_image_size},
+                         {"tokens_per_tile", engine.network().num_image_token()}}}};
+                res.set_content(json {{"object", "list"}, {"data", json::array({model})}}.dump(),
+                                "application/json");
+            }));
+        http.Post("/v1/chat/completions", wrap(chat_completions));
+        http.Post("/v1/documents/qa", wrap(documents_qa));
+        if (store) {
+            http.Post("/v1/memory/search", wrap(memory_search));
+            http.Get(R"(/v1/memory/([^/]+))", wrap(memory_get));
+        }
+    }
+};
+
+Server::Server(const reasoning::Engine& engine, memory::Store* store, const Options& options)
+{
+    options.validate();
+    impl_ = std::make_unique<Impl>(engine, store, options);
+    impl_->setup();
+}
+
+Server::~Server()
+{
+    stop();
+}
+
+int Server::bind()
+{
+    auto& http = impl_->http;
+    const auto& o = impl_->options;
+    std::string host = o.host == "localhost" ? "127.0.0.1" : o.host;
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    int port = o.port == 0 ? http.bind_to_any_port(host)
+                           : (http.bind_to_port(host, o.port) ? o.port : -1);
+    if (port < 0)
+        throw Error(ErrorKind::io,
+                    strfmt("cannot listen on %s:%d (in use, or not an address of this machine)",
+                           o.host.c_str(), o.port));
+    return port;
+}
+
+void Server::run()
+{
+    if (!impl_->http.listen_after_bind() && !impl_->stopping)
+        throw Error(ErrorKind::io, "the server stopped listening");
+}
+
+void Server::stop()
+{
+    if (!impl_) return;
+    impl_->stopping = true;
+    impl_->queue.shut_down();
+    impl_->http.stop();
+}
+
+} // namespace iris::server

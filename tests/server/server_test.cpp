@@ -1,0 +1,437 @@
+// Black-box tests of `iris serve` on the demo model: real HTTP over loopback.
+#include "memory/memory.h"
+#include "reasoning/reasoning.h"
+#include "tests/server/serve.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+using iris::test::Served;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kDemo = std::string(IRIS_SOURCE_DIR) + "/resources/models/iris-demo";
+
+json post_json(httplib::Client& c, const std::string& path, const json& body, int* status = nullptr)
+{
+    auto r = c.Post(path.c_str(), body.dump(), "application/json");
+    if (!r) {
+        ADD_FAILURE() << "no response: " << httplib::to_string(r.error());
+        return {};
+    }
+    if (status) *status = r->status;
+    return json::parse(r->body, nullptr, false);
+}
+
+// The server-sent events of a streamed chat, as the client received them, in order.
+struct Stream
+{
+    int status = 0;
+    std::vector<std::string> pieces; // network reads, in order
+    std::vector<json> events; // the JSON of each "data:" line
+    bool done = false; // "data: [DONE]" came last
+};
+
+Stream stream_chat(const Served& s, json body)
+{
+    body["stream"] = true;
+    Stream out;
+    std::string buf;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.headers = {{"Content-Type", "application/json"}};
+    req.body = body.dump();
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+        out.pieces.emplace_back(data, n);
+        buf.append(data, n);
+        size_t end;
+        while ((end = buf.find("\n\n")) != std::string::npos) {
+            std::string event = buf.substr(0, end);
+            buf.erase(0, end + 2);
+            EXPECT_EQ(event.rfind("data: ", 0), 0u) << event;
+            std::string payload = event.substr(6);
+            EXPECT_FALSE(out.done) << "an event after [DONE]";
+            if (payload == "[DONE]")
+                out.done = true;
+            else
+                out.events.push_back(json::parse(payload));
+        }
+        return true;
+    };
+    auto c = s.client();
+    auto r = c.send(req);
+    out.status = r ? r->status : -1;
+    EXPECT_TRUE(buf.empty()) << "a partial event at the end: " << buf;
+    return out;
+}
+
+int64_t metric(httplib::Client& c, const std::string& name)
+{
+    auto r = c.Get("/metrics");
+    if (!r) return -1;
+    std::istringstream in(r->body);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(name + " ", 0) == 0)
+            return std::llround(std::stod(line.substr(name.size() + 1)));
+    return -1;
+}
+
+} // namespace
+
+TEST(Server, HealthAndModelListAnswer)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    EXPECT_NE(s.banner().find("http://127.0.0.1:"), std::string::npos) << s.banner();
+    auto c = s.client();
+    auto h = c.Get("/health");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+    EXPECT_EQ(json::parse(h->body)["status"], "ok");
+    auto m = c.Get("/v1/models");
+    ASSERT_TRUE(m);
+    auto j = json::parse(m->body);
+    EXPECT_EQ(j["object"], "list");
+    ASSERT_EQ(j["data"].size(), 1u);
+    EXPECT_EQ(j["data"][0]["id"], "iris-demo");
+    EXPECT_EQ(j["data"][0]["meta"]["tokens_per_tile"], 16);
+}
+
+// The README's question over HTTP: the demo model answers it correctly, with usage.
+TEST(Server, ChatWithASampleImageIsAnsweredCorrectly)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    int status = 0;
+    json r = post_json(c, "/v1/chat/completions",
+                       iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                              "Describe the image briefly."),
+                       &status);
+    ASSERT_EQ(status, 200) << r.dump();
+    EXPECT_EQ(r["object"], "chat.completion");
+    EXPECT_EQ(r["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+    EXPECT_NEAR(r["created"].get<double>(), double(std::time(nullptr)), 120);
+    EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+    EXPECT_EQ(r["choices"][0]["message"]["content"], "a sign");
+    EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+    // 16 visual tokens of the one 224-pixel tile, the template and the question.
+    EXPECT_GT(r["usage"]["prompt_tokens"].get<int>(), 16);
+    EXPECT_EQ(r["usage"]["completion_tokens"], 3); // "a", " sign", <|im_end|>
+    EXPECT_EQ(r["usage"]["total_tokens"], r["usage"]["prompt_tokens"].get<int>() + 3);
+}
+
+// Streaming: a role chunk, content chunks, a last chunk with the finish reason and usage, then
+// [DONE]; the pieces put together are the non-streamed answer.
+TEST(Server, StreamedAnswerArrivesChunkByChunkAndEqualsTheWholeAnswer)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    json body
+        = iris::test::image_chat(iris::test::sample("document-receipt.png"), "Read all the text.");
+    auto c = s.client();
+    json whole = post_json(c, "/v1/chat/completions", body);
+    Stream st = stream_chat(s, body);
+    ASSERT_EQ(st.status, 200);
+    ASSERT_TRUE(st.done);
+    ASSERT_GE(st.events.size(), 3u);
+    EXPECT_EQ(st.events.front()["choices"][0]["delta"]["role"], "assistant");
+    std::string text;
+    for (size_t i = 0; i < st.events.size(); ++i) {
+        const json& e = st.events[i];
+        EXPECT_EQ(e["object"], "chat.completion.chunk");
+        EXPECT_EQ(e["id"], st.events.front()["id"]);
+        bool last = i + 1 == st.events.size();
+        EXPECT_EQ(e["choices"][0]["finish_reason"].is_null(), !last);
+        if (e["choices"][0]["delta"].contains("content"))
+            text += e["choices"][0]["delta"]["content"].get<std::string>();
+    }
+    EXPECT_GT(st.events.size(), 4u) << "the answer came in one piece";
+    EXPECT_EQ(text, whole["choices"][0]["message"]["content"].get<std::string>());
+    EXPECT_EQ(st.events.back()["choices"][0]["finish_reason"],
+              whole["choices"][0]["finish_reason"]);
+    EXPECT_EQ(st.events.back()["usage"], whole["usage"]);
+}
+
+// Earlier turns sent by the client are replayed: the answer equals the one a session that had
+// the same conversation gives.
+TEST(Server, EarlierTurnsOfTheConversationAreReplayed)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    const std::string png = iris::test::sample("scene-shapes.png");
+    json body = iris::test::image_chat(png, "How many shapes are there?");
+    body["messages"].push_back(json::object({{"role", "assistant"}, {"content", "3"}}));
+    body["messages"].push_back(
+        json::object({{"role", "user"}, {"content", "What shape is the red object?"}}));
+    body["messages"].insert(body["messages"].begin(),
+                            json::object({{"role", "system"}, {"content", "You are Iris."}}));
+    auto c = s.client();
+    int status = 0;
+    json r = post_json(c, "/v1/chat/completions", body, &status);
+    ASSERT_EQ(status, 200) << r.dump();
+
+    auto engine = iris::reasoning::Engine::load(kDemo);
+    iris::reasoning::Session session(*engine, "You are Iris.");
+    auto img = iris::reasoning::decode_image(
+        std::span(reinterpret_cast<const uint8_t*>(png.data()), png.size()));
+    session.add_turn("How many shapes are there?",
+                     {iris::reasoning::preprocess_image(img, engine->tiling(0))}, "3");
+    iris::reasoning::AskOptions opts;
+    auto expect = session.ask("What shape is the red object?",
+                              std::vector<iris::reasoning::Image> {}, opts, {});
+    EXPECT_EQ(r["choices"][0]["message"]["content"], expect.text);
+    EXPECT_EQ(r["usage"]["prompt_tokens"], expect.stats.n_prompt_tokens);
+}
+
+TEST(Server, SamplingParametersAreHonoured)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    json body
+        = iris::test::image_chat(iris::test::sample("document-receipt.png"), "Read all the text.");
+    body["max_tokens"] = 2;
+    json r = post_json(c, "/v1/chat/completions", body);
+    EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(r["usage"]["completion_tokens"], 2);
+
+    // Seeded sampling is reproducible; a different seed is allowed to differ.
+    body["max_tokens"] = 24;
+    body["temperature"] = 1.5;
+    body["top_p"] = 0.95;
+    body["seed"] = 1234;
+    body["ignore_eos"] = true;
+    json a = post_json(c, "/v1/chat/completions", body);
+    json b = post_json(c, "/v1/chat/completions", body);
+    EXPECT_EQ(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"]);
+    EXPECT_EQ(a["usage"]["completion_tokens"], 24);
+
+    // A stop string cuts the answer before it.
+    json greedy
+        = iris::test::image_chat(iris::test::sample("document-receipt.png"), "Read all the text.");
+    std::string full
+        = post_json(c, "/v1/chat/completions", greedy)["choices"][0]["message"]["content"];
+    ASSERT_GT(full.size(), 6u);
+    greedy["stop"] = json::array({full.substr(4, 2)});
+    json cut = post_json(c, "/v1/chat/completions", greedy);
+    std::string before = full.substr(0, full.find(full.substr(4, 2)));
+    before.erase(before.find_last_not_of(' ') + 1); // answers are stripped
+    EXPECT_EQ(cut["choices"][0]["message"]["content"], before);
+    EXPECT_EQ(cut["choices"][0]["finish_reason"], "stop");
+}
+
+TEST(Server, MetricsCountRequestsAndTokens)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    post_json(c, "/v1/chat/completions",
+              iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                     "Describe the image briefly."));
+    c.Get("/nowhere");
+    auto r = c.Get("/metrics");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+    EXPECT_NE(
+        r->body.find("iris_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1\n"),
+        std::string::npos)
+        << r->body;
+    EXPECT_NE(r->body.find("iris_requests_total{route=\"other\",status=\"404\"} 1\n"),
+              std::string::npos)
+        << r->body;
+    EXPECT_EQ(metric(c, "iris_generated_tokens_total"), 3);
+    EXPECT_GT(metric(c, "iris_prompt_tokens_total"), 16);
+    EXPECT_GT(metric(c, "iris_decode_tokens_per_second"), 0);
+    EXPECT_GT(metric(c, "iris_prompt_tokens_per_second"), 0);
+    EXPECT_EQ(metric(c, "iris_queue_depth"), 0);
+    EXPECT_EQ(metric(c, "iris_kv_cache_bytes"), 0);
+}
+
+// With one place in the queue, a second request while a long one runs gets 503 and Retry-After;
+// the long one's client then hangs up mid-stream and its generation stops.
+TEST(Server, FullQueueAnswers503AndAClientThatHangsUpCancelsItsGeneration)
+{
+    Served s({"--max-queue", "1", "--max-tokens", "100000"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    json body = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                       "Describe the image briefly.");
+    body["stream"] = true;
+    body["ignore_eos"] = true;
+    body["max_tokens"] = 30000;
+    std::string payload = body.dump();
+
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(s.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    std::string req
+        = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: "
+        + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+    ASSERT_EQ(send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
+    std::string got;
+    char buf[4096];
+    while (got.find("\"content\":\" sign\"") == std::string::npos) { // well into the generation
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        ASSERT_GT(n, 0);
+        got.append(buf, size_t(n));
+    }
+    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u);
+
+    auto c = s.client();
+    auto busy = c.Post("/v1/chat/completions",
+                       iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                              "Describe the image briefly.")
+                           .dump(),
+                       "application/json");
+    ASSERT_TRUE(busy);
+    EXPECT_EQ(busy->status, 503);
+    EXPECT_EQ(busy->get_header_value("Retry-After"), "2");
+    EXPECT_EQ(json::parse(busy->body)["error"]["type"], "server_error");
+    EXPECT_EQ(metric(c, "iris_queue_rejected_total"), 1);
+    EXPECT_EQ(metric(c, "iris_queue_depth"), 1);
+
+    close(fd);
+    for (int i = 0; i < 200 && metric(c, "iris_generations_cancelled_total") != 1; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(metric(c, "iris_generations_cancelled_total"), 1);
+    EXPECT_LT(metric(c, "iris_generated_tokens_total"), 30000);
+    EXPECT_EQ(metric(c, "iris_queue_depth"), 0);
+    // The engine is free again.
+    auto after = c.Post("/v1/chat/completions",
+                        iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                               "Describe the image briefly.")
+                            .dump(),
+                        "application/json");
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 200);
+}
+
+// A PDF's pages are ranked by their text against the question; the receipt page is shown.
+TEST(Server, DocumentQuestionUsesTheRelevantPdfPage)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    const std::string pdf = iris::test::sample("document-pages.pdf");
+    int status = 0;
+    json r = post_json(c, "/v1/documents/qa",
+                       {{"question", "What is the total?"},
+                        {"document", iris::test::base64(pdf)},
+                        {"max_pages", 1}},
+                       &status);
+    ASSERT_EQ(status, 200) << r.dump();
+    EXPECT_EQ(r["pages"], json::array({2}));
+    EXPECT_EQ(r["page_count"], 3);
+    EXPECT_EQ(r["selection"], "relevance");
+    EXPECT_FALSE(r["answer"].get<std::string>().empty());
+    for (const char* t :
+         {"queue_ms", "render_ms", "vision_ms", "prompt_ms", "decode_ms", "total_ms"})
+        EXPECT_GE(r["timings"][t].get<double>(), 0) << t;
+
+    // The same as a multipart upload, with the default page count: every page fits the budget.
+    httplib::MultipartFormDataItems form = {{"file", pdf, "pages.pdf", "application/pdf"},
+                                            {"question", "What is the total?", "", ""}};
+    auto m = c.Post("/v1/documents/qa", form);
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->status, 200) << m->body;
+    json mj = json::parse(m->body);
+    EXPECT_EQ(mj["pages"], json::array({1, 2, 3}));
+    EXPECT_LE(mj["tiles"].get<int>(), 12); // the default tile budget, thumbnails included
+    EXPECT_GE(mj["tiles"].get<int>(), 3);
+
+    // An image is a one-page document, answered as the chat endpoint answers it.
+    json img
+        = post_json(c, "/v1/documents/qa",
+                    {{"question", "Describe the image briefly."},
+                     {"document", iris::test::data_url(iris::test::sample("document-sign.png"))}},
+                    &status);
+    ASSERT_EQ(status, 200) << img.dump();
+    EXPECT_EQ(img["pages"], json::array({1}));
+    EXPECT_EQ(img["answer"], "a sign");
+}
+
+// Memory search over a real store, and an entry with its key frame.
+TEST(Server, MemorySearchFindsEntriesAndServesTheirKeyFrames)
+{
+    fs::path db = fs::temp_directory_path() / ("iris-serve-memory-" + std::to_string(getpid()));
+    fs::remove_all(db);
+    auto engine = iris::reasoning::Engine::load(kDemo);
+    const std::string png = iris::test::sample("scene-color.png");
+    auto img = iris::reasoning::decode_image(
+        std::span(reinterpret_cast<const uint8_t*>(png.data()), png.size()));
+    std::vector<uint8_t> jpeg = iris::reasoning::encode_jpeg(img);
+    const int64_t t0 = 1'790'000'000'000'000; // 2026-09-21
+    int64_t red_id = 0;
+    {
+        auto store
+            = iris::memory::Store::open(db.string(), {.dim = 2 * engine->config().llm.hidden_size});
+        const char* captions[] = {"a blue square", "a red circle", "a green star"};
+        for (int i = 0; i < 3; ++i) {
+            iris::memory::Entry e;
+            e.t_start_us = t0 + i * 60'000'000LL;
+            e.t_end_us = e.t_start_us + 10'000'000;
+            e.caption = captions[i];
+            e.key_frames
+                = {{.t_us = e.t_start_us, .jpeg = iris::Buffer::copy_of(jpeg.data(), jpeg.size())}};
+            e.embedding = iris::reasoning::memory_embedding(*engine, {img}, e.caption);
+            int64_t id = store.add(e);
+            if (i == 1) red_id = id;
+        }
+    }
+    {
+        Served s({"--db", db.string()});
+        ASSERT_TRUE(s.ok()) << s.log();
+        auto c = s.client();
+        int status = 0;
+        json r = post_json(c, "/v1/memory/search", {{"query", "red circle"}, {"k", 2}}, &status);
+        ASSERT_EQ(status, 200) << r.dump();
+        ASSERT_GE(r["data"].size(), 1u);
+        EXPECT_EQ(r["data"][0]["id"], red_id);
+        EXPECT_EQ(r["data"][0]["caption"], "a red circle");
+        EXPECT_NEAR(r["data"][0]["start"].get<double>(), double(t0) / 1e6 + 60, 1e-3);
+        EXPECT_LE(r["data"].size(), 2u);
+
+        // A time range that holds only the first entry.
+        json only = post_json(
+            c, "/v1/memory/search",
+            {{"query", "red circle"}, {"from", double(t0) / 1e6}, {"to", double(t0) / 1e6 + 30}});
+        ASSERT_EQ(only["data"].size(), 1u);
+        EXPECT_EQ(only["data"][0]["caption"], "a blue square");
+
+        auto g = c.Get(("/v1/memory/" + std::to_string(red_id)).c_str());
+        ASSERT_TRUE(g);
+        ASSERT_EQ(g->status, 200);
+        json e = json::parse(g->body);
+        EXPECT_EQ(e["caption"], "a red circle");
+        ASSERT_EQ(e["key_frames"].size(), 1u);
+        EXPECT_EQ(e["key_frames"][0]["image_url"],
+                  "data:image/jpeg;base64,"
+                      + iris::test::base64(std::string(jpeg.begin(), jpeg.end())));
+        auto f = c.Get(e["key_frames"][0]["url"].get<std::string>().c_str());
+        ASSERT_TRUE(f);
+        EXPECT_EQ(f->get_header_value("Content-Type"), "image/jpeg");
+        EXPECT_EQ(f->body, std::string(jpeg.begin(), jpeg.end()));
+
+        for (const char* missing : {"/v1/memory/999", "/v1/memory/abc", "/v1/memory/1?frame=7"}) {
+            auto m = c.Get(missing);
+            ASSERT_TRUE(m);
+            EXPECT_EQ(m->status, 404) << missing;
+        }
+    }
+    // Without --db there are no memory routes.
+    Served plain({});
+    auto c = plain.client();
+    auto r = c.Post("/v1/memory/search", "{\"query\":\"x\"}", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404);
+    fs::remove_all(db);
+}
