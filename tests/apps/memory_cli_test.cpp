@@ -19,6 +19,7 @@
 #include <set>
 #include <sqlite3.h>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -223,4 +224,67 @@ TEST(MemoryCli, EveryAcknowledgedEntrySurvivesAHundredKillNines)
     EXPECT_EQ(stats.n_entries, int64_t(entries.size()));
     std::printf("%d kills, %zu acknowledged entries, %lld stored, index %s\n", cycles, acked.size(),
                 (long long)stats.n_entries, iris::memory::index_open_name(stats.index_open));
+}
+
+// Readers run while `iris watch` writes: recall, list and show never fail and only ever see whole
+// entries (a caption, a valid time range, key frames that pass their checksums), and each reader
+// sees at least as many entries as the one before it.
+TEST(MemoryCli, RecallListAndShowDuringIngestionSeeOnlyWholeEntries)
+{
+    fs::path db = temp_dir("readers");
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2);
+        close(fds[0]);
+        execl(IRIS_BINARY, IRIS_BINARY, "watch", "--fast", "--video", "testsrc", "--duration",
+              "120", "--fps", "8", "--db", db.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(fds[1]);
+    // Wait for the first acknowledged entry.
+    std::string first;
+    char c;
+    while (first.find("stored #") == std::string::npos && read(fds[0], &c, 1) == 1) first += c;
+    ASSERT_NE(first.find("stored #"), std::string::npos) << "iris watch stored nothing";
+    // Keep draining its stdout so that it never blocks on a full pipe.
+    std::thread drain([fd = fds[0]] {
+        char buf[4096];
+        while (read(fd, buf, sizeof buf) > 0) { }
+    });
+
+    size_t seen = 0;
+    for (int round = 0; round < 8; ++round) {
+        SCOPED_TRACE(round);
+        Result list = run("memory list --json --limit 100000 --db " + q(db));
+        ASSERT_EQ(list.status, 0);
+        auto entries = nlohmann::json::parse(list.out);
+        EXPECT_GE(entries.size(), seen);
+        seen = entries.size();
+        for (const auto& e : entries) {
+            EXPECT_FALSE(e["caption"].get<std::string>().empty()) << e.dump();
+            EXPECT_LE(e["t_start_us"].get<int64_t>(), e["t_end_us"].get<int64_t>());
+        }
+        ASSERT_FALSE(entries.empty());
+        // The newest entry, with its key frames read back and checked.
+        int64_t newest = entries.front()["id"].get<int64_t>();
+        Result show = run("memory show --db " + q(db) + " " + std::to_string(newest));
+        ASSERT_EQ(show.status, 0) << show.out;
+        EXPECT_GE(nlohmann::json::parse(show.out)["key_frames"].get<int>(), 1);
+
+        Result recall = run("recall --json --k 3 --db " + q(db) + " 'What did I see?'");
+        ASSERT_EQ(recall.status, 0) << recall.out;
+        auto r = nlohmann::json::parse(recall.out);
+        EXPECT_FALSE(r["used"].empty());
+        for (const auto& u : r["used"]) EXPECT_FALSE(u["caption"].get<std::string>().empty());
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    drain.join();
+    close(fds[0]);
+    EXPECT_EQ(integrity_check(db / "memory.db"), "ok");
+    std::printf("%zu entries seen by the last reader\n", seen);
 }
