@@ -107,6 +107,7 @@ struct Sample
     double latency_ms = 0;
     double ttft_ms = -1;
     int tokens = 0;
+    std::string error; // the client's error when there was no response
 };
 
 Sample one_request(httplib::Client& c, const std::string& body)
@@ -138,6 +139,7 @@ Sample one_request(httplib::Client& c, const std::string& body)
     };
     auto r = c.send(req);
     s.status = r ? r->status : -1;
+    if (!r) s.error = httplib::to_string(r.error());
     s.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     return s;
 }
@@ -306,9 +308,11 @@ int main(int argc, char** argv)
     for (int round = 1; round <= 2; ++round) {
         auto samples = run_clients(srv.port(), o.overload_clients, o.seconds, payload);
         std::map<int, int> by;
+        std::map<std::string, int> errors;
         std::vector<double> lat;
         for (const auto& s : samples) {
             ++by[s.status];
+            if (!s.error.empty()) ++errors[s.error];
             if (s.status == 200) lat.push_back(s.latency_ms);
         }
         int other = 0;
@@ -317,7 +321,8 @@ int main(int argc, char** argv)
         std::printf("| %d | %zu | %d | %d | %d | %.1f | %.1f | %.1f |\n", round, samples.size(),
                     by[200], by[503], other, pct(lat, 50), pct(lat, 99), srv.rss_mb());
         for (auto [st, n] : by)
-            if (st != 200 && st != 503) std::printf("  status %d: %d\n", st, n);
+            if (st > 0 && st != 200 && st != 503) std::printf("  status %d: %d\n", st, n);
+        for (const auto& [e, n] : errors) std::printf("  no response (%s): %d\n", e.c_str(), n);
         std::fflush(stdout);
     }
     return 0;

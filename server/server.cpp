@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <sys/socket.h>
 
 namespace iris::server {
 
@@ -68,6 +69,13 @@ std::string route_label(const httplib::Request& req)
     return "other";
 }
 
+// The listening socket, to widen its accept queue: Debian's compiled cpp-httplib listens with a
+// backlog of 5, and a burst of clients beyond that sees failed connections instead of 503s.
+struct HttpServer : httplib::Server
+{
+    void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
+};
+
 void send_error(httplib::Response& res, const ApiError& e)
 {
     res.status = e.status;
@@ -93,7 +101,7 @@ struct Server::Impl
     Metrics metrics;
     std::atomic<bool> stopping {false};
     Context ctx;
-    httplib::Server http;
+    HttpServer http;
 
     // Requests are counted before their response is written, so a client that has its answer
     // also finds it in /metrics.
@@ -172,6 +180,7 @@ struct Server::Impl
         http.set_read_timeout(options.timeout_s);
         http.set_write_timeout(options.timeout_s);
         http.set_keep_alive_timeout(std::min(options.timeout_s, 5));
+        http.set_keep_alive_max_count(1000); // fewer reconnections racing a closing connection
         http.set_payload_max_length(options.max_body_bytes);
         http.set_tcp_nodelay(true);
 
@@ -299,6 +308,7 @@ int Server::bind()
         throw Error(ErrorKind::io,
                     strfmt("cannot listen on %s:%d (in use, or not an address of this machine)",
                            o.host.c_str(), o.port));
+    http.widen_backlog(); // listen() again on a listening socket only changes its backlog
     return port;
 }
 
