@@ -144,28 +144,40 @@ std::string figure(double v)
 
 int cmd_bench(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "-p", "-n", "--threads", "--tiles", "--reps"},
-              {"--json", "-h", "--help"});
+    std::vector<std::string> valued
+        = {"--model", "-p", "-n", "--threads", "--tiles", "--reps", "--depth"};
+    for (auto& name : kv_option_names()) valued.push_back(name);
+    Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
-            "usage: iris bench --model DIR [-p 512] [-n 128] [--threads N] [--tiles 1] [--reps 3] "
-            "[--json]\n"
+            "usage: iris bench --model DIR [-p 512] [-n 128] [--depth D] [--kv TYPE] [--threads "
+            "N]\n"
+            "                  [--tiles 1] [--reps 3] [--json]\n"
             "\n"
             "Measures, on random inputs, like llama-bench:\n"
             "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
             "  tgN @ dP     decode: N single-token steps after that prompt, tokens/s\n"
             "  vit448 xT    vision: T random 448x448 tiles through InternViT + mlp1, ms per tile\n"
+            "With --depth D the cache first holds D random tokens, and both ppP @ dD and\n"
+            "tgN @ dD start from there (the cache is truncated back to D before each).\n"
             "Each is run --reps times; the table shows the median and the best. 0 skips a test.\n"
             "--json prints one JSON object instead of the table. Random weights are fine\n"
-            "(see 'iris make-random').\n");
+            "(see 'iris make-random').\n"
+            "%s",
+            kv_help());
         return 0;
     }
     const std::string dir = model_dir(args);
     const int n_prompt = int(args.integer("-p", 512, 0, 1 << 20));
     const int n_gen = int(args.integer("-n", 128, 0, 1 << 20));
+    const int depth = int(args.integer("--depth", 0, 0, 1 << 20));
     const int n_tiles = int(args.integer("--tiles", 1, 0, 256));
     const int reps = int(args.integer("--reps", 3, 1, 1000));
     const bool as_json = args.flag("--json");
+    const model::KvCacheOptions kv = kv_cache_from_args(args);
+    const std::string kv_name = kv.k_type == kv.v_type
+        ? model::kv_type_name(kv.k_type)
+        : strfmt("%s/%s", model::kv_type_name(kv.k_type), model::kv_type_name(kv.v_type));
     apply_threads(args);
     const int threads = default_thread_pool().size();
 
@@ -191,27 +203,48 @@ int cmd_bench(int argc, char** argv)
 
     // Warm-up: touches every weight and grows the scratch buffers once, as llama-bench does.
     {
-        auto cache = net->new_cache();
+        auto cache = net->new_cache(kv);
         const int32_t warm[4] = {any_id(rng), any_id(rng), any_id(rng), any_id(rng)};
         net->forward(*cache, warm, {}, no_image);
         net->forward(*cache, std::span<const int32_t>(warm, 1), {}, no_image);
     }
 
     std::vector<Result> results;
-    size_t kv_bytes = 0;
+    size_t kv_bytes = 0, kv_bytes_per_token = net->new_cache(kv)->bytes_per_token();
     if (n_prompt > 0 || n_gen > 0) {
-        Result pp {strfmt("pp%d", n_prompt), "token", n_prompt, {}};
-        Result tg {n_prompt > 0 ? strfmt("tg%d @ d%d", n_gen, n_prompt) : strfmt("tg%d", n_gen),
+        // The context of --depth, filled once in prompt-sized chunks (as a session prefills).
+        auto context = net->new_cache(kv);
+        if (depth > 0) {
+            std::vector<int32_t> ids(static_cast<size_t>(depth));
+            for (auto& id : ids) id = any_id(rng);
+            ProgressBar fill(strfmt("depth %d", depth));
+            for (int at = 0; at < depth; at += 512) {
+                const int n = std::min(512, depth - at);
+                net->forward(*context, std::span<const int32_t>(ids).subspan(size_t(at), size_t(n)),
+                             {}, no_image);
+                fill.update(float(at + n) / float(depth));
+            }
+            fill.finish();
+        }
+        const std::string at = depth > 0 ? strfmt(" @ d%d", depth) : "";
+        Result pp {strfmt("pp%d", n_prompt) + at, "token", n_prompt, {}};
+        Result tg {depth > 0          ? strfmt("tg%d", n_gen) + at
+                       : n_prompt > 0 ? strfmt("tg%d @ d%d", n_gen, n_prompt)
+                                      : strfmt("tg%d", n_gen),
                    "token",
                    n_gen,
                    {}};
         ProgressBar run("llm");
         for (int r = 0; r < reps; ++r) {
-            auto cache = net->new_cache();
+            std::unique_ptr<model::KvCache> fresh;
+            if (depth == 0) fresh = net->new_cache(kv);
+            model::KvCache* cache = depth > 0 ? context.get() : fresh.get();
             if (n_prompt > 0) {
                 const Stopwatch w;
                 net->forward(*cache, prompt, {}, no_image);
                 pp.add(w);
+                kv_bytes = std::max(kv_bytes, cache->bytes());
+                if (depth > 0) cache->truncate(depth);
             }
             if (n_gen > 0) {
                 const Stopwatch w;
@@ -221,9 +254,10 @@ int cmd_bench(int argc, char** argv)
                     if (i % 8 == 7) run.update(float(r * n_gen + i + 1) / float(reps * n_gen));
                 }
                 tg.add(w);
+                kv_bytes = std::max(kv_bytes, cache->bytes());
+                if (depth > 0) cache->truncate(depth);
             }
             run.update(float(r + 1) / float(reps));
-            kv_bytes = std::max(kv_bytes, cache->bytes());
         }
         run.finish();
         if (n_prompt > 0) results.push_back(pp);
@@ -277,7 +311,11 @@ int cmd_bench(int argc, char** argv)
                     {"file_dtype", files.dtypes},
                     {"weight_bytes_owned", net->weight_bytes_owned()},
                     {"weight_bytes_mapped", net->weight_bytes_mapped()},
+                    {"kv_type", kv_name},
+                    {"kv_block_tokens", kv.block_tokens},
+                    {"kv_bytes_per_token", kv_bytes_per_token},
                     {"kv_cache_bytes", kv_bytes},
+                    {"depth", depth},
                     {"threads", threads},
                     {"load_ms", load_ms},
                     {"tests", tests}};
@@ -295,21 +333,25 @@ int cmd_bench(int argc, char** argv)
         human_params(files.params).c_str(), human_bytes(double(files.bytes)).c_str(),
         files.dtypes.c_str(), human_bytes(double(net->weight_bytes_owned())).c_str(),
         human_bytes(double(net->weight_bytes_mapped())).c_str(), load_ms / 1000.0);
-    std::printf("kv cache: %s at %d tokens; threads %d; %d reps\n",
-                human_bytes(double(kv_bytes)).c_str(), n_prompt + n_gen, threads, reps);
+    const int max_tokens = depth > 0 ? depth + std::max(n_prompt, n_gen) : n_prompt + n_gen;
+    std::printf("kv cache: %s, %zu bytes per token (scales included), %s held at %d tokens; "
+                "threads %d; %d reps\n",
+                kv_name.c_str(), kv_bytes_per_token, human_bytes(double(kv_bytes)).c_str(),
+                max_tokens, threads, reps);
     std::printf(
         "t/s: median (vision: tiles/s), best t/s: fastest rep, ms/unit: median, cpu: CPU time\n"
         "over wall time x threads (other jobs taking cores, or serial work, lower it)\n\n");
     std::vector<std::vector<std::string>> rows
-        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit", "cpu"}};
+        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit", "cpu", "kv"}};
     for (const auto& r : results) {
         // For vision "t/s" counts tiles per second; the unit column says which.
         rows.push_back({model_name, human_bytes(double(files.bytes)), std::to_string(threads),
                         r.name, figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
                         figure(r.median_ms() / r.units) + " ms/" + r.unit,
-                        strfmt("%.0f%%", 100 * r.cpu_share(threads))});
+                        strfmt("%.0f%%", 100 * r.cpu_share(threads)),
+                        r.unit == "token" ? kv_name : "-"});
     }
-    print_table(rows, {false, true, true, false, true, true, true, true});
+    print_table(rows, {false, true, true, false, true, true, true, true, false});
     return 0;
 }
 

@@ -16,17 +16,19 @@ bool print_piece(std::string_view piece)
     return true;
 }
 
-void print_stats(const reasoning::Answer& a)
+void print_stats(const reasoning::Answer& a, const model::KvCache& cache)
 {
     const auto& s = a.stats;
+    const auto& kv = cache.options();
     std::fprintf(
         stderr,
         "[%d prompt tokens (%d reused), %d tiles in %.0f ms, prefill %.0f ms (%.1f tok/s), "
-        "%d new tokens in %.0f ms (%.1f tok/s), %s]\n",
+        "%d new tokens in %.0f ms (%.1f tok/s), %s; KV cache K %s V %s, %.2f MiB]\n",
         s.n_prompt_tokens, s.n_reused_tokens, s.n_tiles, s.vision_ms, s.prefill_ms,
         s.prefill_ms > 0 ? (s.n_prompt_tokens - s.n_reused_tokens) * 1000.0 / s.prefill_ms : 0.0,
         s.n_generated, s.decode_ms, s.decode_ms > 0 ? s.n_generated * 1000.0 / s.decode_ms : 0.0,
-        a.finish_reason.c_str());
+        a.finish_reason.c_str(), model::kv_type_name(kv.k_type), model::kv_type_name(kv.v_type),
+        double(cache.bytes()) / double(1 << 20));
 }
 
 } // namespace
@@ -68,7 +70,7 @@ int cmd_ask(int argc, char** argv)
     reasoning::Session session(*engine, args.str("--system"));
     auto answer = session.ask(args.positionals()[0], images, opts, print_piece);
     std::printf("\n");
-    if (args.flag("--stats")) print_stats(answer);
+    if (args.flag("--stats")) print_stats(answer, session.cache());
     return 0;
 }
 
@@ -124,7 +126,7 @@ int cmd_chat(int argc, char** argv)
             auto answer = session.ask(line, pending, opts, print_piece);
             pending.clear();
             std::printf("\n");
-            if (args.flag("--stats")) print_stats(answer);
+            if (args.flag("--stats")) print_stats(answer, session.cache());
         } catch (const Error& e) {
             std::fprintf(stderr, "error: %s\n", e.what());
         }

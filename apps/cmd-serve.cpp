@@ -44,11 +44,13 @@ std::string read_key_file(const std::string& path)
 
 int cmd_serve(int argc, char** argv)
 {
-    Args args(argc, argv,
-              {"--host", "--port", "--api-key", "--api-key-file", "--model", "--db", "--threads",
-               "--cors-origin", "--max-queue", "--max-body-mb", "--max-images",
-               "--max-prompt-tokens", "--max-tokens", "--timeout", "--tile-budget", "--log-level"},
-              {"--allow-media-url", "-h", "--help"});
+    std::vector<std::string> valued
+        = {"--host",       "--port",        "--api-key",     "--api-key-file",
+           "--model",      "--db",          "--threads",     "--cors-origin",
+           "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
+           "--max-tokens", "--timeout",     "--tile-budget", "--log-level"};
+    for (auto& name : kv_option_names()) valued.push_back(name);
+    Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris serve [--host 127.0.0.1] [--port 8080] [--api-key KEY | --api-key-file "
@@ -84,7 +86,10 @@ int cmd_serve(int argc, char** argv)
             "  --tile-budget N        tiles of the PDF pages one question may see (default 12)\n"
             "  --timeout S            cut off clients idle for S seconds (default 30)\n"
             "  --threads N            compute threads (default: all cores)\n"
-            "  --log-level LEVEL      debug, info, warn or error (default info)\n");
+            "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "KV cache of every request (a chat request may ask for another with \"kv\": TYPE):\n"
+            "%s",
+            kv_help());
         return 0;
     }
     if (!args.positionals().empty())

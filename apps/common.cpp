@@ -46,23 +46,53 @@ std::vector<std::string> common_valued_options()
 {
     auto v = sampling_option_names();
     v.insert(v.end(), {"--model", "--threads", "--max-tiles"});
+    for (auto& name : kv_option_names()) v.push_back(name);
     return v;
+}
+
+std::vector<std::string> kv_option_names()
+{
+    return {"--kv", "--kv-k", "--kv-v", "--kv-block"};
+}
+
+const char* kv_help()
+{
+    return "  --kv TYPE            KV cache type: f32 (default), f16, q8 (llama.cpp q8_0) or q4 "
+           "(q4_0)\n"
+           "  --kv-k TYPE          the keys' type alone (overrides --kv); --kv-v TYPE the "
+           "values'\n"
+           "  --kv-block N         tokens per KV cache block (default 64)\n";
+}
+
+model::KvCacheOptions kv_cache_from_args(const Args& args)
+{
+    model::KvCacheOptions kv;
+    if (args.has("--kv")) kv.k_type = kv.v_type = model::kv_type_from_name(args.str("--kv"));
+    if (args.has("--kv-k")) kv.k_type = model::kv_type_from_name(args.str("--kv-k"));
+    if (args.has("--kv-v")) kv.v_type = model::kv_type_from_name(args.str("--kv-v"));
+    kv.block_tokens = int(args.integer("--kv-block", kv.block_tokens, 1, 65536));
+    return kv;
 }
 
 const char* sampling_help()
 {
-    return "sampling (greedy by default):\n"
-           "  --temperature T      0 = greedy (default 0)\n"
-           "  --top-k K            keep the K most likely tokens (0 = off)\n"
-           "  --top-p P            nucleus sampling mass in (0, 1] (default 1 = off)\n"
-           "  --repeat-penalty R   divide the logits of generated tokens by R (default 1 = off)\n"
-           "  --seed N             random seed (default 0)\n"
-           "  --max-new-tokens N   at most N new tokens (default 512)\n"
-           "  --stop TEXT          stop when TEXT appears (repeatable)\n"
-           "other:\n"
-           "  --max-tiles N        at most N tiles per image, 1..64 (default: the model's, usually "
-           "12)\n"
-           "  --threads N          CPU threads (default: all cores)\n";
+    static const std::string text
+        = std::string("sampling (greedy by default):\n"
+                      "  --temperature T      0 = greedy (default 0)\n"
+                      "  --top-k K            keep the K most likely tokens (0 = off)\n"
+                      "  --top-p P            nucleus sampling mass in (0, 1] (default 1 = off)\n"
+                      "  --repeat-penalty R   divide the logits of generated tokens by R (default "
+                      "1 = off)\n"
+                      "  --seed N             random seed (default 0)\n"
+                      "  --max-new-tokens N   at most N new tokens (default 512)\n"
+                      "  --stop TEXT          stop when TEXT appears (repeatable)\n"
+                      "other:\n"
+                      "  --max-tiles N        at most N tiles per image, 1..64 (default: the "
+                      "model's, usually "
+                      "12)\n"
+                      "  --threads N          CPU threads (default: all cores)\n")
+        + kv_help();
+    return text.c_str();
 }
 
 reasoning::SamplingParams sampling_from_args(const Args& args)
@@ -122,6 +152,7 @@ std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
     ProgressBar bar("loading");
     reasoning::EngineOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    opts.kv_cache = kv_cache_from_args(args);
     auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;

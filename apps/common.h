@@ -27,9 +27,13 @@ private:
 
 // The option names every generating command accepts.
 std::vector<std::string> sampling_option_names();
-std::vector<std::string> common_valued_options(); // --threads, --max-tiles, sampling
+std::vector<std::string> common_valued_options(); // --threads, --max-tiles, sampling, KV cache
 const char* sampling_help();
 reasoning::SamplingParams sampling_from_args(const Args& args);
+// --kv TYPE (keys and values), --kv-k TYPE and --kv-v TYPE (one side), --kv-block N.
+std::vector<std::string> kv_option_names();
+const char* kv_help();
+model::KvCacheOptions kv_cache_from_args(const Args& args);
 // Applies --threads (0 or absent: all cores).
 void apply_threads(const Args& args);
 // The model folder: --model, else $IRIS_MODEL, else the embedded demo model
@@ -38,7 +42,8 @@ void apply_threads(const Args& args);
 std::string model_dir(const Args& args);
 // Prints ids on one line to stdout: space-separated, or a JSON array.
 void print_ids(const std::vector<int32_t>& ids, bool json);
-// Loads the engine of model_dir(args) with a progress bar.
+// Loads the engine of model_dir(args) with a progress bar; sessions get the KV cache of the
+// --kv options.
 std::unique_ptr<reasoning::Engine> load_engine(const Args& args);
 
 } // namespace iris::app

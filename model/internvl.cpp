@@ -228,11 +228,12 @@ std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, 
     return vision_forward(impl_->vision, c, pixel_values.data(), n_tiles, trace);
 }
 
-std::unique_ptr<KvCache> InternVL::new_cache() const
+std::unique_ptr<KvCache> InternVL::new_cache(const KvCacheOptions& options) const
 {
     const LlmConfig& c = impl_->config.llm;
-    return std::make_unique<KvCache>(std::make_unique<KvCache::Impl>(
-        c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.max_position_embeddings));
+    return std::make_unique<KvCache>(
+        std::make_unique<KvCache::Impl>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim,
+                                        c.max_position_embeddings, options));
 }
 
 namespace {

@@ -213,8 +213,8 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
         cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t);
         cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t);
         cache.store(l, pos0, n, kn, vn);
-        cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.k[size_t(l)].data(),
-                              cache.v[size_t(l)].data(), cache.capacity, scale, attn, s.attention);
+        cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
+                              s.attention);
         cpu::linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
         cpu::add_rows(x, hb, nullptr, n, h);
 

@@ -242,7 +242,7 @@ public:
 //   auto net = iris::model::InternVL::load("InternVL2_5-1B/", {.progress = on_progress});
 //   // pixel values [n_tiles, 3, 448, 448], ImageNet-normalised, thumbnail last:
 //   std::vector<float> visual = net->encode_images(pixels, n_tiles); // [n_tiles·256, hidden]
-//   auto cache = net->new_cache();
+//   auto cache = net->new_cache({.k_type = KvType::q8, .v_type = KvType::q8}); // {}: f32
 //   auto logits = net->forward(*cache, prompt_ids, visual, img_context_id); // [vocab], last token
 //   int32_t next = argmax(logits);
 //   logits = net->forward(*cache, {&next, 1}, {}, -1);   // one decode step: generated ids are text
@@ -284,8 +284,32 @@ struct LlmTrace
     std::vector<float> final_norm;
 };
 
-// The per-session state of the decoder: rotated keys and values of every layer (f32, grown in
-// chunks) and the scratch buffers of the forward pass, so that decoding allocates nothing.
+// How the KV cache stores keys and values (spec/skvq.md §7). Keys are stored after RoPE. The
+// quantized types work per token and per head, in groups of 32 channels that never cross a head
+// (gcd(head_dim, 32) channels when 32 does not divide head_dim, e.g. 16 in the tiny test models):
+//   f32  4 bytes per value, the reference
+//   f16  2 bytes per value (IEEE half, round to nearest even)
+//   q8   llama.cpp's q8_0: an fp16 scale and 32 int8 per group, 8.5 bits per value
+//   q4   llama.cpp's q4_0: an fp16 scale and 32 nibbles per group, 4.5 bits per value
+enum class KvType { f32, f16, q8, q4 };
+
+const char* kv_type_name(KvType type); // "f32", "f16", "q8", "q4"
+// The type of a name kv_type_name gives; throws Error(invalid_argument) listing the names.
+KvType kv_type_from_name(std::string_view name);
+
+// The storage of one KV cache. K and V may differ (like llama.cpp's -ctk / -ctv).
+struct KvCacheOptions
+{
+    KvType k_type = KvType::f32;
+    KvType v_type = KvType::f32;
+    // Tokens per block: the cache grows and shrinks by whole blocks of every layer.
+    int block_tokens = 64;
+};
+
+// The per-session state of the decoder: the keys and values of every layer, in blocks of
+// block_tokens tokens allocated as the context grows (earlier blocks never move) and freed by
+// truncate() and the destructor, and the scratch buffers of the forward pass, so that decoding
+// allocates nothing but a new block now and then.
 class KvCache
 {
 public:
@@ -301,8 +325,11 @@ public:
     // Error(invalid_argument) unless 0 <= n <= n_tokens().
     void truncate(int n);
     void clear() { truncate(0); }
-    // Memory held: keys, values and scratch.
+    // Memory held: the blocks in use and the scratch.
     size_t bytes() const;
+    // Bytes of keys and values one token takes in every layer, quantization scales included.
+    size_t bytes_per_token() const;
+    const KvCacheOptions& options() const;
 
     Impl& impl() { return *impl_; } // for the model module's implementation
     const Impl& impl() const { return *impl_; }
@@ -333,7 +360,8 @@ public:
     std::vector<float> encode_images(std::span<const float> pixel_values, int n_tiles,
                                      VisionTrace* trace = nullptr) const;
 
-    std::unique_ptr<KvCache> new_cache() const;
+    // An empty cache. Throws Error(invalid_argument) for block_tokens outside 1..65536.
+    std::unique_ptr<KvCache> new_cache(const KvCacheOptions& options = {}) const;
 
     // Token embeddings [ids.size(), H]; positions with id == img_context_id (-1: none) take the
     // rows of `visual` ([n_img, H]) in order. Throws Error(invalid_argument) for an id outside the

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -158,18 +159,36 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
 // ---------------------------------------------------------------------------------------------
 // KV cache
 
+// The paged cache. Each layer's tokens live in blocks of T = options.block_tokens tokens:
+// block b of layer l (blocks[l][b]) holds tokens [b·T, (b+1)·T) as, per KV head, T key rows,
+// then (from v_offset) per KV head T value rows, each row one token's D values of one head in
+// the K or V type (cpu::kv_row_bytes). One head's keys in a block are thus a contiguous
+// [T, D] matrix that attention reads in place (f32) or dequantizes into a small buffer.
+// Blocks are allocated as the context grows and never move; truncate() frees the blocks past
+// the new end.
+//
+// SKVQ (spec/skvq.md, part B) fits as another KvType without changing this layout: its rows
+// are one head's channel-permuted groups (clusters kept within a head, spec §6) with fp16 or
+// fp8 min and scale and codes packed 4 per byte, the per-layer permutation and clipping held
+// by the cache. Its full-precision sink (first s tokens) and window (last w tokens) are f32
+// rows beside the blocks, a token quantized into its block row as it leaves the window.
+// Attention then reads the runs [sink f32] [quantized blocks] [window f32], each a cpu::KvRun
+// of its own type; a KvRun gains the layer's permutation and its first position, so that
+// pre-RoPE keys are rotated after dequantization.
 struct KvCache::Impl
 {
-    Impl(int n_layers, int n_kv_heads, int head_dim, int max_position_embeddings);
+    Impl(int n_layers, int n_kv_heads, int head_dim, int max_position_embeddings,
+         const KvCacheOptions& options = {});
 
     int n_layers;
     int n_kv_heads;
     int head_dim;
+    KvCacheOptions options;
+    size_t k_row_bytes, v_row_bytes; // one token of one KV head
+    size_t v_offset; // where a block's value rows start (64-byte aligned)
+    size_t block_bytes;
     int n_tokens = 0;
-    int capacity = 0; // tokens per KV head allocated in every layer
-    // Per layer: keys / values [n_kv_heads, capacity, D], head-major so that one head's keys
-    // are a contiguous [n_tokens, D] matrix for the attention products. Keys are stored rotated.
-    std::vector<std::vector<float>> k, v;
+    std::vector<std::vector<std::unique_ptr<uint8_t[]>>> blocks; // [layer][block]
 
     // Sequence length the rotary frequencies were last computed for, for the dynamic-NTK rules
     // of spec §9.1 (the reference keeps this state across calls).
@@ -181,16 +200,20 @@ struct KvCache::Impl
         std::vector<float> embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin, inv_freq;
         std::vector<int64_t> pos;
         std::vector<std::vector<float>> attention; // one per thread
+        std::vector<cpu::KvRun> runs;
     } scratch;
 
-    // Makes room for n_total tokens (grows in chunks of kChunk tokens, by at least 1.5x).
+    // Allocates the blocks that tokens [0, n_total) need in every layer.
     void reserve(int n_total);
-    // Stores the rotated keys and values of n tokens at positions pos0.. of a layer:
-    // k_new, v_new [n, n_kv_heads·D].
+    // Quantizes and stores the rotated keys and values of n tokens at positions pos0.. of a
+    // layer (reserved): k_new, v_new [n, n_kv_heads·D].
     void store(int layer, int pos0, int n, const float* k_new, const float* v_new);
+    // Keeps the first n tokens and frees the blocks past them.
+    void truncate(int n);
+    // The layer's first n tokens as attention runs, one per block (in scratch.runs).
+    std::span<const cpu::KvRun> runs(int layer, int n);
+    size_t bytes_per_token() const;
     size_t bytes() const;
-
-    static constexpr int kChunk = 256;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -40,9 +40,10 @@ std::vector<float> encode(const model::InternVL& net, const std::vector<Prepared
 } // namespace
 
 Engine::Engine(std::unique_ptr<model::InternVL> network,
-               std::unique_ptr<model::Tokenizer> tokenizer)
+               std::unique_ptr<model::Tokenizer> tokenizer, const model::KvCacheOptions& kv_cache)
     : network_(std::move(network))
     , tokenizer_(std::move(tokenizer))
+    , kv_cache_(kv_cache)
 {
     template_ = &reasoning::chat_template(network_->config().template_name);
     auto img = tokenizer_->token_id("<IMG_CONTEXT>");
@@ -64,7 +65,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
     lo.progress = options.progress;
     auto network = model::InternVL::load(model_dir, lo);
     auto tokenizer = model::Tokenizer::load(model_dir);
-    return std::make_unique<Engine>(std::move(network), std::move(tokenizer));
+    return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);
 }
 
 TilingOptions Engine::tiling(int max_tiles) const
@@ -76,10 +77,11 @@ TilingOptions Engine::tiling(int max_tiles) const
     return t;
 }
 
-Session::Session(const Engine& engine, std::string system_message)
+Session::Session(const Engine& engine, std::string system_message,
+                 const std::optional<model::KvCacheOptions>& kv_cache)
     : engine_(engine)
     , system_message_(std::move(system_message))
-    , cache_(engine.network().new_cache())
+    , cache_(engine.network().new_cache(kv_cache.value_or(engine.kv_cache())))
 { }
 
 void Session::reset()

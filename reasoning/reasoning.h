@@ -241,6 +241,8 @@ struct EngineOptions
 {
     // Called while loading with the fraction done and what is being loaded.
     std::function<void(float fraction, const char* what)> progress;
+    // The KV cache of every session that does not choose its own (f32 by default).
+    model::KvCacheOptions kv_cache;
 };
 
 class Engine
@@ -259,12 +261,16 @@ public:
     int32_t eos_id() const { return eos_id_; } // the template separator token (<|im_end|>)
     // The checkpoint's tiling with max_tiles overridden when > 0.
     TilingOptions tiling(int max_tiles) const;
+    // The sessions' default KV cache (EngineOptions::kv_cache).
+    const model::KvCacheOptions& kv_cache() const { return kv_cache_; }
 
-    Engine(std::unique_ptr<model::InternVL> network, std::unique_ptr<model::Tokenizer> tokenizer);
+    Engine(std::unique_ptr<model::InternVL> network, std::unique_ptr<model::Tokenizer> tokenizer,
+           const model::KvCacheOptions& kv_cache = {});
 
 private:
     std::unique_ptr<model::InternVL> network_;
     std::unique_ptr<model::Tokenizer> tokenizer_;
+    model::KvCacheOptions kv_cache_;
     const ChatTemplate* template_ = nullptr;
     int32_t img_context_id_ = -1;
     int32_t eos_id_ = -1;
@@ -310,7 +316,9 @@ using TextCallback = std::function<bool(std::string_view piece)>;
 class Session
 {
 public:
-    explicit Session(const Engine& engine, std::string system_message = "");
+    // kv_cache chooses the storage of this session's KV cache (default: the engine's).
+    explicit Session(const Engine& engine, std::string system_message = "",
+                     const std::optional<model::KvCacheOptions>& kv_cache = std::nullopt);
 
     // The ids the next ask() would feed the model for this question, the whole conversation
     // included (what `iris prompt` prints). tiles_per_image gives each new image's tile count.

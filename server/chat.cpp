@@ -137,6 +137,16 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx)
     Fields f {body, ""};
     read_sampling(f, ctx, req);
     f.str("model", 256); // any name: the server has one model
+    // Extension: the KV cache type of this request's keys and values (iris serve --kv: default).
+    if (auto v = f.str("kv", 16)) {
+        model::KvCacheOptions kv = ctx.engine.kv_cache();
+        try {
+            kv.k_type = kv.v_type = model::kv_type_from_name(*v);
+        } catch (const Error&) {
+            bad_request("kv must be \"f32\", \"f16\", \"q8\" or \"q4\"", "kv");
+        }
+        req.kv_cache = kv;
+    }
     reasoning::TilingOptions tiling = ctx.engine.tiling(req.ask.max_tiles);
 
     if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
@@ -220,7 +230,7 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx)
 
 std::unique_ptr<reasoning::Session> prepare_session(const ChatRequest& req, const Context& ctx)
 {
-    auto session = std::make_unique<reasoning::Session>(ctx.engine, req.system);
+    auto session = std::make_unique<reasoning::Session>(ctx.engine, req.system, req.kv_cache);
     for (size_t i = 0; i + 1 < req.turns.size(); ++i) {
         const ChatTurn& t = req.turns[i];
         session->add_turn(t.user, t.images, t.assistant, layout_for(t.images.size()));

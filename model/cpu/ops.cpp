@@ -292,18 +292,16 @@ void attention_full(const float* qkv, int64_t n_seq, int64_t n_tok, int n_heads,
 }
 
 void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past, int n_heads,
-                      int n_kv_heads, int head_dim, const float* k, const float* v,
-                      int64_t kv_stride, float scale, float* out,
-                      std::vector<std::vector<float>>& scratch)
+                      int n_kv_heads, int head_dim, std::span<const KvRun> runs, float scale,
+                      float* out, std::vector<std::vector<float>>& scratch)
 {
     const int group = n_heads / n_kv_heads;
     const int64_t d = head_dim;
-    const int64_t n_total = n_past + n_new;
     const int64_t ld_out = int64_t(n_heads) * head_dim;
     // Query blocks: every query head of a KV group and a run of tokens share one product with
-    // that group's keys (GQA: the keys are read once for all `group` heads). The block keeps
-    // its scores near 128 Ki floats (L2-sized) and leaves work for every thread.
-    int64_t bq = std::max<int64_t>(1, (int64_t(1) << 17) / (int64_t(group) * n_total));
+    // each run of keys (GQA: the keys are read, and dequantized, once for all `group` heads).
+    // Up to 256 rows per block, fewer when that leaves a thread without work.
+    int64_t bq = std::max<int64_t>(1, 256 / group);
     int nth = n_threads();
     int64_t min_blocks = (2 * nth + n_kv_heads - 1) / n_kv_heads;
     bq = std::min(bq, std::max<int64_t>(1, (n_new + min_blocks - 1) / min_blocks));
@@ -311,17 +309,30 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
     const int64_t n_qb = (n_new + bq - 1) / bq;
     const int64_t n_tasks = int64_t(n_kv_heads) * n_qb;
 
+    int64_t run_max = 0;
+    for (const KvRun& r : runs) run_max = std::max(run_max, r.n_tokens);
     if (int(scratch.size()) < nth) scratch.resize(size_t(nth));
     const int64_t max_rows = bq * group;
-    const size_t need = size_t(max_rows * d * 2 + max_rows * n_total);
+    const size_t need = size_t(max_rows * (2 * d + run_max + 2) + 2 * run_max * d);
     for (auto& s : scratch)
         if (s.size() < need) s.resize(need);
+
+    // The rows of a run for KV head g as f32: in place, or dequantized into buf.
+    auto rows_f32 = [&](KvType type, const uint8_t* src, int64_t n, float* buf) -> const float* {
+        if (type == KvType::f32) return reinterpret_cast<const float*>(src);
+        kv_dequantize_rows(type, src, n, head_dim, buf);
+        return buf;
+    };
 
     std::atomic<int64_t> next {0};
     auto body = [&](int tid) {
         float* qg = scratch[size_t(tid)].data(); // [rows, D]
-        float* og = qg + max_rows * d; // [rows, D]
-        float* sc = og + max_rows * d; // [rows, n_keys]
+        float* og = qg + max_rows * d; // [rows, D] unnormalised output
+        float* sc = og + max_rows * d; // [rows, run tokens] scores, then probabilities
+        float* row_max = sc + max_rows * run_max; // [rows] running max of the scores
+        float* row_sum = row_max + max_rows; // [rows] running Σ exp(score - max)
+        float* kbuf = row_sum + max_rows; // [run tokens, D] dequantized keys
+        float* vbuf = kbuf + run_max * d; // [run tokens, D] dequantized values
         for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
             int64_t g = task / n_qb, qb = task % n_qb;
             int64_t t0 = qb * bq, t1 = std::min(n_new, t0 + bq);
@@ -330,18 +341,42 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
             for (int64_t t = t0; t < t1; ++t)
                 std::memcpy(qg + (t - t0) * group * d, q + t * ldq + g * group * d,
                             size_t(group * d) * sizeof(float));
-            const float* kg = k + g * kv_stride * d;
-            const float* vg = v + g * kv_stride * d;
-            gemm_st(rows, n_keys, d, scale, qg, d, kg, d, true, 0.f, sc, n_keys);
-            for (int64_t t = t0; t < t1; ++t) {
-                int64_t visible = n_past + t + 1;
-                for (int j = 0; j < group; ++j) {
-                    float* row = sc + ((t - t0) * group + j) * n_keys;
-                    softmax(row, visible);
-                    std::fill(row + visible, row + n_keys, 0.f);
+            std::fill(og, og + rows * d, 0.f);
+            std::fill(row_max, row_max + rows, -INFINITY);
+            std::fill(row_sum, row_sum + rows, 0.f);
+            int64_t key0 = 0; // position of the run's first token
+            for (const KvRun& run : runs) {
+                if (key0 >= n_keys) break;
+                const int64_t bn = std::min(run.n_tokens, n_keys - key0);
+                const float* kr
+                    = rows_f32(run.k_type, run.k + size_t(g) * run.k_head_stride, bn, kbuf);
+                gemm_st(rows, bn, d, scale, qg, d, kr, d, true, 0.f, sc, bn);
+                // Online softmax: rescale what earlier runs summed when the maximum grows.
+                for (int64_t t = t0; t < t1; ++t) {
+                    const int64_t visible = std::clamp<int64_t>(n_past + t + 1 - key0, 0, bn);
+                    for (int j = 0; j < group; ++j) {
+                        const int64_t r = (t - t0) * group + j;
+                        float* p = sc + r * bn;
+                        if (visible > 0) {
+                            const float m = std::max(row_max[r], max_array(p, visible));
+                            const float corr = std::exp(row_max[r] - m);
+                            row_sum[r] = row_sum[r] * corr + exp_shift_sum(p, visible, m);
+                            row_max[r] = m;
+                            if (corr != 1.f)
+                                for (int64_t c = 0; c < d; ++c) og[r * d + c] *= corr;
+                        }
+                        std::fill(p + visible, p + bn, 0.f);
+                    }
                 }
+                const float* vr
+                    = rows_f32(run.v_type, run.v + size_t(g) * run.v_head_stride, bn, vbuf);
+                gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, og, d);
+                key0 += run.n_tokens;
             }
-            gemm_st(rows, d, n_keys, 1.f, sc, n_keys, vg, d, false, 0.f, og, d);
+            for (int64_t r = 0; r < rows; ++r) {
+                const float inv = 1.f / row_sum[r];
+                for (int64_t c = 0; c < d; ++c) og[r * d + c] *= inv;
+            }
             for (int64_t t = t0; t < t1; ++t)
                 std::memcpy(out + t * ld_out + g * group * d, og + (t - t0) * group * d,
                             size_t(group * d) * sizeof(float));

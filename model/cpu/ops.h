@@ -15,9 +15,12 @@
 // Thread safety: ops are reentrant; concurrent calls from several threads share the pool.
 #pragma once
 
+#include "model/model.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 namespace iris::model::cpu {
@@ -148,16 +151,50 @@ void rope_apply(float* x, int64_t n_tokens, int n_heads, int head_dim, int64_t l
 void attention_full(const float* qkv, int64_t n_seq, int64_t n_tok, int n_heads, int head_dim,
                     float scale, float* out);
 
-// Causal GQA attention of n_new query tokens at positions n_past..n_past+n_new-1 against
-// keys/values 0..n_past+n_new-1 (already holding the new tokens' rotated keys).
-// q [n_new, n_heads·D] (row stride ldq); k, v: per KV head a contiguous [kv_stride, D]
-// block (head h_kv starts at k + h_kv·kv_stride·D), the first n_past+n_new rows valid.
-// Query head h reads KV head h / (n_heads / n_kv_heads). out [n_new, n_heads·D].
+// A run of consecutive cached tokens whose keys and values are each stored in one KvType (a
+// block of the paged KV cache). Per KV head h, n_tokens rows of kv_row_bytes(type, D) bytes:
+// keys from k + h·k_head_stride, values from v + h·v_head_stride.
+struct KvRun
+{
+    const uint8_t* k = nullptr;
+    const uint8_t* v = nullptr;
+    size_t k_head_stride = 0, v_head_stride = 0;
+    int64_t n_tokens = 0;
+    KvType k_type = KvType::f32, v_type = KvType::f32;
+};
+
+// Causal GQA attention of n_new query tokens at positions n_past..n_past+n_new-1 against the
+// keys/values 0..n_past+n_new-1 that `runs` hold in order (the new tokens' rotated keys
+// included; runs past that are ignored). q [n_new, n_heads·D] (row stride ldq); query head h
+// reads KV head h / (n_heads / n_kv_heads). out [n_new, n_heads·D].
+// Works run by run with an online softmax: a quantized run is dequantized one head at a time
+// into a per-thread buffer of n_tokens rows, never the whole cache; f32 runs are read in place.
 // `scratch` holds one buffer per thread, grown as needed (no allocation once warm).
 void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past, int n_heads,
-                      int n_kv_heads, int head_dim, const float* k, const float* v,
-                      int64_t kv_stride, float scale, float* out,
-                      std::vector<std::vector<float>>& scratch);
+                      int n_kv_heads, int head_dim, std::span<const KvRun> runs, float scale,
+                      float* out, std::vector<std::vector<float>>& scratch);
+
+// ---------------------------------------------------------------------------------------------
+// KV cache storage (kv-quant.cpp)
+//
+// One row is one token's head_dim values of one KV head. q8 and q4 rows are groups of
+// kv_group_size(head_dim) values, each an fp16 scale d followed by the codes, as llama.cpp's
+// block_q8_0 / block_q4_0 (spec/skvq.md §7, formulas of the reference C quantizers):
+//   q8: d = max|x| / 127, q = roundf(x / d) as int8 (half away from zero); x' = d·q
+//   q4: m = the x of largest |x| (the first one on a tie), d = m / -8,
+//       q = min(15, trunc(x / d + 8.5)); byte j holds q_j (low nibble) and q_{j+g/2} (high);
+//       x' = (q - 8)·d, so m maps to level 0 exactly and -m saturates at 15
+// where x / d is x·(1/d) computed in f32 with d = 0 giving 0, and d is rounded to fp16 for
+// storage only (x' uses the stored d).
+
+// Channels per group: 32, or gcd(head_dim, 32) when 32 does not divide head_dim.
+int kv_group_size(int head_dim);
+// Bytes of one row: 4·D (f32), 2·D (f16), (D/g)·(2 + g) (q8), (D/g)·(2 + g/2) (q4).
+size_t kv_row_bytes(KvType type, int head_dim);
+// x [D] -> dst [kv_row_bytes].
+void kv_quantize_row(KvType type, const float* x, int head_dim, uint8_t* dst);
+// n_rows consecutive rows -> dst [n_rows, D] f32.
+void kv_dequantize_rows(KvType type, const uint8_t* src, int64_t n_rows, int head_dim, float* dst);
 
 // ---------------------------------------------------------------------------------------------
 // Vision helpers

@@ -135,13 +135,13 @@ TEST(KvCache, TruncateRollsBackSoThatTheSameTokensGiveTheSameLogits)
     }
 }
 
-TEST(KvCache, GrowsInChunksAcrossManyDecodeSteps)
+TEST(KvCache, GrowsBlockByBlockAcrossManyChunks)
 {
     IRIS_REQUIRE_GOLDEN();
     auto net = golden_model("models/tiny_qwen2");
     auto cache = net->new_cache();
-    // 600 tokens cross two growth steps of the 256-token chunks; the last logits must equal a
-    // single forward of the same sequence.
+    // 600 tokens in chunks of 50 fill ten 64-token blocks, most chunks straddling two; the last
+    // logits must equal a single forward of the same sequence.
     std::vector<int32_t> ids(600);
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 7919) % 950);
     std::vector<float> last;

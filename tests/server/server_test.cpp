@@ -435,3 +435,30 @@ TEST(Server, MemorySearchFindsEntriesAndServesTheirKeyFrames)
     EXPECT_EQ(r->status, 404);
     fs::remove_all(db);
 }
+
+// Extension: "kv" chooses the request's KV cache type (iris serve --kv sets the default); the
+// demo model's answer survives every type, and a type that does not exist is a 400.
+TEST(Server, ChatRequestsMayChooseTheirKvCacheType)
+{
+    Served s({"--kv", "f16"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    const json chat = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                             "Describe the image briefly.");
+    for (const char* kv : {"", "q8", "q4", "f32"}) {
+        json body = chat;
+        if (*kv) body["kv"] = kv;
+        int status = 0;
+        json r = post_json(c, "/v1/chat/completions", body, &status);
+        ASSERT_EQ(status, 200) << kv << r.dump();
+        EXPECT_EQ(r["choices"][0]["message"]["content"], "a sign") << kv;
+    }
+    for (const json& bad : {json("q5"), json(8), json("")}) {
+        json body = chat;
+        body["kv"] = bad;
+        int status = 0;
+        json r = post_json(c, "/v1/chat/completions", body, &status);
+        EXPECT_EQ(status, 400) << bad.dump();
+        EXPECT_EQ(r["error"]["param"], "kv") << r.dump();
+    }
+}
