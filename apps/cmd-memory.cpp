@@ -14,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 namespace iris::app {
@@ -92,31 +93,10 @@ mem::Store open_store(const Args& args, const reasoning::Engine* engine, bool re
     return mem::Store::open(args.required("--db"), o);
 }
 
-// The memory lines of a prompt, as the model learnt them: "[HH:MM] caption: ..." and
-// "[HH:MM] transcript: ...", oldest first.
-std::string memory_prompt(std::vector<mem::Hit> hits, const std::string& question)
-{
-    std::sort(hits.begin(), hits.end(), [](const mem::Hit& a, const mem::Hit& b) {
-        return a.entry.t_start_us < b.entry.t_start_us;
-    });
-    std::string text = "Memory:\n";
-    for (const auto& h : hits) {
-        std::string when = clock_text(h.entry.t_start_us, false);
-        if (!h.entry.caption.empty()) text += "[" + when + "] caption: " + h.entry.caption + "\n";
-        if (!h.entry.transcript.empty())
-            text += "[" + when + "] transcript: " + h.entry.transcript + "\n";
-    }
-    return text + "Question: " + question;
-}
-
-struct Recall
-{
-    reasoning::Answer answer;
-    std::vector<mem::Hit> hits;
-};
-
-Recall recall(const reasoning::Engine& engine, const mem::Store& store, const std::string& question,
-              int k, const reasoning::SamplingParams& sampling, const reasoning::TextCallback& out)
+// The entries a question is about: its time phrase ("in the last hour") narrows the range and
+// the rest is matched by words and by embedding.
+std::vector<mem::Hit> find_memories(const reasoning::Engine& engine, const mem::Store& store,
+                                    const std::string& question, int k)
 {
     mem::Query q;
     q.text = question;
@@ -131,13 +111,36 @@ Recall recall(const reasoning::Engine& engine, const mem::Store& store, const st
         q.text = when->rest;
     }
     q.embedding = reasoning::memory_embedding(engine, {}, q.text);
+    return mem::Retriever(store).search(q);
+}
+
+reasoning::Remembered remembered(const mem::Entry& e)
+{
+    return {.id = e.id,
+            .t_start_us = e.t_start_us,
+            .t_end_us = e.t_end_us,
+            .caption = e.caption,
+            .transcript = e.transcript};
+}
+
+struct Recall
+{
+    reasoning::Answer answer;
+    std::vector<mem::Hit> hits;
+};
+
+Recall recall(const reasoning::Engine& engine, const mem::Store& store, const std::string& question,
+              int k, const reasoning::SamplingParams& sampling, const reasoning::TextCallback& out)
+{
     Recall r;
-    r.hits = mem::Retriever(store).search(q);
+    r.hits = find_memories(engine, store, question, k);
+    std::vector<reasoning::Remembered> used;
+    for (const auto& h : r.hits) used.push_back(remembered(h.entry));
     reasoning::Session session(engine);
     reasoning::AskOptions opts;
     opts.sampling = sampling;
-    r.answer
-        = session.ask(memory_prompt(r.hits, question), std::vector<reasoning::Image> {}, opts, out);
+    r.answer = session.ask(reasoning::memory_prompt(used, question),
+                           std::vector<reasoning::Image> {}, opts, out);
     return r;
 }
 
@@ -166,6 +169,20 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
     auto voice = bus.topic<perc::VoiceEvent>(perc::topic_voice).subscribe({.name = "watch"});
     auto progress = bus.topic<perc::Progress>(perc::topic_progress)
                         .subscribe({.delivery = Delivery::latest, .capacity = 8, .name = "watch"});
+    // Queries are answered from memory by the responder on its own thread; the answers stream
+    // back over the bus, so ingestion never stops for them.
+    auto questions = bus.topic<reasoning::Question>(reasoning::topic_questions);
+    auto answers = bus.topic<reasoning::AnswerPiece>(reasoning::topic_answers)
+                       .subscribe({.capacity = 4096, .name = "watch"});
+    std::optional<reasoning::Responder> responder;
+    if (answer_queries)
+        responder.emplace(*engine, bus, [&](const std::string& question, int k) {
+            std::vector<reasoning::Remembered> used;
+            for (const auto& h : find_memories(*engine, store, question, k))
+                used.push_back(remembered(h.entry));
+            return used;
+        });
+    uint64_t n_asked = 0, n_answered = 0;
     bool has_audio = !popts.audio.empty();
     perc::Pipeline pipeline(bus, popts);
     pipeline.start();
@@ -261,15 +278,27 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
         while (auto q = queries.try_receive()) {
             std::printf("%s> %s\n", q->source == perc::QuerySource::spoken ? "heard" : "you",
                         q->text.c_str());
-            store_ready(true);
-            auto r = recall(*engine, store, q->text, 5, {}, [](std::string_view piece) {
-                std::fwrite(piece.data(), 1, piece.size(), stdout);
-                std::fflush(stdout);
-                return true;
-            });
-            std::printf("\n");
-            print_hits(r.hits);
+            std::fflush(stdout);
+            if (!responder) continue;
+            store_ready(true); // what was seen until now is in memory before the question
+            questions.publish(reasoning::Question {.id = ++n_asked, .text = q->text});
+            idle = false;
         }
+        while (auto a = answers.try_receive()) {
+            std::fwrite(a->text.data(), 1, a->text.size(), stdout);
+            if (a->done) {
+                ++n_answered;
+                if (!a->error.empty()) std::printf("(no answer: %s)", a->error.c_str());
+                std::printf("\n");
+                for (const auto& m : a->used)
+                    std::fprintf(stderr, "  #%lld %s-%s %s\n", (long long)m.id,
+                                 clock_text(m.t_start_us, true).c_str(),
+                                 clock_text(m.t_end_us, true).c_str(), m.caption.c_str());
+            }
+            std::fflush(stdout);
+            idle = false;
+        }
+        if (n_answered < n_asked) idle = false; // an answer is still coming
         store_ready(false);
         if (finished && idle) {
             store_ready(true);

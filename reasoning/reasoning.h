@@ -4,6 +4,7 @@
 // Thread safety: free functions are reentrant; an Engine session is used by one thread at a time.
 #pragma once
 
+#include "core/bus.h"
 #include "core/core.h"
 #include "model/model.h"
 
@@ -352,6 +353,77 @@ private:
     std::vector<float> visual_; // visual tokens of every image so far
     std::vector<int32_t> cached_ids_; // the ids the KV cache holds
     std::unique_ptr<model::KvCache> cache_;
+};
+
+// =============================================================================================
+// Answering from memory, over the bus
+//
+//   Responder responder(*engine, bus, [&](const std::string& q, int k) { return my_recall(q, k);
+//   }); auto answers = bus.topic<AnswerPiece>(topic_answers).subscribe({.name = "ui"});
+//   bus.topic<Question>(topic_questions).publish(Question{.id = 1, .text = "What did I see?"});
+//   while (auto p = answers.receive()) { show(p->text); if (p->done) break; }
+//
+// The memory module finds what is remembered; the caller turns its hits into Remembered (the
+// reasoning module does not depend on memory), and the responder builds the prompt and streams
+// the answer.
+
+// A remembered clip as a prompt shows it.
+struct Remembered
+{
+    int64_t id = 0;
+    int64_t t_start_us = 0; // wall clock, microseconds since the Unix epoch
+    int64_t t_end_us = 0;
+    std::string caption;
+    std::string transcript;
+};
+
+// "Memory:\n[HH:MM] caption: ...\n[HH:MM] transcript: ...\nQuestion: <question>", oldest first,
+// local time: the form the demo model learnt.
+std::string memory_prompt(std::vector<Remembered> memories, const std::string& question);
+
+inline constexpr const char* topic_questions = "reasoning.questions"; // Question
+inline constexpr const char* topic_answers = "reasoning.answers"; // AnswerPiece
+
+struct Question
+{
+    uint64_t id = 0; // echoed in every AnswerPiece
+    std::string text;
+    std::vector<Image> images; // e.g. the latest frames: shown as video frames, one tile each
+};
+
+struct AnswerPiece
+{
+    uint64_t question_id = 0;
+    std::string text; // the next piece of the answer (empty in the last message)
+    bool done = false; // the last message of this answer; the fields below are set in it
+    std::string finish_reason; // "stop", "length", "cancelled" or "error"
+    std::string answer; // the whole answer
+    std::vector<Remembered> used; // the memories the prompt carried
+    std::string error; // why answering failed
+};
+
+struct ResponderOptions
+{
+    AskOptions ask; // sampling and limits (cancelled and layout are set by the responder)
+    int k = 5; // memories per question
+};
+
+// Answers the questions published on topic_questions, one at a time on its own thread: asks
+// `recall` for up to k memories, runs a fresh session on memory_prompt and the question's images,
+// and publishes the answer on topic_answers piece by piece, then a done message (also when
+// answering failed). The destructor cancels the answer in progress and joins the thread.
+class Responder
+{
+public:
+    using Recall = std::function<std::vector<Remembered>(const std::string& question, int k)>;
+    Responder(const Engine& engine, Bus& bus, Recall recall, ResponderOptions options = {});
+    ~Responder();
+    Responder(const Responder&) = delete;
+    Responder& operator=(const Responder&) = delete;
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
 };
 
 // =============================================================================================
