@@ -8,86 +8,23 @@
 // Prints the cycles, the entries acknowledged and stored, lost entries (must be 0), the index
 // state after reopening, and the time per cycle. Exit status 1 when anything was lost.
 #include "memory/memory.h"
-
-#include <sqlite3.h>
+#include "tests/apps/kill-harness.h"
 
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fcntl.h>
 #include <filesystem>
-#include <poll.h>
 #include <random>
 #include <set>
 #include <string>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-namespace {
-
-// Runs `iris watch` on the test pattern, collects the ids it acknowledges, kills it after `ms`.
-std::vector<int64_t> watch_and_kill(const fs::path& db, int ms)
-{
-    int fds[2];
-    if (pipe(fds) != 0) return {};
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 2);
-        close(fds[0]);
-        execl(IRIS_BINARY, IRIS_BINARY, "watch", "--fast", "--video", "testsrc", "--duration", "60",
-              "--fps", "8", "--db", db.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    close(fds[1]);
-    std::vector<int64_t> acked;
-    std::string pending;
-    auto deadline = Clock::now() + std::chrono::milliseconds(ms);
-    for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() <= 0) break;
-        pollfd p {fds[0], POLLIN, 0};
-        if (poll(&p, 1, int(left.count())) <= 0) continue;
-        char buf[4096];
-        ssize_t n = read(fds[0], buf, sizeof buf);
-        if (n <= 0) break;
-        pending.append(buf, size_t(n));
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-            long long id = 0;
-            if (std::sscanf(pending.substr(0, nl).c_str(), "stored #%lld", &id) == 1)
-                acked.push_back(id);
-            pending.erase(0, nl + 1);
-        }
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    close(fds[0]);
-    return acked;
-}
-
-std::string integrity_check(const fs::path& db)
-{
-    sqlite3* h = nullptr;
-    std::string out = "cannot open";
-    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK
-            && sqlite3_step(st) == SQLITE_ROW)
-            out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
-}
-
-} // namespace
+using iris::test::integrity_check;
+using iris::test::watch_and_kill;
 
 int main(int argc, char** argv)
 {
@@ -129,7 +66,10 @@ int main(int argc, char** argv)
                 fs::resize_file(dir / "index.faiss", fs::file_size(dir / "index.faiss") / 2);
             ++index_damaged;
         }
-        for (int64_t id : watch_and_kill(dir, ms(rng))) acked.insert(id);
+        for (int64_t id : watch_and_kill({"watch", "--fast", "--video", "testsrc", "--duration",
+                                          "60", "--fps", "8", "--db", dir.string()},
+                                         std::chrono::milliseconds(ms(rng))))
+            acked.insert(id);
         if ((i + 1) % 100 == 0)
             std::fprintf(stderr, "%d cycles, %zu acknowledged\n", i + 1, acked.size());
     }

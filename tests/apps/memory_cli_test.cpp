@@ -2,6 +2,7 @@
 // (FFmpeg, pocketsphinx), the demo model's captions, a real SQLite + FAISS store; and the kill -9
 // harness: every entry `iris watch` acknowledged survives SIGKILL at random moments.
 #include "memory/memory.h"
+#include "tests/apps/kill-harness.h"
 #include "tests/apps/shell.h"
 
 #include <gtest/gtest.h>
@@ -29,7 +30,9 @@ namespace {
 const fs::path source = IRIS_SOURCE_DIR;
 const fs::path clip = source / "resources/samples/clip-shapes.mp4";
 
+using iris::test::integrity_check;
 using iris::test::Result;
+using iris::test::watch_and_kill;
 
 Result run(const std::string& args)
 {
@@ -48,68 +51,6 @@ fs::path temp_dir(const std::string& name)
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
-}
-
-// Starts `iris watch ...` with stdout on a pipe, reads whole "stored #N" lines until `after`,
-// then SIGKILLs it (if still running). Returns the acknowledged ids.
-std::vector<int64_t> watch_and_kill(const std::vector<std::string>& args,
-                                    std::chrono::milliseconds after)
-{
-    int fds[2];
-    if (pipe(fds) != 0) return {};
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 2);
-        close(fds[0]);
-        std::vector<char*> argv {const_cast<char*>(IRIS_BINARY)};
-        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        execv(IRIS_BINARY, argv.data());
-        _exit(127);
-    }
-    close(fds[1]);
-    std::vector<int64_t> acked;
-    std::string pending;
-    auto deadline = std::chrono::steady_clock::now() + after;
-    for (;;) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) break;
-        pollfd pfd {fds[0], POLLIN, 0};
-        if (poll(&pfd, 1, int(left.count())) <= 0) continue;
-        char buf[4096];
-        ssize_t n = read(fds[0], buf, sizeof buf);
-        if (n <= 0) break; // it finished
-        pending.append(buf, size_t(n));
-        size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-            std::string line = pending.substr(0, nl);
-            pending.erase(0, nl + 1);
-            long long id = 0;
-            if (std::sscanf(line.c_str(), "stored #%lld", &id) == 1) acked.push_back(id);
-        }
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
-    close(fds[0]);
-    return acked;
-}
-
-std::string integrity_check(const fs::path& db)
-{
-    sqlite3* h = nullptr;
-    std::string out = "cannot open";
-    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, nullptr) == SQLITE_OK
-            && sqlite3_step(st) == SQLITE_ROW)
-            out = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
 }
 
 } // namespace
@@ -232,26 +173,18 @@ TEST(MemoryCli, EveryAcknowledgedEntrySurvivesAHundredKillNines)
 TEST(MemoryCli, RecallListAndShowDuringIngestionSeeOnlyWholeEntries)
 {
     fs::path db = temp_dir("readers");
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 2);
-        close(fds[0]);
-        execl(IRIS_BINARY, IRIS_BINARY, "watch", "--fast", "--video", "testsrc", "--duration",
-              "120", "--fps", "8", "--db", db.c_str(), static_cast<char*>(nullptr));
-        _exit(127);
-    }
-    close(fds[1]);
+    iris::test::Child watch
+        = iris::test::start_iris({"watch", "--fast", "--video", "testsrc", "--duration", "120",
+                                  "--fps", "8", "--db", db.string()});
+    ASSERT_GT(watch.pid, 0);
+    const int out = watch.out;
     // Wait for the first acknowledged entry.
     std::string first;
     char c;
-    while (first.find("stored #") == std::string::npos && read(fds[0], &c, 1) == 1) first += c;
+    while (first.find("stored #") == std::string::npos && read(out, &c, 1) == 1) first += c;
     ASSERT_NE(first.find("stored #"), std::string::npos) << "iris watch stored nothing";
     // Keep draining its stdout so that it never blocks on a full pipe.
-    std::thread drain([fd = fds[0]] {
+    std::thread drain([fd = out] {
         char buf[4096];
         while (read(fd, buf, sizeof buf) > 0) { }
     });
@@ -281,10 +214,9 @@ TEST(MemoryCli, RecallListAndShowDuringIngestionSeeOnlyWholeEntries)
         EXPECT_FALSE(r["used"].empty());
         for (const auto& u : r["used"]) EXPECT_FALSE(u["caption"].get<std::string>().empty());
     }
-    kill(pid, SIGKILL);
-    waitpid(pid, nullptr, 0);
+    kill(watch.pid, SIGKILL); // the drain thread sees the end of its stdout
     drain.join();
-    close(fds[0]);
+    iris::test::kill_child(watch);
     EXPECT_EQ(integrity_check(db / "memory.db"), "ok");
     std::printf("%zu entries seen by the last reader\n", seen);
 }
