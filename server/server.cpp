@@ -183,6 +183,12 @@ struct Server::Impl
         http.set_keep_alive_max_count(1000); // fewer reconnections racing a closing connection
         http.set_payload_max_length(options.max_body_bytes);
         http.set_tcp_nodelay(true);
+        // SO_REUSEADDR only: the library's default also sets SO_REUSEPORT, which lets a second
+        // server bind the same port and silently take half of the connections.
+        http.set_socket_options([](socket_t sock) {
+            int yes = 1;
+            setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        });
 
         http.set_expect_100_continue_handler(
             [this](const httplib::Request& req, httplib::Response& res) {

@@ -308,3 +308,15 @@ TEST(ServerSecurity, ImageUrlsAreRefusedUnlessAllowedAndNeverReachPrivateAddress
     ASSERT_TRUE(creds);
     EXPECT_EQ(creds->status, 400);
 }
+
+// A second server on a port in use fails to start instead of sharing it (no SO_REUSEPORT).
+TEST(ServerSecurity, ASecondServerCannotTakeAPortInUse)
+{
+    Served s({});
+    ASSERT_TRUE(s.ok()) << s.log();
+    EXPECT_NE(run_status("--port " + std::to_string(s.port())), 0);
+    auto c = s.client();
+    auto h = c.Get("/health");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+}
