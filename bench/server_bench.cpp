@@ -11,6 +11,8 @@
 // client at the concurrency levels, so those rows measure queueing, not refusals. The overload
 // rows start a server with --max-queue --overload-queue and --overload-clients clients, twice,
 // and report every status seen and the server's resident memory after each round.
+#include "tests/server/bytes.h"
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -171,35 +173,6 @@ std::vector<Sample> run_clients(int port, int n_clients, double seconds, const s
     return all;
 }
 
-std::string read_file(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::string base64(const std::string& bytes)
-{
-    static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8
-            | uint8_t(bytes[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out += abc[(v >> s) & 63];
-    }
-    if (size_t left = bytes.size() - i) {
-        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16
-            | (left == 2 ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
-        out += abc[(v >> 18) & 63];
-        out += abc[(v >> 12) & 63];
-        out += left == 2 ? abc[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
-
 std::vector<int> parse_list(const std::string& s)
 {
     std::vector<int> v;
@@ -251,15 +224,17 @@ int main(int argc, char** argv)
             return 2;
         }
     }
-    json body
-        = {{"stream", true},
-           {"max_tokens", o.max_tokens},
-           {"messages",
-            {{{"role", "user"},
-              {"content",
-               {{{"type", "image_url"},
-                 {"image_url", {{"url", "data:image/png;base64," + base64(read_file(o.image))}}}},
-                {{"type", "text"}, {"text", o.question}}}}}}}};
+    json body = {
+        {"stream", true},
+        {"max_tokens", o.max_tokens},
+        {"messages",
+         {{{"role", "user"},
+           {"content",
+            {{{"type", "image_url"},
+              {"image_url",
+               {{"url",
+                 "data:image/png;base64," + iris::test::base64(iris::test::read_file(o.image))}}}},
+             {{"type", "text"}, {"text", o.question}}}}}}}};
     const std::string payload = body.dump();
     int most = *std::max_element(o.clients.begin(), o.clients.end());
 

@@ -1,6 +1,8 @@
 // Starts the real `iris serve` on a free loopback port for black-box tests, and talks to it.
 #pragma once
 
+#include "tests/server/bytes.h"
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -21,14 +23,6 @@
 extern char** environ;
 
 namespace iris::test {
-
-inline std::string read_file(const std::filesystem::path& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 // A running `iris serve`. The constructor waits for its "listening on" line; the destructor
 // stops it with SIGTERM and expects a clean exit.
@@ -124,27 +118,6 @@ private:
 inline std::string sample(const std::string& name)
 {
     return read_file(std::filesystem::path(IRIS_SOURCE_DIR) / "resources/samples" / name);
-}
-
-inline std::string base64(const std::string& bytes)
-{
-    static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16 | uint32_t(uint8_t(bytes[i + 1])) << 8
-            | uint8_t(bytes[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out += abc[(v >> s) & 63];
-    }
-    if (size_t left = bytes.size() - i) {
-        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16
-            | (left == 2 ? uint32_t(uint8_t(bytes[i + 1])) << 8 : 0);
-        out += abc[(v >> 18) & 63];
-        out += abc[(v >> 12) & 63];
-        out += left == 2 ? abc[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
 }
 
 inline std::string data_url(const std::string& png_bytes, const char* type = "image/png")
