@@ -4,6 +4,8 @@
 #include "apps/common.h"
 #include "model/model.h"
 
+#include <cstdlib>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -140,12 +142,113 @@ std::string figure(double v)
     return strfmt(v < 1 ? "%.4f" : "%.2f", v);
 }
 
+// iris bench --depths: decode speed over deep caches of each KV setting.
+int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCacheOptions& kv,
+                    int n_gen, int reps)
+{
+    std::vector<int> depths;
+    std::string list = args.str("--depths");
+    for (size_t at = 0; at <= list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        const std::string item = list.substr(at, comma - at);
+        char* end = nullptr;
+        const long v = std::strtol(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || v < 1 || v > (1 << 22))
+            throw Error(ErrorKind::invalid_argument,
+                        "--depths must be a comma-separated list of token counts, got '" + list
+                            + "'");
+        depths.push_back(int(v));
+        at = comma + 1;
+    }
+    std::vector<model::KvCacheOptions> settings
+        = {{model::KvType::f16, model::KvType::f16, kv.block_tokens, {}}};
+    if (kv.k_type == model::KvType::skvq && args.all("--kv-bits").size() > 1) {
+        for (const auto& bits : args.all("--kv-bits")) {
+            settings.push_back(kv);
+            model::parse_kv_bits(bits, settings.back().skvq);
+        }
+    } else if (model::kv_cache_name(kv) != "f16") {
+        settings.push_back(kv);
+    }
+    apply_threads(args);
+    const int threads = default_thread_pool().size();
+    ProgressBar bar("loading");
+    model::LoadOptions opts;
+    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    auto net = model::InternVL::load(dir, opts);
+    bar.finish();
+    const auto& cfg = net->config();
+    { // Warm-up: touches every weight once.
+        auto warm = net->new_cache(settings[0]);
+        const int32_t ids[2] = {0, 1};
+        net->forward(*warm, ids, {}, -1);
+        net->forward(*warm, std::span<const int32_t>(ids, 1), {}, -1);
+    }
+    std::printf("model:   %s (%d layers, %d KV heads of %d channels); threads %d; tg%d, %d reps; "
+                "caches filled with random keys and values\n\n",
+                dir.c_str(), cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads,
+                cfg.llm.head_dim, threads, n_gen, reps);
+    std::vector<std::string> head = {"kv", "bytes/token", "vs f16", "tokens in 4 GiB"};
+    for (int d : depths) head.push_back(strfmt("t/s @ d%d", d));
+    std::vector<std::vector<std::string>> rows = {head};
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<int32_t> any_id(0, cfg.llm.vocab_size - 1);
+    const size_t f16_bytes = net->new_cache(settings[0])->bytes_per_token();
+    // speeds[setting][depth]; the settings take turns within each rep, so that a change in
+    // what else the machine runs does not favour one of them.
+    std::vector<std::vector<std::string>> speeds(settings.size());
+    std::vector<size_t> fixed(settings.size()); // beside the tokens' rows, at the last depth
+    for (int depth : depths) {
+        ProgressBar run(strfmt("d%d", depth));
+        std::vector<std::unique_ptr<model::KvCache>> caches;
+        for (const auto& setting : settings) {
+            caches.push_back(net->new_cache(setting));
+            caches.back()->append_random(depth, 7);
+        }
+        std::vector<Result> tg(settings.size(), Result {strfmt("tg%d", n_gen), "token", n_gen, {}});
+        for (int r = 0; r < reps; ++r)
+            for (size_t si = 0; si < settings.size(); ++si) {
+                model::KvCache& cache = *caches[si];
+                const Stopwatch w;
+                for (int i = 0; i < n_gen; ++i) {
+                    const int32_t id = any_id(rng);
+                    net->forward(cache, std::span<const int32_t>(&id, 1), {}, -1);
+                }
+                tg[si].add(w);
+                fixed[si] = cache.bytes() - size_t(cache.n_tokens()) * cache.bytes_per_token();
+                cache.truncate(depth);
+                run.update(float(r * settings.size() + si + 1) / float(reps * settings.size()));
+            }
+        run.finish();
+        for (size_t si = 0; si < settings.size(); ++si)
+            speeds[si].push_back(figure(tg[si].per_s(tg[si].median_ms())) + " ("
+                                 + figure(tg[si].per_s(tg[si].min_ms())) + ")");
+    }
+    for (size_t si = 0; si < settings.size(); ++si) {
+        const size_t per_token = net->new_cache(settings[si])->bytes_per_token();
+        std::vector<std::string> row = {
+            model::kv_cache_name(settings[si]), std::to_string(per_token),
+            strfmt("%.2fx", double(f16_bytes) / double(per_token)),
+            strfmt("%.0fk", (double(4ull << 30) - double(fixed[si])) / double(per_token) / 1024.0)};
+        row.insert(row.end(), speeds[si].begin(), speeds[si].end());
+        rows.push_back(row);
+    }
+    std::printf("\n");
+    std::vector<bool> right(head.size(), true);
+    right[0] = false;
+    print_table(rows, right);
+    std::printf("\nt/s: median (best) of the reps. tokens in 4 GiB: (4 GiB - what the cache holds "
+                "beside the rows of its tokens: scratch, f32 sink and window, partly filled "
+                "blocks) / bytes per token\n");
+    return 0;
+}
+
 } // namespace
 
 int cmd_bench(int argc, char** argv)
 {
     std::vector<std::string> valued
-        = {"--model", "-p", "-n", "--threads", "--tiles", "--reps", "--depth"};
+        = {"--model", "-p", "-n", "--threads", "--tiles", "--reps", "--depth", "--depths"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -163,6 +266,11 @@ int cmd_bench(int argc, char** argv)
             "Each is run --reps times; the table shows the median and the best. 0 skips a test.\n"
             "--json prints one JSON object instead of the table. Random weights are fine\n"
             "(see 'iris make-random').\n"
+            "\n"
+            "With --depths D1,D2,... it compares KV caches instead: f16 and the --kv setting\n"
+            "(with --kv skvq, one per --kv-bits given) by bytes per token, the context that fits\n"
+            "in 4 GiB of KV, and tgN decode speed at each depth, the cache filled with random\n"
+            "keys and values (no prompt is run, so deep contexts are quick to reach).\n"
             "%s",
             kv_help());
         return 0;
@@ -175,12 +283,11 @@ int cmd_bench(int argc, char** argv)
     const int reps = int(args.integer("--reps", 3, 1, 1000));
     const bool as_json = args.flag("--json");
     const model::KvCacheOptions kv = kv_cache_from_args(args);
-    const std::string kv_name = kv.k_type == kv.v_type
-        ? model::kv_type_name(kv.k_type)
-        : strfmt("%s/%s", model::kv_type_name(kv.k_type), model::kv_type_name(kv.v_type));
+    const std::string kv_name = model::kv_cache_name(kv);
     apply_threads(args);
     const int threads = default_thread_pool().size();
 
+    if (args.has("--depths")) return bench_kv_depths(args, dir, kv, n_gen, reps);
     const FileStats files = file_stats(dir);
     ProgressBar bar("loading");
     model::LoadOptions opts;

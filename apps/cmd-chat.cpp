@@ -23,11 +23,11 @@ void print_stats(const reasoning::Answer& a, const model::KvCache& cache)
     std::fprintf(
         stderr,
         "[%d prompt tokens (%d reused), %d tiles in %.0f ms, prefill %.0f ms (%.1f tok/s), "
-        "%d new tokens in %.0f ms (%.1f tok/s), %s; KV cache K %s V %s, %.2f MiB]\n",
+        "%d new tokens in %.0f ms (%.1f tok/s), %s; KV cache %s, %.2f MiB]\n",
         s.n_prompt_tokens, s.n_reused_tokens, s.n_tiles, s.vision_ms, s.prefill_ms,
         s.prefill_ms > 0 ? (s.n_prompt_tokens - s.n_reused_tokens) * 1000.0 / s.prefill_ms : 0.0,
         s.n_generated, s.decode_ms, s.decode_ms > 0 ? s.n_generated * 1000.0 / s.decode_ms : 0.0,
-        a.finish_reason.c_str(), model::kv_type_name(kv.k_type), model::kv_type_name(kv.v_type),
+        a.finish_reason.c_str(), model::kv_cache_name(kv).c_str(),
         double(cache.bytes()) / double(1 << 20));
 }
 

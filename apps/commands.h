@@ -15,6 +15,8 @@ int cmd_chat(int argc, char** argv);
 int cmd_eval(int argc, char** argv);
 int cmd_make_random(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_calibrate_kv(int argc, char** argv);
+int cmd_kv_eval(int argc, char** argv);
 int cmd_watch(int argc, char** argv);
 int cmd_live(int argc, char** argv);
 int cmd_recall(int argc, char** argv);

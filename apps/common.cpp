@@ -52,16 +52,27 @@ std::vector<std::string> common_valued_options()
 
 std::vector<std::string> kv_option_names()
 {
-    return {"--kv", "--kv-k", "--kv-v", "--kv-block"};
+    return {"--kv",       "--kv-k",      "--kv-v",    "--kv-block", "--kv-bits",
+            "--kv-group", "--kv-window", "--kv-sink", "--kv-clip"};
 }
 
 const char* kv_help()
 {
-    return "  --kv TYPE            KV cache type: f32 (default), f16, q8 (llama.cpp q8_0) or q4 "
+    return "  --kv TYPE            KV cache type: f32 (default), f16, q8 (llama.cpp q8_0), q4 "
            "(q4_0)\n"
+           "                       or skvq (SKVQ: calibrated low-bit groups, f32 sink and "
+           "window)\n"
            "  --kv-k TYPE          the keys' type alone (overrides --kv); --kv-v TYPE the "
            "values'\n"
-           "  --kv-block N         tokens per KV cache block (default 64)\n";
+           "  --kv-block N         tokens per KV cache block (default 64)\n"
+           "  --kv-bits KxVy       skvq bits: K 2, 4 or 8; V 1.5, 2, 4 or 8 (default K2V1.5)\n"
+           "  --kv-group N         skvq channels per group: 32, 64 or 128 (default 128, at most "
+           "a head)\n"
+           "  --kv-window N        skvq: the last N tokens stay f32 (default 128)\n"
+           "  --kv-sink N          skvq: the first N tokens stay f32 (default 5)\n"
+           "  --kv-clip A          skvq clipping factor in [0.5, 1] for every group (default: "
+           "the\n"
+           "                       model's kv-calibration file, else 1)\n";
 }
 
 model::KvCacheOptions kv_cache_from_args(const Args& args)
@@ -71,6 +82,21 @@ model::KvCacheOptions kv_cache_from_args(const Args& args)
     if (args.has("--kv-k")) kv.k_type = model::kv_type_from_name(args.str("--kv-k"));
     if (args.has("--kv-v")) kv.v_type = model::kv_type_from_name(args.str("--kv-v"));
     kv.block_tokens = int(args.integer("--kv-block", kv.block_tokens, 1, 65536));
+    if (args.has("--kv-bits")) model::parse_kv_bits(args.str("--kv-bits"), kv.skvq);
+    kv.skvq.group = int(args.integer("--kv-group", kv.skvq.group, 32, 128));
+    if (kv.skvq.group != 32 && kv.skvq.group != 64 && kv.skvq.group != 128)
+        throw Error(ErrorKind::invalid_argument, "--kv-group must be 32, 64 or 128");
+    kv.skvq.window = int(args.integer("--kv-window", kv.skvq.window, 0, 1 << 20));
+    kv.skvq.sink = int(args.integer("--kv-sink", kv.skvq.sink, 0, 65536));
+    kv.skvq.clip = float(args.number("--kv-clip", kv.skvq.clip, 0.5, 1));
+    const bool skvq_settings = args.has("--kv-bits") || args.has("--kv-group")
+        || args.has("--kv-window") || args.has("--kv-sink") || args.has("--kv-clip");
+    if (skvq_settings && kv.k_type != model::KvType::skvq)
+        throw Error(ErrorKind::invalid_argument,
+                    "--kv-bits, --kv-group, --kv-window, --kv-sink and --kv-clip need --kv skvq");
+    if ((kv.k_type == model::KvType::skvq) != (kv.v_type == model::KvType::skvq))
+        throw Error(ErrorKind::invalid_argument,
+                    "skvq stores keys and values alike: use --kv skvq with --kv-bits");
     return kv;
 }
 

@@ -72,6 +72,9 @@ const Command commands[] = {
     {"generate", iris::app::cmd_generate, "print the greedy continuation of given inputs"},
     {"make-random", iris::app::cmd_make_random, "write a random-weight checkpoint of a real shape"},
     {"bench", iris::app::cmd_bench, "measure prompt, decode and vision speed"},
+    {"calibrate-kv", iris::app::cmd_calibrate_kv,
+     "compute the SKVQ KV cache calibration of a model (channel order, clipping)"},
+    {"kv-eval", iris::app::cmd_kv_eval, "compare KV cache settings with f16 on long prompts"},
 };
 
 void usage(FILE* out)

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 namespace iris::model {
 
@@ -176,6 +177,12 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
     load_llm(loader, impl->config.llm, impl->llm);
     impl->bytes_owned = loader.bytes_owned();
     impl->bytes_mapped = loader.bytes_mapped();
+    const std::string calibration = kv_calibration_path(dir);
+    if (std::filesystem::exists(calibration)) {
+        const LlmConfig& c = impl->config.llm;
+        impl->kv_calibration = KvCalibration::load(calibration, c.num_hidden_layers,
+                                                   c.num_key_value_heads, c.head_dim);
+    }
     if (options.progress) options.progress(1.f, "done");
 
     IRIS_LOG_INFO("loaded %s (%s, %d+%d layers) in %.0f ms: %.1f MB converted, %.1f MB mapped, "
@@ -231,9 +238,14 @@ std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, 
 std::unique_ptr<KvCache> InternVL::new_cache(const KvCacheOptions& options) const
 {
     const LlmConfig& c = impl_->config.llm;
-    return std::make_unique<KvCache>(
-        std::make_unique<KvCache::Impl>(c.num_hidden_layers, c.num_key_value_heads, c.head_dim,
-                                        c.max_position_embeddings, options));
+    return std::make_unique<KvCache>(std::make_unique<KvCache::Impl>(
+        c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.max_position_embeddings, options,
+        impl_->kv_calibration ? &*impl_->kv_calibration : nullptr));
+}
+
+const KvCalibration* InternVL::kv_calibration() const
+{
+    return impl_->kv_calibration ? &*impl_->kv_calibration : nullptr;
 }
 
 namespace {

@@ -9,7 +9,7 @@ namespace iris::model {
 
 namespace {
 
-constexpr KvType kKvTypes[] = {KvType::f32, KvType::f16, KvType::q8, KvType::q4};
+constexpr KvType kKvTypes[] = {KvType::f32, KvType::f16, KvType::q8, KvType::q4, KvType::skvq};
 
 } // namespace
 
@@ -24,6 +24,8 @@ const char* kv_type_name(KvType type)
         return "q8";
     case KvType::q4:
         return "q4";
+    case KvType::skvq:
+        return "skvq";
     }
     return "?";
 }
@@ -32,19 +34,89 @@ KvType kv_type_from_name(std::string_view name)
 {
     for (KvType t : kKvTypes)
         if (name == kv_type_name(t)) return t;
-    throw Error(
-        ErrorKind::invalid_argument,
-        strfmt("unknown KV cache type '%.*s' (f32, f16, q8 or q4)", int(name.size()), name.data()));
+    throw Error(ErrorKind::invalid_argument,
+                strfmt("unknown KV cache type '%.*s' (f32, f16, q8, q4 or skvq)", int(name.size()),
+                       name.data()));
 }
 
+void parse_kv_bits(std::string_view text, KvSkvqOptions& out)
+{
+    auto bad = [&] {
+        return Error(ErrorKind::invalid_argument,
+                     strfmt("KV bits '%.*s' is not K<2|4|8>V<1.5|2|4|8>, e.g. K2V1.5",
+                            int(text.size()), text.data()));
+    };
+    auto upper = [](char c) { return char(c >= 'a' && c <= 'z' ? c - 32 : c); };
+    const size_t v = text.find_first_of("Vv");
+    if (text.size() < 4 || upper(text[0]) != 'K' || v == std::string_view::npos || v < 2)
+        throw bad();
+    const std::string_view k_part = text.substr(1, v - 1), v_part = text.substr(v + 1);
+    auto value = [&](std::string_view p, std::initializer_list<std::string_view> allowed) {
+        for (std::string_view a : allowed)
+            if (p == a) return std::stof(std::string(a));
+        throw bad();
+    };
+    out.k_bits = value(k_part, {"2", "4", "8"});
+    out.v_bits = value(v_part, {"1.5", "2", "4", "8"});
+}
+
+std::string kv_bits_name(const KvSkvqOptions& o)
+{
+    return strfmt("K%gV%g", double(o.k_bits), double(o.v_bits));
+}
+
+std::string kv_cache_name(const KvCacheOptions& o)
+{
+    if (o.k_type == KvType::skvq) {
+        std::string name = strfmt("skvq %s g%d w%d s%d", kv_bits_name(o.skvq).c_str(), o.skvq.group,
+                                  o.skvq.window, o.skvq.sink);
+        if (o.skvq.clip > 0) name += strfmt(" clip%g", double(o.skvq.clip));
+        return name;
+    }
+    if (o.k_type == o.v_type) return kv_type_name(o.k_type);
+    return strfmt("%s/%s", kv_type_name(o.k_type), kv_type_name(o.v_type));
+}
+
+namespace {
+
+size_t row_bytes(KvType type, const cpu::SkvqFormat& f, int head_dim)
+{
+    return type == KvType::skvq ? cpu::skvq_row_bytes(f, head_dim)
+                                : cpu::kv_row_bytes(type, head_dim);
+}
+
+const KvSkvqOptions& checked_skvq(const KvCacheOptions& o)
+{
+    if ((o.k_type == KvType::skvq) != (o.v_type == KvType::skvq))
+        throw Error(ErrorKind::invalid_argument,
+                    "KV cache: skvq stores keys and values alike (use --kv skvq and --kv-bits "
+                    "for their widths)");
+    const KvSkvqOptions& s = o.skvq;
+    if (s.sink < 0 || s.sink > 65536 || s.window < 0 || s.window > 1 << 20)
+        throw Error(
+            ErrorKind::invalid_argument,
+            strfmt("SKVQ: sink %d or window %d outside 0..65536 / 0..1048576", s.sink, s.window));
+    if (!(s.clip == 0.f || (s.clip >= 0.5f && s.clip <= 1.f)))
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("SKVQ: clipping factor %g outside [0.5, 1]", double(s.clip)));
+    return s;
+}
+
+} // namespace
+
 KvCache::Impl::Impl(int n_layers_, int n_kv_heads_, int head_dim_, int max_position_embeddings,
-                    const KvCacheOptions& options_)
+                    const KvCacheOptions& options_, const KvCalibration* calibration)
     : n_layers(n_layers_)
     , n_kv_heads(n_kv_heads_)
     , head_dim(head_dim_)
     , options(options_)
-    , k_row_bytes(cpu::kv_row_bytes(options_.k_type, head_dim_))
-    , v_row_bytes(cpu::kv_row_bytes(options_.v_type, head_dim_))
+    , skvq((checked_skvq(options_), options_.k_type == KvType::skvq))
+    , k_fmt(skvq ? cpu::skvq_format(options_.skvq.k_bits, options_.skvq.group, head_dim_)
+                 : cpu::SkvqFormat {})
+    , v_fmt(skvq ? cpu::skvq_format(options_.skvq.v_bits, options_.skvq.group, head_dim_)
+                 : cpu::SkvqFormat {})
+    , k_row_bytes(row_bytes(options_.k_type, k_fmt, head_dim_))
+    , v_row_bytes(row_bytes(options_.v_type, v_fmt, head_dim_))
     , blocks(size_t(n_layers_))
     , rope_len(max_position_embeddings)
 {
@@ -56,6 +128,39 @@ KvCache::Impl::Impl(int n_layers_, int n_kv_heads_, int head_dim_, int max_posit
     // Value rows start 64-byte aligned, so that f32 rows are aligned floats whatever K holds.
     v_offset = (rows * k_row_bytes + 63) / 64 * 64;
     block_bytes = v_offset + rows * v_row_bytes;
+    if (!skvq) return;
+
+    q_end = options.skvq.sink;
+    fp.resize(size_t(n_layers));
+    fp_block_floats = 2 * rows * size_t(head_dim);
+    const size_t heads = size_t(n_layers) * size_t(n_kv_heads), d = size_t(head_dim);
+    const size_t n_groups = d / size_t(k_fmt.group); // K and V share the group size
+    k_perm.resize(heads * d);
+    for (size_t i = 0; i < k_perm.size(); ++i) k_perm[i] = int32_t(i % d);
+    v_perm = k_perm;
+    const float clip = options.skvq.clip > 0 ? options.skvq.clip : kSkvqDefaultClip;
+    k_clip.assign(heads * n_groups, clip);
+    v_clip.assign(heads * n_groups, clip);
+    if (!calibration) return;
+    if (calibration->n_layers != n_layers || calibration->n_kv_heads != n_kv_heads
+        || calibration->head_dim != head_dim)
+        throw Error(ErrorKind::invalid_argument, "SKVQ: the calibration is of another model shape");
+    auto find = [&](const auto& map, const auto& key, const char* what) -> const auto&
+    {
+        auto it = map.find(key);
+        if (it == map.end())
+            throw Error(ErrorKind::invalid_argument,
+                        strfmt("SKVQ: the calibration has no %s", what));
+        return it->second;
+    };
+    const int g = k_fmt.group;
+    k_perm = find(calibration->k_perm, g, strfmt("key order for groups of %d", g).c_str());
+    v_perm = find(calibration->v_perm, g, strfmt("value order for groups of %d", g).c_str());
+    if (options.skvq.clip > 0) return;
+    const std::string k_key = strfmt("g%d.k%g", g, double(options.skvq.k_bits));
+    const std::string v_key = strfmt("g%d.v%g", g, double(options.skvq.v_bits));
+    k_clip = find(calibration->clip, k_key, ("clipping " + k_key).c_str());
+    v_clip = find(calibration->clip, v_key, ("clipping " + v_key).c_str());
 }
 
 void KvCache::Impl::reserve(int n_total)
@@ -74,8 +179,22 @@ void KvCache::Impl::store(int layer, int pos0, int n, const float* k_new, const 
     const auto& layer_blocks = blocks[size_t(layer)];
     for (int t = 0; t < n; ++t) {
         const int pos = pos0 + t;
-        uint8_t* block = layer_blocks[size_t(pos / bt)].get();
         const size_t slot = size_t(pos % bt);
+        if (skvq) {
+            auto& f = fp[size_t(layer)];
+            if (f.size() <= size_t(pos / bt)) f.resize(size_t(pos / bt) + 1);
+            auto& block = f[size_t(pos / bt)];
+            if (!block) block = std::make_unique_for_overwrite<float[]>(fp_block_floats);
+            for (int h = 0; h < n_kv_heads; ++h) {
+                const size_t row = (size_t(h) * size_t(bt) + slot) * d;
+                const size_t src = (size_t(t) * size_t(n_kv_heads) + size_t(h)) * d;
+                std::memcpy(block.get() + row, k_new + src, d * sizeof(float));
+                std::memcpy(block.get() + fp_block_floats / 2 + row, v_new + src,
+                            d * sizeof(float));
+            }
+            continue;
+        }
+        uint8_t* block = layer_blocks[size_t(pos / bt)].get();
         for (int h = 0; h < n_kv_heads; ++h) {
             const size_t row = size_t(h) * size_t(bt) + slot;
             const size_t src = (size_t(t) * size_t(n_kv_heads) + size_t(h)) * d;
@@ -86,6 +205,44 @@ void KvCache::Impl::store(int layer, int pos0, int n, const float* k_new, const 
     }
 }
 
+int KvCache::Impl::quantized_end(int n_total) const
+{
+    return std::max(q_end, n_total - options.skvq.window);
+}
+
+void KvCache::Impl::settle(int layer, int n_total)
+{
+    if (!skvq || hold) return;
+    const int bt = options.block_tokens, end = quantized_end(n_total);
+    const size_t d = size_t(head_dim), n_groups = d / size_t(k_fmt.group);
+    auto& f = fp[size_t(layer)];
+    const auto& layer_blocks = blocks[size_t(layer)];
+    for (int pos = q_end; pos < end; ++pos) {
+        const float* src = f[size_t(pos / bt)].get();
+        uint8_t* block = layer_blocks[size_t(pos / bt)].get();
+        for (int h = 0; h < n_kv_heads; ++h) {
+            const size_t row = size_t(h) * size_t(bt) + size_t(pos % bt);
+            const size_t lh = size_t(layer) * size_t(n_kv_heads) + size_t(h);
+            cpu::skvq_quantize_row(k_fmt, src + row * d, head_dim, &k_perm[lh * d],
+                                   &k_clip[lh * n_groups], block + row * k_row_bytes);
+            cpu::skvq_quantize_row(v_fmt, src + fp_block_floats / 2 + row * d, head_dim,
+                                   &v_perm[lh * d], &v_clip[lh * n_groups],
+                                   block + v_offset + row * v_row_bytes);
+        }
+    }
+    // Blocks whose tokens are all quantized now (none in the sink) need no f32 copy.
+    for (int b = (options.skvq.sink + bt - 1) / bt; (b + 1) * bt <= end && size_t(b) < f.size();
+         ++b)
+        f[size_t(b)].reset();
+}
+
+void KvCache::Impl::settle_all()
+{
+    if (!skvq || hold) return;
+    for (int l = 0; l < n_layers; ++l) settle(l, n_tokens);
+    q_end = quantized_end(n_tokens);
+}
+
 void KvCache::Impl::truncate(int n)
 {
     n_tokens = n;
@@ -93,6 +250,11 @@ void KvCache::Impl::truncate(int n)
         = (size_t(n) + size_t(options.block_tokens) - 1) / size_t(options.block_tokens);
     for (auto& layer : blocks)
         if (layer.size() > keep) layer.resize(keep);
+    if (!skvq) return;
+    for (auto& layer : fp)
+        if (layer.size() > keep) layer.resize(keep);
+    // Tokens quantized before stay so; the window refills with the tokens that come next.
+    q_end = std::max(options.skvq.sink, std::min(q_end, n));
 }
 
 std::span<const cpu::KvRun> KvCache::Impl::runs(int layer, int n)
@@ -101,10 +263,38 @@ std::span<const cpu::KvRun> KvCache::Impl::runs(int layer, int n)
     auto& out = scratch.runs;
     out.clear();
     const auto& layer_blocks = blocks[size_t(layer)];
+    const size_t k_stride = size_t(bt) * k_row_bytes, v_stride = size_t(bt) * v_row_bytes;
+    if (!skvq) {
+        for (int b = 0; b * bt < n; ++b) {
+            const uint8_t* block = layer_blocks[size_t(b)].get();
+            out.push_back({block, block + v_offset, k_stride, v_stride, std::min(bt, n - b * bt),
+                           options.k_type, options.v_type});
+        }
+        return out;
+    }
+    const size_t d = size_t(head_dim);
+    const size_t lh = size_t(layer) * size_t(n_kv_heads) * d;
+    const int sink = options.skvq.sink;
     for (int b = 0; b * bt < n; ++b) {
-        const uint8_t* block = layer_blocks[size_t(b)].get();
-        out.push_back({block, block + v_offset, size_t(bt) * k_row_bytes, size_t(bt) * v_row_bytes,
-                       std::min(bt, n - b * bt), options.k_type, options.v_type});
+        const int b1 = std::min(n, (b + 1) * bt);
+        for (int p = b * bt; p < b1;) {
+            const bool exact = p < sink || p >= q_end;
+            const int next = std::min(b1, p < sink ? sink : exact ? b1 : q_end);
+            const size_t slot = size_t(p - b * bt);
+            if (exact) {
+                const float* block = fp[size_t(layer)][size_t(b)].get();
+                const auto* k = reinterpret_cast<const uint8_t*>(block + slot * d);
+                out.push_back({k, k + fp_block_floats / 2 * sizeof(float),
+                               size_t(bt) * d * sizeof(float), size_t(bt) * d * sizeof(float),
+                               next - p, KvType::f32, KvType::f32});
+            } else {
+                const uint8_t* block = layer_blocks[size_t(b)].get();
+                out.push_back({block + slot * k_row_bytes, block + v_offset + slot * v_row_bytes,
+                               k_stride, v_stride, next - p, KvType::skvq, KvType::skvq,
+                               &k_perm[lh], &v_perm[lh], k_fmt, v_fmt});
+            }
+            p = next;
+        }
     }
     return out;
 }
@@ -119,6 +309,8 @@ size_t KvCache::Impl::bytes() const
     size_t total = 0;
     for (const auto& layer : blocks)
         total += layer.size() * block_bytes + layer.capacity() * sizeof(layer[0]);
+    for (const auto& layer : fp)
+        for (const auto& b : layer) total += b ? fp_block_floats * sizeof(float) : 0;
     const Scratch& s = scratch;
     for (const auto* b : {&s.embed, &s.x, &s.h, &s.q, &s.kn, &s.vn, &s.attn, &s.gate, &s.up,
                           &s.logits, &s.cos, &s.sin, &s.inv_freq})
@@ -158,6 +350,44 @@ size_t KvCache::bytes() const
 size_t KvCache::bytes_per_token() const
 {
     return impl_->bytes_per_token();
+}
+
+void KvCache::append_random(int n, uint64_t seed)
+{
+    Impl& c = *impl_;
+    const int width = c.n_kv_heads * c.head_dim, chunk = 512;
+    std::vector<float> k(size_t(chunk) * size_t(width)), v(k.size());
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    auto uniform = [&] { // xorshift64*, in [-1, 1)
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        return float((x * 0x2545F4914F6CDD1Dull) >> 40) / float(1 << 23) - 1.f;
+    };
+    for (int at = 0; at < n; at += chunk) {
+        const int m = std::min(chunk, n - at), pos0 = c.n_tokens;
+        c.reserve(pos0 + m);
+        for (int l = 0; l < c.n_layers; ++l) {
+            for (size_t i = 0; i < size_t(m) * size_t(width); ++i) {
+                const float offset = float(int(i % size_t(width) % 5) - 2);
+                k[i] = uniform() * (0.5f + float(i % 7)) + offset;
+                v[i] = uniform();
+            }
+            c.store(l, pos0, m, k.data(), v.data());
+            c.settle(l, pos0 + m);
+        }
+        if (c.skvq && !c.hold) c.q_end = c.quantized_end(pos0 + m);
+        c.n_tokens = pos0 + m;
+    }
+}
+
+void KvCache::hold_quantization()
+{
+    impl_->hold = true;
+}
+
+void KvCache::release_quantization()
+{
+    impl_->hold = false;
+    impl_->settle_all();
 }
 
 const KvCacheOptions& KvCache::options() const

@@ -199,6 +199,7 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     if (trace) {
         trace->hidden_states.assign(size_t((n_layers + 1) * n * h), 0.f);
         std::memcpy(trace->hidden_states.data(), x, size_t(n * h) * sizeof(float));
+        trace->attention.assign(size_t(n_layers) * size_t(n * qw), 0.f);
     }
     // Eager attention divides q·kᵀ by sqrt(head_dim).
     const float scale = float(1.0 / std::sqrt(double(d)));
@@ -215,6 +216,10 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
         cache.store(l, pos0, n, kn, vn);
         cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
                               s.attention);
+        cache.settle(l, pos0 + n); // SKVQ: the prefill saw its tokens in full precision
+        if (trace)
+            std::memcpy(trace->attention.data() + size_t(l) * size_t(n * qw), attn,
+                        size_t(n * qw) * sizeof(float));
         cpu::linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
         cpu::add_rows(x, hb, nullptr, n, h);
 
@@ -242,6 +247,7 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     float* logits = grow(s.logits, size_t(n_out * vocab));
     cpu::linear(hb, n_out, w.lm_head_matrix(), nullptr, logits);
 
+    if (cache.skvq && !cache.hold) cache.q_end = cache.quantized_end(pos0 + n);
     cache.n_tokens = pos0 + n;
     return {logits, size_t(n_out * vocab)};
 }

@@ -282,29 +282,63 @@ struct LlmTrace
     std::vector<float> hidden_states;
     // [n_new, H]: after the final RMSNorm
     std::vector<float> final_norm;
+    // [L, n_new, Nh·D]: each layer's attention output (before o_proj)
+    std::vector<float> attention;
 };
 
-// How the KV cache stores keys and values (spec/skvq.md §7). Keys are stored after RoPE. The
-// quantized types work per token and per head, in groups of 32 channels that never cross a head
-// (gcd(head_dim, 32) channels when 32 does not divide head_dim, e.g. 16 in the tiny test models):
-//   f32  4 bytes per value, the reference
-//   f16  2 bytes per value (IEEE half, round to nearest even)
-//   q8   llama.cpp's q8_0: an fp16 scale and 32 int8 per group, 8.5 bits per value
-//   q4   llama.cpp's q4_0: an fp16 scale and 32 nibbles per group, 4.5 bits per value
-enum class KvType { f32, f16, q8, q4 };
+// How the KV cache stores keys and values (spec/skvq.md). Keys are stored after RoPE. The
+// quantized types work per token and per head, in groups of channels that never cross a head:
+//   f32   4 bytes per value, the reference
+//   f16   2 bytes per value (IEEE half, round to nearest even)
+//   q8    llama.cpp's q8_0: an fp16 scale and 32 int8 per group, 8.5 bits per value
+//   q4    llama.cpp's q4_0: an fp16 scale and 32 nibbles per group, 4.5 bits per value
+//   skvq  SKVQ (spec §2-§4): asymmetric min/scale groups of KvSkvqOptions::group channels after
+//         a calibrated channel order, clipped, the first `sink` and the last `window` tokens
+//         kept in f32 (K and V are then both skvq)
+// q8 and q4 use groups of 32 channels (gcd(head_dim, 32) when 32 does not divide head_dim, e.g.
+// 16 in the tiny test models).
+enum class KvType { f32, f16, q8, q4, skvq };
 
-const char* kv_type_name(KvType type); // "f32", "f16", "q8", "q4"
+const char* kv_type_name(KvType type); // "f32", "f16", "q8", "q4", "skvq"
 // The type of a name kv_type_name gives; throws Error(invalid_argument) listing the names.
 KvType kv_type_from_name(std::string_view name);
 
-// The storage of one KV cache. K and V may differ (like llama.cpp's -ctk / -ctv).
+// The SKVQ settings (spec/skvq.md). Bits: keys 2, 4 or 8; values 1.5 (three levels, stored in
+// 2 bits), 2, 4 or 8. Groups hold min(group, head_dim) channels of one head (the calibrated
+// clusters are kept inside a head, so attention dequantizes one head at a time). Scale and
+// minimum are fp16. Prefill attention sees the new tokens in full precision; a token is
+// quantized when it leaves the window.
+struct KvSkvqOptions
+{
+    float k_bits = 2.f;
+    float v_bits = 1.5f;
+    int group = 128; // 32, 64 or 128
+    int sink = 5; // first tokens never quantized
+    int window = 128; // last tokens never quantized
+    // The clipping factor α of every group; 0: the calibrated factors of the model's
+    // kv-calibration file, or kSkvqDefaultClip without one.
+    float clip = 0.f;
+};
+constexpr float kSkvqDefaultClip = 1.0f;
+
+// "K2V1.5" (also lower case) -> k_bits, v_bits; throws Error(invalid_argument) naming the
+// allowed values.
+void parse_kv_bits(std::string_view text, KvSkvqOptions& out);
+std::string kv_bits_name(const KvSkvqOptions& o); // "K2V1.5"
+
+// The storage of one KV cache. K and V may differ (like llama.cpp's -ctk / -ctv), except that
+// skvq is both or neither.
 struct KvCacheOptions
 {
     KvType k_type = KvType::f32;
     KvType v_type = KvType::f32;
     // Tokens per block: the cache grows and shrinks by whole blocks of every layer.
     int block_tokens = 64;
+    KvSkvqOptions skvq; // used when the types are skvq
 };
+
+// A short name of the settings: "f16", "q8/q4", "skvq K2V1.5 g32 w128 s5".
+std::string kv_cache_name(const KvCacheOptions& options);
 
 // The per-session state of the decoder: the keys and values of every layer, in blocks of
 // block_tokens tokens allocated as the context grows (earlier blocks never move) and freed by
@@ -327,8 +361,17 @@ public:
     void clear() { truncate(0); }
     // Memory held: the blocks in use and the scratch.
     size_t bytes() const;
-    // Bytes of keys and values one token takes in every layer, quantization scales included.
+    // Bytes of keys and values one token takes in every layer, quantization scales included
+    // (SKVQ: a quantized token; the f32 sink and window are beside them).
     size_t bytes_per_token() const;
+    // SKVQ: while held, tokens that leave the window stay in full precision, so that a prompt
+    // fed in several chunks attends to all of itself in full precision; release() quantizes
+    // what left the window meanwhile. No-ops for the other types.
+    void hold_quantization();
+    void release_quantization();
+    // For benchmarks: appends n tokens of random keys and values (key-like per-channel offsets
+    // and scales) without running the network, stored as a prompt's would be.
+    void append_random(int n, uint64_t seed);
     const KvCacheOptions& options() const;
 
     Impl& impl() { return *impl_; } // for the model module's implementation
@@ -338,10 +381,35 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// The SKVQ calibration of a model (spec/skvq.md §2): per layer, K/V and KV head, the channel
+// order that puts channels of similar range into one group, and a clipping factor per group
+// for each bit width. Groups are clusters of exactly `group` channels of one head (SKVQ's
+// k-means clusters span heads and vary in size; see kv-calibrate.cpp). Stored beside the model
+// as kv-calibration.safetensors and loaded with it.
+struct KvCalibration
+{
+    int n_layers = 0, n_kv_heads = 0, head_dim = 0;
+    // Per effective group size g (min(group, head_dim)): perm [layer][head][D] (stored channel
+    // j of a head row is channel perm[j]) for "k" and "v".
+    std::map<int, std::vector<int32_t>> k_perm, v_perm;
+    // Per "g<g>.k<bits>" / "g<g>.v<bits>" (e.g. "g32.v1.5"): α [layer][head][D/g].
+    std::map<std::string, std::vector<float>> clip;
+
+    // Throws Error(invalid_input) naming the file and what is wrong: not safetensors, another
+    // model's shape, a tensor missing or of the wrong shape, a perm that is not a permutation,
+    // a clipping factor outside [0.5, 1].
+    static KvCalibration load(const std::string& path, int n_layers, int n_kv_heads, int head_dim);
+    void save(const std::string& path) const; // atomically (temporary file and rename)
+};
+
+// The sidecar file of a model folder: DIR/kv-calibration.safetensors.
+std::string kv_calibration_path(const std::string& model_dir);
+
 class InternVL
 {
 public:
-    // Loads config.json and the safetensors weights of a checkpoint folder. Throws Error
+    // Loads config.json and the safetensors weights of a checkpoint folder, and the SKVQ
+    // calibration kv-calibration.safetensors when the folder has one. Throws Error
     // (not_found, invalid_input, unsupported) naming the file or tensor: missing tensors, shapes
     // that disagree with the config, unsupported architectures or dtypes.
     static std::unique_ptr<InternVL> load(const std::string& dir, const LoadOptions& options = {});
@@ -360,8 +428,12 @@ public:
     std::vector<float> encode_images(std::span<const float> pixel_values, int n_tiles,
                                      VisionTrace* trace = nullptr) const;
 
-    // An empty cache. Throws Error(invalid_argument) for block_tokens outside 1..65536.
+    // An empty cache. Throws Error(invalid_argument) for block_tokens outside 1..65536 and bad
+    // SKVQ settings. An skvq cache takes the model's calibration (identity order and
+    // KvSkvqOptions::clip without one).
     std::unique_ptr<KvCache> new_cache(const KvCacheOptions& options = {}) const;
+    // The calibration loaded from the model folder (kv-calibration.safetensors), if any.
+    const KvCalibration* kv_calibration() const;
 
     // Token embeddings [ids.size(), H]; positions with id == img_context_id (-1: none) take the
     // rows of `visual` ([n_img, H]) in order. Throws Error(invalid_argument) for an id outside the
@@ -387,5 +459,14 @@ public:
 private:
     std::unique_ptr<Impl> impl_;
 };
+
+// Calibrates the SKVQ cache of `net` on prompts given as embeddings (each [n, H], e.g. from
+// InternVL::embed): runs them through an f32 cache, keeps up to max_tokens keys and values
+// per layer (evenly spread), and for every group size clusters each head's channels by their
+// (min, max) into equal groups, then grid-searches each group's clipping factor (0.80..1.00)
+// for the least squared error at every bit width. progress gets the fraction done.
+KvCalibration calibrate_kv(const InternVL& net, std::span<const std::vector<float>> prompts,
+                           int max_tokens = 4096,
+                           const std::function<void(float, const char*)>& progress = {});
 
 } // namespace iris::model

@@ -167,28 +167,41 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
 // Blocks are allocated as the context grows and never move; truncate() frees the blocks past
 // the new end.
 //
-// SKVQ (spec/skvq.md, part B) fits as another KvType without changing this layout: its rows
-// are one head's channel-permuted groups (clusters kept within a head, spec §6) with fp16 or
-// fp8 min and scale and codes packed 4 per byte, the per-layer permutation and clipping held
-// by the cache. Its full-precision sink (first s tokens) and window (last w tokens) are f32
-// rows beside the blocks, a token quantized into its block row as it leaves the window.
-// Attention then reads the runs [sink f32] [quantized blocks] [window f32], each a cpu::KvRun
-// of its own type; a KvRun gains the layer's permutation and its first position, so that
-// pre-RoPE keys are rotated after dequantization.
+// SKVQ (spec/skvq.md §4) keeps the same blocks for its quantized rows (cpu::skvq_row_bytes,
+// in the layer's channel order). Tokens [0, sink) and [q_end, n_tokens) are held in f32
+// instead, in fp[l][b]: a block of the same shape in f32, allocated when a token of the block
+// is stored and freed once every token of it is quantized. store() writes new tokens there;
+// settle() quantizes, after the layer's attention, the tokens that left the window, so the
+// prefill attends to its own tokens in full precision. runs() cuts each block into f32 and
+// quantized runs. Keys are cached after RoPE, like the other types: with dynamic NTK the
+// reference keeps cached keys in their old rotation (spec/internvl.md §9.1), which re-rotating
+// pre-RoPE keys would change, and a per-position rotation table read with every cached key
+// would outweigh the 2-bit key rows in memory traffic.
 struct KvCache::Impl
 {
+    // calibration: the SKVQ channel order and clipping (null: identity, options.skvq.clip).
     Impl(int n_layers, int n_kv_heads, int head_dim, int max_position_embeddings,
-         const KvCacheOptions& options = {});
+         const KvCacheOptions& options = {}, const KvCalibration* calibration = nullptr);
 
     int n_layers;
     int n_kv_heads;
     int head_dim;
     KvCacheOptions options;
+    bool skvq;
+    cpu::SkvqFormat k_fmt, v_fmt; // skvq
     size_t k_row_bytes, v_row_bytes; // one token of one KV head
     size_t v_offset; // where a block's value rows start (64-byte aligned)
     size_t block_bytes;
     int n_tokens = 0;
     std::vector<std::vector<std::unique_ptr<uint8_t[]>>> blocks; // [layer][block]
+
+    // SKVQ: per [layer][head], the channel order [D] and clipping factors [D/g] of K and V.
+    std::vector<int32_t> k_perm, v_perm;
+    std::vector<float> k_clip, v_clip;
+    int q_end = 0; // tokens [sink, q_end) are quantized
+    bool hold = false; // KvCache::hold_quantization: settle() waits
+    std::vector<std::vector<std::unique_ptr<float[]>>> fp; // [layer][block], null when unused
+    size_t fp_block_floats = 0; // 2·n_kv_heads·T·D
 
     // Sequence length the rotary frequencies were last computed for, for the dynamic-NTK rules
     // of spec §9.1 (the reference keeps this state across calls).
@@ -206,15 +219,30 @@ struct KvCache::Impl
     // Allocates the blocks that tokens [0, n_total) need in every layer.
     void reserve(int n_total);
     // Quantizes and stores the rotated keys and values of n tokens at positions pos0.. of a
-    // layer (reserved): k_new, v_new [n, n_kv_heads·D].
+    // layer (reserved): k_new, v_new [n, n_kv_heads·D]. SKVQ stores them in f32.
     void store(int layer, int pos0, int n, const float* k_new, const float* v_new);
+    // SKVQ: the end of the quantized tokens once the layer holds n_total tokens.
+    int quantized_end(int n_total) const;
+    // SKVQ: quantizes the layer's tokens [q_end, quantized_end(n_total)) and frees the f32
+    // blocks no token needs any more. The forward then sets q_end (no-op for other types, and
+    // while held).
+    void settle(int layer, int n_total);
+    // SKVQ: settles every layer at n_tokens and moves q_end (release_quantization, append).
+    void settle_all();
     // Keeps the first n tokens and frees the blocks past them.
     void truncate(int n);
-    // The layer's first n tokens as attention runs, one per block (in scratch.runs).
+    // The layer's first n tokens as attention runs, one per block (in scratch.runs); SKVQ
+    // blocks give one run per stretch of f32 or quantized tokens.
     std::span<const cpu::KvRun> runs(int layer, int n);
     size_t bytes_per_token() const;
     size_t bytes() const;
 };
+
+// SKVQ calibration (kv-calibrate.cpp), exposed for tests: the channel order of one head whose
+// channels span [lo[c], hi[c]] over the calibration tokens, as balanced clusters of g channels
+// (stored position j holds channel perm[j]).
+std::vector<int32_t> cluster_channels(const std::vector<float>& lo, const std::vector<float>& hi,
+                                      int g);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -230,6 +258,7 @@ struct InternVL::Impl
     LlmWeights llm;
     size_t bytes_owned = 0;
     size_t bytes_mapped = 0;
+    std::optional<KvCalibration> kv_calibration;
 };
 
 } // namespace iris::model

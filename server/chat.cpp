@@ -137,14 +137,38 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx)
     Fields f {body, ""};
     read_sampling(f, ctx, req);
     f.str("model", 256); // any name: the server has one model
-    // Extension: the KV cache type of this request's keys and values (iris serve --kv: default).
-    if (auto v = f.str("kv", 16)) {
+    // Extension: the KV cache of this request (iris serve --kv and its settings: the default):
+    // "kv" the type of keys and values, and for skvq "kv_bits" ("K2V1.5"), "kv_group",
+    // "kv_window", "kv_sink" and "kv_clip", as the --kv options of the command line.
+    const bool skvq_settings = f.has("kv_bits") || f.has("kv_group") || f.has("kv_window")
+        || f.has("kv_sink") || f.has("kv_clip");
+    if (f.has("kv") || skvq_settings) {
         model::KvCacheOptions kv = ctx.engine.kv_cache();
-        try {
-            kv.k_type = kv.v_type = model::kv_type_from_name(*v);
-        } catch (const Error&) {
-            bad_request("kv must be \"f32\", \"f16\", \"q8\" or \"q4\"", "kv");
+        if (auto v = f.str("kv", 16)) {
+            try {
+                kv.k_type = kv.v_type = model::kv_type_from_name(*v);
+            } catch (const Error&) {
+                bad_request("kv must be \"f32\", \"f16\", \"q8\", \"q4\" or \"skvq\"", "kv");
+            }
         }
+        if (skvq_settings && kv.k_type != model::KvType::skvq)
+            bad_request("kv_bits, kv_group, kv_window, kv_sink and kv_clip need \"kv\": \"skvq\"",
+                        "kv");
+        if (auto v = f.str("kv_bits", 16)) {
+            try {
+                model::parse_kv_bits(*v, kv.skvq);
+            } catch (const Error&) {
+                bad_request("kv_bits must be K<2|4|8>V<1.5|2|4|8>, e.g. \"K2V1.5\"", "kv_bits");
+            }
+        }
+        if (auto v = f.integer("kv_group", 32, 128)) {
+            if (*v != 32 && *v != 64 && *v != 128)
+                bad_request("kv_group must be 32, 64 or 128", "kv_group");
+            kv.skvq.group = int(*v);
+        }
+        if (auto v = f.integer("kv_window", 0, 1 << 20)) kv.skvq.window = int(*v);
+        if (auto v = f.integer("kv_sink", 0, 65536)) kv.skvq.sink = int(*v);
+        if (auto v = f.number("kv_clip", 0.5, 1)) kv.skvq.clip = float(*v);
         req.kv_cache = kv;
     }
     reasoning::TilingOptions tiling = ctx.engine.tiling(req.ask.max_tiles);

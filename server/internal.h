@@ -163,7 +163,8 @@ struct ChatRequest
     std::vector<ChatTurn> turns; // the last one is the question (no assistant text)
     reasoning::AskOptions ask;
     bool stream = false;
-    std::optional<model::KvCacheOptions> kv_cache; // "kv": TYPE; absent: the engine's default
+    // "kv" and the SKVQ settings ("kv_bits", ...); absent: the engine's default
+    std::optional<model::KvCacheOptions> kv_cache;
 };
 ChatRequest parse_chat_request(const json& body, const Context& ctx);
 // The session for the request with its earlier turns replayed (runs the vision encoder).

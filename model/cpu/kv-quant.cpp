@@ -5,6 +5,7 @@
 #include "core/core.h"
 #include "model/cpu/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -108,8 +109,10 @@ size_t kv_row_bytes(KvType type, int head_dim)
         return d / g * (2 + g);
     case KvType::q4:
         return d / g * (2 + g / 2);
+    case KvType::skvq:
+        break;
     }
-    return 0;
+    throw Error(ErrorKind::invalid_argument, "kv_row_bytes: skvq rows need their format");
 }
 
 void kv_quantize_row(KvType type, const float* x, int head_dim, uint8_t* dst)
@@ -128,7 +131,10 @@ void kv_quantize_row(KvType type, const float* x, int head_dim, uint8_t* dst)
     case KvType::q4:
         for (int i = 0; i < head_dim; i += g, dst += 2 + g / 2) quantize_q4_0(x + i, g, dst);
         return;
+    case KvType::skvq:
+        break;
     }
+    throw Error(ErrorKind::invalid_argument, "kv_quantize_row: skvq rows need their format");
 }
 
 void kv_dequantize_rows(KvType type, const uint8_t* src, int64_t n_rows, int head_dim, float* dst)
@@ -185,7 +191,143 @@ void kv_dequantize_rows(KvType type, const uint8_t* src, int64_t n_rows, int hea
             }
         }
         return;
+    case KvType::skvq:
+        break;
     }
+    throw Error(ErrorKind::invalid_argument, "kv_dequantize_rows: skvq rows need their format");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SKVQ
+
+SkvqFormat skvq_format(float bits, int group, int head_dim)
+{
+    SkvqFormat f;
+    if (bits == 1.5f) {
+        f.bits = 2;
+        f.levels = 3;
+    } else if (bits == 2.f || bits == 4.f || bits == 8.f) {
+        f.bits = int(bits);
+        f.levels = 1 << f.bits;
+    } else {
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("SKVQ: %g bits is not 1.5, 2, 4 or 8", double(bits)));
+    }
+    if (group != 32 && group != 64 && group != 128)
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("SKVQ: group of %d channels is not 32, 64 or 128", group));
+    f.group = std::min(group, head_dim);
+    if (head_dim % f.group != 0) f.group = std::gcd(head_dim, f.group);
+    if (f.group * f.bits % 8 != 0)
+        throw Error(ErrorKind::invalid_argument,
+                    strfmt("SKVQ: head_dim %d gives groups of %d channels, which do not fill "
+                           "whole bytes at %d bits",
+                           head_dim, f.group, f.bits));
+    return f;
+}
+
+size_t skvq_row_bytes(const SkvqFormat& f, int head_dim)
+{
+    return size_t(head_dim / f.group) * (4 + size_t(f.group * f.bits / 8));
+}
+
+void skvq_quantize_row(const SkvqFormat& f, const float* x, int head_dim, const int32_t* perm,
+                       const float* clip, uint8_t* dst)
+{
+    const int g = f.group, per_byte = 8 / f.bits;
+    const float max_int = float(f.levels - 1);
+    float v[256];
+    for (int g0 = 0; g0 < head_dim; g0 += g) {
+        float mn = INFINITY, mx = -INFINITY;
+        for (int j = 0; j < g; ++j) {
+            v[j] = x[perm ? perm[g0 + j] : g0 + j];
+            mn = std::min(mn, v[j]);
+            mx = std::max(mx, v[j]);
+        }
+        const float a = clip ? clip[g0 / g] : 1.f;
+        const float gmax = a * mx, gmin = a * mn;
+        const float scale = std::max((gmax - gmin) / max_int, 1e-5f);
+        store_f16(dst, scale);
+        store_f16(dst + 2, gmin);
+        uint8_t* codes = dst + 4;
+        std::memset(codes, 0, size_t(g / per_byte));
+        for (int j = 0; j < g; ++j) {
+            const float t = (v[j] - gmin) / scale;
+            // Clamp, then round half to even (the default rounding mode); NaN becomes 0.
+            const int q = int(std::nearbyint(t > 0.f ? std::min(t, max_int) : 0.f));
+            codes[j / per_byte] |= uint8_t(q << ((per_byte - 1 - j % per_byte) * f.bits));
+        }
+        dst = codes + g / per_byte;
+    }
+}
+
+namespace {
+
+// The groups of skvq_dequantize_rows with the code width known at compile time (the decode
+// loop of long contexts runs through here).
+template<int Bits>
+void skvq_dequantize_groups(const uint8_t* src, int64_t n_groups, int g, float* dst)
+{
+    constexpr int per_byte = 8 / Bits, mask = (1 << Bits) - 1;
+#if defined(__AVX512F__)
+    // 16 codes at a time: their bytes spread one per lane (a byte shuffle), each lane shifted
+    // to its code and masked; the same two roundings as the scalar loop.
+    constexpr int bytes16 = 16 / per_byte; // bytes holding 16 codes
+    const __m128i spread = Bits == 2
+        ? _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+        : _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i shifts = Bits == 2
+        ? _mm512_setr_epi32(6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0)
+        : _mm512_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    const __m512i vmask = _mm512_set1_epi32(mask);
+#endif
+    for (int64_t i = 0; i < n_groups; ++i, dst += g) {
+        const float scale = load_f16(src), zp = load_f16(src + 2);
+        const uint8_t* codes = src + 4;
+        src = codes + g / per_byte;
+        int j = 0;
+#if defined(__AVX512F__)
+        const __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(zp);
+        for (; j + 16 <= g; j += 16) {
+            __m512i c;
+            if constexpr (Bits == 8) {
+                c = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j)));
+            } else {
+                __m128i b;
+                if constexpr (bytes16 == 4) {
+                    int32_t w;
+                    std::memcpy(&w, codes + j / per_byte, 4);
+                    b = _mm_cvtsi32_si128(w);
+                } else {
+                    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j / per_byte));
+                }
+                c = _mm512_and_si512(
+                    _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(b, spread)), shifts),
+                    vmask);
+            }
+            _mm512_storeu_ps(dst + j, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), vs), vz));
+        }
+#endif
+        for (; j < g; ++j) {
+            const int q = (codes[j / per_byte] >> ((per_byte - 1 - j % per_byte) * Bits)) & mask;
+            dst[j] = float(q) * scale + zp;
+        }
+    }
+}
+
+} // namespace
+
+void skvq_dequantize_rows(const SkvqFormat& f, const uint8_t* src, int64_t n_rows, int head_dim,
+                          float* dst)
+{
+    const int64_t n_groups = n_rows * (head_dim / f.group);
+    if (f.bits == 2)
+        skvq_dequantize_groups<2>(src, n_groups, f.group, dst);
+    else if (f.bits == 4)
+        skvq_dequantize_groups<4>(src, n_groups, f.group, dst);
+    else
+        skvq_dequantize_groups<8>(src, n_groups, f.group, dst);
 }
 
 } // namespace iris::model::cpu

@@ -307,50 +307,112 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
     bq = std::min(bq, std::max<int64_t>(1, (n_new + min_blocks - 1) / min_blocks));
     bq = std::min(bq, n_new);
     const int64_t n_qb = (n_new + bq - 1) / bq;
-    const int64_t n_tasks = int64_t(n_kv_heads) * n_qb;
+    // Still fewer tasks than threads (decoding): split the runs too, at least 256 keys a part.
+    int64_t n_keys_total = 0, run_max = 0;
+    for (const KvRun& r : runs) {
+        n_keys_total += r.n_tokens;
+        run_max = std::max(run_max, r.n_tokens);
+    }
+    const int64_t base_tasks = int64_t(n_kv_heads) * n_qb;
+    int64_t n_splits = 1;
+    if (base_tasks < nth)
+        n_splits = std::clamp<int64_t>(
+            std::min<int64_t>((2 * nth + base_tasks - 1) / base_tasks, n_keys_total / 256), 1,
+            int64_t(runs.size()));
+    const int64_t n_tasks = base_tasks * n_splits;
 
-    int64_t run_max = 0;
-    for (const KvRun& r : runs) run_max = std::max(run_max, r.n_tokens);
-    if (int(scratch.size()) < nth) scratch.resize(size_t(nth));
     const int64_t max_rows = bq * group;
-    const size_t need = size_t(max_rows * (2 * d + run_max + 2) + 2 * run_max * d);
-    for (auto& s : scratch)
-        if (s.size() < need) s.resize(need);
+    const int64_t chunk_max = std::max<int64_t>(run_max, 256); // keys per product at most
+    if (int(scratch.size()) < nth + 1) scratch.resize(size_t(nth + 1));
+    const size_t need = size_t(max_rows * (4 * d + chunk_max + 2) + 2 * chunk_max * d);
+    for (int i = 0; i < nth; ++i)
+        if (scratch[size_t(i)].size() < need) scratch[size_t(i)].resize(need);
+    // The parts of split tasks: [task][og (max_rows·D), max (max_rows), sum (max_rows)].
+    const int64_t part = max_rows * (d + 2);
+    float* parts = nullptr;
+    if (n_splits > 1) {
+        auto& p = scratch[size_t(nth)];
+        if (p.size() < size_t(n_tasks * part)) p.resize(size_t(n_tasks * part));
+        parts = p.data();
+    }
 
-    // The rows of a run for KV head g as f32: in place, or dequantized into buf.
-    auto rows_f32 = [&](KvType type, const uint8_t* src, int64_t n, float* buf) -> const float* {
-        if (type == KvType::f32) return reinterpret_cast<const float*>(src);
-        kv_dequantize_rows(type, src, n, head_dim, buf);
-        return buf;
-    };
+    // n rows of a run for KV head g as f32 in dst (SKVQ rows in their stored channel order).
+    auto to_f32
+        = [&](KvType type, const SkvqFormat& fmt, const uint8_t* src, int64_t n, float* dst) {
+              if (type == KvType::f32)
+                  std::memcpy(dst, src, size_t(n * d) * sizeof(float));
+              else if (type == KvType::skvq)
+                  skvq_dequantize_rows(fmt, src, n, head_dim, dst);
+              else
+                  kv_dequantize_rows(type, src, n, head_dim, dst);
+          };
 
     std::atomic<int64_t> next {0};
     auto body = [&](int tid) {
         float* qg = scratch[size_t(tid)].data(); // [rows, D]
-        float* og = qg + max_rows * d; // [rows, D] unnormalised output
-        float* sc = og + max_rows * d; // [rows, run tokens] scores, then probabilities
-        float* row_max = sc + max_rows * run_max; // [rows] running max of the scores
+        float* qp = qg + max_rows * d; // [rows, D] the query in an SKVQ key order
+        float* og = qp + max_rows * d; // [rows, D] unnormalised output
+        float* ov = og + max_rows * d; // [rows, D] the SKVQ runs' output, in stored order
+        float* sc = ov + max_rows * d; // [rows, chunk tokens] scores, then probabilities
+        float* row_max = sc + max_rows * chunk_max; // [rows] running max of the scores
         float* row_sum = row_max + max_rows; // [rows] running Σ exp(score - max)
-        float* kbuf = row_sum + max_rows; // [run tokens, D] dequantized keys
-        float* vbuf = kbuf + run_max * d; // [run tokens, D] dequantized values
+        float* kbuf = row_sum + max_rows; // [chunk tokens, D] dequantized keys
+        float* vbuf = kbuf + chunk_max * d; // [chunk tokens, D] dequantized values
         for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
-            int64_t g = task / n_qb, qb = task % n_qb;
-            int64_t t0 = qb * bq, t1 = std::min(n_new, t0 + bq);
-            int64_t rows = (t1 - t0) * group;
-            int64_t n_keys = n_past + t1; // keys the last token of the block may see
+            const int64_t split = task % n_splits, base = task / n_splits;
+            const int64_t g = base / n_qb, qb = base % n_qb;
+            const int64_t t0 = qb * bq, t1 = std::min(n_new, t0 + bq);
+            const int64_t rows = (t1 - t0) * group;
+            const int64_t n_keys = n_past + t1; // keys the last token of the block may see
+            const size_t r0 = size_t(int64_t(runs.size()) * split / n_splits);
+            const size_t r1 = size_t(int64_t(runs.size()) * (split + 1) / n_splits);
             for (int64_t t = t0; t < t1; ++t)
                 std::memcpy(qg + (t - t0) * group * d, q + t * ldq + g * group * d,
                             size_t(group * d) * sizeof(float));
             std::fill(og, og + rows * d, 0.f);
+            std::fill(ov, ov + rows * d, 0.f);
+            const int32_t* ov_perm = nullptr; // the order ov is in (null: unused)
             std::fill(row_max, row_max + rows, -INFINITY);
             std::fill(row_sum, row_sum + rows, 0.f);
+            const int32_t* qp_perm = nullptr; // the order qp is in
             int64_t key0 = 0; // position of the run's first token
-            for (const KvRun& run : runs) {
-                if (key0 >= n_keys) break;
-                const int64_t bn = std::min(run.n_tokens, n_keys - key0);
-                const float* kr
-                    = rows_f32(run.k_type, run.k + size_t(g) * run.k_head_stride, bn, kbuf);
-                gemm_st(rows, bn, d, scale, qg, d, kr, d, true, 0.f, sc, bn);
+            for (size_t i = 0; i < r0; ++i) key0 += runs[i].n_tokens;
+            for (size_t i = r0; i < r1 && key0 < n_keys;) {
+                // A chunk of keys: an f32 run read in place, or consecutive runs of one stored
+                // type dequantized together (fewer, larger products).
+                const KvRun& run = runs[i];
+                int64_t bn = 0;
+                const float *kr = kbuf, *vr = vbuf;
+                if (run.k_type == KvType::f32 && run.v_type == KvType::f32) {
+                    bn = std::min(run.n_tokens, n_keys - key0);
+                    kr = reinterpret_cast<const float*>(run.k + size_t(g) * run.k_head_stride);
+                    vr = reinterpret_cast<const float*>(run.v + size_t(g) * run.v_head_stride);
+                    ++i;
+                } else {
+                    for (; i < r1 && key0 + bn < n_keys && runs[i].k_type == run.k_type
+                         && runs[i].v_type == run.v_type
+                         && (bn == 0 || bn + runs[i].n_tokens <= chunk_max);
+                         ++i) {
+                        const KvRun& r = runs[i];
+                        const int64_t n = std::min(r.n_tokens, n_keys - key0 - bn);
+                        to_f32(r.k_type, r.k_fmt, r.k + size_t(g) * r.k_head_stride, n,
+                               kbuf + bn * d);
+                        to_f32(r.v_type, r.v_fmt, r.v + size_t(g) * r.v_head_stride, n,
+                               vbuf + bn * d);
+                        bn += n;
+                    }
+                }
+                const float* qk = qg;
+                if (run.k_type == KvType::skvq) {
+                    const int32_t* perm = run.k_perm + g * d;
+                    if (qp_perm != perm) {
+                        for (int64_t r = 0; r < rows; ++r)
+                            for (int64_t j = 0; j < d; ++j) qp[r * d + j] = qg[r * d + perm[j]];
+                        qp_perm = perm;
+                    }
+                    qk = qp;
+                }
+                gemm_st(rows, bn, d, scale, qk, d, kr, d, true, 0.f, sc, bn);
                 // Online softmax: rescale what earlier runs summed when the maximum grows.
                 for (int64_t t = t0; t < t1; ++t) {
                     const int64_t visible = std::clamp<int64_t>(n_past + t + 1 - key0, 0, bn);
@@ -362,16 +424,34 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                             const float corr = std::exp(row_max[r] - m);
                             row_sum[r] = row_sum[r] * corr + exp_shift_sum(p, visible, m);
                             row_max[r] = m;
-                            if (corr != 1.f)
+                            if (corr != 1.f) {
                                 for (int64_t c = 0; c < d; ++c) og[r * d + c] *= corr;
+                                if (ov_perm)
+                                    for (int64_t c = 0; c < d; ++c) ov[r * d + c] *= corr;
+                            }
                         }
                         std::fill(p + visible, p + bn, 0.f);
                     }
                 }
-                const float* vr
-                    = rows_f32(run.v_type, run.v + size_t(g) * run.v_head_stride, bn, vbuf);
-                gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, og, d);
-                key0 += run.n_tokens;
+                if (run.v_type == KvType::skvq) {
+                    // Summed in the stored order over every SKVQ run (one layer's runs share
+                    // it) and scattered to the channels once, below.
+                    gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, ov, d);
+                    ov_perm = run.v_perm + g * d;
+                } else {
+                    gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, og, d);
+                }
+                key0 += bn;
+            }
+            if (ov_perm)
+                for (int64_t r = 0; r < rows; ++r)
+                    for (int64_t j = 0; j < d; ++j) og[r * d + ov_perm[j]] += ov[r * d + j];
+            if (n_splits > 1) {
+                float* pt = parts + task * part;
+                std::memcpy(pt, og, size_t(rows * d) * sizeof(float));
+                std::memcpy(pt + max_rows * d, row_max, size_t(rows) * sizeof(float));
+                std::memcpy(pt + max_rows * (d + 1), row_sum, size_t(rows) * sizeof(float));
+                continue;
             }
             for (int64_t r = 0; r < rows; ++r) {
                 const float inv = 1.f / row_sum[r];
@@ -386,6 +466,28 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
         body(0);
     } else {
         run_threads(body);
+    }
+    if (n_splits == 1) return;
+    // Merge the parts of each (KV head, query block): rescale each to the common maximum.
+    for (int64_t base = 0; base < base_tasks; ++base) {
+        const int64_t g = base / n_qb, qb = base % n_qb;
+        const int64_t t0 = qb * bq, t1 = std::min(n_new, t0 + bq);
+        for (int64_t r = 0; r < (t1 - t0) * group; ++r) {
+            float m = -INFINITY;
+            for (int64_t sp = 0; sp < n_splits; ++sp)
+                m = std::max(m, parts[(base * n_splits + sp) * part + max_rows * d + r]);
+            float sum = 0;
+            float* o = out + (t0 + r / group) * ld_out + (g * group + r % group) * d;
+            std::fill(o, o + d, 0.f);
+            for (int64_t sp = 0; sp < n_splits; ++sp) {
+                const float* pt = parts + (base * n_splits + sp) * part;
+                const float w = std::exp(pt[max_rows * d + r] - m); // 0 for an empty part
+                sum += w * pt[max_rows * (d + 1) + r];
+                for (int64_t c = 0; c < d; ++c) o[c] += w * pt[r * d + c];
+            }
+            const float inv = 1.f / sum;
+            for (int64_t c = 0; c < d; ++c) o[c] *= inv;
+        }
     }
 }
 

@@ -154,6 +154,15 @@ void attention_full(const float* qkv, int64_t n_seq, int64_t n_tok, int n_heads,
 // A run of consecutive cached tokens whose keys and values are each stored in one KvType (a
 // block of the paged KV cache). Per KV head h, n_tokens rows of kv_row_bytes(type, D) bytes:
 // keys from k + h·k_head_stride, values from v + h·v_head_stride.
+// SKVQ runs (k_type / v_type skvq) hold rows in their stored channel order: perm [n_kv, D]
+// says which channel each stored position holds, and fmt how the row is coded.
+struct SkvqFormat
+{
+    int bits = 2; // bits per stored code: 2, 4 or 8
+    int levels = 4; // codes 0..levels-1: 2^bits, or 3 for the 1.5-bit ternary format
+    int group = 32; // channels per group
+};
+
 struct KvRun
 {
     const uint8_t* k = nullptr;
@@ -161,14 +170,22 @@ struct KvRun
     size_t k_head_stride = 0, v_head_stride = 0;
     int64_t n_tokens = 0;
     KvType k_type = KvType::f32, v_type = KvType::f32;
+    const int32_t* k_perm = nullptr; // skvq only
+    const int32_t* v_perm = nullptr;
+    SkvqFormat k_fmt, v_fmt;
 };
 
 // Causal GQA attention of n_new query tokens at positions n_past..n_past+n_new-1 against the
 // keys/values 0..n_past+n_new-1 that `runs` hold in order (the new tokens' rotated keys
 // included; runs past that are ignored). q [n_new, n_heads·D] (row stride ldq); query head h
 // reads KV head h / (n_heads / n_kv_heads). out [n_new, n_heads·D].
-// Works run by run with an online softmax: a quantized run is dequantized one head at a time
-// into a per-thread buffer of n_tokens rows, never the whole cache; f32 runs are read in place.
+// Works chunk by chunk with an online softmax: consecutive quantized runs are dequantized one
+// head at a time into a per-thread buffer of up to 256 tokens (or one run, if longer), never
+// the whole cache; f32 runs are read in place.
+// SKVQ keys stay in their stored channel order and meet a query permuted the same way; SKVQ
+// values are summed in stored order and scattered back to their channels once per run. When
+// the query blocks and KV heads leave threads idle (decoding), the runs are split between
+// threads too, each part with its own online softmax, and the parts merged at the end.
 // `scratch` holds one buffer per thread, grown as needed (no allocation once warm).
 void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past, int n_heads,
                       int n_kv_heads, int head_dim, std::span<const KvRun> runs, float scale,
@@ -189,7 +206,28 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
 
 // Channels per group: 32, or gcd(head_dim, 32) when 32 does not divide head_dim.
 int kv_group_size(int head_dim);
-// Bytes of one row: 4·D (f32), 2·D (f16), (D/g)·(2 + g) (q8), (D/g)·(2 + g/2) (q4).
+
+// SKVQ rows (spec/skvq.md §3). A row is one token's D values of one KV head, taken in the
+// calibrated order (stored position j holds channel perm[j]) and cut into D/g groups of g
+// channels; each group is an fp16 scale, an fp16 minimum, then g codes of `bits` bits, packed
+// 8/bits per byte with the first code in the most significant bits. With the clipping factor α
+// of the group and max_int = levels - 1, in f32:
+//   gmax = α·max x, gmin = α·min x, scale = max((gmax - gmin) / max_int, 1e-5), zp = gmin,
+//   q = round_half_even(clamp((x - zp) / scale, 0, max_int)),   x' = q·scale16 + zp16
+// where scale16 and zp16 are the stored (fp16-rounded) parameters: the codes come from the
+// unrounded ones, as SKVQ's fake quantization does. bits 1.5 is the ternary format: three
+// levels stored in 2 bits. group is min(group, D), or gcd(D, group) if that does not divide D.
+// Throws Error(invalid_argument) for other bit widths or group sizes.
+SkvqFormat skvq_format(float bits, int group, int head_dim);
+size_t skvq_row_bytes(const SkvqFormat& f, int head_dim);
+// x [D] -> dst [skvq_row_bytes]; perm [D] (null: identity), clip [D/g] (null: α = 1).
+void skvq_quantize_row(const SkvqFormat& f, const float* x, int head_dim, const int32_t* perm,
+                       const float* clip, uint8_t* dst);
+// n_rows rows -> dst [n_rows, D] in stored order (dst[j] is channel perm[j]).
+void skvq_dequantize_rows(const SkvqFormat& f, const uint8_t* src, int64_t n_rows, int head_dim,
+                          float* dst);
+// Bytes of one row: 4·D (f32), 2·D (f16), (D/g)·(2 + g) (q8), (D/g)·(2 + g/2) (q4); skvq rows
+// depend on their format (skvq_row_bytes), and these functions reject them.
 size_t kv_row_bytes(KvType type, int head_dim);
 // x [D] -> dst [kv_row_bytes].
 void kv_quantize_row(KvType type, const float* x, int head_dim, uint8_t* dst);

@@ -194,3 +194,48 @@ TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
     EXPECT_EQ(b.status, 1);
     EXPECT_NE(b.out.find("bad.png"), std::string::npos) << b.out;
 }
+
+TEST(Cli, SkvqCacheOptionsCalibrateKvAndKvEvalRunOnATinyModel)
+{
+    IRIS_REQUIRE_GOLDEN();
+    const fs::path dir = temp_dir() / "skvq-model";
+    fs::create_directories(dir);
+    for (const auto& e : fs::directory_iterator(golden / "models/tiny_qwen2"))
+        if (!fs::exists(dir / e.path().filename()))
+            fs::create_symlink(e.path(), dir / e.path().filename());
+    const std::string model = q(dir), image = q(golden / "images/img_448x448.png");
+    Result r = run_iris("ask --model " + model
+                        + " --max-new-tokens 4 --kv skvq --kv-bits K4V4 "
+                          "--kv-window 0 --kv-group 32 --image "
+                        + image + " 'What is it?' 2>/dev/null");
+    EXPECT_EQ(r.status, 0);
+    EXPECT_FALSE(r.out.empty());
+    const std::pair<const char*, const char*> bad[]
+        = {{"--kv skvq --kv-bits K3V2", "K3V2"},
+           {"--kv f16 --kv-bits K2V2", "need --kv skvq"},
+           {"--kv skvq --kv-group 48", "--kv-group"},
+           {"--kv-k skvq --kv-v f16", "alike"}};
+    for (const auto& [args, says] : bad) {
+        Result b = run_iris("ask --model " + model + " " + args + " 'hi' 2>&1");
+        EXPECT_EQ(b.status, 1) << args;
+        EXPECT_NE(b.out.find(says), std::string::npos) << b.out;
+    }
+
+    const fs::path text = temp_dir() / "calibration.txt";
+    std::ofstream(text) << "The red circle is left of the blue square. The green star is above.";
+    r = run_iris("calibrate-kv --model " + model + " --data " + image + " " + q(text)
+                 + " --min-tokens 400 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("from 2 prompts"), std::string::npos) << r.out;
+    ASSERT_TRUE(fs::exists(dir / "kv-calibration.safetensors"));
+
+    r = run_iris("kv-eval --model " + model + " --data " + q(text) + " --steps 4 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("calibrated (kv-calibration.safetensors)"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| skvq K2V1.5 g32 w128 s5 |"), std::string::npos) << r.out;
+
+    std::ofstream(dir / "kv-calibration.safetensors") << "corrupt";
+    Result c = run_iris("ask --model " + model + " --max-new-tokens 2 'hi' 2>&1");
+    EXPECT_EQ(c.status, 1);
+    EXPECT_NE(c.out.find("KV calibration"), std::string::npos) << c.out;
+}

@@ -462,3 +462,39 @@ TEST(Server, ChatRequestsMayChooseTheirKvCacheType)
         EXPECT_EQ(r["error"]["param"], "kv") << r.dump();
     }
 }
+
+// The SKVQ settings of a request: 8-bit keys and values with no f32 window still give the demo
+// model's answer; bad bits, groups or settings without "kv": "skvq" are 400s naming the field.
+TEST(Server, ChatRequestsMayChooseSkvqSettings)
+{
+    Served s({"--kv", "skvq", "--kv-bits", "K4V4"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    auto c = s.client();
+    const json chat = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                             "Describe the image briefly.");
+    json body = chat;
+    body["kv"] = "skvq";
+    body["kv_bits"] = "K8V8";
+    body["kv_window"] = 0;
+    body["kv_sink"] = 0;
+    body["kv_group"] = 32;
+    int status = 0;
+    json r = post_json(c, "/v1/chat/completions", body, &status);
+    ASSERT_EQ(status, 200) << r.dump();
+    EXPECT_EQ(r["choices"][0]["message"]["content"], "a sign");
+    const std::pair<const char*, json> bad[]
+        = {{"kv_bits", "K3V2"}, {"kv_bits", 2},   {"kv_group", 48},
+           {"kv_window", -1},   {"kv_clip", 0.2}, {"kv_sink", "5"}};
+    for (const auto& [field, value] : bad) {
+        json b = chat;
+        b[field] = value;
+        r = post_json(c, "/v1/chat/completions", b, &status);
+        EXPECT_EQ(status, 400) << field << " " << value.dump();
+        EXPECT_EQ(r["error"]["param"], field) << r.dump();
+    }
+    json f16 = chat;
+    f16["kv"] = "f16";
+    f16["kv_bits"] = "K2V2";
+    r = post_json(c, "/v1/chat/completions", f16, &status);
+    EXPECT_EQ(status, 400) << r.dump();
+}
