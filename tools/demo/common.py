@@ -89,17 +89,17 @@ def prompt_ids(tok, question, n_images, layout, num_image_token):
     return tok.encode(prompt_text(question, n_images, layout, num_image_token))
 
 
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
 def pixel_values(images):
-    """PIL RGB images (already image_size x image_size) -> [N, 3, S, S] float32 normalized."""
+    """PIL RGB images (already image_size x image_size) -> [N, 3, S, S] float32 normalized: x / 255,
+    minus the mean, over the std, each step in float32 (bit for bit what the engine computes)."""
     if not images:
         return torch.zeros(0, 3, 1, 1)
-    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-    arrs = []
-    for im in images:
-        a = np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255.0)
-        arrs.append(((a - mean) / std).transpose(2, 0, 1))
-    return torch.from_numpy(np.ascontiguousarray(np.stack(arrs)))
+    u = torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images]))
+    return ((u.permute(0, 3, 1, 2).float() / 255.0 - _MEAN) / _STD).contiguous()
 
 
 def normalize_answer(s):

@@ -545,26 +545,113 @@ def video_dialog(rng):
 
 
 def memory_dialog(rng):
-    """Three questions about one memory list; the list is carried by the first question only."""
+    """Up to six questions about one memory list; the list is carried by the first question only."""
     entries = memory_entries(rng)
     qa = []
-    for _ in range(6):
+    for _ in range(16):
         q, a = memory_question(rng, entries)
-        if len(qa) < 3 and q not in [x[0] for x in qa]:
+        if len(qa) < 6 and q not in [x[0] for x in qa]:
             qa.append((q, a))
     head = "Memory:\n" + "\n".join("[%s] %s: %s" % e for e in entries) + "\nQuestion: "
     return [], [("memory", (head if i == 0 else "") + q, a) for i, (q, a) in enumerate(qa)]
 
 
+# ----------------------------------------------------------------------------- composing (training)
+# The prompts are those of the C++ composer (reasoning/composer.cpp): an outline, then each
+# section with "[[image: description]]" marks, scored images; web pages from an instruction or a
+# screenshot.
+
+SHAPE_FACTS = {"circle": "has no corners", "square": "has four equal sides", "triangle": "has three sides",
+               "star": "has five points", "diamond": "stands on one of its four corners",
+               "hexagon": "has six sides"}
+PAGE_WORDS = ["apple", "pear", "plum", "lemon", "grape", "melon", "bread", "milk", "tea", "rice"] + MEM_OBJECTS
+PAGE_TITLES = ["Fruit", "Shopping", "Prices", "Things", "My List", "Market", "Pantry", "Inventory"]
+PAGE_STYLE = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px}"
+
+
+def title_case(s):
+    words = s.split(" ")
+    return " ".join(w if i and w in ("a", "an", "and") else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def article_dialog(rng):
+    """An outline, then every section, about 1-3 shapes; each section marks its image."""
+    n = rng.choice([1, 2, 2, 3])
+    pairs = []
+    while len(pairs) < n:
+        p = (rng.choice(COLOR_NAMES), rng.choice(SHAPES))
+        if p not in pairs:
+            pairs.append(p)
+    arts = [art(c, s) for c, s in pairs]
+    about = arts[0] if n == 1 else ", ".join(arts[:-1]) + " and " + arts[-1]
+    verb = rng.choice(["Write a short article about", "Write an article about", "Write about"])
+    title = title_case(about)
+    sections = ["The %s %s" % (c, s) for c, s in pairs]
+    qa = [("outline", "Write an outline for an article.\nInstruction: %s %s." % (verb, about),
+           "# %s\n" % title + "\n".join("%d. %s" % (i + 1, t) for i, t in enumerate(sections)))]
+    for (c, s), a, t in zip(pairs, arts, sections):
+        body = "%s is %s. A %s %s." % (a[0].upper() + a[1:], c, s, SHAPE_FACTS[s])
+        qa.append(("section", "Write the section \"%s\"." % t, "## %s\n\n%s\n\n[[image: %s]]" % (t, body, a)))
+    return [], qa
+
+
+def page_html(title, items, table):
+    if table:
+        rows = "\n".join("<tr><td>%s</td><td>%s</td></tr>" % it for it in items)
+        body = "<table>\n<tr><th>Item</th><th>Value</th></tr>\n%s\n</table>" % rows
+    else:
+        body = "<ul>\n%s\n</ul>" % "\n".join("<li>%s</li>" % it[0] for it in items)
+    return ("<!DOCTYPE html>\n<html>\n<head>\n<title>%s</title>\n<style>%s</style>\n</head>\n<body>\n"
+            "<h1>%s</h1>\n%s\n</body>\n</html>" % (title, PAGE_STYLE, title, body))
+
+
+def render_page(rng, title, items, table):
+    """A screenshot of page_html as a browser would show it, roughly."""
+    img = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    big, small = font("DejaVuSans-Bold.ttf", 24), font("DejaVuSans.ttf", 18)
+    y = 14
+    d.text((14, y), title, font=big, fill=(0, 0, 0))
+    y += 40
+    for name, value in items:
+        if table:
+            d.rectangle([14, y - 2, 120, y + 22], outline=(150, 150, 150))
+            d.rectangle([120, y - 2, 190, y + 22], outline=(150, 150, 150))
+            d.text((18, y), name, font=small, fill=(0, 0, 0))
+            d.text((124, y), value, font=small, fill=(0, 0, 0))
+            y += 26
+        else:
+            d.ellipse([20, y + 7, 26, y + 13], fill=(0, 0, 0))
+            d.text((34, y), name, font=small, fill=(0, 0, 0))
+            y += 26
+    return img
+
+
+def webpage_dialog(rng):
+    title = rng.choice(PAGE_TITLES)
+    names = rng.sample(PAGE_WORDS, rng.randint(2, 4))
+    table = rng.random() < 0.4
+    items = [(w, str(rng.randint(1, 99))) for w in names]
+    html = page_html(title, items, table)
+    if rng.random() < 0.3:
+        return [render_page(rng, title, items, table)], [("webpage", "Write the HTML of this web page.", html)]
+    if table:
+        what = "a table of " + ", ".join("%s %s" % it for it in items)
+    else:
+        what = "a list of " + ", ".join(names[:-1]) + " and " + names[-1]
+    return [], [("webpage", "Write a web page as one HTML file.\nInstruction: A page titled %s with %s." %
+                 (title, what), html)]
+
+
 DIALOG_KINDS = {"scene": scene_dialog, "document": document_dialog, "video": video_dialog,
-                "memory": memory_dialog}
+                "memory": memory_dialog, "article": article_dialog, "webpage": webpage_dialog}
 
 
 def make_dialog(rng, kind):
     """Training conversation about one image set: (images, layout, [(task, question, answer), ...]) with the
     questions in random order.  Its first turn has exactly the form of make_example()'s prompts."""
     imgs, qa = DIALOG_KINDS[kind](rng)
-    if kind != "memory":
+    if kind not in ("memory", "article"):  # a memory list and an outline come first
         rng.shuffle(qa)
     return imgs, ("frames" if kind == "video" else "single"), qa
 
@@ -603,7 +690,8 @@ def corpus_texts():
     for v in FORM_KEYS.values():
         if v:
             words |= set(v)
-    return sorted(words) + MEM_PHRASES
+    words |= set(PAGE_WORDS) | set(PAGE_TITLES)
+    return sorted(words) + MEM_PHRASES + [PAGE_STYLE] + list(SHAPE_FACTS.values())
 
 
 def main():

@@ -28,6 +28,11 @@ def corpus(n=4000, seed=12345):
         # text only: render with the real generator (images are cheap enough at this count)
         _, layout, q, a = generate.make_example(rng, task)
         lines += q.split("\n") + [a]
+    for i in range(600):  # composer conversations: outlines, sections, HTML
+        rng = random.Random(seed * 11 + i)
+        _, _, qa = generate.make_dialog(rng, "article" if i % 2 else "webpage")
+        for _, q, a in qa:
+            lines += q.split("\n") + a.split("\n")
     for i in range(400):
         lines += [common.SYSTEM_MESSAGE, "system", "user", "assistant", "Frame%d: " % (1 + i % 8),
                   "Image-%d: " % (1 + i % 4)]
@@ -38,7 +43,7 @@ def corpus(n=4000, seed=12345):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(common.WORK, "tokenizer.model"))
-    ap.add_argument("--vocab", type=int, default=1000)
+    ap.add_argument("--vocab", type=int, default=1400)
     args = ap.parse_args()
     import sentencepiece as spm
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

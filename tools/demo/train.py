@@ -29,8 +29,12 @@ import generate  # noqa: E402
 from model import DEFAULT_CONFIG, InternVL  # noqa: E402
 
 # Training conversations by kind (generate.make_dialog): a scene carries ~8 questions, a document ~4,
-# a clip 1-2, a memory list 3.  The weights give every task a comparable number of answers.
-DIALOG_WEIGHTS = {"scene": 0.27, "document": 0.35, "video": 0.23, "memory": 0.15}
+# a clip 1-2, a memory list up to 6, an article an outline and 1-3 sections, a web page one page.
+# The weights give every task a comparable number of answers.
+DIALOG_WEIGHTS = {"scene": 0.25, "document": 0.31, "video": 0.20, "memory": 0.10, "article": 0.07,
+                  "webpage": 0.07}
+# Composer turns watched during training (not part of the accuracy targets): (kind, task).
+COMPOSER_EVAL = [("article", "outline"), ("webpage", "webpage")]
 TURN = "\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n"
 
 
@@ -181,23 +185,30 @@ def heldout(n_per_task, seed=999):
         for k in range(n_per_task):
             rng = generate.example_rng(seed, ti * 100000 + k)
             items.append((task,) + generate.make_example(rng, task))
+    for ci, (kind, task) in enumerate(COMPOSER_EVAL):
+        for k in range(n_per_task):
+            imgs, layout, qa = generate.make_dialog(generate.example_rng(seed, (50 + ci) * 100000 + k), kind)
+            items.append((task, imgs, layout, qa[0][1], qa[0][2]))
     return items
 
 
 def evaluate(model, tok, items, max_new=24):
+    """-> (overall accuracy on generate.TASKS, accuracy per task, composer turns included)."""
     model.eval()
     per = {}
     nit = model.num_image_token
     for task, imgs, layout, q, a in items:
         p = common.prompt_ids(tok, q, len(imgs), layout, nit)
-        out = model.greedy(p, common.pixel_values(imgs) if imgs else None, tok.im_end, max_new)
+        limit = max_new if task in generate.TASKS else 256
+        out = model.greedy(p, common.pixel_values(imgs) if imgs else None, tok.im_end, limit)
         ok = common.normalize_answer(tok.decode(out)) == common.normalize_answer(a)
         c = per.setdefault(task, [0, 0])
         c[0] += ok
         c[1] += 1
     model.train()
     acc = {t: c[0] / c[1] for t, c in per.items()}
-    overall = sum(c[0] for c in per.values()) / sum(c[1] for c in per.values())
+    scored = [c for t, c in per.items() if t in generate.TASKS]
+    overall = sum(c[0] for c in scored) / sum(c[1] for c in scored)
     return overall, acc
 
 
@@ -285,7 +296,7 @@ def main():
         nonlocal best
         t0 = time.time()
         overall, acc = evaluate(model, tok, items)
-        line = " ".join("%s=%.2f" % (t, acc[t]) for t in generate.TASKS)
+        line = " ".join("%s=%.2f" % (t, acc[t]) for t in generate.TASKS + [t for _, t in COMPOSER_EVAL])
         print("EVAL step %d overall %.3f | %s (%.0fs)" % (step, overall, line, time.time() - t0), flush=True)
         if overall > best:
             best = overall
