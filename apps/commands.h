@@ -22,5 +22,6 @@ int cmd_live(int argc, char** argv);
 int cmd_recall(int argc, char** argv);
 int cmd_memory(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
+int cmd_compose(int argc, char** argv);
 
 } // namespace iris::app

@@ -64,6 +64,8 @@ const Command commands[] = {
     {"recall", iris::app::cmd_recall, "answer a question from memory, with the times it used"},
     {"memory", iris::app::cmd_memory, "list, show, delete or export remembered entries"},
     {"serve", iris::app::cmd_serve, "serve the OpenAI chat API, document QA and memory search"},
+    {"compose", iris::app::cmd_compose,
+     "write an article with images from a pool, or a self-contained web page"},
     {"eval", iris::app::cmd_eval, "score a generated question set (exact match per task)"},
     {"tokenize", iris::app::cmd_tokenize, "print the token ids of a text"},
     {"prompt", iris::app::cmd_prompt, "print the ids of the full templated prompt"},

@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -145,6 +146,12 @@ private:
 ThreadPool& default_thread_pool();
 // Resizes the default pool; call before heavy work starts (e.g. from --threads).
 void set_default_threads(int n_threads);
+
+// ---------------------------------------------------------------------------------------------
+// Base64 (standard alphabet; decoding also takes the URL-safe one and skips line breaks)
+
+std::vector<uint8_t> base64_decode(std::string_view text); // Error(invalid_input) when malformed
+std::string base64_encode(std::span<const uint8_t> bytes);
 
 // ---------------------------------------------------------------------------------------------
 // Clock

@@ -68,6 +68,15 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
     return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);
 }
 
+EncodedImage Engine::encode(const PreparedImage& image) const
+{
+    std::vector<int> tiles;
+    EncodedImage out;
+    out.visual = reasoning::encode(*network_, {image}, tiles);
+    out.n_tiles = tiles.at(0);
+    return out;
+}
+
 TilingOptions Engine::tiling(int max_tiles) const
 {
     TilingOptions t = tiling_options(config());
@@ -122,46 +131,34 @@ Answer Session::ask(const std::string& question, const std::vector<Image>& image
     return ask(question, prepared, options, on_text);
 }
 
-Answer Session::ask(const std::string& question, const std::vector<PreparedImage>& images,
-                    const AskOptions& options, const TextCallback& on_text)
+std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
+                                        const std::vector<float>& visual, const AskOptions& options,
+                                        GenerationStats& stats)
 {
-    options.sampling.validate();
     const auto& net = engine_.network();
-    const auto& tok = engine_.tokenizer();
     const int hidden = net.config().llm.hidden_size;
-    Answer answer;
-
-    // Vision: every new image's tiles in one batch.
-    int64_t t0 = now_us();
-    std::vector<int> new_tiles;
-    std::vector<float> new_visual = encode(net, images, new_tiles);
-    for (int t : new_tiles) answer.stats.n_tiles += t;
-    answer.stats.vision_ms = ms_since(t0);
-
-    // The whole conversation's prompt; what the cache already holds is kept.
-    std::string qtext = with_image_placeholders(question, int(images.size()), options.layout);
-    std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
     size_t keep = 0;
     while (keep < ids.size() && keep < cached_ids_.size() && ids[keep] == cached_ids_[keep]) ++keep;
     if (keep == ids.size()) --keep; // the last prompt token must be fed to get logits
     cache_->truncate(int(keep));
     cached_ids_.resize(keep);
-    answer.stats.n_prompt_tokens = int(ids.size());
-    answer.stats.n_reused_tokens = int(keep);
+    stats.n_prompt_tokens = int(ids.size());
+    stats.n_reused_tokens = int(keep);
 
-    std::vector<float> visual = visual_;
-    visual.insert(visual.end(), new_visual.begin(), new_visual.end());
     const int32_t img_id = engine_.img_context_id();
     size_t visual_row = size_t(std::count(ids.begin(), ids.begin() + keep, img_id));
-
-    t0 = now_us();
+    int64_t t0 = now_us();
     std::span<const float> logits;
-    bool cancelled = false;
+    // The whole prompt attends to itself in full precision, however many chunks it takes; a
+    // quantized cache stores what left its window once the prompt is in.
+    struct Hold
+    {
+        model::KvCache& cache;
+        ~Hold() { cache.release_quantization(); }
+    } hold {*cache_};
+    cache_->hold_quantization();
     for (size_t pos = keep; pos < ids.size(); pos += kPrefillChunk) {
-        if (options.cancelled && options.cancelled()) {
-            cancelled = true;
-            break;
-        }
+        if (options.cancelled && options.cancelled()) return {};
         size_t end = std::min(ids.size(), pos + kPrefillChunk);
         std::span<const int32_t> chunk(ids.data() + pos, end - pos);
         size_t n_img = size_t(std::count(chunk.begin(), chunk.end(), img_id));
@@ -175,7 +172,50 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
         visual_row += n_img;
         if (options.progress) options.progress(float(end - keep) / float(ids.size() - keep));
     }
-    answer.stats.prefill_ms = ms_since(t0);
+    stats.prefill_ms = ms_since(t0);
+    return logits;
+}
+
+std::vector<float> Session::next_token_logits(const std::string& question,
+                                              const std::vector<EncodedImage>& images,
+                                              ImageLayout layout)
+{
+    std::vector<int> new_tiles;
+    std::vector<float> visual = visual_;
+    for (const auto& img : images) {
+        new_tiles.push_back(img.n_tiles);
+        visual.insert(visual.end(), img.visual.begin(), img.visual.end());
+    }
+    std::string qtext = with_image_placeholders(question, int(images.size()), layout);
+    std::vector<int32_t> ids
+        = engine_.tokenizer().encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
+    GenerationStats stats;
+    std::span<const float> logits = prefill(ids, visual, {}, stats);
+    return {logits.begin(), logits.end()};
+}
+
+Answer Session::ask(const std::string& question, const std::vector<PreparedImage>& images,
+                    const AskOptions& options, const TextCallback& on_text)
+{
+    options.sampling.validate();
+    const auto& net = engine_.network();
+    const auto& tok = engine_.tokenizer();
+    Answer answer;
+
+    // Vision: every new image's tiles in one batch.
+    int64_t t0 = now_us();
+    std::vector<int> new_tiles;
+    std::vector<float> new_visual = encode(net, images, new_tiles);
+    for (int t : new_tiles) answer.stats.n_tiles += t;
+    answer.stats.vision_ms = ms_since(t0);
+
+    // The whole conversation's prompt; what the cache already holds is kept.
+    std::string qtext = with_image_placeholders(question, int(images.size()), options.layout);
+    std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
+    std::vector<float> visual = visual_;
+    visual.insert(visual.end(), new_visual.begin(), new_visual.end());
+    std::span<const float> logits = prefill(ids, visual, options, answer.stats);
+    bool cancelled = logits.empty();
 
     // Decode.
     t0 = now_us();

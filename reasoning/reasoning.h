@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -238,6 +239,13 @@ private:
 //                       return true; });
 //   Answer b = chat.ask("And its colour?", {}, opts, {}); // reuses the cached first turn
 
+// An image's visual tokens (Engine::encode), to show one image with many questions.
+struct EncodedImage
+{
+    int n_tiles = 0;
+    std::vector<float> visual; // [n_tiles * num_image_token, llm hidden size]
+};
+
 struct EngineOptions
 {
     // Called while loading with the fraction done and what is being loaded.
@@ -262,6 +270,8 @@ public:
     int32_t eos_id() const { return eos_id_; } // the template separator token (<|im_end|>)
     // The checkpoint's tiling with max_tiles overridden when > 0.
     TilingOptions tiling(int max_tiles) const;
+    // Runs the vision tower on an image's tiles.
+    EncodedImage encode(const PreparedImage& image) const;
     // The sessions' default KV cache (EngineOptions::kv_cache).
     const model::KvCacheOptions& kv_cache() const { return kv_cache_; }
 
@@ -333,6 +343,12 @@ public:
     // Adds a user turn with already preprocessed images.
     Answer ask(const std::string& question, const std::vector<PreparedImage>& images,
                const AskOptions& options, const TextCallback& on_text);
+    // The logits of the first answer token to this question (what ask() would sample from),
+    // without adding the turn: scoring many questions about one image (image_match_scores)
+    // encodes it once and reuses the cached prompt prefix the questions share.
+    std::vector<float> next_token_logits(const std::string& question,
+                                         const std::vector<EncodedImage>& images,
+                                         ImageLayout layout = ImageLayout::single);
     // Adds a finished turn without generating (replaying a conversation a client sends whole):
     // the images are encoded now, the text is processed by the next ask().
     void add_turn(const std::string& question, const std::vector<PreparedImage>& images,
@@ -345,6 +361,11 @@ public:
 private:
     std::string conversation_text(const std::string& question_text,
                                   const std::vector<int>& new_tiles) const;
+    // Feeds the prompt of this question (what the cache does not hold yet); the last logits, or
+    // an empty span when cancelled. `visual` is every image's visual tokens, new ones included.
+    std::span<const float> prefill(const std::vector<int32_t>& ids,
+                                   const std::vector<float>& visual, const AskOptions& options,
+                                   GenerationStats& stats);
 
     const Engine& engine_;
     std::string system_message_;
@@ -383,12 +404,33 @@ std::string memory_prompt(std::vector<Remembered> memories, const std::string& q
 
 inline constexpr const char* topic_questions = "reasoning.questions"; // Question
 inline constexpr const char* topic_answers = "reasoning.answers"; // AnswerPiece
+inline constexpr const char* topic_cancels = "reasoning.cancels"; // CancelQuestion
+
+// An earlier turn of a conversation, replayed before a question.
+struct PastTurn
+{
+    std::string question;
+    std::vector<Image> images;
+    std::string answer;
+};
 
 struct Question
 {
     uint64_t id = 0; // echoed in every AnswerPiece
     std::string text;
     std::vector<Image> images; // e.g. the latest frames: shown as video frames, one tile each
+    // false: no memories are recalled and the text is asked as it is, its images shown as
+    // pictures (tiled like `iris ask`: "<image>", or "Image-1: <image>" ... for several).
+    bool recall = true;
+    // With recall false, the conversation so far: its turns come before the question, so that
+    // a follow-up ("and what colour is it?") is about the same pictures.
+    std::vector<PastTurn> history;
+};
+
+// Ends the answer to question_id (finish_reason "cancelled"), or skips it if not yet started.
+struct CancelQuestion
+{
+    uint64_t question_id = 0;
 };
 
 struct AnswerPiece
@@ -400,6 +442,8 @@ struct AnswerPiece
     std::string answer; // the whole answer
     std::vector<Remembered> used; // the memories the prompt carried
     std::string error; // why answering failed
+    GenerationStats stats; // of the answer
+    size_t kv_cache_bytes = 0; // the answer's KV cache at its end
 };
 
 struct ResponderOptions
@@ -411,7 +455,8 @@ struct ResponderOptions
 // Answers the questions published on topic_questions, one at a time on its own thread: asks
 // `recall` for up to k memories, runs a fresh session on memory_prompt and the question's images,
 // and publishes the answer on topic_answers piece by piece, then a done message (also when
-// answering failed). The destructor cancels the answer in progress and joins the thread.
+// answering failed). A CancelQuestion on topic_cancels ends or skips that answer. The destructor
+// cancels the answer in progress and joins the thread.
 class Responder
 {
 public:
@@ -425,6 +470,109 @@ private:
     struct State;
     std::unique_ptr<State> state_;
 };
+
+// =============================================================================================
+// Composing articles and web pages
+//
+//   std::vector<PoolImage> pool = {{"beach.jpg", load_image("beach.jpg")}, ...};
+//   Article a = compose_article(engine, {.instruction = "Write about our trip.", .pool = pool});
+//   write("article.md", a.markdown);  // images as images/<n>.jpg (article_image_files)
+//   write("article.html", article_html(a, pool));  // one self-contained file
+//
+// As InternLM-XComposer does, an article is written in steps of one conversation: an outline
+// ("# Title" and numbered section titles), then each section, in which the model marks where an
+// image would help with a "[[image: description]]" line. Each mark gets the pool image the model
+// itself finds most likely to show the description (image_match_scores), each image at most once,
+// and a caption the model writes for it.
+
+struct PoolImage
+{
+    std::string name; // where it came from: a file name, a memory entry
+    Image image;
+};
+
+// Called between steps with what is being done; return false to cancel (Error(cancelled)).
+using ComposeProgress = std::function<bool(const std::string& stage, int done, int total)>;
+
+struct ComposeOptions
+{
+    SamplingParams sampling; // greedy by default
+    int max_tiles = 0; // 0: the checkpoint's
+    ComposeProgress progress;
+    // Polled before every forward pass, as AskOptions::cancelled; true ends with Error(cancelled).
+    std::function<bool()> cancelled;
+};
+
+struct ArticleRequest
+{
+    std::string instruction;
+    std::string source; // optional text the article draws on
+    std::vector<PoolImage> pool;
+    int max_sections = 6;
+    int max_section_tokens = 400;
+};
+
+struct ArticleImage
+{
+    std::string description; // what the mark asked for
+    int pool_index = -1; // the chosen image, -1 when none was left
+    double score = 0; // image_match_scores of the choice
+    std::string caption;
+};
+
+struct Article
+{
+    std::string title;
+    std::vector<std::string> sections; // the outline
+    std::string markdown; // marks replaced by ![caption](images/<n>.jpg), unplaced marks removed
+    std::vector<ArticleImage> images; // every mark, in order
+    GenerationStats stats; // summed over every step
+};
+
+Article compose_article(const Engine& engine, const ArticleRequest& request,
+                        const ComposeOptions& options = {});
+// The relative file name an article's Markdown uses for images[i] (empty when not placed).
+std::string article_image_file(const Article& article, size_t i);
+// One self-contained HTML page of the article: the Markdown rendered (raw HTML in it dropped),
+// the chosen pool images embedded as JPEG data: URLs, make_self_contained_html applied.
+std::string article_html(const Article& article, const std::vector<PoolImage>& pool);
+
+// scores[d][i]: the probability the model gives "yes" (against "no") to "Is there
+// <descriptions[d]>?" about images[i]. Each image goes through the vision tower once, at one tile
+// unless options.max_tiles says otherwise.
+std::vector<std::vector<double>> image_match_scores(const Engine& engine,
+                                                    const std::vector<Image>& images,
+                                                    const std::vector<std::string>& descriptions,
+                                                    const ComposeOptions& options = {});
+// Gives each description a different image: pairs are taken best score first; a description
+// left without an image (more descriptions than images) gets -1.
+std::vector<int> assign_images(const std::vector<std::vector<double>>& scores);
+
+struct WebpageRequest
+{
+    std::string instruction; // what the page shows; with a screenshot, optional extra wishes
+    std::optional<Image> screenshot; // a page to rebuild
+    int max_tokens = 2048;
+};
+
+struct Webpage
+{
+    std::string html; // make_self_contained_html of the model's page
+    std::string model_output; // what the model wrote
+    GenerationStats stats;
+};
+
+Webpage compose_webpage(const Engine& engine, const WebpageRequest& request,
+                        const ComposeOptions& options = {});
+
+// Turns any text into one well-formed, self-contained HTML page: parsed by libxml2's HTML parser
+// (which closes and nests what was left open; text without markup becomes the body), everything
+// that would fetch removed (external src/href of resources, <link>, <base>, <iframe>, <object>,
+// <embed>, refresh, CSS url() and @import that are not data:), and a Content-Security-Policy
+// meta tag that forbids network access added. Inline CSS and JS stay. `images` maps src values
+// to what replaces them (e.g. data: URLs).
+std::string make_self_contained_html(std::string_view html,
+                                     const std::map<std::string, std::string>& images = {});
 
 // =============================================================================================
 // Evaluation on generated question sets

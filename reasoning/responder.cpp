@@ -35,6 +35,7 @@ struct Responder::State
         , options(std::move(o))
         , questions(bus.topic<Question>(topic_questions))
         , answers(bus.topic<AnswerPiece>(topic_answers))
+        , cancels(bus.topic<CancelQuestion>(topic_cancels))
     { }
 
     const Engine& engine;
@@ -42,37 +43,72 @@ struct Responder::State
     ResponderOptions options;
     Topic<Question> questions;
     Topic<AnswerPiece> answers;
+    Topic<CancelQuestion> cancels;
     Subscription<Question> inbox;
+    Subscription<CancelQuestion> cancel_inbox;
+    std::vector<uint64_t> cancelled_ids; // the worker's alone
     std::atomic<bool> stopping {false};
     std::thread worker;
+
+    // Takes in the cancels that arrived; true when question `id` is among them.
+    bool is_cancelled(uint64_t id)
+    {
+        while (auto c = cancel_inbox.try_receive()) {
+            cancelled_ids.push_back(c->question_id);
+            // A cancel that arrives after its answer ended is never matched: keep the newest.
+            if (cancelled_ids.size() > 64) cancelled_ids.erase(cancelled_ids.begin());
+        }
+        return std::find(cancelled_ids.begin(), cancelled_ids.end(), id) != cancelled_ids.end();
+    }
 
     void answer(const Question& q)
     {
         AnswerPiece last;
         last.question_id = q.id;
         last.done = true;
+        if (is_cancelled(q.id)) {
+            last.finish_reason = "cancelled";
+            answers.try_publish(std::move(last));
+            return;
+        }
         try {
-            last.used = recall ? recall(q.text, options.k) : std::vector<Remembered> {};
             Session session(engine);
             AskOptions opts = options.ask;
-            opts.cancelled = [this] { return stopping.load(); };
-            if (!q.images.empty()) {
-                // Recent frames are shown as a video is: one tile each.
-                opts.layout = ImageLayout::frames;
-                opts.max_tiles = 1;
+            opts.cancelled = [this, &q] { return stopping.load() || is_cancelled(q.id); };
+            std::string prompt = q.text;
+            if (q.recall) {
+                last.used = recall ? recall(q.text, options.k) : std::vector<Remembered> {};
+                prompt = memory_prompt(last.used, q.text);
+                if (!q.images.empty()) {
+                    // Recent frames are shown as a video is: one tile each.
+                    opts.layout = ImageLayout::frames;
+                    opts.max_tiles = 1;
+                }
+            } else {
+                TilingOptions tiling = engine.tiling(opts.max_tiles);
+                for (const PastTurn& turn : q.history) {
+                    std::vector<PreparedImage> shown;
+                    for (const Image& img : turn.images)
+                        shown.push_back(preprocess_image(img, tiling));
+                    session.add_turn(turn.question, shown, turn.answer,
+                                     shown.size() > 1 ? ImageLayout::numbered
+                                                      : ImageLayout::single);
+                }
+                if (q.images.size() > 1) opts.layout = ImageLayout::numbered;
             }
-            Answer a = session.ask(memory_prompt(last.used, q.text), q.images, opts,
-                                   [&](std::string_view piece) {
-                                       AnswerPiece p;
-                                       p.question_id = q.id;
-                                       p.text = std::string(piece);
-                                       // A slow or departed listener loses pieces (the bus counts
-                                       // them); the answer goes on.
-                                       answers.try_publish(std::move(p));
-                                       return true;
-                                   });
+            Answer a = session.ask(prompt, q.images, opts, [&](std::string_view piece) {
+                AnswerPiece p;
+                p.question_id = q.id;
+                p.text = std::string(piece);
+                // A slow or departed listener loses pieces (the bus counts
+                // them); the answer goes on.
+                answers.try_publish(std::move(p));
+                return true;
+            });
             last.finish_reason = a.finish_reason;
             last.answer = a.text;
+            last.stats = a.stats;
+            last.kv_cache_bytes = session.cache().bytes();
         } catch (const std::exception& e) {
             last.finish_reason = "error";
             last.error = e.what();
@@ -85,6 +121,7 @@ Responder::Responder(const Engine& engine, Bus& bus, Recall recall, ResponderOpt
     : state_(std::make_unique<State>(engine, std::move(recall), std::move(options), bus))
 {
     state_->inbox = state_->questions.subscribe({.name = "reasoning.responder"});
+    state_->cancel_inbox = state_->cancels.subscribe({.name = "reasoning.responder"});
     // The inbox is polled so that stopping never has to unsubscribe under a waiting receive().
     state_->worker = std::thread([s = state_.get()] {
         while (!s->stopping && !s->inbox.closed())

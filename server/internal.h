@@ -58,9 +58,6 @@ struct Fields
 // ---------------------------------------------------------------------------------------------
 // Media (media.cpp)
 
-std::vector<uint8_t> base64_decode(std::string_view text); // Error(invalid_input) when malformed
-std::string base64_encode(std::span<const uint8_t> bytes);
-
 struct MediaPolicy
 {
     bool allow_url = false;
@@ -175,5 +172,7 @@ void chat_completions(const httplib::Request& req, httplib::Response& res, const
 void documents_qa(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void memory_search(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void compose_article(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void compose_webpage(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 
 } // namespace iris::server

@@ -61,8 +61,8 @@ bool same_secret(std::string_view given, std::string_view key)
 std::string route_label(const httplib::Request& req)
 {
     static const char* fixed[]
-        = {"/health",          "/metrics",         "/v1/models", "/v1/chat/completions",
-           "/v1/documents/qa", "/v1/memory/search"};
+        = {"/health",          "/metrics",          "/v1/models",          "/v1/chat/completions",
+           "/v1/documents/qa", "/v1/memory/search", "/v1/compose/article", "/v1/compose/webpage"};
     for (const char* r : fixed)
         if (req.path == r) return r;
     if (req.path.starts_with("/v1/memory/")) return "/v1/memory/{id}";
@@ -283,6 +283,8 @@ struct Server::Impl
             }));
         http.Post("/v1/chat/completions", wrap(chat_completions));
         http.Post("/v1/documents/qa", wrap(documents_qa));
+        http.Post("/v1/compose/article", wrap(compose_article));
+        http.Post("/v1/compose/webpage", wrap(compose_webpage));
         if (store) {
             http.Post("/v1/memory/search", wrap(memory_search));
             http.Get(R"(/v1/memory/([^/]+))", wrap(memory_get));

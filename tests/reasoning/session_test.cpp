@@ -152,3 +152,30 @@ TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
     EXPECT_EQ(a.tokens.size(), 40u);
     EXPECT_EQ(std::count(a.tokens.begin(), a.tokens.end(), engine->eos_id()), 0);
 }
+
+// SKVQ: a prompt that takes several prefill chunks attends to all of itself in full precision
+// (spec/skvq.md §4), so the logits after it are those of an f32 cache; what left the window is
+// quantized once the prompt is in.
+TEST(Session, APromptOfSeveralChunksIsPrefilledInFullPrecisionWithSkvq)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto image = load_image((golden / "images/img_640x320.png").string());
+    EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
+    iris::model::KvCacheOptions skvq;
+    skvq.k_type = skvq.v_type = iris::model::KvType::skvq;
+    skvq.skvq.window = 16;
+    Session exact(*engine), quantized(*engine, "", skvq);
+    std::vector<float> a = exact.next_token_logits("Describe it.", {enc});
+    std::vector<float> b = quantized.next_token_logits("Describe it.", {enc});
+    ASSERT_GT(quantized.cache().n_tokens(), 512 + 16) << "the prompt must span several chunks";
+    ASSERT_EQ(a.size(), b.size());
+    float top = *std::max_element(a.begin(), a.end());
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5f * std::abs(top)) << i;
+    // Against the same cache with a window wider than the prompt (nothing quantized): the
+    // tokens that left the window gave up their f32 copies.
+    skvq.skvq.window = 1 << 20;
+    Session unquantized(*engine, "", skvq);
+    EXPECT_EQ(unquantized.next_token_logits("Describe it.", {enc}), b);
+    EXPECT_LT(quantized.cache().bytes(), unquantized.cache().bytes());
+}

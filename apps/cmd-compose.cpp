@@ -1,0 +1,223 @@
+// iris compose: an article with images chosen from a pool, or a self-contained web page.
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "memory/memory.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace iris::app {
+namespace {
+
+const char* kUsage
+    = "usage: iris compose article --instruction TEXT --out DIR [--source FILE]\n"
+      "                            [--images DIR]... [--db DIR [--db-k N]]\n"
+      "                            [--max-sections N] [--max-section-tokens N] [options]\n"
+      "       iris compose webpage (--instruction TEXT | --screenshot FILE) --out FILE.html\n"
+      "                            [--max-tokens N] [options]\n"
+      "\n"
+      "article: the model writes an outline, then each section, marking where an image would\n"
+      "help; each mark gets the image of the pool (--images folders, and key frames of the\n"
+      "memories in --db that match the instruction) that the model finds most likely to show\n"
+      "it, each image used once, with a caption the model writes. Writes DIR/article.md\n"
+      "(images beside it in DIR/images/) and DIR/article.html (one self-contained file).\n"
+      "\n"
+      "webpage: one self-contained HTML file (inline CSS and JS, a Content-Security-Policy\n"
+      "that forbids network access), from an instruction or from a screenshot of a page.\n"
+      "\n"
+      "options: --model DIR, --threads N, --max-tiles N, sampling (greedy by default) and\n"
+      "KV cache options as for `iris ask`.\n";
+
+// Written beside the target and renamed over it: a file is there whole or not at all.
+void write_file(const fs::path& path, const std::string& bytes)
+{
+    fs::path tmp = path;
+    tmp += ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), std::streamsize(bytes.size()));
+        out.flush();
+        if (!out) throw Error(ErrorKind::io, "cannot write '" + tmp.string() + "'");
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) throw Error(ErrorKind::io, "cannot write '" + path.string() + "': " + ec.message());
+}
+
+std::string read_text(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(ErrorKind::not_found, "cannot read '" + path + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool is_image_file(const fs::path& p)
+{
+    std::string ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
+}
+
+std::vector<reasoning::PoolImage> folder_pool(const std::string& dir)
+{
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        throw Error(ErrorKind::not_found, "--images: '" + dir + "' is not a folder");
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    std::vector<reasoning::PoolImage> pool;
+    for (const auto& f : files)
+        pool.push_back({f.filename().string(), reasoning::load_image(f.string())});
+    return pool;
+}
+
+// The key frame in the middle of each memory that best matches the instruction.
+std::vector<reasoning::PoolImage>
+memory_pool(const reasoning::Engine& engine, const std::string& dir, const std::string& text, int k)
+{
+    memory::StoreOptions so;
+    so.read_only = true;
+    memory::Store store = memory::Store::open(dir, so);
+    memory::Query q;
+    q.text = text;
+    q.k = k;
+    q.embedding = reasoning::memory_embedding(engine, {}, text);
+    std::vector<reasoning::PoolImage> pool;
+    for (const auto& hit : memory::Retriever(store).search(q)) {
+        const auto& frames = hit.entry.key_frames;
+        if (frames.empty()) continue;
+        const auto& jpeg = frames[frames.size() / 2].jpeg;
+        pool.push_back({strfmt("memory %lld", static_cast<long long>(hit.entry.id)),
+                        reasoning::decode_image({jpeg.data(), jpeg.size()})});
+    }
+    return pool;
+}
+
+reasoning::ComposeOptions compose_options(const Args& args, ProgressBar& bar)
+{
+    reasoning::ComposeOptions o;
+    o.sampling = sampling_from_args(args);
+    o.max_tiles = int(args.integer("--max-tiles", 0, 0, 64));
+    o.progress = [&bar](const std::string& stage, int done, int total) {
+        bar.update(total > 0 ? float(done) / float(total) : 1.0f, stage.c_str());
+        return true;
+    };
+    return o;
+}
+
+int compose_article(int argc, char** argv)
+{
+    std::vector<std::string> valued = common_valued_options();
+    for (const char* o : {"--model", "--instruction", "--source", "--images", "--db", "--db-k",
+                          "--out", "--max-sections", "--max-section-tokens"})
+        valued.push_back(o);
+    Args args(argc, argv, valued, {"-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    reasoning::ArticleRequest req;
+    req.instruction = args.required("--instruction");
+    fs::path out = args.required("--out");
+    if (args.has("--source")) req.source = read_text(args.str("--source"));
+    req.max_sections = int(args.integer("--max-sections", 6, 1, 32));
+    req.max_section_tokens = int(args.integer("--max-section-tokens", 400, 1, 8192));
+    for (const auto& dir : args.all("--images")) {
+        auto p = folder_pool(dir);
+        req.pool.insert(req.pool.end(), p.begin(), p.end());
+    }
+    apply_threads(args);
+    auto engine = load_engine(args);
+    if (args.has("--db")) {
+        auto p = memory_pool(*engine, args.str("--db"), req.instruction,
+                             int(args.integer("--db-k", 12, 1, 1000)));
+        req.pool.insert(req.pool.end(), p.begin(), p.end());
+    }
+    ProgressBar bar("compose");
+    reasoning::Article a = reasoning::compose_article(*engine, req, compose_options(args, bar));
+    bar.finish();
+
+    std::error_code ec;
+    fs::create_directories(out / "images", ec);
+    if (ec) throw Error(ErrorKind::io, "cannot create '" + (out / "images").string() + "'");
+    for (size_t i = 0; i < a.images.size(); ++i) {
+        std::string file = reasoning::article_image_file(a, i);
+        if (file.empty()) continue;
+        auto jpeg = reasoning::encode_jpeg(req.pool[size_t(a.images[i].pool_index)].image, 90);
+        write_file(out / file, std::string(jpeg.begin(), jpeg.end()));
+    }
+    write_file(out / "article.md", a.markdown);
+    write_file(out / "article.html", reasoning::article_html(a, req.pool));
+
+    std::printf("%s\n", a.title.c_str());
+    for (size_t s = 0; s < a.sections.size(); ++s)
+        std::printf("  %zu. %s\n", s + 1, a.sections[s].c_str());
+    std::printf("images (%zu marks, pool of %zu):\n", a.images.size(), req.pool.size());
+    for (const auto& im : a.images) {
+        if (im.pool_index < 0)
+            std::printf("  \"%s\": no image left\n", im.description.c_str());
+        else
+            std::printf("  \"%s\": %s (score %.3f), caption \"%s\"\n", im.description.c_str(),
+                        req.pool[size_t(im.pool_index)].name.c_str(), im.score, im.caption.c_str());
+    }
+    std::printf("wrote %s and %s (%d tokens generated)\n", (out / "article.md").c_str(),
+                (out / "article.html").c_str(), a.stats.n_generated);
+    return 0;
+}
+
+int compose_webpage(int argc, char** argv)
+{
+    std::vector<std::string> valued = common_valued_options();
+    for (const char* o : {"--model", "--instruction", "--screenshot", "--out", "--max-tokens"})
+        valued.push_back(o);
+    Args args(argc, argv, valued, {"-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    reasoning::WebpageRequest req;
+    req.instruction = args.str("--instruction");
+    if (args.has("--screenshot")) req.screenshot = reasoning::load_image(args.str("--screenshot"));
+    if (!req.screenshot && req.instruction.empty())
+        throw Error(ErrorKind::invalid_argument, "give --instruction TEXT or --screenshot FILE");
+    fs::path out = args.required("--out");
+    req.max_tokens = int(args.integer("--max-tokens", 2048, 1, 16384));
+    apply_threads(args);
+    auto engine = load_engine(args);
+    ProgressBar bar("compose");
+    reasoning::Webpage page = reasoning::compose_webpage(*engine, req, compose_options(args, bar));
+    bar.finish();
+    if (out.has_parent_path()) fs::create_directories(out.parent_path());
+    write_file(out, page.html);
+    std::printf("wrote %s (%zu bytes, %d tokens generated)\n", out.c_str(), page.html.size(),
+                page.stats.n_generated);
+    return 0;
+}
+
+} // namespace
+
+int cmd_compose(int argc, char** argv)
+{
+    std::string what = argc > 0 ? argv[0] : "";
+    if (what == "article") return compose_article(argc - 1, argv + 1);
+    if (what == "webpage") return compose_webpage(argc - 1, argv + 1);
+    if (what == "-h" || what == "--help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    std::fputs(kUsage, stderr);
+    throw Error(ErrorKind::invalid_argument,
+                what.empty() ? "iris compose needs 'article' or 'webpage'"
+                             : "unknown compose target '" + what + "': use 'article' or 'webpage'");
+}
+
+} // namespace iris::app
