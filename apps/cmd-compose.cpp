@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -49,22 +48,6 @@ void write_file(const fs::path& path, const std::string& bytes)
     if (ec) throw Error(ErrorKind::io, "cannot write '" + path.string() + "': " + ec.message());
 }
 
-std::string read_text(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(ErrorKind::not_found, "cannot read '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-bool is_image_file(const fs::path& p)
-{
-    std::string ext = p.extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
-}
-
 std::vector<reasoning::PoolImage> folder_pool(const std::string& dir)
 {
     std::error_code ec;
@@ -72,7 +55,7 @@ std::vector<reasoning::PoolImage> folder_pool(const std::string& dir)
         throw Error(ErrorKind::not_found, "--images: '" + dir + "' is not a folder");
     std::vector<fs::path> files;
     for (const auto& e : fs::directory_iterator(dir))
-        if (e.is_regular_file() && is_image_file(e.path())) files.push_back(e.path());
+        if (e.is_regular_file() && is_image_path(e.path().string())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     std::vector<reasoning::PoolImage> pool;
     for (const auto& f : files)
@@ -128,7 +111,7 @@ int compose_article(int argc, char** argv)
     reasoning::ArticleRequest req;
     req.instruction = args.required("--instruction");
     fs::path out = args.required("--out");
-    if (args.has("--source")) req.source = read_text(args.str("--source"));
+    if (args.has("--source")) req.source = read_text_file(args.str("--source"));
     req.max_sections = int(args.integer("--max-sections", 6, 1, 32));
     req.max_section_tokens = int(args.integer("--max-section-tokens", 400, 1, 8192));
     for (const auto& dir : args.all("--images")) {

@@ -8,8 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace iris::app {
 namespace {
@@ -39,23 +37,6 @@ std::string sentence(uint64_t i)
     };
     return strfmt("The %s %s is %s the %s %s. ", colors[pick(7)], shapes[pick(6)], places[pick(5)],
                   colors[pick(7)], shapes[pick(6)]);
-}
-
-bool is_image(const std::string& path)
-{
-    std::string ext = fs::path(path).extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](char c) { return char(std::tolower(c)); });
-    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
-}
-
-std::string read_text(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(ErrorKind::not_found, "cannot read '" + path + "'");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 // The templated prompt of images and text, with filler sentences appended until it holds at
@@ -96,7 +77,7 @@ std::vector<std::string> sample_images()
         if (!fs::is_directory(dir, ec)) continue;
         std::vector<std::string> out;
         for (const auto& e : fs::directory_iterator(dir, ec))
-            if (is_image(e.path().string())) out.push_back(e.path().string());
+            if (is_image_path(e.path().string())) out.push_back(e.path().string());
         std::sort(out.begin(), out.end());
         return out;
     }
@@ -115,10 +96,10 @@ std::vector<Prompt> prompts_from_args(const reasoning::Engine& engine, const Arg
     for (size_t i = 0; i < files.size(); ++i) {
         const std::string& f = files[i];
         bar.update(float(i) / float(files.size()), f.c_str());
-        if (is_image(f))
+        if (is_image_path(f))
             out.push_back(make_prompt(engine, f, {reasoning::load_image(f)}, "", min_tokens));
         else
-            out.push_back(make_prompt(engine, f, {}, read_text(f), 0));
+            out.push_back(make_prompt(engine, f, {}, read_text_file(f), 0));
     }
     if (files.empty()) {
         const auto samples = sample_images();

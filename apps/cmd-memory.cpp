@@ -66,22 +66,15 @@ mem::Entry compress(const reasoning::Engine& engine, const PendingClip& p,
     e.t_start_us = origin_unix_us + p.clip.start_us;
     e.t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us);
     e.transcript = transcript;
-    std::vector<size_t> picks {0};
-    if (p.frames.size() > 2) picks.push_back(p.frames.size() / 2);
-    if (p.frames.size() > 1) picks.push_back(p.frames.size() - 1);
     std::vector<reasoning::Image> images;
-    for (size_t i : picks) {
+    for (size_t i : reasoning::clip_key_frames(p.frames.size())) {
         images.push_back(to_image(p.frames[i]));
         e.key_frames.push_back({.t_us = origin_unix_us + p.frames[i].pts_us,
                                 .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
     }
-    reasoning::Session session(engine);
-    reasoning::AskOptions opts;
-    opts.max_tiles = 1;
-    opts.sampling.max_new_tokens = 48;
-    e.caption
-        = session.ask("Describe the image briefly.", {images[images.size() / 2]}, opts, {}).text;
-    e.embedding = reasoning::memory_embedding(engine, images, e.caption + " " + transcript);
+    reasoning::ClipDescription d = reasoning::describe_clip(engine, images, transcript);
+    e.caption = std::move(d.caption);
+    e.embedding = std::move(d.embedding);
     return e;
 }
 

@@ -1,8 +1,12 @@
 #include "apps/common.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <unistd.h>
 
 namespace iris::app {
@@ -182,6 +186,23 @@ std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
     auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;
+}
+
+std::string read_text_file(const std::string& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(ErrorKind::not_found, "cannot read '" + path + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool is_image_path(const std::string& path)
+{
+    std::string ext = std::filesystem::path(path).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](char c) { return char(std::tolower(static_cast<unsigned char>(c))); });
+    return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".webp" || ext == ".bmp";
 }
 
 } // namespace iris::app

@@ -40,6 +40,11 @@ void apply_threads(const Args& args);
 // (resources/models/iris-demo beside the build tree, or share/iris/models/iris-demo of an
 // install). Throws Error(not_found) saying where it looked.
 std::string model_dir(const Args& args);
+// The whole file; Error(not_found) naming it when it cannot be read.
+std::string read_text_file(const std::string& path);
+// Whether the name ends like an image file the engine decodes (.png .jpg .jpeg .webp .bmp, any
+// case).
+bool is_image_path(const std::string& path);
 // Prints ids on one line to stdout: space-separated, or a JSON array.
 void print_ids(const std::vector<int32_t>& ids, bool json);
 // Loads the engine of model_dir(args) with a progress bar; sessions get the KV cache of the

@@ -43,4 +43,30 @@ std::vector<float> memory_embedding(const Engine& engine, const std::vector<Imag
     return out;
 }
 
+std::vector<size_t> clip_key_frames(size_t n)
+{
+    std::vector<size_t> picks;
+    if (n > 0) picks.push_back(0);
+    if (n > 2) picks.push_back(n / 2);
+    if (n > 1) picks.push_back(n - 1);
+    return picks;
+}
+
+ClipDescription describe_clip(const Engine& engine, const std::vector<Image>& key_frames,
+                              const std::string& transcript)
+{
+    if (key_frames.empty()) throw Error(ErrorKind::invalid_argument, "a clip needs a key frame");
+    Session session(engine);
+    AskOptions options;
+    options.max_tiles = 1;
+    options.sampling.max_new_tokens = 48;
+    ClipDescription d;
+    d.caption
+        = session
+              .ask("Describe the image briefly.", {key_frames[key_frames.size() / 2]}, options, {})
+              .text;
+    d.embedding = memory_embedding(engine, key_frames, d.caption + " " + transcript);
+    return d;
+}
+
 } // namespace iris::reasoning

@@ -598,6 +598,22 @@ struct EvalItem
 std::vector<float> memory_embedding(const Engine& engine, const std::vector<Image>& images,
                                     std::string_view text);
 
+// The frames a remembered clip keeps as key frames: the first, middle and last of n (fewer
+// when n < 3).
+std::vector<size_t> clip_key_frames(size_t n);
+
+struct ClipDescription
+{
+    std::string caption;
+    std::vector<float> embedding;
+};
+
+// How a clip is remembered (`iris watch`, the desktop's recorder): the model's caption of the
+// middle key frame (one tile, at most 48 tokens) and memory_embedding of the key frames and of
+// caption + transcript.
+ClipDescription describe_clip(const Engine& engine, const std::vector<Image>& key_frames,
+                              const std::string& transcript);
+
 // Reads DIR/data.jsonl, or a .jsonl file given by name (image paths are relative to its folder);
 // throws Error naming the line of a malformed item.
 std::vector<EvalItem> load_eval_set(const std::string& where);

@@ -333,13 +333,7 @@ void chat_completions(const httplib::Request& http_req, httplib::Response& res, 
 {
     auto req = std::make_shared<ChatRequest>(
         parse_chat_request(parse_body(http_req.body, ctx.options.max_json_depth), ctx));
-    std::shared_ptr<EngineQueue::Place> place = ctx.queue.enter();
-    if (!place) {
-        ctx.metrics.rejected();
-        res.set_header("Retry-After", "2");
-        throw ApiError {503, "the server is busy: too many requests are waiting; retry shortly",
-                        "server_error", ""};
-    }
+    std::shared_ptr<EngineQueue::Place> place = enter_queue(ctx, res);
     const std::string id = completion_id();
     const long long created = (long long)(wall_us() / 1'000'000);
     const std::string model = ctx.options.model_name;

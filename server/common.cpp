@@ -133,6 +133,18 @@ std::unique_ptr<EngineQueue::Place> EngineQueue::enter()
     return place;
 }
 
+std::unique_ptr<EngineQueue::Place> enter_queue(const Context& ctx, httplib::Response& res)
+{
+    std::unique_ptr<EngineQueue::Place> place = ctx.queue.enter();
+    if (!place) {
+        ctx.metrics.rejected();
+        res.set_header("Retry-After", "2");
+        throw ApiError {503, "the server is busy: too many requests are waiting; retry shortly",
+                        "server_error"};
+    }
+    return place;
+}
+
 bool EngineQueue::Place::wait_turn()
 {
     std::unique_lock lock(q_.mu_);

@@ -25,17 +25,11 @@ reasoning::Image read_image(const std::string& url, const std::string& param, co
     }
 }
 
-// A place in the engine queue, or a 503 when it is full or the server stops.
+// This request's turn at the engine (503 when the queue is full or the server stops).
 std::unique_ptr<EngineQueue::Place> take_turn(httplib::Response& res, const Context& ctx,
                                               double& queue_ms)
 {
-    std::unique_ptr<EngineQueue::Place> place = ctx.queue.enter();
-    if (!place) {
-        ctx.metrics.rejected();
-        res.set_header("Retry-After", "2");
-        throw ApiError {503, "the server is busy: too many requests are waiting; retry shortly",
-                        "server_error"};
-    }
+    std::unique_ptr<EngineQueue::Place> place = enter_queue(ctx, res);
     const int64_t t0 = now_us();
     if (!place->wait_turn()) throw ApiError {503, "the server is shutting down", "server_error"};
     queue_ms = ms_since(t0);

@@ -146,6 +146,9 @@ struct Context
     std::atomic<bool>& stopping;
 };
 
+// A place in the engine queue, or a 503 with Retry-After when the queue is full.
+std::unique_ptr<EngineQueue::Place> enter_queue(const Context& ctx, httplib::Response& res);
+
 // A chat completion request, parsed and checked (chat.cpp).
 struct ChatTurn
 {

@@ -120,13 +120,7 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
         throw api_error(e);
     }
 
-    std::unique_ptr<EngineQueue::Place> place = ctx.queue.enter();
-    if (!place) {
-        ctx.metrics.rejected();
-        res.set_header("Retry-After", "2");
-        throw ApiError {503, "the server is busy: too many requests are waiting; retry shortly",
-                        "server_error"};
-    }
+    std::unique_ptr<EngineQueue::Place> place = enter_queue(ctx, res);
     const int64_t t_queued = now_us();
     if (!place->wait_turn()) throw ApiError {503, "the server is shutting down", "server_error"};
     const double queue_ms = ms_since(t_queued);

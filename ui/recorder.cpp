@@ -42,22 +42,15 @@ memory::Entry compress(const reasoning::Engine& engine,
     e.t_start_us = originUs + frames.front().pts_us;
     e.t_end_us = originUs + frames.back().pts_us;
     e.transcript = transcript;
-    std::vector<size_t> picks {0};
-    if (frames.size() > 2) picks.push_back(frames.size() / 2);
-    if (frames.size() > 1) picks.push_back(frames.size() - 1);
     std::vector<reasoning::Image> images;
-    for (size_t i : picks) {
+    for (size_t i : reasoning::clip_key_frames(frames.size())) {
         images.push_back(keyFrameImage(frames[i]));
         e.key_frames.push_back({.t_us = originUs + frames[i].pts_us,
                                 .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
     }
-    reasoning::Session session(engine);
-    reasoning::AskOptions options;
-    options.max_tiles = 1;
-    options.sampling.max_new_tokens = 48;
-    e.caption
-        = session.ask("Describe the image briefly.", {images[images.size() / 2]}, options, {}).text;
-    e.embedding = reasoning::memory_embedding(engine, images, e.caption + " " + transcript);
+    reasoning::ClipDescription d = reasoning::describe_clip(engine, images, transcript);
+    e.caption = std::move(d.caption);
+    e.embedding = std::move(d.embedding);
     return e;
 }
 
