@@ -1,6 +1,7 @@
 // Store: the SQLite side — round trips, validation, schema checks, corrupt frames, export, and
 // readers working while a writer adds.
 #include "memory_test_util.h"
+#include "tests/errors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -15,24 +16,11 @@ using iris::test::embedding_near;
 using iris::test::make_entry;
 using iris::test::RawDb;
 using iris::test::TempDir;
+using iris::test::thrown_kind;
 
 namespace {
 
 constexpr int dim = 16;
-
-template<class F> ErrorKind error_kind_of(F&& f, const std::string& expect_in_message = "")
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        if (!expect_in_message.empty()) {
-            EXPECT_NE(std::string(e.what()).find(expect_in_message), std::string::npos) << e.what();
-        }
-        return e.kind();
-    }
-    ADD_FAILURE() << "expected an iris::Error";
-    return ErrorKind::internal;
-}
 
 } // namespace
 
@@ -158,15 +146,15 @@ TEST(MemoryStore, InvalidEntriesAreRejectedAndNothingOfTheBatchIsStored)
     Entry not_jpeg = good;
     not_jpeg.key_frames[1].jpeg = iris::Buffer::copy_of("\x89PNG\r\n\x1a\n", 8);
 
-    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(short_emb)); }, "dim is 16"),
+    EXPECT_EQ(thrown_kind([&] { store.add(batch_with(short_emb)); }, "dim is 16"),
               ErrorKind::invalid_argument);
-    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(nan_emb)); }, "not finite"),
+    EXPECT_EQ(thrown_kind([&] { store.add(batch_with(nan_emb)); }, "not finite"),
               ErrorKind::invalid_argument);
-    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(zero_emb)); }, "all zeros"),
+    EXPECT_EQ(thrown_kind([&] { store.add(batch_with(zero_emb)); }, "all zeros"),
               ErrorKind::invalid_argument);
-    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(backwards)); }, "ends before"),
+    EXPECT_EQ(thrown_kind([&] { store.add(batch_with(backwards)); }, "ends before"),
               ErrorKind::invalid_argument);
-    EXPECT_EQ(error_kind_of([&] { store.add(batch_with(not_jpeg)); }, "key frame 1"),
+    EXPECT_EQ(thrown_kind([&] { store.add(batch_with(not_jpeg)); }, "key frame 1"),
               ErrorKind::invalid_argument);
     EXPECT_EQ(store.count(), 0);
     EXPECT_EQ(store.stats().n_indexed, 0);
@@ -201,15 +189,15 @@ TEST(MemoryStore, CorruptKeyFrameGivesAClearErrorNamingTheEntry)
         sqlite3_finalize(s);
     }
     Store store = Store::open(dir.path());
-    EXPECT_EQ(error_kind_of([&] { store.get(id); },
-                            "key frame 1 of entry " + std::to_string(id) + " is corrupt"),
+    EXPECT_EQ(thrown_kind([&] { store.get(id); },
+                          "key frame 1 of entry " + std::to_string(id) + " is corrupt"),
               ErrorKind::invalid_input);
     EXPECT_EQ(store.get(id, false)->caption, "a cat on the sofa"); // the text is still readable
     Retriever r(store);
-    EXPECT_EQ(error_kind_of([&] { r.search({.text = "cat"}); }), ErrorKind::invalid_input);
+    EXPECT_EQ(thrown_kind([&] { r.search({.text = "cat"}); }), ErrorKind::invalid_input);
     EXPECT_EQ(r.search({.text = "cat", .with_frames = false}).size(), 1u);
     TempDir out;
-    EXPECT_EQ(error_kind_of([&] { store.export_to(out.path()); }), ErrorKind::invalid_input);
+    EXPECT_EQ(thrown_kind([&] { store.export_to(out.path()); }), ErrorKind::invalid_input);
     // Deleting the entry clears it.
     EXPECT_TRUE(store.remove(id));
     EXPECT_EQ(store.export_to(out.path()), 0);
@@ -248,9 +236,9 @@ TEST(MemoryStore, NewerSchemaVersionIsRefusedWithAClearError)
     TempDir dir;
     Store::open(dir.path(), {.dim = dim});
     RawDb(dir.path()).exec("PRAGMA user_version = 7");
-    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path()); }, "schema version 7"),
+    EXPECT_EQ(thrown_kind([&] { Store::open(dir.path()); }, "schema version 7"),
               ErrorKind::unsupported);
-    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path(), {.read_only = true}); }),
+    EXPECT_EQ(thrown_kind([&] { Store::open(dir.path(), {.read_only = true}); }),
               ErrorKind::unsupported);
 }
 
@@ -259,17 +247,17 @@ TEST(MemoryStore, ForeignOrDamagedDatabasesAreRefused)
     TempDir other, garbage, empty;
     RawDb(other.path()).exec("CREATE TABLE notes(x)");
     EXPECT_EQ(
-        error_kind_of([&] { Store::open(other.path(), {.dim = dim}); }, "not an Iris memory store"),
+        thrown_kind([&] { Store::open(other.path(), {.dim = dim}); }, "not an Iris memory store"),
         ErrorKind::invalid_input);
     {
         std::ofstream f(garbage / "memory.db", std::ios::binary);
         f << std::string(8192, 'x');
     }
-    EXPECT_EQ(error_kind_of([&] { Store::open(garbage.path(), {.dim = dim}); }),
+    EXPECT_EQ(thrown_kind([&] { Store::open(garbage.path(), {.dim = dim}); }),
               ErrorKind::invalid_input);
-    EXPECT_EQ(error_kind_of([&] { Store::open(empty.path() + "/none", {.read_only = true}); }),
+    EXPECT_EQ(thrown_kind([&] { Store::open(empty.path() + "/none", {.read_only = true}); }),
               ErrorKind::not_found);
-    EXPECT_EQ(error_kind_of([&] { Store::open(empty.path()); }, "dim must be given"),
+    EXPECT_EQ(thrown_kind([&] { Store::open(empty.path()); }, "dim must be given"),
               ErrorKind::invalid_argument);
 }
 
@@ -277,7 +265,7 @@ TEST(MemoryStore, DimMustMatchTheStore)
 {
     TempDir dir;
     Store::open(dir.path(), {.dim = dim});
-    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path(), {.dim = 32}); }, "16-dim"),
+    EXPECT_EQ(thrown_kind([&] { Store::open(dir.path(), {.dim = 32}); }, "16-dim"),
               ErrorKind::invalid_argument);
 }
 
@@ -286,12 +274,12 @@ TEST(MemoryStore, OnlyOneWriterAtATimeButReadersMayJoin)
     TempDir dir;
     Store writer = Store::open(dir.path(), {.dim = dim});
     writer.add(make_entry(1, "first", embedding_near(dim, 0, 1)));
-    EXPECT_EQ(error_kind_of([&] { Store::open(dir.path()); }, "open for writing"),
+    EXPECT_EQ(thrown_kind([&] { Store::open(dir.path()); }, "open for writing"),
               ErrorKind::resource);
     Store reader = Store::open(dir.path(), {.read_only = true});
     EXPECT_EQ(reader.count(), 1);
-    EXPECT_EQ(error_kind_of([&] { reader.add(make_entry(2, "x", embedding_near(dim, 0, 2))); },
-                            "read-only"),
+    EXPECT_EQ(thrown_kind([&] { reader.add(make_entry(2, "x", embedding_near(dim, 0, 2))); },
+                          "read-only"),
               ErrorKind::invalid_argument);
     writer.add(make_entry(3, "later", embedding_near(dim, 0, 3)));
     EXPECT_EQ(reader.count(), 2); // SQLite reads see new commits at once

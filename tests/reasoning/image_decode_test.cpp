@@ -5,6 +5,7 @@
 // tests/reasoning/data/pillow_*.jpg and their *_rgb.png decodes were written by Pillow 9.4.0
 // (Image.save(..., 'JPEG') of a procedural pattern, then Image.open(f).convert('RGB')).
 #include "reasoning/reasoning.h"
+#include "tests/errors.h"
 
 #include <gtest/gtest.h>
 
@@ -36,16 +37,10 @@ const std::string kData = IRIS_SOURCE_DIR "/tests/reasoning/data/";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-// Runs f and returns the Error kind it threw (checking the message names `name`), or nullopt.
+// The kind of error f threw, checking that the message names `name` in quotes.
 template<class F> std::optional<ErrorKind> error_kind(F&& f, const std::string& name = "image")
 {
-    try {
-        f();
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("'" + name + "'"), std::string::npos) << e.what();
-        return e.kind();
-    }
-    return std::nullopt;
+    return iris::test::thrown_kind(std::forward<F>(f), "'" + name + "'");
 }
 
 std::optional<ErrorKind> decode_kind(const Bytes& b, const ImageLimits& limits = {})

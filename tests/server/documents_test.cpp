@@ -4,6 +4,7 @@
 //
 // Small PDFs for particular cases are written here by hand (pdf_from below).
 #include "server/documents.h"
+#include "tests/errors.h"
 
 #include <gtest/gtest.h>
 
@@ -82,17 +83,10 @@ Bytes one_page_pdf(const std::string& media_box, const std::string& content,
                      stream(content)});
 }
 
-// Runs f and returns the Error kind it threw (checking the message names the document), or
-// nullopt. Any other exception fails the test.
+// The kind of error f threw, checking that the message names `name` in quotes.
 template<class F> std::optional<ErrorKind> error_kind(F&& f, const std::string& name = "document")
 {
-    try {
-        f();
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("'" + name + "'"), std::string::npos) << e.what();
-        return e.kind();
-    }
-    return std::nullopt;
+    return iris::test::thrown_kind(std::forward<F>(f), "'" + name + "'");
 }
 
 std::optional<ErrorKind> open_kind(const Bytes& bytes, const DocumentLimits& limits = {})
