@@ -6,17 +6,6 @@
 #include <sstream>
 
 namespace iris {
-namespace {
-
-std::string_view trim(std::string_view s)
-{
-    size_t b = s.find_first_not_of(" \t\r");
-    if (b == std::string_view::npos) return {};
-    size_t e = s.find_last_not_of(" \t\r");
-    return s.substr(b, e - b + 1);
-}
-
-} // namespace
 
 Config Config::load(const std::string& path)
 {

@@ -65,6 +65,9 @@ private:
 // printf-style formatting into a std::string.
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// s without leading and trailing ASCII whitespace (space, \t, \n, \r, \f, \v).
+std::string_view trim(std::string_view s);
+
 // ---------------------------------------------------------------------------------------------
 // Logging
 

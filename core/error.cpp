@@ -46,6 +46,14 @@ std::string strfmt(const char* fmt, ...)
     return out;
 }
 
+std::string_view trim(std::string_view s)
+{
+    const char* ws = " \t\n\r\f\v";
+    const size_t b = s.find_first_not_of(ws);
+    if (b == std::string_view::npos) return {};
+    return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
 const char* version()
 {
     return IRIS_VERSION;

@@ -67,12 +67,9 @@ double word_error_rate(std::string_view reference, std::string_view hypothesis)
 
 Query typed_query(std::string_view text)
 {
-    const size_t begin = text.find_first_not_of(" \t\r\n");
-    if (begin == std::string_view::npos)
-        throw Error(ErrorKind::invalid_argument, "the question is empty");
-    const size_t end = text.find_last_not_of(" \t\r\n");
     Query query;
-    query.text = std::string(text.substr(begin, end - begin + 1));
+    query.text = trim(text);
+    if (query.text.empty()) throw Error(ErrorKind::invalid_argument, "the question is empty");
     query.source = QuerySource::typed;
     query.unix_us = unix_now_us();
     return query;

@@ -56,8 +56,7 @@ std::vector<EvalItem> load_eval_set(const std::string& where)
 bool answers_match(std::string_view predicted, std::string_view expected)
 {
     auto norm = [](std::string_view s) {
-        size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
-        std::string out = b == std::string_view::npos ? "" : std::string(s.substr(b, e - b + 1));
+        std::string out(trim(s));
         if (!out.empty() && out.back() == '.') out.pop_back();
         for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
         return out;
