@@ -10,14 +10,6 @@
 namespace iris::reasoning {
 namespace {
 
-std::string trim(std::string_view s)
-{
-    const char* ws = " \t\r\n";
-    size_t b = s.find_first_not_of(ws);
-    if (b == std::string_view::npos) return {};
-    return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
-}
-
 std::vector<std::string> lines_of(const std::string& text)
 {
     std::vector<std::string> out;
@@ -68,8 +60,9 @@ Answer ask_step(Session& session, const std::string& question, const std::vector
 // tasks); downloaded checkpoints follow them as plain instructions.
 std::string outline_question(const ArticleRequest& r)
 {
-    std::string q = "Write an outline for an article.\nInstruction: " + trim(r.instruction);
-    if (!trim(r.source).empty()) q += "\nSource:\n" + trim(r.source);
+    std::string q
+        = "Write an outline for an article.\nInstruction: " + std::string(trim(r.instruction));
+    if (!trim(r.source).empty()) q += "\nSource:\n" + std::string(trim(r.source));
     return q;
 }
 
@@ -78,11 +71,7 @@ std::string section_question(const std::string& section)
     return "Write the section \"" + section + "\".";
 }
 
-std::string match_question(const std::string& description)
-{
-    return "Is there " + description + "?";
-}
-
+// Asked for each chosen image's caption, and the reply whose start image_match_scores weighs.
 constexpr const char* kCaptionQuestion = "Give a short caption.";
 
 // Markdown's image text: brackets and line breaks would end it early.
@@ -90,23 +79,7 @@ std::string alt_text(std::string s)
 {
     for (char& c : s)
         if (c == '[' || c == ']' || c == '\n' || c == '\r') c = ' ';
-    return trim(s);
-}
-
-// The ids of the words' forms that are one token each ("yes", "Yes", " yes"...): a form split
-// into pieces would count a bare space or letter that other answers start with too.
-std::vector<int32_t> word_tokens(const model::Tokenizer& tok,
-                                 std::initializer_list<const char*> words)
-{
-    std::vector<int32_t> ids;
-    for (const char* w : words) {
-        for (std::string form : {std::string(w), std::string(" ") + w}) {
-            auto t = tok.encode(form, /*add_bos=*/false);
-            if (t.size() == 1 && std::find(ids.begin(), ids.end(), t[0]) == ids.end())
-                ids.push_back(t[0]);
-        }
-    }
-    return ids;
+    return std::string(trim(s));
 }
 
 } // namespace
@@ -117,23 +90,23 @@ Outline parse_outline(const std::string& text, int max_sections)
 {
     Outline a;
     for (const auto& raw : lines_of(text)) {
-        std::string line = trim(raw);
+        std::string line(trim(raw));
         if (line.empty()) continue;
         if (a.title.empty() && line.rfind("# ", 0) == 0) {
-            a.title = trim(line.substr(2));
+            a.title = std::string(trim(line.substr(2)));
             continue;
         }
         size_t i = 0;
         while (i < line.size() && std::isdigit(static_cast<unsigned char>(line[i]))) ++i;
         std::string item;
         if (i > 0 && i < line.size() && (line[i] == '.' || line[i] == ')'))
-            item = trim(line.substr(i + 1));
+            item = std::string(trim(line.substr(i + 1)));
         else if (line.rfind("- ", 0) == 0 || line.rfind("* ", 0) == 0)
-            item = trim(line.substr(2));
+            item = std::string(trim(line.substr(2)));
         else if (line.rfind("## ", 0) == 0)
-            item = trim(line.substr(3));
+            item = std::string(trim(line.substr(3)));
         else if (a.title.empty())
-            a.title = trim(line.substr(line.find_first_not_of('#')));
+            a.title = std::string(trim(line.substr(line.find_first_not_of('#'))));
         if (!item.empty() && int(a.sections.size()) < max_sections) a.sections.push_back(item);
     }
     if (a.title.empty()) a.title = "Article";
@@ -151,7 +124,7 @@ std::vector<Mark> find_marks(const std::string& text)
         size_t end = text.find("]]", pos);
         bool closed = end != std::string::npos && end < line_end;
         size_t d_end = closed ? end : line_end, after = closed ? end + 2 : line_end;
-        std::string d = trim(std::string_view(text).substr(pos + 8, d_end - pos - 8));
+        std::string d(trim(std::string_view(text).substr(pos + 8, d_end - pos - 8)));
         marks.push_back({pos, after, d});
         pos = after;
     }
@@ -165,30 +138,49 @@ std::vector<std::vector<double>> image_match_scores(const Engine& engine,
                                                     const std::vector<std::string>& descriptions,
                                                     const ComposeOptions& options)
 {
-    const auto& tok = engine.tokenizer();
-    std::vector<int32_t> yes = word_tokens(tok, {"yes", "Yes", "YES"});
-    std::vector<int32_t> no = word_tokens(tok, {"no", "No", "NO"});
-    if (yes.empty() || no.empty())
-        throw Error(
-            ErrorKind::unsupported,
-            "the tokenizer has no single token for \"yes\" or \"no\": images cannot be scored");
-
     TilingOptions tiling = engine.tiling(options.max_tiles > 0 ? options.max_tiles : 1);
+    const auto& tok = engine.tokenizer();
+    AskOptions greedy;
+    greedy.sampling.max_new_tokens = 48;
     std::vector<std::vector<double>> scores(descriptions.size(),
                                             std::vector<double>(images.size(), 0.0));
     for (size_t i = 0; i < images.size(); ++i) {
         check_progress(options, "matching images", int(i), int(images.size()));
-        EncodedImage enc = engine.encode(preprocess_image(images[i], tiling));
+        PreparedImage prep = preprocess_image(images[i], tiling);
+        // The model's own caption of the image, and where in it a thing is named: at the start
+        // and after each "and" or comma.
+        std::string caption = Session(engine).ask(kCaptionQuestion, {prep}, greedy, {}).text;
+        std::vector<std::string> heads {""};
+        for (size_t p = 0; p < caption.size(); ++p)
+            if (caption.compare(p, 5, " and ") == 0 || caption.compare(p, 2, ", ") == 0)
+                heads.push_back(caption.substr(0, caption[p] == ',' ? p + 1 : p + 4));
+        EncodedImage enc = engine.encode(prep);
         Session session(engine);
         for (size_t d = 0; d < descriptions.size(); ++d) {
-            std::vector<float> logits
-                = session.next_token_logits(match_question(descriptions[d]), {enc});
-            float top = *std::max_element(logits.begin(), logits.end());
-            double p_yes = 0, p_no = 0;
-            for (int32_t t : yes) p_yes += std::exp(double(logits[size_t(t)] - top));
-            for (int32_t t : no) p_no += std::exp(double(logits[size_t(t)] - top));
-            scores[d][i] = p_yes + p_no > 0 ? p_yes / (p_yes + p_no) : 0.5;
+            // log P(the caption names the description there | image), the best place kept.
+            double best = -INFINITY;
+            for (const std::string& head : heads) {
+                const std::string text
+                    = head.empty() ? descriptions[d] : head + " " + descriptions[d];
+                const auto head_ids = tok.encode(head, /*add_bos=*/false);
+                const auto ids = tok.encode(text, /*add_bos=*/false);
+                if (ids.size() < head_ids.size()
+                    || !std::equal(head_ids.begin(), head_ids.end(), ids.begin()))
+                    continue; // the description would change how the head is tokenized
+                auto lps = session.answer_logprobs(kCaptionQuestion, {enc}, text);
+                double sum = 0;
+                for (size_t k = head_ids.size(); k < lps.size(); ++k) sum += lps[k];
+                best = std::max(best, sum);
+            }
+            scores[d][i] = best;
         }
+    }
+    for (auto& row : scores) {
+        if (row.empty()) continue;
+        const double top = *std::max_element(row.begin(), row.end());
+        double sum = 0;
+        for (double& s : row) sum += (s = std::exp(s - top));
+        for (double& s : row) s /= sum;
     }
     return scores;
 }
@@ -248,7 +240,7 @@ Article compose_article(const Engine& engine, const ArticleRequest& request,
         check_progress(options, "sections", int(s), int(a.sections.size()));
         Answer part = ask_step(writer, section_question(a.sections[s]), {}, ask, a.stats);
         std::string text = part.text;
-        if (trim(text).rfind('#', 0) != 0) text = "## " + a.sections[s] + "\n\n" + text;
+        if (!trim(text).starts_with('#')) text = "## " + a.sections[s] + "\n\n" + text;
         texts.push_back(text);
     }
 
@@ -291,7 +283,7 @@ Article compose_article(const Engine& engine, const ArticleRequest& request,
         Answer c
             = captioner.ask(kCaptionQuestion, {request.pool[size_t(chosen[k])].image}, cap, {});
         add_stats(a.stats, c.stats);
-        std::string caption = trim(c.text);
+        std::string caption(trim(c.text));
         if (!caption.empty() && caption.back() == '.') caption.pop_back();
         a.images[k].caption = caption.empty() ? a.images[k].description : caption;
     }
@@ -312,7 +304,7 @@ Article compose_article(const Engine& engine, const ArticleRequest& request,
             ++k;
         }
         out += texts[s].substr(pos);
-        a.markdown += "\n" + trim(out) + "\n";
+        a.markdown += "\n" + std::string(trim(out)) + "\n";
     }
     check_progress(options, "done", 1, 1);
     return a;
@@ -335,10 +327,11 @@ Webpage compose_webpage(const Engine& engine, const WebpageRequest& request,
     check_progress(options, "writing", 0, 1);
     Session session(engine);
     Webpage page;
-    std::string q = "Write a web page as one HTML file.\nInstruction: " + trim(request.instruction);
+    std::string q = "Write a web page as one HTML file.\nInstruction: "
+        + std::string(trim(request.instruction));
     if (request.screenshot) {
         q = "Write the HTML of this web page.";
-        if (std::string wish = trim(request.instruction); !wish.empty()) {
+        if (std::string wish = std::string(trim(request.instruction)); !wish.empty()) {
             q += '\n';
             q += wish;
         }

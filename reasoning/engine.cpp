@@ -6,14 +6,6 @@
 namespace iris::reasoning {
 namespace {
 
-std::string strip(std::string_view s)
-{
-    const char* ws = " \t\n\r\f\v";
-    size_t b = s.find_first_not_of(ws);
-    if (b == std::string_view::npos) return {};
-    return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
-}
-
 double ms_since(int64_t t0_us)
 {
     return double(now_us() - t0_us) / 1000.0;
@@ -49,7 +41,7 @@ Engine::Engine(std::unique_ptr<model::InternVL> network,
     auto img = tokenizer_->token_id("<IMG_CONTEXT>");
     if (!img) throw Error(ErrorKind::invalid_input, "the tokenizer has no <IMG_CONTEXT> token");
     img_context_id_ = *img;
-    std::string sep = strip(template_->sep);
+    std::string sep(trim(template_->sep));
     auto eos = tokenizer_->token_id(sep);
     if (!eos) throw Error(ErrorKind::invalid_input, "the tokenizer has no " + sep + " token");
     eos_id_ = *eos;
@@ -194,6 +186,27 @@ std::vector<float> Session::next_token_logits(const std::string& question,
     return {logits.begin(), logits.end()};
 }
 
+std::vector<double> Session::answer_logprobs(const std::string& question,
+                                             const std::vector<EncodedImage>& images,
+                                             const std::string& answer, ImageLayout layout)
+{
+    std::vector<float> logits = next_token_logits(question, images, layout);
+    const std::vector<int32_t> ids = engine_.tokenizer().encode(answer, /*add_bos=*/false);
+    std::vector<double> out;
+    for (size_t k = 0; k < ids.size(); ++k) {
+        const float top = *std::max_element(logits.begin(), logits.end());
+        double sum = 0;
+        for (float l : logits) sum += std::exp(double(l - top));
+        out.push_back(double(logits[size_t(ids[k])] - top) - std::log(sum));
+        if (k + 1 == ids.size()) break;
+        std::span<const float> next
+            = engine_.network().forward(*cache_, {&ids[k], 1}, {}, engine_.img_context_id());
+        logits.assign(next.begin(), next.end());
+        cached_ids_.push_back(ids[k]);
+    }
+    return out;
+}
+
 Answer Session::ask(const std::string& question, const std::vector<PreparedImage>& images,
                     const AskOptions& options, const TextCallback& on_text)
 {
@@ -261,7 +274,7 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
     }
     answer.stats.decode_ms = ms_since(t0);
     answer.stats.n_generated = int(answer.tokens.size());
-    answer.text = strip(stream.text());
+    answer.text = trim(stream.text());
 
     history_.push_back({qtext, answer.text});
     tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());

@@ -349,6 +349,12 @@ public:
     std::vector<float> next_token_logits(const std::string& question,
                                          const std::vector<EncodedImage>& images,
                                          ImageLayout layout = ImageLayout::single);
+    // The log-probability the model gives each token of `answer` (tokenized on its own) as the
+    // start of its reply to this question, again without adding the turn.
+    std::vector<double> answer_logprobs(const std::string& question,
+                                        const std::vector<EncodedImage>& images,
+                                        const std::string& answer,
+                                        ImageLayout layout = ImageLayout::single);
     // Adds a finished turn without generating (replaying a conversation a client sends whole):
     // the images are encoded now, the text is processed by the next ask().
     void add_turn(const std::string& question, const std::vector<PreparedImage>& images,
@@ -537,9 +543,13 @@ std::string article_image_file(const Article& article, size_t i);
 // the chosen pool images embedded as JPEG data: URLs, make_self_contained_html applied.
 std::string article_html(const Article& article, const std::vector<PoolImage>& pool);
 
-// scores[d][i]: the probability the model gives "yes" (against "no") to "Is there
-// <descriptions[d]>?" about images[i]. Each image goes through the vision tower once, at one tile
-// unless options.max_tiles says otherwise.
+// scores[d][i]: how likely images[i] is the pool image descriptions[d] speaks of, by Bayes with
+// a uniform prior over the pool (each row sums to 1) from the probability that the model's
+// caption of the image ("Give a short caption.") names the description: at its start or after
+// an "and" or a comma of its own greedy caption, the likeliest place kept. A caption names what
+// an image shows, several things included, and a tiny model that answers yes/no questions near
+// chance still captions well. Each image goes through the vision tower at one tile unless
+// options.max_tiles says otherwise.
 std::vector<std::vector<double>> image_match_scores(const Engine& engine,
                                                     const std::vector<Image>& images,
                                                     const std::vector<std::string>& descriptions,

@@ -130,13 +130,16 @@ TEST(ComposeChromium, AnArticleWithEmbeddedImagesLoadsCleanly)
 TEST(ComposeCli, WritesAnArticleAndItsHtmlLoadsCleanly)
 {
     fs::path out = temp_dir("cli-article");
-    auto r = run_shell(std::string(IRIS_BINARY) + " compose article --instruction "
-                       + "'Write a short article about the shapes.' --images "
-                       + q(kSource / "resources/samples") + " --max-sections 2 --out " + q(out)
-                       + " 2>&1");
+    auto r = run_shell(
+        std::string(IRIS_BINARY) + " compose article --instruction "
+        + "'Write a short article about a green hexagon and a red triangle.' --images "
+        + q(kSource / "resources/samples") + " --max-sections 2 --out " + q(out) + " 2>&1");
     ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("compose ["), std::string::npos) << "progress is shown";
     EXPECT_NE(r.out.find("wrote "), std::string::npos) << r.out;
+    // Each mark gets the one sample scene that shows it.
+    EXPECT_NE(r.out.find("\"a green hexagon\": scene-color.png"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\"a red triangle\": scene-position.png"), std::string::npos) << r.out;
     ASSERT_TRUE(fs::exists(out / "article.md"));
     ASSERT_TRUE(fs::exists(out / "article.html"));
     std::ifstream md(out / "article.md");
@@ -163,8 +166,8 @@ TEST(ComposeCli, WritesWebPagesFromAnInstructionAndFromAScreenshot)
     expect_clean(load(out / "page.html", "cli-webpage"), kOutput / "cli-webpage.png");
 
     r = run_shell(std::string(IRIS_BINARY) + " compose webpage --screenshot "
-                  + q(kSource / "resources/samples/document-form.png") + " --max-tokens 128 --out "
-                  + q(out / "from-screenshot.html"));
+                  + q(kSource / "resources/samples/page-screenshot.png")
+                  + " --max-tokens 256 --out " + q(out / "from-screenshot.html"));
     ASSERT_EQ(r.status, 0) << r.out;
     expect_clean(load(out / "from-screenshot.html", "cli-webpage-from-screenshot"),
                  kOutput / "cli-webpage-from-screenshot.png");

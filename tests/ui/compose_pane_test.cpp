@@ -91,7 +91,7 @@ private slots:
 
     void aWebPageFromAScreenshotIsComposedAndShown()
     {
-        const std::string screenshot = test::samplePath("document-form.png");
+        const std::string screenshot = test::samplePath("page-screenshot.png");
         auto engine = reasoning::Engine::load(test::kDemoModel);
         reasoning::WebpageRequest req;
         req.screenshot = reasoning::load_image(screenshot);

@@ -89,6 +89,14 @@ def prompt_ids(tok, question, n_images, layout, num_image_token):
     return tok.encode(prompt_text(question, n_images, layout, num_image_token))
 
 
+TURN = "\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n"  # a later question of the same chat
+
+
+def followup_ids(tok, answer, question):
+    """The ids that end the assistant's `answer` and ask `question` next in the same chat."""
+    return tok.sp.encode(answer) + [tok.im_end] + tok.encode(TURN % question, bos=False)
+
+
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 

@@ -2,12 +2,14 @@
 """Python reference answers and scores for a generated set (the model of tools/demo/model.py).
 
     /usr/bin/python3 tools/demo/evaluate.py --model resources/models/iris-demo --data DIR
-        [--limit N] [--answers OUT.jsonl] [--json-out EVAL.json] [--prompts OUT.jsonl]
+        [--limit N] [--answers OUT.jsonl] [--json-out EVAL.json] [--prompts OUT.jsonl] [--composer N]
     (or --ckpt tools/demo/work/best.pt instead of --model)
 
 Greedy decoding (max 64 new tokens, stop at <|im_end|>), exact match per task like `iris eval`.
 --answers writes {"id", "answer"} per item (the engine's greedy answer must equal it);
 --prompts writes {"id", "ids"} with the full prompt ids as the engine must build them.
+--composer N also scores the turns `iris compose` asks for, apart from the tasks: N generated article
+conversations (the outline, then each section after the reference outline and sections) and N web pages.
 """
 import argparse
 import json
@@ -19,6 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+import generate  # noqa: E402
 from model import InternVL  # noqa: E402
 
 
@@ -46,6 +49,25 @@ def load_model(args):
     return model, tok, None
 
 
+def score_composer(model, tok, seed, n, max_new):
+    """-> {turn: {"n", "correct", "accuracy"}}: greedy exact match of the whole text of each turn of n
+    article conversations and n web pages generated from `seed` (indices apart from the tasks' items)."""
+    per = {}
+    for ci, kind in enumerate(("article", "webpage")):
+        for k in range(n):
+            imgs, layout, qa = generate.make_dialog(generate.example_rng(seed, (60 + ci) * 100000 + k), kind)
+            ids = common.prompt_ids(tok, qa[0][1], len(imgs), layout, model.num_image_token)
+            pv = common.pixel_values(imgs) if imgs else None
+            for i, (turn, q, a) in enumerate(qa):
+                if i:
+                    ids = ids + common.followup_ids(tok, qa[i - 1][2], q)
+                out = model.greedy(ids, pv, tok.im_end, max_new)
+                c = per.setdefault(turn, [0, 0])
+                c[0] += common.normalize_answer(tok.decode(out)) == common.normalize_answer(a)
+                c[1] += 1
+    return {t: {"n": n, "correct": c, "accuracy": c / n} for t, (c, n) in sorted(per.items())}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
@@ -58,6 +80,7 @@ def main():
     ap.add_argument("--prompts")
     ap.add_argument("--json-out")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--composer", type=int, default=0, help="article conversations and web pages to score")
     args = ap.parse_args()
     if not args.model and not args.ckpt:
         sys.exit("give --model DIR or --ckpt FILE")
@@ -97,14 +120,21 @@ def main():
     for t, v in rep["tasks"].items():
         print("| %s | %d | %d | %.1f%% |" % (t, v["n"], v["correct"], 100 * v["accuracy"]))
     print("| **overall** | %d | %d | %.1f%% |" % (n, c, 100 * c / max(1, n)))
+    seed = None
+    if items:
+        try:
+            seed = int(items[0]["id"].split("-")[-2])
+        except ValueError:
+            pass
+    rep["seed"] = seed
+    if args.composer:
+        if seed is None:
+            sys.exit("--composer needs a set made by generate.py (its ids carry the seed)")
+        rep["composer"] = score_composer(model, tok, seed, args.composer, 320)
+        print("\n| composer turn | items | correct | accuracy |\n| --- | ---: | ---: | ---: |")
+        for t, v in rep["composer"].items():
+            print("| %s | %d | %d | %.1f%% |" % (t, v["n"], v["correct"], 100 * v["accuracy"]))
     if args.json_out:
-        seed = None
-        if items:
-            try:
-                seed = int(items[0]["id"].split("-")[-2])
-            except ValueError:
-                pass
-        rep["seed"] = seed
         with open(args.json_out, "w") as f:
             json.dump(rep, f, indent=2)
 

@@ -206,7 +206,12 @@ def write_card(out, cfg, state, ev, train_line):
     else:
         status = ("**Does not meet the project's targets** (>= 90%% overall and >= 75%% on every task): "
                   "%.1f%% overall, worst task %.1f%%." % (100 * o["accuracy"], 100 * worst))
-    text = CARD.format(status=status,
+    composer = ""
+    if ev.get("composer"):
+        comp = ev["composer"]
+        composer = COMPOSER.format(n=comp.get("outline", {"n": 0})["n"], rows="\n".join(
+            "| %s | %d | %d | %.1f%% |" % (t, v["n"], v["correct"], 100 * v["accuracy"]) for t, v in comp.items()))
+    text = CARD.format(status=status, composer=composer,
         params=nparams / 1e6, mb=nparams * 4 / 1e6, cfg=cfg, step=state.get("step"),
         train_line=train_line or default_train_line(state), rows=rows, on=o["n"], oc=o["correct"], oa=100 * o["accuracy"],
         seed=ev.get("seed", "?"), count=o["n"], nit=(cfg["image_size"] // cfg["patch_size"]) ** 2 // 4)
@@ -236,9 +241,14 @@ It knows only its synthetic world, in English, and answers in a few words:
 * memory prompts (timestamped captions and transcripts in the question, as Iris's memory supplies
   them): when something was seen or said, what was seen or said at a time, what came last.
 
-It cannot hold a conversation, follow other instructions, read long or small text, or see anything
-beyond one {cfg[image_size]}x{cfg[image_size]} tile per image (`max_dynamic_patch` 1): a larger
-photo is shrunk to one tile. Ask it about a real photograph and it will still answer with a
+For `iris compose` it also writes, in one chat, the outline of a short article about one to three
+shapes (`# Title` and numbered sections), then each section with an `[[image: a red circle]]`
+mark, and simple web pages (a title and a list or a table of given items) from an instruction or a
+screenshot of such a page, in one fixed HTML layout.
+
+It cannot follow other instructions, hold a conversation beyond these questions, read long or small
+text, or see anything beyond one {cfg[image_size]}x{cfg[image_size]} tile per image (`max_dynamic_patch` 1): a
+larger photo is shrunk to one tile. Ask it about a real photograph and it will still answer with a
 colour, a shape or a number. It is a test fixture and a demonstration, not an assistant.
 
 ## Architecture ({params:.2f} M parameters, {mb:.1f} MB in F32)
@@ -269,7 +279,7 @@ Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop igno
 {rows}
 | **overall** | {on} | {oc} | {oa:.1f}% |
 
-`iris eval` (the C++ engine) gives the same answers (500 of 500 for this export);
+{composer}`iris eval` (the C++ engine) gives the same answers (500 of 500 for this export);
 `tests/apps/demo_model_test` checks the first 200 of this set against `tools/demo/parity/`.
 
 ## Reproduce
@@ -277,6 +287,16 @@ Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop igno
 See [tools/demo/README.md](../../../tools/demo/README.md) for the exact commands. Training is CPU
 only (Debian's python3-torch, 2 threads, bf16 autocast), resumable from `tools/demo/work/ckpt.pt`,
 and deterministic in its data stream (conversation j of the stream uses seed 1000 + j).
+"""
+
+COMPOSER = """The turns `iris compose` asks for, apart from the tasks above (`evaluate.py --composer {n}`): {n}
+generated article conversations, each section asked after the reference outline and sections, and
+{n} web pages (from instructions and screenshots). Exact match of the whole text.
+
+| composer turn | items | correct | accuracy |
+| --- | ---: | ---: | ---: |
+{rows}
+
 """
 
 if __name__ == "__main__":

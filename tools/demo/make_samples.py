@@ -8,7 +8,8 @@ Needs the ffmpeg, espeak-ng and sox command-line tools.  Images come from genera
 drawing code as the demo model's training data, fixed seeds); the clip is 224x224, 12 fps, 10 s,
 H.264 yuv420p + AAC, with speech from `espeak-ng -w` resampled by `sox -D` to 16 kHz mono (the
 16 kHz WAV is kept as well).  document-pages.pdf comes from make_pdf_sample.py.  samples.jsonl
-lists questions the demo model was trained to answer.
+lists questions the demo model was trained to answer; page-screenshot.png is a web page for
+`iris compose webpage --screenshot`.
 """
 import argparse
 import json
@@ -57,6 +58,14 @@ def main():
     sample("document-receipt", "key_value", 21)
     sample("document-form", "key_value", 24)
     sample("document-sign", "read_text", 23, want="What does the sign say")
+    # a web page as a browser shows it, for `iris compose webpage --screenshot`
+    seed = 31
+    while True:
+        imgs, qa = generate.webpage_dialog(random.Random(seed))
+        if imgs:
+            break
+        seed += 1
+    imgs[0].save(os.path.join(out, "page-screenshot.png"), optimize=True)
 
     # the clip: a red circle stays, a blue square moves left -> right, a green star appears halfway
     rng = random.Random(7)

@@ -35,7 +35,6 @@ DIALOG_WEIGHTS = {"scene": 0.25, "document": 0.31, "video": 0.20, "memory": 0.10
                   "webpage": 0.07}
 # Composer turns watched during training (not part of the accuracy targets): (kind, task).
 COMPOSER_EVAL = [("article", "outline"), ("webpage", "webpage")]
-TURN = "\n<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n"
 
 
 Q_BASE = -1000  # question token x is labelled Q_BASE - x (answers keep x, -100 = no loss)
@@ -53,7 +52,7 @@ def encode_dialog(tok, nit, n_images, layout, qa):
     labels[start:end] = [Q_BASE - x for x in ids[start:end]]
     for k, (_, q, a) in enumerate(qa):
         if k:
-            turn = tok.encode(TURN % q, bos=False)
+            turn = tok.encode(common.TURN % q, bos=False)
             s0 = turn.index(tok.im_start) + 1
             s1 = turn.index(tok.im_end)
             labels += [-100] * s0 + [Q_BASE - x for x in turn[s0:s1]] + [-100] * (len(turn) - s1)
