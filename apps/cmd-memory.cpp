@@ -194,7 +194,7 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
         typed = std::thread([&] {
             std::string line;
             while (!done && std::getline(std::cin, line))
-                if (line.find_first_not_of(" \t") != std::string::npos) pipeline.ask(line);
+                if (!trim(line).empty()) pipeline.ask(line);
         });
 
     std::map<uint64_t, std::vector<perc::VideoFrame>> open_frames;

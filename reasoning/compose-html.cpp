@@ -207,7 +207,7 @@ std::string make_self_contained_html(std::string_view html,
 
     // An empty page is still a page: the parser wants at least one node.
     std::string text(html);
-    if (text.find_first_not_of(" \t\r\n") == std::string::npos) text = "<body></body>";
+    if (trim(text).empty()) text = "<body></body>";
     std::unique_ptr<xmlDoc, DocFree> doc(htmlReadMemory(
         text.data(), int(std::min<size_t>(text.size(), INT32_MAX)), nullptr, "UTF-8",
         HTML_PARSE_RECOVER | HTML_PARSE_NONET | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING));

@@ -146,30 +146,30 @@ std::vector<std::vector<double>> image_match_scores(const Engine& engine,
                                             std::vector<double>(images.size(), 0.0));
     for (size_t i = 0; i < images.size(); ++i) {
         check_progress(options, "matching images", int(i), int(images.size()));
-        PreparedImage prep = preprocess_image(images[i], tiling);
+        EncodedImage enc = engine.encode(preprocess_image(images[i], tiling));
         // The model's own caption of the image, and where in it a thing is named: at the start
         // and after each "and" or comma.
-        std::string caption = Session(engine).ask(kCaptionQuestion, {prep}, greedy, {}).text;
+        std::string caption = Session(engine).ask(kCaptionQuestion, {enc}, greedy, {}).text;
         std::vector<std::string> heads {""};
         for (size_t p = 0; p < caption.size(); ++p)
             if (caption.compare(p, 5, " and ") == 0 || caption.compare(p, 2, ", ") == 0)
                 heads.push_back(caption.substr(0, caption[p] == ',' ? p + 1 : p + 4));
-        EncodedImage enc = engine.encode(prep);
+        std::vector<std::vector<int32_t>> head_ids;
+        for (const std::string& head : heads) head_ids.push_back(tok.encode(head, false));
         Session session(engine);
         for (size_t d = 0; d < descriptions.size(); ++d) {
             // log P(the caption names the description there | image), the best place kept.
             double best = -INFINITY;
-            for (const std::string& head : heads) {
+            for (size_t h = 0; h < heads.size(); ++h) {
                 const std::string text
-                    = head.empty() ? descriptions[d] : head + " " + descriptions[d];
-                const auto head_ids = tok.encode(head, /*add_bos=*/false);
+                    = heads[h].empty() ? descriptions[d] : heads[h] + " " + descriptions[d];
                 const auto ids = tok.encode(text, /*add_bos=*/false);
-                if (ids.size() < head_ids.size()
-                    || !std::equal(head_ids.begin(), head_ids.end(), ids.begin()))
+                const auto& hid = head_ids[h];
+                if (ids.size() < hid.size() || !std::equal(hid.begin(), hid.end(), ids.begin()))
                     continue; // the description would change how the head is tokenized
                 auto lps = session.answer_logprobs(kCaptionQuestion, {enc}, text);
                 double sum = 0;
-                for (size_t k = head_ids.size(); k < lps.size(); ++k) sum += lps[k];
+                for (size_t k = hid.size(); k < lps.size(); ++k) sum += lps[k];
                 best = std::max(best, sum);
             }
             scores[d][i] = best;

@@ -211,19 +211,39 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
                     const AskOptions& options, const TextCallback& on_text)
 {
     options.sampling.validate();
-    const auto& net = engine_.network();
-    const auto& tok = engine_.tokenizer();
     Answer answer;
-
     // Vision: every new image's tiles in one batch.
     int64_t t0 = now_us();
     std::vector<int> new_tiles;
-    std::vector<float> new_visual = encode(net, images, new_tiles);
-    for (int t : new_tiles) answer.stats.n_tiles += t;
+    std::vector<float> new_visual = encode(engine_.network(), images, new_tiles);
     answer.stats.vision_ms = ms_since(t0);
+    return ask_encoded(question, int(images.size()), new_tiles, new_visual, options, on_text,
+                       std::move(answer));
+}
+
+Answer Session::ask(const std::string& question, const std::vector<EncodedImage>& images,
+                    const AskOptions& options, const TextCallback& on_text)
+{
+    options.sampling.validate();
+    std::vector<int> new_tiles;
+    std::vector<float> new_visual;
+    for (const auto& img : images) {
+        new_tiles.push_back(img.n_tiles);
+        new_visual.insert(new_visual.end(), img.visual.begin(), img.visual.end());
+    }
+    return ask_encoded(question, int(images.size()), new_tiles, new_visual, options, on_text, {});
+}
+
+Answer Session::ask_encoded(const std::string& question, int n_images,
+                            const std::vector<int>& new_tiles, const std::vector<float>& new_visual,
+                            const AskOptions& options, const TextCallback& on_text, Answer answer)
+{
+    const auto& net = engine_.network();
+    const auto& tok = engine_.tokenizer();
+    for (int t : new_tiles) answer.stats.n_tiles += t;
 
     // The whole conversation's prompt; what the cache already holds is kept.
-    std::string qtext = with_image_placeholders(question, int(images.size()), options.layout);
+    std::string qtext = with_image_placeholders(question, n_images, options.layout);
     std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
     std::vector<float> visual = visual_;
     visual.insert(visual.end(), new_visual.begin(), new_visual.end());
@@ -231,7 +251,7 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
     bool cancelled = logits.empty();
 
     // Decode.
-    t0 = now_us();
+    int64_t t0 = now_us();
     Sampler sampler(options.sampling);
     std::vector<std::string> stops = options.sampling.stop;
     for (const auto& s : engine_.chat_template().stop_strings) stops.push_back(s);

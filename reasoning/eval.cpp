@@ -19,7 +19,7 @@ std::vector<EvalItem> load_eval_set(const std::string& where)
     std::vector<EvalItem> items;
     std::string line;
     for (size_t line_no = 1; std::getline(in, line); ++line_no) {
-        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        if (trim(line).empty()) continue;
         auto fail = [&](const std::string& why) {
             throw Error(ErrorKind::invalid_input,
                         strfmt("%s:%zu: %s", path.c_str(), line_no, why.c_str()));

@@ -343,6 +343,9 @@ public:
     // Adds a user turn with already preprocessed images.
     Answer ask(const std::string& question, const std::vector<PreparedImage>& images,
                const AskOptions& options, const TextCallback& on_text);
+    // Adds a user turn with images already through the vision tower (Engine::encode).
+    Answer ask(const std::string& question, const std::vector<EncodedImage>& images,
+               const AskOptions& options, const TextCallback& on_text);
     // The logits of the first answer token to this question (what ask() would sample from),
     // without adding the turn: scoring many questions about one image (image_match_scores)
     // encodes it once and reuses the cached prompt prefix the questions share.
@@ -372,6 +375,11 @@ private:
     std::span<const float> prefill(const std::vector<int32_t>& ids,
                                    const std::vector<float>& visual, const AskOptions& options,
                                    GenerationStats& stats);
+    // ask() once the new images' visual tokens (n_images images of new_tiles tiles) are known;
+    // `answer` arrives with the vision statistics filled in.
+    Answer ask_encoded(const std::string& question, int n_images, const std::vector<int>& new_tiles,
+                       const std::vector<float>& new_visual, const AskOptions& options,
+                       const TextCallback& on_text, Answer answer);
 
     const Engine& engine_;
     std::string system_message_;

@@ -77,7 +77,7 @@ void compose_article(const httplib::Request& http_req, httplib::Response& res, c
     Fields f {body, ""};
     reasoning::ArticleRequest req;
     req.instruction = f.str("instruction", 4000).value_or("");
-    if (req.instruction.find_first_not_of(" \t\r\n") == std::string::npos)
+    if (trim(req.instruction).empty())
         bad_request("instruction is missing: what the article is about", "instruction");
     req.source = f.str("source", 100000).value_or("");
     req.max_sections = int(f.integer("max_sections", 1, 16).value_or(6));
@@ -164,7 +164,7 @@ void compose_webpage(const httplib::Request& http_req, httplib::Response& res, c
     req.instruction = f.str("instruction", 4000).value_or("");
     if (auto shot = f.str("screenshot", ctx.options.max_body_bytes))
         req.screenshot = read_image(*shot, "screenshot", ctx);
-    if (!req.screenshot && req.instruction.find_first_not_of(" \t\r\n") == std::string::npos)
+    if (!req.screenshot && trim(req.instruction).empty())
         bad_request("give an instruction or a screenshot (a data: URL)", "instruction");
     req.max_tokens = int(f.integer("max_tokens", 1, ctx.options.max_new_tokens)
                              .value_or(std::min(2048, ctx.options.max_new_tokens)));

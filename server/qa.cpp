@@ -104,9 +104,8 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
             // still better than a page not shown, but below that the budget decides.
             int n = std::min({q.max_pages, q.tile_budget, page_count});
             pages = rank_pages(q.question, texts, n);
-            bool any_text = std::any_of(texts.begin(), texts.end(), [](const std::string& t) {
-                return t.find_first_not_of(" \t\r\n\f") != std::string::npos;
-            });
+            bool any_text = std::any_of(texts.begin(), texts.end(),
+                                        [](const std::string& t) { return !trim(t).empty(); });
             selection = any_text ? "relevance" : "first pages";
             std::sort(pages.begin(), pages.end());
         } else if (reasoning::sniff_image_format(q.document) != reasoning::ImageFormat::unknown) {

@@ -9,6 +9,7 @@
 #include <span>
 #include <vector>
 
+#include "model/cpu/ops.h"
 #include "network-golden.h"
 
 namespace iris::test {
@@ -65,6 +66,23 @@ inline std::vector<float> reference_attention(const std::vector<float>& q,
             }
         }
     return out;
+}
+
+// The relative error of the engine's causal attention of query tokens n_past..n_past+n_new-1
+// (rows of q [n_total, n_heads·D]) over the cache's `runs`, against reference_attention on the
+// rows kd, vd the cache should hold.
+inline double attention_error(const std::vector<float>& q, const std::vector<float>& kd,
+                              const std::vector<float>& vd, std::span<const model::cpu::KvRun> runs,
+                              int n_past, int n_new, int n_heads, int n_kv, int d, float scale)
+{
+    std::vector<float> out(size_t(n_new * n_heads * d));
+    std::vector<std::vector<float>> scratch;
+    const float* qn = q.data() + size_t(n_past * n_heads * d);
+    model::cpu::attention_causal(qn, n_heads * d, n_new, n_past, n_heads, n_kv, d, runs, scale,
+                                 out.data(), scratch);
+    std::vector<float> qs(qn, qn + out.size());
+    return relative_error(out,
+                          reference_attention(qs, kd, vd, n_new, n_past, n_heads, n_kv, d, scale));
 }
 
 } // namespace iris::test

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -60,8 +61,7 @@ TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
         EXPECT_EQ(a.stats.n_prompt_tokens, c["prompt_length"].get<int>());
         EXPECT_EQ(a.stats.n_reused_tokens, 0);
         // What was streamed is the answer before stripping the surrounding whitespace.
-        size_t b = streamed.find_first_not_of(" \t\n"), e = streamed.find_last_not_of(" \t\n");
-        EXPECT_EQ(b == std::string::npos ? "" : streamed.substr(b, e - b + 1), a.text);
+        EXPECT_EQ(iris::trim(streamed), a.text);
         EXPECT_EQ(streamed, engine->tokenizer().decode(a.tokens, true));
     }
 }
@@ -138,6 +138,49 @@ TEST(Session, ReplayedTurnsGiveTheSameAnswerAsGeneratedOnes)
     EXPECT_EQ(again.tokens, second.tokens);
     EXPECT_EQ(again.stats.n_prompt_tokens, second.stats.n_prompt_tokens);
     EXPECT_EQ(again.stats.n_reused_tokens, 0);
+}
+
+// Images already through the vision tower answer exactly as the images themselves.
+TEST(Session, EncodedImagesGiveTheSameAnswerAsImages)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    AskOptions opts;
+    opts.sampling.max_new_tokens = 6;
+    auto image = load_image((golden / "images/img_640x320.png").string());
+    Answer want = Session(*engine).ask("Describe it.", {image}, opts, {});
+    EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
+    Answer got = Session(*engine).ask("Describe it.", {enc}, opts, {});
+    EXPECT_EQ(got.tokens, want.tokens);
+    EXPECT_EQ(got.stats.n_tiles, want.stats.n_tiles);
+    EXPECT_EQ(got.stats.n_prompt_tokens, want.stats.n_prompt_tokens);
+}
+
+// answer_logprobs: its first entry is the log-softmax of next_token_logits at the answer's first
+// token, and a session that scored another answer before gives the same figures as a fresh one.
+TEST(Session, AnswerLogprobsFollowTheLogitsWhateverWasScoredBefore)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto image = load_image((golden / "images/img_640x320.png").string());
+    EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
+    const std::string text = "a red circle and a blue square";
+    const auto ids = engine->tokenizer().encode(text, false);
+
+    std::vector<double> fresh = Session(*engine).answer_logprobs("Describe it.", {enc}, text);
+    ASSERT_EQ(fresh.size(), ids.size());
+    std::vector<float> logits = Session(*engine).next_token_logits("Describe it.", {enc});
+    double top = *std::max_element(logits.begin(), logits.end()), sum = 0;
+    for (float l : logits) sum += std::exp(double(l) - top);
+    // The engine subtracts the maximum in float: agreement to float rounding.
+    EXPECT_NEAR(fresh[0], double(logits[size_t(ids[0])]) - top - std::log(sum), 1e-6);
+    for (double lp : fresh) EXPECT_LE(lp, 0.0);
+
+    Session reused(*engine);
+    reused.answer_logprobs("Describe it.", {enc}, "a green star");
+    std::vector<double> again = reused.answer_logprobs("Describe it.", {enc}, text);
+    ASSERT_EQ(again.size(), fresh.size());
+    for (size_t k = 0; k < fresh.size(); ++k) EXPECT_NEAR(again[k], fresh[k], 1e-4) << k;
 }
 
 TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
