@@ -33,6 +33,9 @@ from model import DEFAULT_CONFIG, InternVL  # noqa: E402
 # The weights give every task a comparable number of answers.
 DIALOG_WEIGHTS = {"scene": 0.25, "document": 0.31, "video": 0.20, "memory": 0.10, "article": 0.07,
                   "webpage": 0.07}
+# The kinds --branch-share may train as branches (encode_branches); articles stay chats, as the
+# composer asks for each section after the outline in one chat.
+BRANCHED_KINDS = ("scene", "document", "video", "memory")
 # Composer turns watched during training (not part of the accuracy targets): (kind, task).
 COMPOSER_EVAL = [("article", "outline"), ("webpage", "webpage")]
 
@@ -63,48 +66,115 @@ def encode_dialog(tok, nit, n_images, layout, qa):
     return ids, labels
 
 
-def stream_dialog(tok, nit, j, weights, max_turns):
-    """Conversation j of the training stream (deterministic: seed 1000 + j)."""
+def encode_branches(tok, nit, n_images, layout, qa):
+    """-> (ids, labels, positions, segments): every question asked on its own about the same images.
+    The single-question prompts share their tokens up to where the questions differ (system message,
+    images); that prefix is encoded once (segment 0) and each question with its answer follows as a
+    branch (segment k + 1) that sees only the prefix and itself, at the positions it would have alone.
+    So each answer is learnt exactly as `iris ask` asks it, and none can be read off an earlier answer
+    or question of the same conversation (in a chat, "Where is the red star?" gives away "Is there a
+    red star?"), while the images and the prefix go through the model once."""
+    prompts = [common.prompt_ids(tok, q, n_images, layout, nit) for _, q, _ in qa]
+    n = min(len(p) for p in prompts)
+    shared = next((i for i in range(n) if len({p[i] for p in prompts}) > 1), n)
+    first = prompts[0]
+    end = len(first) - 1 - first[::-1].index(tok.im_end)
+    start = (len(first) - first[::-1].index(tok.img_end)) if n_images else (end - first[end::-1].index(tok.im_start) + 1)
+    ids = first[:shared]
+    labels = [-100] * min(start, shared) + [Q_BASE - x for x in ids[start:]]
+    positions, segments = list(range(shared)), [0] * shared
+    for k, ((_, _, a), p) in enumerate(zip(qa, prompts)):
+        end = len(p) - 1 - p[::-1].index(tok.im_end)
+        tail = p[shared:]
+        lab = [Q_BASE - x if shared + i < end else -100 for i, x in enumerate(tail)]
+        if k and lab:
+            lab[0] = -100  # a branch's first token does not follow the previous branch
+        ans = tok.sp.encode(a) + [tok.im_end]
+        ids += tail + ans
+        labels += lab + ans
+        positions += list(range(shared, len(p) + len(ans)))
+        segments += [k + 1] * (len(tail) + len(ans))
+    return ids, labels, positions, segments
+
+
+def stream_dialog(tok, nit, j, weights, max_turns, branch_share=0.0):
+    """Conversation j of the training stream (deterministic: seed 1000 + j).  With branch_share 0 the
+    stream draws nothing more than it did before branches existed."""
     rng = random.Random(1000 + j)
     kinds = list(weights)
     kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
+    branched = branch_share > 0 and kind in BRANCHED_KINDS and rng.random() < branch_share
     imgs, layout, qa = generate.make_dialog(rng, kind)
+    if branched:
+        if kind == "memory":  # a chat carries the list in its first question only; a branch needs it too
+            head = qa[0][1][:qa[0][1].index("Question: ") + len("Question: ")]
+            qa = [qa[0]] + [(t, head + q, a) for t, q, a in qa[1:]]
+        return (imgs,) + encode_branches(tok, nit, len(imgs), layout, qa[:max_turns])
     ids, labels = encode_dialog(tok, nit, len(imgs), layout, qa[:max_turns])
-    return imgs, ids, labels
+    return imgs, ids, labels, list(range(len(ids))), [0] * len(ids)
 
 
-def make_batch(examples):
-    T = max(len(ids) for _, ids, _ in examples)
+def make_batch(examples, grid):
+    T = max(len(e[1]) for e in examples)
     ids = torch.full((len(examples), T), 2, dtype=torch.long)
     labels = torch.full((len(examples), T), -100, dtype=torch.long)
+    pos = torch.zeros((len(examples), T), dtype=torch.long)
+    seg = torch.zeros((len(examples), T), dtype=torch.long)
     imgs = []
-    for b, (im, seq, lab) in enumerate(examples):
+    for b, (im, seq, lab, p, sg) in enumerate(examples):
         ids[b, :len(seq)] = torch.tensor(seq)
         # position t predicts token t+1
         labels[b, :len(seq) - 1] = torch.tensor(lab[1:])
+        pos[b, :len(seq)] = torch.tensor(p)
+        seg[b, :len(seq)] = torch.tensor(sg)
         imgs += im
-    return ids, labels, common.pixel_values(imgs), torch.stack([token_targets(im) for im in imgs]) if imgs else None
+    targets = torch.stack([token_targets(im, grid) for im in imgs]) if imgs else None
+    return ids, labels, pos, seg, common.pixel_values(imgs), targets
+
+
+def hidden_branched(model, emb, pos, seg):
+    """model.hidden() for encode_branches' layout: RoPE at the given positions, and a token sees the
+    earlier tokens of its own segment and of segment 0 (padding is last and never seen)."""
+    d = model.cfg["llm_hidden"] // model.cfg["llm_heads"]
+    inv_freq = 1.0 / (model.cfg["rope_theta"] ** (torch.arange(0, d, 2).float() / d))
+    freqs = pos[..., None].float() * inv_freq
+    angles = torch.cat((freqs, freqs), dim=-1)[:, None, None]  # [B, 1, 1, T, d] like q [B, kv, g, T, d]
+    cos, sin = angles.cos(), angles.sin()
+    t = emb.shape[1]
+    idx = torch.arange(t)
+    seen = (idx[None, :] <= idx[:, None]) & ((seg[:, :, None] == seg[:, None, :]) | (seg[:, None, :] == 0))
+    mask = torch.zeros(seen.shape).masked_fill(~seen, float("-inf"))[:, None, None]
+    x = emb
+    for layer in model.language_model.model.layers:
+        x = layer(x, cos, sin, mask)
+    return model.language_model.model.norm(x)
 
 
 OCR_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:"
-OCR_SLOTS = 10  # characters per visual token, in reading order; a 56-pixel square holds at most ~8
 
 
-def token_targets(img, grid=4, min_cover=0.12):
+def ocr_slots(grid):
+    """Characters per visual token, in reading order: a 56-pixel square (4 x 4 tokens) holds at most
+    ~8, a 28-pixel one (8 x 8, patch 14) ~3."""
+    return 10 if grid <= 4 else 4
+
+
+def token_targets(img, grid, min_cover=0.12):
     """Auxiliary targets of an image's visual tokens (row-major grid x grid, the pixel-shuffle order), -100
     where a target does not apply: [colour, shape] of the object covering most of each token's square (0 =
-    none), from a scene's object map; then OCR_SLOTS characters (1 + index in OCR_CHARS, 0 after the last)
+    none), from a scene's object map; then ocr_slots(grid) characters (1 + index in OCR_CHARS, 0 after the last)
     whose centres fall in the square, from a document's character map.  These dense signals teach the vision
     tower colours, shapes and letters far sooner than the answers alone; the heads that read them are not
     part of the exported model."""
-    t = torch.full((grid * grid, 2 + OCR_SLOTS), -100, dtype=torch.long)
+    slots = ocr_slots(grid)
+    t = torch.full((grid * grid, 2 + slots), -100, dtype=torch.long)
     cell = generate.IMAGE_SIZE // grid
     if "chars" in img.info:
         t[:, 2:] = 0
         fill = [0] * (grid * grid)
         for ch, x, y in img.info["chars"]:
             k = min(grid - 1, max(0, int(y // cell))) * grid + min(grid - 1, max(0, int(x // cell)))
-            if fill[k] < OCR_SLOTS:
+            if fill[k] < slots:
                 t[k, 2 + fill[k]] = 1 + OCR_CHARS.index(ch)
                 fill[k] += 1
     if "objects" not in img.info:
@@ -133,7 +203,7 @@ AUX_WEIGHT = 0.5
 N_OCR = 1 + len(OCR_CHARS)
 
 
-def loss_fn(model, aux, ids, labels, pix, targets):
+def loss_fn(model, aux, ids, labels, pos, seg, pix, targets):
     """-> (summed answer loss, summed question loss, mean auxiliary token loss or 0)."""
     aux_loss = torch.zeros(())
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -152,7 +222,7 @@ def loss_fn(model, aux, ids, labels, pix, targets):
             to = targets[..., 2:].reshape(-1)
             if (to != -100).any():
                 aux_loss = aux_loss + F.cross_entropy(logit[..., N_AUX:].reshape(-1, N_OCR), to)
-        h = model.hidden(emb)
+        h = hidden_branched(model, emb, pos, seg)
         sel = labels != -100
         logits = model.logits(h[sel])
     lab = labels[sel]
@@ -166,13 +236,14 @@ def train_step(model, aux, exs, group=16):
     """Forward+backward in groups of similar length (little padding); bf16 autocast (AVX512-BF16 makes it
     about 4x faster than f32 on this CPU).  Returns the mean loss over all answer tokens."""
     exs = sorted(exs, key=lambda e: len(e[1]))
-    n_ans = sum(sum(1 for x in lab if x >= 0) for _, _, lab in exs)
-    n_q = max(1, sum(sum(1 for x in lab if x <= Q_BASE) for _, _, lab in exs))
+    n_ans = sum(sum(1 for x in e[2] if x >= 0) for e in exs)
+    n_q = max(1, sum(sum(1 for x in e[2] if x <= Q_BASE) for e in exs))
+    grid = math.isqrt(model.num_image_token)
     total = 0.0
     for i in range(0, len(exs), group):
         chunk = exs[i:i + group]
-        ids, labels, pix, targets = make_batch(chunk)
-        a, q, x = loss_fn(model, aux, ids, labels, pix, targets)
+        ids, labels, pos, seg, pix, targets = make_batch(chunk, grid)
+        a, q, x = loss_fn(model, aux, ids, labels, pos, seg, pix, targets)
         ((a / n_ans) + QUESTION_WEIGHT * (q / n_q) + AUX_WEIGHT * x * len(chunk) / len(exs)).backward()
         total += float(a) / n_ans
     return total
@@ -227,6 +298,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-turns", type=int, default=8, help="questions per training conversation")
+    ap.add_argument("--branch-share", type=float, default=0.0,
+                    help="share of scene, document, clip and memory conversations trained as branches")
+    ap.add_argument("--weights", default=None, help="JSON overrides of DIALOG_WEIGHTS")
     ap.add_argument("--eval-every", type=float, default=10, help="minutes")
     ap.add_argument("--eval-per-task", type=int, default=20)
     ap.add_argument("--save-every", type=float, default=5, help="minutes")
@@ -254,24 +328,14 @@ def main():
         cfg["vocab_size"] = tok.vocab_size
     torch.manual_seed(0)
     model = InternVL(cfg, tok.img_context)
-    aux = torch.nn.Linear(cfg["llm_hidden"], N_AUX + OCR_SLOTS * N_OCR)
+    aux = torch.nn.Linear(cfg["llm_hidden"], N_AUX + ocr_slots(math.isqrt(model.num_image_token)) * N_OCR)
     opt = torch.optim.AdamW(list(model.parameters()) + list(aux.parameters()), lr=args.lr, betas=(0.9, 0.98),
                             weight_decay=0.05)
     step, train_s, seen, best = 0, 0.0, 0, -1.0
     total_minutes = args.total_minutes or args.minutes
     if state:
         model.load_state_dict(state["model"])
-        saved = state["aux"]
-        if saved["weight"].shape[0] < N_AUX + OCR_SLOTS * N_OCR:  # a checkpoint from before the OCR targets
-            with torch.no_grad():
-                aux.weight[:N_AUX], aux.bias[:N_AUX] = saved["weight"], saved["bias"]
-            n = len(list(model.parameters()))  # the head's weight and bias follow the model's parameters
-            for st in (state["opt"]["state"][n], state["opt"]["state"][n + 1]):
-                for key in ("exp_avg", "exp_avg_sq"):
-                    pad = torch.zeros((OCR_SLOTS * N_OCR,) + st[key].shape[1:], dtype=st[key].dtype)
-                    st[key] = torch.cat([st[key], pad])
-        else:
-            aux.load_state_dict(saved)
+        aux.load_state_dict(state["aux"])
         opt.load_state_dict(state["opt"])
         step, train_s, seen, best = state["step"], state["train_s"], state["seen"], state.get("best", -1.0)
         if args.total_minutes is None:
@@ -281,6 +345,9 @@ def main():
         json.dumps(cfg), nparams / 1e6, nparams * 4 / 1e6, model.num_image_token, total_minutes), flush=True)
     nit = model.num_image_token
     items = heldout(args.eval_per_task)
+    weights = dict(DIALOG_WEIGHTS, **json.loads(args.weights or "{}"))
+    if set(weights) != set(DIALOG_WEIGHTS):
+        sys.exit("--weights: the kinds are " + ", ".join(DIALOG_WEIGHTS))
 
     def save(path, extra=None):
         d = {"config": cfg, "model": model.state_dict(), "aux": aux.state_dict(), "opt": opt.state_dict(), "step": step, "train_s": train_s,
@@ -316,7 +383,8 @@ def main():
         t0 = time.time()
         for g in opt.param_groups:
             g["lr"] = lr_at(train_s / (total_minutes * 60), step, args.lr, args.warmup)
-        exs = [stream_dialog(tok, nit, seen + i, DIALOG_WEIGHTS, args.max_turns) for i in range(args.batch)]
+        exs = [stream_dialog(tok, nit, seen + i, weights, args.max_turns, args.branch_share)
+               for i in range(args.batch)]
         opt.zero_grad(set_to_none=True)
         loss = train_step(model, aux, exs)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
