@@ -93,3 +93,44 @@ TEST(DemoModel, GreedyAnswersEqualThePythonModelsOnTwoHundredHeldOutPrompts)
     }
     EXPECT_EQ(same, 200);
 }
+
+// `iris eval --min-overall P --min-task P` checks a model against accuracy targets: it fails,
+// naming each task below the bar. One task's expected answers are replaced by text no model
+// gives, so that task scores 0% whatever the model's quality; the boundary is the measured
+// overall itself.
+TEST(DemoModel, EvalFailsAndNamesEachTaskBelowTheThresholds)
+{
+    fs::path data = generate(777, 40);
+    fs::path set = data / "unanswerable-shape.jsonl";
+    {
+        std::ofstream out(set);
+        for (auto row : read_jsonl(data / "data.jsonl")) {
+            if (row["task"] == "shape") row["answer"] = "no such answer";
+            out << row.dump() << "\n";
+        }
+    }
+    std::string eval
+        = std::string(IRIS_BINARY) + " eval --model " + q(demo_model) + " --data " + q(set);
+    auto scored = run_shell(eval + " --json 2>/dev/null");
+    ASSERT_EQ(scored.status, 0);
+    auto report = nlohmann::json::parse(scored.out);
+    ASSERT_EQ(report["tasks"]["shape"]["correct"], 0);
+    int n = report["overall"]["n"], correct = report["overall"]["correct"];
+    ASSERT_EQ(n, 40);
+
+    auto failed = run_shell(eval + " --min-task 1 2>&1 >/dev/null");
+    EXPECT_EQ(failed.status, 1);
+    for (const auto& [task, score] : report["tasks"].items()) {
+        bool below = score["correct"].get<int>() == 0;
+        EXPECT_EQ(failed.out.find("eval: " + task + " ") != std::string::npos, below)
+            << task << " in:\n"
+            << failed.out;
+    }
+
+    std::string exact = std::to_string(100.0 * correct / n);
+    EXPECT_EQ(run_shell(eval + " --min-overall " + exact + " >/dev/null").status, 0);
+    auto over = run_shell(eval + " --min-overall " + std::to_string(100.0 * (correct + 1) / n)
+                          + " 2>&1 >/dev/null");
+    EXPECT_EQ(over.status, 1);
+    EXPECT_NE(over.out.find("eval: overall "), std::string::npos) << over.out;
+}

@@ -285,7 +285,7 @@ Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop igno
 ## Reproduce
 
 See [tools/demo/README.md](../../../tools/demo/README.md) for the exact commands. Training is CPU
-only (Debian's python3-torch, 2 threads, bf16 autocast), resumable from `tools/demo/work/ckpt.pt`,
+only (Debian's python3-torch, 2 threads, bf16 autocast on a CPU with AVX512-BF16), resumable from `tools/demo/work/ckpt.pt`,
 and deterministic in its data stream (conversation j of the stream uses seed 1000 + j).
 """
 
