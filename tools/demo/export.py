@@ -285,8 +285,8 @@ Greedy decoding, exact match (trimmed, case-insensitive, trailing full stop igno
 ## Reproduce
 
 See [tools/demo/README.md](../../../tools/demo/README.md) for the exact commands. Training is CPU
-only (Debian's python3-torch, 2 threads, bf16 autocast on a CPU with AVX512-BF16), resumable from `tools/demo/work/ckpt.pt`,
-and deterministic in its data stream (conversation j of the stream uses seed 1000 + j).
+only (Debian's python3-torch, 2 threads, bf16 autocast on a CPU with AVX512-BF16), resumable from
+`tools/demo/work/ckpt.pt`, and deterministic in its data stream (conversation j of the stream uses seed 1000 + j).
 """
 
 COMPOSER = """The turns `iris compose` asks for, apart from the tasks above (`evaluate.py --composer {n}`): {n}
