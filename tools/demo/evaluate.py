@@ -35,7 +35,8 @@ def load_model(args):
         model.load_state_dict(state["model"])
         return model, tok, state.get("step")
     import export
-    conf = json.load(open(os.path.join(args.model, "config.json")))
+    with open(os.path.join(args.model, "config.json")) as f:
+        conf = json.load(f)
     v, l = conf["vision_config"], conf["llm_config"]
     cfg = {"image_size": conf["force_image_size"], "patch_size": v["patch_size"],
            "downsample_ratio": conf["downsample_ratio"], "vit_hidden": v["hidden_size"],
