@@ -18,6 +18,7 @@ the tower can learn to read with that head's targets (slots: train.py's, up to 1
 56-pixel token in reading order; quad: up to 3 per 28-pixel patch, four patches per token).
 """
 import argparse
+import functools
 import os
 import random
 import sys
@@ -38,16 +39,21 @@ PROBE_SEED = 7_000_000  # documents and scenes of the probes; training pages of 
 
 
 def document(seed):
-    rng = random.Random(seed)
-    kind = rng.choice(["receipt", "form"])
-    title = rng.choice(generate.DOC_TITLES[kind]) if rng.random() < 0.5 else None
-    fields = generate.document_fields(rng, kind)
-    return generate.draw_lines(rng, ["%s: %s" % kv for kv in fields], title)
+    """A receipt or form page, as a key_value question draws it."""
+    return generate.document_example(random.Random(seed), "key_value")[0][0]
 
 
 def scene(seed):
     rng = random.Random(seed)
     return generate.render_scene(rng, generate.random_objects(rng, rng.randint(1, 6)))
+
+
+@functools.lru_cache(maxsize=None)
+def probe_images(kind, n):
+    """The probes' own pages or scenes, drawn once however often a run probes."""
+    if kind == "documents":
+        return [document(PROBE_SEED + i) for i in range(n)]
+    return [scene(PROBE_SEED + 500_000 + i) for i in range(n)]
 
 
 def features(model, images):
@@ -79,7 +85,7 @@ def auc(score, label):
 
 
 def probe_documents(model, n_train, n_test):
-    pages = [document(PROBE_SEED + i) for i in range(n_train + n_test)]
+    pages = probe_images("documents", n_train + n_test)
     x = features(model, pages)
     chars = torch.stack([train.token_targets(p, 4)[:, 2:] for p in pages])  # [N, 16, slots], 0 = none
     y = torch.stack([(chars == k + 1).any(-1) for k in range(len(train.OCR_CHARS))], -1).float()
@@ -97,7 +103,7 @@ def probe_documents(model, n_train, n_test):
 
 
 def probe_scenes(model, n_train, n_test):
-    images = [scene(PROBE_SEED + 500_000 + i) for i in range(n_train + n_test)]
+    images = probe_images("scenes", n_train + n_test)
     x = features(model, images).reshape(-1, model.cfg["llm_hidden"])
     t = torch.stack([train.token_targets(im, 4)[:, :2] for im in images]).reshape(-1, 2)
     covered = t[:, 0] > 0
