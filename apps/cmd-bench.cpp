@@ -247,15 +247,15 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
 
 int cmd_bench(int argc, char** argv)
 {
-    std::vector<std::string> valued
-        = {"--model", "-p", "-n", "--threads", "--tiles", "--reps", "--depth", "--depths"};
+    std::vector<std::string> valued = {"--model", "-p",      "-n",       "--threads", "--tiles",
+                                       "--reps",  "--depth", "--depths", "--quantize"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris bench --model DIR [-p 512] [-n 128] [--depth D] [--kv TYPE] [--threads "
             "N]\n"
-            "                  [--tiles 1] [--reps 3] [--json]\n"
+            "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--json]\n"
             "\n"
             "Measures, on random inputs, like llama-bench:\n"
             "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
@@ -265,7 +265,8 @@ int cmd_bench(int argc, char** argv)
             "tgN @ dD start from there (the cache is truncated back to D before each).\n"
             "Each is run --reps times; the table shows the median and the best. 0 skips a test.\n"
             "--json prints one JSON object instead of the table. Random weights are fine\n"
-            "(see 'iris make-random').\n"
+            "(see 'iris make-random'). --quantize q8_0|q4_0|q4_K_M|... quantizes the language\n"
+            "model's matrices at load, each tensor to the type llama-quantize would give it.\n"
             "\n"
             "With --depths D1,D2,... it compares KV caches instead: f16 and the --kv setting\n"
             "(with --kv skvq, one per --kv-bits given) by bytes per token, the context that fits\n"
@@ -292,6 +293,7 @@ int cmd_bench(int argc, char** argv)
     ProgressBar bar("loading");
     model::LoadOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    opts.quantize = args.str("--quantize");
     const Stopwatch load_time;
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
@@ -387,8 +389,13 @@ int cmd_bench(int argc, char** argv)
         results.push_back(vit);
     }
 
+    // Quantized at load, the weights in memory are what the figures depend on.
+    const std::string weights = opts.quantize.empty() ? files.dtypes : opts.quantize;
+    const double size = opts.quantize.empty()
+        ? double(files.bytes)
+        : double(net->weight_bytes_owned() + net->weight_bytes_mapped());
     const std::string model_name
-        = strfmt("%s %s %s", arch, human_params(files.params).c_str(), files.dtypes.c_str());
+        = strfmt("%s %s %s", arch, human_params(files.params).c_str(), weights.c_str());
     if (as_json) {
         json tests = json::array();
         for (const auto& r : results)
@@ -416,6 +423,7 @@ int cmd_bench(int argc, char** argv)
                     {"params", files.params},
                     {"file_bytes", files.bytes},
                     {"file_dtype", files.dtypes},
+                    {"quantize", opts.quantize},
                     {"weight_bytes_owned", net->weight_bytes_owned()},
                     {"weight_bytes_mapped", net->weight_bytes_mapped()},
                     {"kv_type", kv_name},
@@ -452,8 +460,8 @@ int cmd_bench(int argc, char** argv)
         = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit", "cpu", "kv"}};
     for (const auto& r : results) {
         // For vision "t/s" counts tiles per second; the unit column says which.
-        rows.push_back({model_name, human_bytes(double(files.bytes)), std::to_string(threads),
-                        r.name, figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
+        rows.push_back({model_name, human_bytes(size), std::to_string(threads), r.name,
+                        figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
                         figure(r.median_ms() / r.units) + " ms/" + r.unit,
                         strfmt("%.0f%%", 100 * r.cpu_share(threads)),
                         r.unit == "token" ? kv_name : "-"});

@@ -12,7 +12,7 @@ int cmd_eval(int argc, char** argv)
 {
     Args args(argc, argv,
               {"--model", "--data", "--limit", "--max-new-tokens", "--threads", "--predictions",
-               "--min-overall", "--min-task"},
+               "--min-overall", "--min-task", "--quantize"},
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
@@ -25,7 +25,9 @@ int cmd_eval(int argc, char** argv)
             "case-insensitive, a trailing full stop ignored). --predictions writes\n"
             "{id, predicted, correct} per item. Sets come from tools/demo/generate.py.\n"
             "With --min-overall or --min-task the exit status is 1 when the overall accuracy\n"
-            "or that of any task is below the given percentage (each one is named on stderr).\n");
+            "or that of any task is below the given percentage (each one is named on stderr).\n"
+            "%s",
+            quantize_help());
         return 0;
     }
     auto items = reasoning::load_eval_set(args.required("--data"));

@@ -2,120 +2,15 @@
 // setting changes the model's outputs on long multimodal prompts (spec/skvq.md §6).
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "apps/prompts.h"
 #include "model/model.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
 namespace iris::app {
 namespace {
-
-namespace fs = std::filesystem;
-
-struct Prompt
-{
-    std::string name;
-    std::vector<int32_t> ids;
-    std::vector<float> visual;
-};
-
-// Deterministic filler text about shapes and colours (the demo model's world), sentence i of a
-// fixed sequence.
-std::string sentence(uint64_t i)
-{
-    static const char* colors[] = {"red", "green", "blue", "yellow", "purple", "orange", "pink"};
-    static const char* shapes[] = {"circle", "square", "triangle", "diamond", "star", "cross"};
-    static const char* places[] = {"left of", "right of", "above", "below", "next to"};
-    uint64_t x = i * 0x9E3779B97F4A7C15ull + 12345;
-    auto pick = [&](uint64_t n) {
-        x ^= x >> 29;
-        x *= 0xBF58476D1CE4E5B9ull;
-        x ^= x >> 32;
-        return x % n;
-    };
-    return strfmt("The %s %s is %s the %s %s. ", colors[pick(7)], shapes[pick(6)], places[pick(5)],
-                  colors[pick(7)], shapes[pick(6)]);
-}
-
-// The templated prompt of images and text, with filler sentences appended until it holds at
-// least min_tokens tokens.
-Prompt make_prompt(const reasoning::Engine& engine, const std::string& name,
-                   const std::vector<reasoning::Image>& images, std::string text, int min_tokens)
-{
-    Prompt p;
-    p.name = name;
-    std::vector<int> per_image;
-    for (const auto& img : images) {
-        const auto enc = engine.encode(reasoning::preprocess_image(img, engine.tiling(0)));
-        per_image.push_back(enc.n_tiles * engine.network().num_image_token());
-        p.visual.insert(p.visual.end(), enc.visual.begin(), enc.visual.end());
-    }
-    uint64_t next_sentence = 0;
-    for (;;) {
-        const std::string question = reasoning::with_image_placeholders(
-            text + "\nWhich shape is mentioned last?", int(images.size()),
-            images.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single);
-        const std::string prompt = reasoning::expand_image_placeholders(
-            reasoning::render_prompt(engine.chat_template(), "", {}, question), per_image);
-        p.ids = engine.tokenizer().encode(prompt, true);
-        if (int(p.ids.size()) >= min_tokens) break;
-        // About 12 tokens a sentence: add most of what is missing at once.
-        const int add = std::max(16, (min_tokens - int(p.ids.size())) / 12);
-        for (int j = 0; j < add; ++j) text += sentence(next_sentence++);
-    }
-    return p;
-}
-
-// The sample images beside the build tree or the install (resources/samples).
-std::vector<std::string> sample_images()
-{
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec).parent_path();
-    for (const fs::path& dir : {exe / "../../resources/samples", exe / "../share/iris/samples"}) {
-        if (!fs::is_directory(dir, ec)) continue;
-        std::vector<std::string> out;
-        for (const auto& e : fs::directory_iterator(dir, ec))
-            if (is_image_path(e.path().string())) out.push_back(e.path().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-    return {};
-}
-
-// One prompt per --data file (text, or an image with filler text), or, without any, prompts of
-// about 2k, 4k and 8k tokens of sample images and filler text.
-std::vector<Prompt> prompts_from_args(const reasoning::Engine& engine, const Args& args,
-                                      int min_tokens)
-{
-    std::vector<Prompt> out;
-    ProgressBar bar("prompts");
-    auto files = args.all("--data"); // --data A B C: the files after the first are positionals
-    files.insert(files.end(), args.positionals().begin(), args.positionals().end());
-    for (size_t i = 0; i < files.size(); ++i) {
-        const std::string& f = files[i];
-        bar.update(float(i) / float(files.size()), f.c_str());
-        if (is_image_path(f))
-            out.push_back(make_prompt(engine, f, {reasoning::load_image(f)}, "", min_tokens));
-        else
-            out.push_back(make_prompt(engine, f, {}, read_text_file(f), 0));
-    }
-    if (files.empty()) {
-        const auto samples = sample_images();
-        int at = 0;
-        for (int target : {2048, 4096, 8192}) {
-            std::vector<reasoning::Image> images;
-            for (int j = 0; j < 4 && !samples.empty(); ++j, ++at)
-                images.push_back(reasoning::load_image(samples[size_t(at) % samples.size()]));
-            out.push_back(
-                make_prompt(engine, strfmt("generated %dk", target / 1024), images, "", target));
-            bar.update(float(out.size()) / 3.f);
-        }
-    }
-    bar.finish();
-    return out;
-}
 
 // A decode of n_steps tokens after a prompt: per step the logits and each layer's attention.
 struct Steps
@@ -142,22 +37,6 @@ Steps run_steps(const model::InternVL& net, const model::KvCacheOptions& kv, con
         s.attention.push_back(std::move(trace.attention));
     }
     return s;
-}
-
-double kl_divergence(const std::vector<float>& p_logits, const std::vector<float>& q_logits)
-{
-    auto log_softmax = [](const std::vector<float>& x) {
-        const double m = *std::max_element(x.begin(), x.end());
-        double sum = 0;
-        for (float v : x) sum += std::exp(double(v) - m);
-        std::vector<double> out(x.size());
-        for (size_t i = 0; i < x.size(); ++i) out[i] = double(x[i]) - m - std::log(sum);
-        return out;
-    };
-    const auto lp = log_softmax(p_logits), lq = log_softmax(q_logits);
-    double kl = 0;
-    for (size_t i = 0; i < lp.size(); ++i) kl += std::exp(lp[i]) * (lp[i] - lq[i]);
-    return std::max(kl, 0.0);
 }
 
 model::KvCacheOptions skvq(const char* bits, int window)
@@ -197,7 +76,7 @@ int cmd_calibrate_kv(int argc, char** argv)
     reasoning::EngineOptions eo;
     auto engine = reasoning::Engine::load(dir, eo);
     std::vector<std::vector<float>> embeddings;
-    for (const Prompt& p : prompts_from_args(*engine, args, min_tokens))
+    for (const Prompt& p : prompts_from_args(*engine, args, min_tokens, {2048, 4096, 8192}))
         embeddings.push_back(engine->network().embed(p.ids, p.visual, engine->img_context_id()));
     ProgressBar bar("calibrating");
     const auto calibration
@@ -243,7 +122,7 @@ int cmd_kv_eval(int argc, char** argv)
     auto engine = reasoning::Engine::load(dir);
     const model::InternVL& net = engine->network();
     const int32_t img_ctx = engine->img_context_id();
-    const auto prompts = prompts_from_args(*engine, args, min_tokens);
+    const auto prompts = prompts_from_args(*engine, args, min_tokens, {2048, 4096, 8192});
 
     const model::KvCacheOptions f16 {model::KvType::f16, model::KvType::f16, 64, {}};
     std::vector<model::KvCacheOptions> settings = {

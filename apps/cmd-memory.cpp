@@ -326,7 +326,7 @@ perc::PipelineOptions pipeline_options(const Args& args)
 
 const std::vector<std::string> kIngestOptions
     = {"--model",           "--db",       "--video", "--audio",  "--fps",
-       "--scene-threshold", "--duration", "--wake",  "--threads"};
+       "--scene-threshold", "--duration", "--wake",  "--threads", "--quantize"};
 
 } // namespace
 
@@ -346,7 +346,8 @@ int cmd_watch(int argc, char** argv)
             "with key frames, the model's caption, what was said, and an embedding. Prints one\n"
             "line per stored entry (durable once printed). Files play at real speed unless "
             "--fast.\n"
-            "--audio may name the video file itself to use its soundtrack.\n");
+            "--audio may name the video file itself to use its soundtrack.\n%s",
+            quantize_help());
         return 0;
     }
     apply_threads(args);
@@ -367,7 +368,8 @@ int cmd_live(int argc, char** argv)
                     "answers\n"
                     "questions from memory: typed on stdin, or spoken after the wake phrase "
                     "(default\n"
-                    "\"hey iris\").\n");
+                    "\"hey iris\").\n%s",
+                    quantize_help());
         return 0;
     }
     apply_threads(args);

@@ -147,7 +147,8 @@ PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache,
 
 int cmd_forward(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--in", "--out", "--threads"}, {"-h", "--help"});
+    Args args(argc, argv, {"--model", "--in", "--out", "--threads", "--quantize"},
+              {"-h", "--help"});
     if (wants_help(args)) {
         std::printf("usage: iris forward --model DIR --in FILE.safetensors --out FILE.safetensors "
                     "[--threads N]\n"
@@ -156,7 +157,8 @@ int cmd_forward(int argc, char** argv)
                     "S] F32;\n"
                     "writes logits [T, vocab] F32 for every position and, with pixel values,\n"
                     "visual_tokens [tiles, 256, hidden] F32. <IMG_CONTEXT> positions take the "
-                    "visual tokens.\n");
+                    "visual tokens.\n%s",
+                    quantize_help());
         return 0;
     }
     auto engine = load_engine(args);
@@ -178,7 +180,7 @@ int cmd_forward(int argc, char** argv)
 
 int cmd_generate(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--in", "--max-new-tokens", "--threads"},
+    Args args(argc, argv, {"--model", "--in", "--max-new-tokens", "--threads", "--quantize"},
               {"--json", "--ignore-eos", "-h", "--help"});
     if (wants_help(args)) {
         std::printf(
@@ -187,7 +189,8 @@ int cmd_generate(int argc, char** argv)
             "\n"
             "Feeds input_ids (and pixel_values, if present) and prints the ids of the greedy\n"
             "continuation, decoded one token at a time through the KV cache. Stops after the\n"
-            "template's end token (printed) unless --ignore-eos.\n");
+            "template's end token (printed) unless --ignore-eos.\n%s",
+            quantize_help());
         return 0;
     }
     int max_new = int(args.integer("--max-new-tokens", 0, 1, 1 << 20));

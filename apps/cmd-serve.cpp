@@ -48,7 +48,8 @@ int cmd_serve(int argc, char** argv)
         = {"--host",       "--port",        "--api-key",     "--api-key-file",
            "--model",      "--db",          "--threads",     "--cors-origin",
            "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
-           "--max-tokens", "--timeout",     "--tile-budget", "--log-level"};
+           "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
+           "--quantize"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -87,9 +88,10 @@ int cmd_serve(int argc, char** argv)
             "  --timeout S            cut off clients idle for S seconds (default 30)\n"
             "  --threads N            compute threads (default: all cores)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
+            "%s"
             "KV cache of every request (a chat request may ask for another with \"kv\": TYPE):\n"
             "%s",
-            kv_help());
+            quantize_help(), kv_help());
         return 0;
     }
     if (!args.positionals().empty())

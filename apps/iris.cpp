@@ -1,6 +1,7 @@
 // iris — the command line. Each subcommand is a thin wrapper over the modules' public headers.
 #include "apps/commands.h"
 #include "core/core.h"
+#include "model/model.h"
 
 #include <cstdio>
 #include <cstring>
@@ -19,13 +20,14 @@ int cmd_info(int, char**)
     std::printf("iris %s\n", iris::version());
     std::printf("build:\n");
     std::printf("  compiler      %s\n", __VERSION__);
+    // The engine runs on the CPU only; a CUDA build links the runtime to list the GPUs.
+    std::printf("  backends      cpu\n");
 #if IRIS_HAVE_CUDA
-    std::printf("  cuda backend  built\n");
-#else
-    std::printf("  cuda backend  not built (no nvcc at configure time, or IRIS_CUDA=OFF)\n");
+    std::printf("  cuda runtime  linked (device list only: no CUDA backend yet)\n");
 #endif
     std::printf("devices:\n");
-    std::printf("  cpu           %u hardware threads\n", std::thread::hardware_concurrency());
+    std::printf("  cpu           %u hardware threads, %s kernels\n", std::thread::hardware_concurrency(),
+                iris::model::cpu_kernels_name());
 #if IRIS_HAVE_CUDA
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
@@ -77,6 +79,8 @@ const Command commands[] = {
     {"calibrate-kv", iris::app::cmd_calibrate_kv,
      "compute the SKVQ KV cache calibration of a model (channel order, clipping)"},
     {"kv-eval", iris::app::cmd_kv_eval, "compare KV cache settings with f16 on long prompts"},
+    {"quant-eval", iris::app::cmd_quant_eval,
+     "compare quantized weights with the stored ones (KL, top-1, accuracy)"},
 };
 
 void usage(FILE* out)

@@ -104,15 +104,42 @@ Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64
         // In place: no conversion at load, the pages come from the page cache on first use.
         bytes_mapped_ += t.nbytes;
     } else {
-        w.owned16.resize(size_t(n));
-        std::memcpy(w.owned16.data(), t.data, t.nbytes);
-        src = w.owned16.data();
+        w.owned_raw.assign(t.data, t.data + t.nbytes);
+        src = w.owned_raw.data();
         bytes_owned_ += t.nbytes;
     }
     w.mat = {src, t.dtype == DType::bf16 ? cpu::WeightType::bf16 : cpu::WeightType::f16, shape[0],
              n / shape[0]};
     done(t, name);
     return w;
+}
+
+Weight WeightLoader::quantized(Weight w, const TensorRole& role)
+{
+    if (!mix_ || role.kind == TensorRole::keep || !w.mat || cpu::is_quantized(w.mat.type)) return w;
+    const int64_t rows = w.mat.rows, cols = w.mat.cols;
+    const cpu::WeightType type = mix_->type_for(role, cols, n_gqa_);
+    if (type == w.mat.type) return w;
+    Weight q;
+    q.shape = w.shape;
+    const size_t rb = cpu::weight_row_bytes(type, cols);
+    q.owned_raw.resize(size_t(rows) * rb);
+    uint8_t* dst = q.owned_raw.data();
+    cpu::parallel_range(rows, 16, [&](int64_t lo, int64_t hi) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = lo; r < hi; ++r) {
+            cpu::widen_rows(w.mat, r, r + 1, row.data());
+            cpu::quantize_row(type, row.data(), cols, dst + size_t(r) * rb);
+        }
+    });
+    q.mat = {dst, type, rows, cols};
+    const size_t before = size_t(rows) * w.mat.row_bytes();
+    if (w.owned.empty() && w.owned_raw.empty())
+        bytes_mapped_ -= std::min(before, bytes_mapped_);
+    else
+        bytes_owned_ -= std::min(before, bytes_owned_);
+    bytes_owned_ += q.owned_raw.size();
+    return q;
 }
 
 Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape)
@@ -173,6 +200,11 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
     auto impl = std::make_unique<Impl>(std::move(config), std::move(weights));
 
     WeightLoader loader(impl->weights, dir, options.progress);
+    if (!options.quantize.empty()) {
+        const LlmConfig& c = impl->config.llm;
+        loader.quantize_with(QuantMix::parse(options.quantize),
+                             c.num_attention_heads / std::max(1, c.num_key_value_heads));
+    }
     load_vision(loader, impl->config, impl->vision);
     load_llm(loader, impl->config.llm, impl->llm);
     impl->bytes_owned = loader.bytes_owned();

@@ -20,22 +20,21 @@ void split_wqkv(const Weight& wqkv, int n_heads, int n_kv, int d, int64_t cols, 
 {
     const bool is_matrix = bool(wqkv.mat);
     const cpu::WeightType type = is_matrix ? wqkv.mat.type : cpu::WeightType::f32;
-    const size_t es = is_matrix ? wqkv.mat.elem_size() : sizeof(float);
+    const size_t row_bytes = is_matrix ? wqkv.mat.row_bytes() : size_t(cols) * sizeof(float);
     const auto* src = static_cast<const char*>(is_matrix ? wqkv.mat.data : wqkv.data);
     const int g = n_heads / n_kv;
-    const int64_t slot = int64_t(d) * cols; // values per head slot
-    const size_t slot_bytes = size_t(slot) * es;
+    const size_t slot_bytes = size_t(d) * row_bytes; // one head slot: d rows
     auto make = [&](int64_t rows, auto&& fill) {
         Weight w;
         w.shape = cols == 1 ? std::vector<int64_t> {rows} : std::vector<int64_t> {rows, cols};
         char* dst;
-        if (es == sizeof(float)) {
+        if (type == cpu::WeightType::f32) {
             w.owned.resize(size_t(rows * cols));
             dst = reinterpret_cast<char*>(w.owned.data());
             w.data = w.owned.data();
         } else {
-            w.owned16.resize(size_t(rows * cols));
-            dst = reinterpret_cast<char*>(w.owned16.data());
+            w.owned_raw.resize(size_t(rows) * row_bytes);
+            dst = reinterpret_cast<char*>(w.owned_raw.data());
         }
         fill(dst);
         if (is_matrix) w.mat = {dst, type, rows, cols};
@@ -71,52 +70,66 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
     const bool internlm2 = c.arch == LlmArch::internlm2;
     const std::string m = "language_model.model.";
 
-    out.embed = ld.get_matrix(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"),
-                              {vocab, h});
-    out.layers.resize(size_t(c.num_hidden_layers));
-    for (int l = 0; l < c.num_hidden_layers; ++l) {
-        LlmLayer& L = out.layers[size_t(l)];
-        std::string pre = m + strfmt("layers.%d.", l);
-        if (internlm2) {
-            L.attn_norm = ld.get(pre + "attention_norm.weight", {h});
-            Weight wqkv = ld.get_matrix(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
-            split_wqkv(wqkv, int(nh), int(nkv), int(d), h, L.q_w, L.k_w, L.v_w);
-            if (wqkv.owned.empty() && wqkv.owned16.empty())
-                ld.mapped_to_owned(size_t(wqkv.mat.rows * wqkv.mat.cols) * wqkv.mat.elem_size());
-            if (c.attention_bias) {
-                Weight bqkv = ld.get(pre + "attention.wqkv.bias", {(nh + 2 * nkv) * d});
-                split_wqkv(bqkv, int(nh), int(nkv), int(d), 1, L.q_b, L.k_b, L.v_b);
-            }
-            L.o_w = ld.get_matrix(pre + "attention.wo.weight", {h, nh * d});
-            if (c.attention_bias) L.o_b = ld.get(pre + "attention.wo.bias", {h});
-            L.ffn_norm = ld.get(pre + "ffn_norm.weight", {h});
-            L.gate_w = ld.get_matrix(pre + "feed_forward.w1.weight", {f, h});
-            L.up_w = ld.get_matrix(pre + "feed_forward.w3.weight", {f, h});
-            L.down_w = ld.get_matrix(pre + "feed_forward.w2.weight", {h, f});
-        } else {
-            // Qwen2: q/k/v always carry biases, o_proj never does.
-            L.attn_norm = ld.get(pre + "input_layernorm.weight", {h});
-            L.q_w = ld.get_matrix(pre + "self_attn.q_proj.weight", {nh * d, h});
-            L.q_b = ld.get(pre + "self_attn.q_proj.bias", {nh * d});
-            L.k_w = ld.get_matrix(pre + "self_attn.k_proj.weight", {nkv * d, h});
-            L.k_b = ld.get(pre + "self_attn.k_proj.bias", {nkv * d});
-            L.v_w = ld.get_matrix(pre + "self_attn.v_proj.weight", {nkv * d, h});
-            L.v_b = ld.get(pre + "self_attn.v_proj.bias", {nkv * d});
-            L.o_w = ld.get_matrix(pre + "self_attn.o_proj.weight", {h, nh * d});
-            L.ffn_norm = ld.get(pre + "post_attention_layernorm.weight", {h});
-            L.gate_w = ld.get_matrix(pre + "mlp.gate_proj.weight", {f, h});
-            L.up_w = ld.get_matrix(pre + "mlp.up_proj.weight", {f, h});
-            L.down_w = ld.get_matrix(pre + "mlp.down_proj.weight", {h, f});
-        }
-    }
-    out.norm = ld.get(m + "norm.weight", {h});
-
     // spec §1.3: InternVLChatConfig forces untied embeddings, so the reference builds its own
     // lm_head and expects it in the file. If it is missing the reference would run with random
     // weights; tying is our best guess, and it must be loud.
     const std::string head
         = internlm2 ? "language_model.output.weight" : "language_model.lm_head.weight";
-    out.lm_head = ld.get_matrix_optional(head, {vocab, h});
+    const bool tied = !ld.has(head);
+    const int nl = c.num_hidden_layers;
+    auto role = [nl](TensorRole::Kind kind, int layer = 0) { return TensorRole {kind, layer, nl}; };
+
+    out.embed = ld.quantized(
+        ld.get_matrix(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"),
+                      {vocab, h}),
+        role(tied ? TensorRole::output : TensorRole::token_embd));
+    out.layers.resize(size_t(nl));
+    for (int l = 0; l < nl; ++l) {
+        LlmLayer& L = out.layers[size_t(l)];
+        std::string pre = m + strfmt("layers.%d.", l);
+        auto matrix
+            = [&](const std::string& name, std::vector<int64_t> shape, TensorRole::Kind kind) {
+                  return ld.quantized(ld.get_matrix(pre + name, shape), role(kind, l));
+              };
+        if (internlm2) {
+            L.attn_norm = ld.get(pre + "attention_norm.weight", {h});
+            Weight wqkv = ld.get_matrix(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
+            split_wqkv(wqkv, int(nh), int(nkv), int(d), h, L.q_w, L.k_w, L.v_w);
+            if (wqkv.owned.empty() && wqkv.owned_raw.empty())
+                ld.mapped_to_owned(size_t(wqkv.mat.rows) * wqkv.mat.row_bytes());
+            L.q_w = ld.quantized(std::move(L.q_w), role(TensorRole::attn_q, l));
+            L.k_w = ld.quantized(std::move(L.k_w), role(TensorRole::attn_k, l));
+            L.v_w = ld.quantized(std::move(L.v_w), role(TensorRole::attn_v, l));
+            if (c.attention_bias) {
+                Weight bqkv = ld.get(pre + "attention.wqkv.bias", {(nh + 2 * nkv) * d});
+                split_wqkv(bqkv, int(nh), int(nkv), int(d), 1, L.q_b, L.k_b, L.v_b);
+            }
+            L.o_w = matrix("attention.wo.weight", {h, nh * d}, TensorRole::attn_output);
+            if (c.attention_bias) L.o_b = ld.get(pre + "attention.wo.bias", {h});
+            L.ffn_norm = ld.get(pre + "ffn_norm.weight", {h});
+            L.gate_w = matrix("feed_forward.w1.weight", {f, h}, TensorRole::ffn_gate);
+            L.up_w = matrix("feed_forward.w3.weight", {f, h}, TensorRole::ffn_up);
+            L.down_w = matrix("feed_forward.w2.weight", {h, f}, TensorRole::ffn_down);
+        } else {
+            // Qwen2: q/k/v always carry biases, o_proj never does.
+            L.attn_norm = ld.get(pre + "input_layernorm.weight", {h});
+            L.q_w = matrix("self_attn.q_proj.weight", {nh * d, h}, TensorRole::attn_q);
+            L.q_b = ld.get(pre + "self_attn.q_proj.bias", {nh * d});
+            L.k_w = matrix("self_attn.k_proj.weight", {nkv * d, h}, TensorRole::attn_k);
+            L.k_b = ld.get(pre + "self_attn.k_proj.bias", {nkv * d});
+            L.v_w = matrix("self_attn.v_proj.weight", {nkv * d, h}, TensorRole::attn_v);
+            L.v_b = ld.get(pre + "self_attn.v_proj.bias", {nkv * d});
+            L.o_w = matrix("self_attn.o_proj.weight", {h, nh * d}, TensorRole::attn_output);
+            L.ffn_norm = ld.get(pre + "post_attention_layernorm.weight", {h});
+            L.gate_w = matrix("mlp.gate_proj.weight", {f, h}, TensorRole::ffn_gate);
+            L.up_w = matrix("mlp.up_proj.weight", {f, h}, TensorRole::ffn_up);
+            L.down_w = matrix("mlp.down_proj.weight", {h, f}, TensorRole::ffn_down);
+        }
+    }
+    out.norm = ld.get(m + "norm.weight", {h});
+
+    if (!tied)
+        out.lm_head = ld.quantized(ld.get_matrix(head, {vocab, h}), role(TensorRole::output));
     if (!out.lm_head) {
         if (c.tie_word_embeddings) {
             IRIS_LOG_INFO("%s is absent: tied to the input embedding (tie_word_embeddings)",

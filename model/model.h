@@ -29,10 +29,12 @@ namespace iris::model {
 // =============================================================================================
 // Tensors in safetensors files
 
-enum class DType { f32, f16, bf16, i32, i64 };
+// u8 is raw bytes (ggml's quantized blocks, for one); no conversion reads it.
+enum class DType { f32, f16, bf16, i32, i64, u8 };
 
 size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype); // "F32", "F16", "BF16", "I32", "I64" (safetensors spelling)
+// "F32", "F16", "BF16", "I32", "I64", "U8" (the safetensors spelling).
+const char* dtype_name(DType dtype);
 
 // A tensor stored in a file. `data` points into the memory-mapped file and stays valid as long
 // as the SafeTensors (or WeightSet) that returned it lives.
@@ -47,7 +49,7 @@ struct TensorInfo
     int64_t numel() const;
     // Converts (F32, F16, BF16) to float32; throws Error(unsupported) for integer tensors.
     std::vector<float> to_f32() const;
-    // Converts integer tensors (I32, I64) to int64; throws Error(unsupported) for floats.
+    // Converts integer tensors (I32, I64) to int64; throws Error(unsupported) for floats and U8.
     std::vector<int64_t> to_i64() const;
 };
 
@@ -120,6 +122,10 @@ private:
     std::vector<Entry> entries_;
     std::map<std::string, std::string> metadata_;
 };
+
+// The instruction set of the CPU kernels this machine runs: "avx512-vnni", "avx2" or
+// "portable" (IRIS_CPU=avx2 or =portable chooses a lesser one).
+const char* cpu_kernels_name();
 
 // bf16 / f16 <-> f32 conversions (round to nearest even).
 float bf16_to_f32(uint16_t v);
@@ -259,6 +265,12 @@ struct LoadOptions
 {
     // Called during load with the fraction done in [0, 1] and what is being loaded.
     std::function<void(float fraction, const char* what)> progress;
+    // A llama.cpp file type ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q4_K_S",
+    // "q4_K_M", "q5_K_S", "q5_K_M", "q6_K") to quantize the language model's matrices to at load,
+    // each tensor getting the type llama-quantize would give it; empty: as stored. The vision
+    // tower and projector stay as stored (they run as matrix products, where quantized weights
+    // save memory but no time).
+    std::string quantize;
 };
 
 // Intermediates of encode_images, for tests and debugging. Cv = vision width, P = patches per

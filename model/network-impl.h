@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace iris::model {
@@ -17,16 +19,16 @@ namespace iris::model {
 // A weight tensor. Small tensors (norm gains, biases, position embeddings) are f32: `data`
 // is a view into a memory-mapped F32 tensor or an owned converted copy. Matrices that go
 // through cpu::linear (and the token embedding, whose rows are widened on lookup) come from
-// WeightLoader::get_matrix and keep the checkpoint's precision in `mat`: BF16/F16 stay in the
-// mapped file (half the memory of f32, and half the bytes streamed per decoded token); `data`
-// is then null unless the matrix is F32. Move-only (`data` and `mat` may point into `owned` or
-// `owned16`, whose buffers survive a move).
+// WeightLoader::get_matrix and keep their stored type in `mat`: BF16/F16 stay in the mapped
+// file (half the memory of f32, and half the bytes streamed per decoded token), and so do
+// quantized blocks; `data` is then null unless the matrix is F32. Move-only (`data` and `mat`
+// may point into `owned` or `owned_raw`, the stored bytes, whose buffers survive a move).
 struct Weight
 {
     const float* data = nullptr;
     cpu::WeightMatrix mat;
     std::vector<float> owned;
-    std::vector<uint16_t> owned16;
+    std::vector<uint8_t> owned_raw;
     std::vector<int64_t> shape;
 
     Weight() = default;
@@ -39,6 +41,40 @@ struct Weight
     int64_t numel() const;
     // Takes ownership of values with the given shape.
     static Weight from_values(std::vector<float> values, std::vector<int64_t> shape);
+};
+
+// What a language-model matrix is, for choosing its quantized type (llama.cpp's tensor
+// categories). Layer counts are those of the decoder.
+struct TensorRole
+{
+    enum Kind {
+        keep,
+        token_embd,
+        output,
+        attn_q,
+        attn_k,
+        attn_v,
+        attn_output,
+        ffn_gate,
+        ffn_up,
+        ffn_down
+    };
+    Kind kind = keep;
+    int layer = 0, n_layers = 0;
+};
+
+// A llama.cpp file type ("q8_0", "q4_K_M", ...) and the type it gives each tensor
+// (quant-mix.cpp: llama-quantize's rules without an importance matrix).
+struct QuantMix
+{
+    const char* name = nullptr; // as llama.cpp spells it
+    cpu::WeightType base = cpu::WeightType::q8_0;
+
+    // Throws Error(invalid_argument) listing the names for an unknown one (case-insensitive).
+    static QuantMix parse(std::string_view name);
+    // The type of a matrix with rows of `cols` values in that role; n_gqa = heads / KV heads.
+    // The input embedding is the output's role when tied.
+    cpu::WeightType type_for(const TensorRole& role, int64_t cols, int n_gqa) const;
 };
 
 // Reads tensors of a checkpoint by name, checks their shapes, converts them to f32 and reports
@@ -58,6 +94,16 @@ public:
     // stored precision (F32, BF16, F16) and in place when the mapping is aligned.
     Weight get_matrix(const std::string& name, const std::vector<int64_t>& shape);
     Weight get_matrix_optional(const std::string& name, const std::vector<int64_t>& shape);
+    // Quantizes the language model's matrices as they are loaded (LoadOptions::quantize).
+    void quantize_with(const QuantMix& mix, int n_gqa)
+    {
+        mix_ = mix;
+        n_gqa_ = n_gqa;
+    }
+    // `w` in the type the mix gives its role, quantized row by row from its stored values into
+    // owned memory; unchanged without a mix, for TensorRole::keep and when it is quantized
+    // already.
+    Weight quantized(Weight w, const TensorRole& role);
     // Accounts for a mapped tensor that was copied into owned memory (InternLM2's wqkv split).
     void mapped_to_owned(size_t bytes)
     {
@@ -77,6 +123,8 @@ private:
     const WeightSet& weights_;
     std::string origin_;
     std::function<void(float, const char*)> progress_;
+    std::optional<QuantMix> mix_;
+    int n_gqa_ = 1;
     size_t bytes_total_ = 0;
     size_t bytes_done_ = 0;
     size_t bytes_owned_ = 0;

@@ -4,6 +4,7 @@
 // shape of a safetensors header (an object of tensor entries plus `__metadata__`), so nothing
 // is allocated for structure a valid header cannot have, and every count is capped while
 // parsing. Offsets are checked against the mapped size before any pointer is formed.
+#include "model/mapped-file.h"
 #include "model/model.h"
 
 #include <nlohmann/json.hpp>
@@ -16,7 +17,6 @@
 #include <fcntl.h>
 #include <limits>
 #include <set>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,7 +48,7 @@ struct DTypeName
 constexpr DTypeName all_dtypes[] = {
     {"F32", DType::f32},       {"F16", DType::f16},       {"BF16", DType::bf16},
     {"I32", DType::i32},       {"I64", DType::i64},       {"F64", std::nullopt},
-    {"I8", std::nullopt},      {"U8", std::nullopt},      {"I16", std::nullopt},
+    {"I8", std::nullopt},      {"U8", DType::u8},         {"I16", std::nullopt},
     {"U16", std::nullopt},     {"U32", std::nullopt},     {"U64", std::nullopt},
     {"BOOL", std::nullopt},    {"F8_E4M3", std::nullopt}, {"F8_E5M2", std::nullopt},
     {"F8_E8M0", std::nullopt}, {"F4", std::nullopt},      {"F6_E2M3", std::nullopt},
@@ -361,22 +361,6 @@ private:
     std::set<std::string, std::less<>> top_keys_;
 };
 
-// An mmapped file; unmapped on destruction. If another process truncates the file while it is
-// mapped, reading the lost pages raises SIGBUS: checkpoints are treated as immutable.
-struct Mapping
-{
-    void* base = nullptr;
-    size_t size = 0;
-
-    Mapping() = default;
-    Mapping(const Mapping&) = delete;
-    Mapping& operator=(const Mapping&) = delete;
-    ~Mapping()
-    {
-        if (base) ::munmap(base, size);
-    }
-};
-
 } // namespace
 
 // =============================================================================================
@@ -395,6 +379,8 @@ size_t dtype_size(DType dtype)
         return 4;
     case DType::i64:
         return 8;
+    case DType::u8:
+        return 1;
     }
     throw Error(ErrorKind::invalid_argument, "dtype_size: unknown dtype");
 }
@@ -412,6 +398,8 @@ const char* dtype_name(DType dtype)
         return "I32";
     case DType::i64:
         return "I64";
+    case DType::u8:
+        return "U8";
     }
     return "?";
 }
@@ -564,7 +552,7 @@ std::vector<int64_t> TensorInfo::to_i64() const
 struct SafeTensors::Impl
 {
     std::string path;
-    Mapping map;
+    MappedFile map;
     std::vector<TensorInfo> tensors;
     std::map<std::string, size_t, std::less<>> by_name;
     std::map<std::string, std::string> metadata;
@@ -586,40 +574,12 @@ SafeTensors SafeTensors::open(const std::string& path)
     Impl& im = *st.impl_;
     im.path = path;
 
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int err = errno;
-        throw Error(err == ENOENT ? ErrorKind::not_found : ErrorKind::io,
-                    "cannot open " + path + ": " + errno_text(err));
-    }
-    struct stat sb;
-    if (::fstat(fd, &sb) != 0) {
-        int err = errno;
-        ::close(fd);
-        throw Error(ErrorKind::io, "cannot stat " + path + ": " + errno_text(err));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        ::close(fd);
-        throw bad("not a regular file");
-    }
-    const uint64_t file_size = static_cast<uint64_t>(sb.st_size);
-    if (file_size < 8) {
-        ::close(fd);
+    im.map = MappedFile::open(path);
+    const uint64_t file_size = im.map.size();
+    if (file_size < 8)
         throw bad(strfmt("file is %llu bytes, shorter than the 8-byte header length",
                          static_cast<unsigned long long>(file_size)));
-    }
-    if (file_size > std::numeric_limits<size_t>::max()) {
-        ::close(fd);
-        throw Error(ErrorKind::resource, path + ": file too large to map");
-    }
-    void* base = ::mmap(nullptr, static_cast<size_t>(file_size), PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_err = errno;
-    ::close(fd); // the mapping keeps the file alive
-    if (base == MAP_FAILED)
-        throw Error(ErrorKind::io, "cannot map " + path + ": " + errno_text(map_err));
-    im.map.base = base;
-    im.map.size = static_cast<size_t>(file_size);
-    const uint8_t* bytes = static_cast<const uint8_t*>(base);
+    const uint8_t* bytes = im.map.data();
 
     // Header length: little-endian u64.
     uint64_t n = 0;

@@ -55,6 +55,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
 {
     model::LoadOptions lo;
     lo.progress = options.progress;
+    lo.quantize = options.quantize;
     auto network = model::InternVL::load(model_dir, lo);
     auto tokenizer = model::Tokenizer::load(model_dir);
     return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);

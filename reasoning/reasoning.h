@@ -252,6 +252,8 @@ struct EngineOptions
     std::function<void(float fraction, const char* what)> progress;
     // The KV cache of every session that does not choose its own (f32 by default).
     model::KvCacheOptions kv_cache;
+    // Quantize the language model at load (model::LoadOptions::quantize); empty: as stored.
+    std::string quantize;
 };
 
 class Engine

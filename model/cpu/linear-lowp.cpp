@@ -1,10 +1,13 @@
-// Products with BF16 / F16 weight matrices kept in their stored precision (see ops.h).
+// Products with weight matrices kept in their stored type (see ops.h).
 //
 // Numerics: a bf16 value widened to f32 is exact (its bits shifted left by 16), and so is an
 // f16 value, so both paths below compute exactly the products of the f32 path, only summed in
 // another order. We deliberately do not use vdpbf16ps: it would round the activations to bf16
-// and change the results well beyond fp32 reassociation noise.
+// and change the results well beyond fp32 reassociation noise. Quantized weights are already
+// approximate: their matrix-vector products quantize the activations too (quant-dot.h), as
+// llama.cpp does; their GEMMs dequantize exactly and multiply in f32.
 #include "model/cpu/ops.h"
+#include "model/cpu/quant-dot.h"
 
 #include "core/core.h"
 #include "model/model.h"
@@ -13,7 +16,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -42,24 +48,51 @@ const uint16_t* row16(const WeightMatrix& w, int64_t r)
     return static_cast<const uint16_t*>(w.data) + r * w.cols;
 }
 
+// Scratch for widened weight blocks, one per thread (pool workers and callers alike), kept
+// across calls so that prefill and the ViT allocate it once.
+float* widen_scratch(size_t n)
+{
+    thread_local std::vector<float> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+}
+
 void matvec_portable(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
                      int64_t r1, float* y, int64_t ldy)
 {
     const int64_t k = w.cols;
+    thread_local std::vector<float> row;
+    if (w.type != WeightType::f32 && row.size() < size_t(k)) row.resize(size_t(k));
     for (int64_t j = r0; j < r1; ++j) {
+        const float* wj = static_cast<const float*>(w.row(j));
+        if (w.type != WeightType::f32) {
+            widen_rows(w, j, j + 1, row.data());
+            wj = row.data();
+        }
         for (int64_t i = 0; i < m; ++i) {
             const float* xi = x + i * ldx;
             float acc = 0;
-            if (w.type == WeightType::f32) {
-                const float* wj = static_cast<const float*>(w.data) + j * k;
-                for (int64_t c = 0; c < k; ++c) acc += xi[c] * wj[c];
-            } else {
-                const uint16_t* wj = row16(w, j);
-                for (int64_t c = 0; c < k; ++c) acc += xi[c] * widen(wj[c], w.type);
-            }
+            for (int64_t c = 0; c < k; ++c) acc += xi[c] * wj[c];
             y[i * ldy + j] = acc;
         }
     }
+}
+
+// Activations quantized for the int8 kernels, one buffer per thread (64-byte aligned).
+uint8_t* act_scratch(size_t n)
+{
+    struct Free
+    {
+        void operator()(uint8_t* p) const { std::free(p); }
+    };
+    thread_local std::unique_ptr<uint8_t, Free> buf;
+    thread_local size_t size = 0;
+    if (size < n) {
+        size = (n + 63) / 64 * 64;
+        buf.reset(static_cast<uint8_t*>(std::aligned_alloc(64, size)));
+        if (!buf) throw std::bad_alloc();
+    }
+    return buf.get();
 }
 
 #if IRIS_LOWP_AVX512
@@ -261,15 +294,6 @@ void matvec_avx512(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w
 
 #endif // IRIS_LOWP_AVX512
 
-// Scratch for widened weight blocks, one per thread (pool workers and callers alike), kept
-// across calls so that prefill and the ViT allocate it once.
-float* widen_scratch(size_t n)
-{
-    thread_local std::vector<float> buf;
-    if (buf.size() < n) buf.resize(n);
-    return buf.data();
-}
-
 } // namespace
 
 void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst)
@@ -277,6 +301,10 @@ void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst)
     const int64_t k = w.cols;
     if (w.type == WeightType::f32) {
         std::memcpy(dst, w.row(r0), size_t((r1 - r0) * k) * sizeof(float));
+        return;
+    }
+    if (is_quantized(w.type)) {
+        for (int64_t r = r0; r < r1; ++r) dequantize_row(w.type, w.row(r), k, dst + (r - r0) * k);
         return;
     }
     const uint16_t* src = row16(w, r0);
@@ -301,7 +329,13 @@ void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, 
     if (!portable && w.type == WeightType::f16)
         return matvec_avx512<WeightType::f16>(x, m, ldx, w, r0, r1, y, ldy);
 #endif
-    (void)portable;
+    const QuantKernels* q = portable ? nullptr : quant_kernels();
+    if (q && q->supports(w.type)) {
+        uint8_t* acts = act_scratch(size_t(m) * act_row_bytes(w.cols));
+        q->prepare(w.type, x, m, ldx, w.cols, acts);
+        q->matvec(w.type, acts, m, w.cols, w.data, w.row_bytes(), r0, r1, y, ldy);
+        return;
+    }
     matvec_portable(x, m, ldx, w, r0, r1, y, ldy);
 }
 
@@ -315,6 +349,9 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     }
     if (m <= 0 || n <= 0) return;
     const bool matvec = m <= kMatvecMaxRows;
+    // q8_0 and q4_0 run on the int8 kernels whatever m is, as llama.cpp's products do.
+    const QuantKernels* q = quant_kernels();
+    if (q && !q->supports(w.type)) q = nullptr;
     const int nth = n_threads();
     // Blocks of output columns (= weight rows) handed out dynamically, as in the f32 linear.
     // Matrix-vector: about 4 per thread (a slowed core does not hold the others back). GEMM:
@@ -324,15 +361,27 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     // LLM matrices, which stays in L3), so only the lm_head of an all-logits prefill is split
     // finer.
     constexpr int64_t kMaxWidened = int64_t(1) << 21;
-    const int64_t target_blocks = int64_t(nth) * (matvec ? 4 : 2);
+    const int64_t target_blocks = int64_t(nth) * (matvec || q ? 4 : 2);
     int64_t block = std::max<int64_t>(64, (n + target_blocks - 1) / target_blocks);
     block = (block + 63) / 64 * 64;
-    if (!matvec) block = std::min(block, std::max<int64_t>(64, kMaxWidened / k / 64 * 64));
+    if (!matvec && !q) block = std::min(block, std::max<int64_t>(64, kMaxWidened / k / 64 * 64));
     const int64_t n_blocks = (n + block - 1) / block;
+    // The int8 kernels' activations are quantized once, here, for every block of rows.
+    const uint8_t* acts = nullptr;
+    if (q) {
+        const size_t arb = act_row_bytes(k);
+        uint8_t* a = act_scratch(size_t(m) * arb);
+        parallel_range(m, 16, [&](int64_t lo, int64_t hi) {
+            q->prepare(w.type, x + lo * ldx, hi - lo, ldx, k, a + size_t(lo) * arb);
+        });
+        acts = a;
+    }
 
     auto run_block = [&](int64_t b) {
         const int64_t c0 = b * block, c1 = std::min(n, c0 + block);
-        if (matvec) {
+        if (q) {
+            q->matvec(w.type, acts, m, k, w.data, w.row_bytes(), c0, c1, y, ldy);
+        } else if (matvec) {
             matvec_rows(x, m, ldx, w, c0, c1, y, ldy);
         } else {
             float* wf = widen_scratch(size_t(block * k));

@@ -15,6 +15,7 @@
 // Thread safety: ops are reentrant; concurrent calls from several threads share the pool.
 #pragma once
 
+#include "model/cpu/quant.h"
 #include "model/model.h"
 
 #include <cstddef>
@@ -43,13 +44,10 @@ void parallel_range(int64_t n, int64_t grain,
 // ---------------------------------------------------------------------------------------------
 // Products
 
-// How a weight matrix is stored. BF16 and F16 checkpoints are computed on in place (half the
-// memory and half the bytes streamed per decoded token); every product still runs in f32,
-// because widening bf16/f16 to f32 is exact.
-enum class WeightType { f32, bf16, f16 };
-
-// A read-only weight matrix [rows, cols], row-major and contiguous, in its stored precision
-// (usually a view into the memory-mapped checkpoint).
+// A read-only weight matrix [rows, cols], row-major and contiguous, in its stored type
+// (quant.h; usually a view into the memory-mapped checkpoint). BF16 and F16 checkpoints are
+// computed on in place (half the memory and half the bytes streamed per decoded token), and so
+// are llama.cpp's quantized blocks.
 struct WeightMatrix
 {
     const void* data = nullptr;
@@ -57,12 +55,10 @@ struct WeightMatrix
     int64_t rows = 0, cols = 0;
 
     explicit operator bool() const { return data != nullptr; }
-    // Element size in bytes.
-    size_t elem_size() const { return type == WeightType::f32 ? 4 : 2; }
-    // Start of row r (in bytes, as the element type differs).
+    size_t row_bytes() const { return weight_row_bytes(type, cols); }
     const void* row(int64_t r) const
     {
-        return static_cast<const char*>(data) + size_t(r) * size_t(cols) * elem_size();
+        return static_cast<const char*>(data) + size_t(r) * row_bytes();
     }
     static WeightMatrix f32(const float* data, int64_t rows, int64_t cols)
     {
@@ -80,10 +76,12 @@ inline void linear(const float* x, int64_t m, int64_t k, const float* w, int64_t
 {
     linear(x, m, k, k, w, n, bias, y, n);
 }
-// The same with w [n = w.rows, k = w.cols] of any WeightType. BF16/F16 weights: up to
-// kMatvecMaxRows rows of x use the low-precision matrix-vector kernel (each weight read once,
-// widened in registers); more rows widen a block of weight rows at a time into a per-thread f32
-// scratch and hand it to cblas_sgemm, so the SGEMM rate holds.
+// The same with w [n = w.rows, k = w.cols] of any WeightType. q8_0 and q4_0 weights meet
+// activations quantized per block of 32 in int8 dot products (quant-dot.h), for any number of
+// rows, as llama.cpp computes them. Otherwise up to kMatvecMaxRows rows of x take a
+// matrix-vector path that reads each weight once (BF16/F16 widened in registers, other block
+// types dequantized a row at a time), and more rows widen a block of weight rows at a time into
+// a per-thread f32 scratch and hand it to cblas_sgemm, so the SGEMM rate holds.
 void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,
             float* y, int64_t ldy);
 inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y)
@@ -94,10 +92,11 @@ inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float
 constexpr int64_t kMatvecMaxRows = 8;
 
 // Building blocks of the low-precision linear, exposed for tests/model/ops_test.cpp.
-// Rows [r0, r1) of w widened to f32 into dst [r1 - r0, w.cols].
+// Rows [r0, r1) of w widened (or dequantized) to f32 into dst [r1 - r0, w.cols].
 void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);
 // Single-threaded y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1) (no bias), with
-// the AVX-512 kernel when compiled in (`portable` forces the scalar loop).
+// the fastest kernel for the type (q8_0/q4_0: int8 activations); `portable` forces the scalar
+// loop over widened or dequantized weights, the exact f32 product.
 void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
                  int64_t r1, float* y, int64_t ldy, bool portable = false);
 

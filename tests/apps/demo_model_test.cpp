@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -133,4 +134,21 @@ TEST(DemoModel, EvalFailsAndNamesEachTaskBelowTheThresholds)
                           + " 2>&1 >/dev/null");
     EXPECT_EQ(over.status, 1);
     EXPECT_NE(over.out.find("eval: overall "), std::string::npos) << over.out;
+}
+
+// Weights quantized at load keep the demo model's held-out accuracy: within 1 point of the
+// stored f32 weights at q8_0 and within 3 points at q4_K_M (issue bounds), on 300 fresh items.
+TEST(DemoModel, QuantizedWeightsKeepTheHeldOutAccuracy)
+{
+    fs::path data = generate(4343, 300);
+    auto accuracy = [&](const std::string& quantize) {
+        auto r = run_shell(std::string(IRIS_BINARY) + " eval --json --data " + q(data)
+                           + (quantize.empty() ? "" : " --quantize " + quantize));
+        EXPECT_EQ(r.status, 0) << quantize;
+        return 100 * nlohmann::json::parse(r.out)["overall"]["accuracy"].get<double>();
+    };
+    const double stored = accuracy(""), q8 = accuracy("q8_0"), q4 = accuracy("q4_K_M");
+    std::printf("held-out accuracy: stored %.1f%%, q8_0 %.1f%%, q4_K_M %.1f%%\n", stored, q8, q4);
+    EXPECT_LE(std::abs(q8 - stored), 1.0);
+    EXPECT_LE(std::abs(q4 - stored), 3.0);
 }

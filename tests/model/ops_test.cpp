@@ -1,7 +1,9 @@
 // The CPU backend is the oracle: every kernel of model/cpu against a straightforward reference.
-// Here: products with BF16 / F16 weight matrices (model/cpu/linear-lowp.cpp).
+// Here: products with BF16 / F16 and quantized weight matrices (model/cpu/linear-lowp.cpp,
+// model/cpu/quant-dot.h).
 #include "core/core.h"
 #include "model/cpu/ops.h"
+#include "model/cpu/quant-dot.h"
 #include "model/model.h"
 #include "network-golden.h"
 
@@ -233,4 +235,175 @@ TEST(LowpOps, Bf16CheckpointEncodesImagesLikeItsF32Twin)
     }
     EXPECT_LE(max_diff, 1e-4 * std::max(1.0, max_ref)) << "max |ref| " << max_ref;
     std::printf("ViT+mlp1 bf16 vs f32: max |diff| %.3g, max |ref| %.3g\n", max_diff, max_ref);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantized weights
+
+namespace {
+
+struct QuantMatrix
+{
+    std::vector<uint8_t> bytes;
+    std::vector<float> values; // the dequantized weights: what every product must use
+    WeightMatrix mat;
+};
+
+QuantMatrix random_quant_matrix(WeightType type, int64_t rows, int64_t cols, std::mt19937& rng)
+{
+    QuantMatrix q;
+    const size_t rb = model::cpu::weight_row_bytes(type, cols);
+    q.bytes.resize(size_t(rows) * rb);
+    q.values.resize(size_t(rows * cols));
+    auto w = random_vector(size_t(rows * cols), rng);
+    for (int64_t r = 0; r < rows; ++r) {
+        model::cpu::quantize_row(type, w.data() + r * cols, cols, q.bytes.data() + size_t(r) * rb);
+        model::cpu::dequantize_row(type, q.bytes.data() + size_t(r) * rb, cols,
+                                   q.values.data() + r * cols);
+    }
+    q.mat = {q.bytes.data(), type, rows, cols};
+    return q;
+}
+
+// The activations as the int8 kernels see them, per block of 32: d = max|x| / 127 and
+// q = round-half-even(x · (127 / max|x|)), both in f32 (quant-dot-impl.h).
+std::vector<float> int8_activations(const float* x, int64_t k)
+{
+    std::vector<float> out(static_cast<size_t>(k));
+    for (int64_t b = 0; b < k; b += 32) {
+        float amax = 0;
+        for (int c = 0; c < 32; ++c) amax = std::max(amax, std::fabs(x[b + c]));
+        const float d = amax < 1e-30f ? 0.f : amax / 127.f;
+        const float id = d == 0.f ? 0.f : 127.f / amax;
+        for (int c = 0; c < 32; ++c) out[size_t(b + c)] = d * std::nearbyint(x[b + c] * id);
+    }
+    return out;
+}
+
+} // namespace
+
+// Every kernel set this CPU runs, on the same inputs, against a double-precision product of the
+// dequantized weights with the activations quantized as the kernels quantize them: only the
+// f32 summation may differ. Odd block counts, several activation rows, row subranges.
+TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
+{
+    std::mt19937 rng(11);
+    int sets = 0;
+    for (const char* isa : {"avx512-vnni", "avx2"}) {
+        const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
+        if (!q) {
+            std::printf("%s: not on this CPU\n", isa);
+            continue;
+        }
+        ++sets;
+        for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+            ASSERT_TRUE(q->supports(type));
+            for (auto [n, k] :
+                 {std::pair<int64_t, int64_t> {3, 32}, {17, 96}, {70, 896}, {9, 4864}})
+                for (int64_t m : {1, 2, 3, 4, 5, 8}) {
+                    QuantMatrix w = random_quant_matrix(type, n, k, rng);
+                    const int64_t ldx = k + 3, ldy = n + 2;
+                    auto x = random_vector(size_t(m * ldx), rng);
+                    std::vector<uint8_t> acts_buf(size_t(m) * model::cpu::act_row_bytes(k) + 64);
+                    auto* acts = reinterpret_cast<uint8_t*>(
+                        (reinterpret_cast<uintptr_t>(acts_buf.data()) + 63) / 64 * 64);
+                    q->prepare(type, x.data(), m, ldx, k, acts);
+                    std::vector<float> y(size_t(m * ldy), NAN);
+                    const int64_t r0 = n > 4 ? 2 : 0, r1 = n; // a subrange leaves rows alone
+                    q->matvec(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), r0, r1, y.data(),
+                              ldy);
+                    for (int64_t i = 0; i < m; ++i) {
+                        auto xq = int8_activations(x.data() + i * ldx, k);
+                        for (int64_t j = 0; j < n; ++j) {
+                            const float got = y[size_t(i * ldy + j)];
+                            if (j < r0) {
+                                ASSERT_TRUE(std::isnan(got));
+                                continue;
+                            }
+                            double want = 0, mag = 0;
+                            for (int64_t c = 0; c < k; ++c) {
+                                const double p
+                                    = double(w.values[size_t(j * k + c)]) * xq[size_t(c)];
+                                want += p;
+                                mag += std::fabs(p);
+                            }
+                            ASSERT_NEAR(got, want, tolerance(mag, k))
+                                << isa << " " << model::cpu::weight_type_name(type) << " n " << n
+                                << " k " << k << " m " << m << " row " << j;
+                        }
+                    }
+                }
+        }
+    }
+    EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
+}
+
+// linear() on every weight type: q8_0 and q4_0 (int8 kernels, any number of rows) give the
+// product of the dequantized weights with activations that are off by at most half a
+// quantization step of their block; the other types are exact up to f32 summation, row by
+// row dequantized for up to kMatvecMaxRows rows, through SGEMM beyond.
+TEST(QuantOps, LinearOfEveryTypeIsTheProductOfItsDequantizedWeights)
+{
+    std::mt19937 rng(12);
+    set_default_threads(2);
+    const model::cpu::QuantKernels* kernels = model::cpu::quant_kernels();
+    for (int t = 0; t < model::cpu::kWeightTypeCount; ++t) {
+        const auto type = WeightType(t);
+        if (!model::cpu::is_quantized(type)) continue;
+        const bool int8 = kernels && kernels->supports(type);
+        for (auto [n, k] : {std::pair<int64_t, int64_t> {5, 256}, {300, 512}, {130, 768}})
+            for (int64_t m : {int64_t(1), int64_t(3), model::cpu::kMatvecMaxRows, int64_t(21)}) {
+                QuantMatrix w = random_quant_matrix(type, n, k, rng);
+                auto bias = random_vector(size_t(n), rng);
+                const int64_t ldx = k + 1, ldy = n + 3;
+                auto x = random_vector(size_t(m * ldx), rng);
+                std::vector<double> ref, mag;
+                reference(x, m, ldx, w.values, n, k, bias.data(), ref, mag);
+                std::vector<float> got(size_t(m * ldy), NAN);
+                model::cpu::linear(x.data(), m, ldx, w.mat, bias.data(), got.data(), ldy);
+                const bool approx = int8;
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t j = 0; j < n; ++j) {
+                        double tol = tolerance(mag[size_t(i * n + j)], k);
+                        if (approx) { // Σ_c |w_c| · d_x(c) / 2 over the blocks of 32
+                            double bound = 0;
+                            for (int64_t b = 0; b < k; b += 32) {
+                                float amax = 0;
+                                double wsum = 0;
+                                for (int c = 0; c < 32; ++c) {
+                                    amax = std::max(amax, std::fabs(x[size_t(i * ldx + b + c)]));
+                                    wsum += std::fabs(w.values[size_t(j * k + b + c)]);
+                                }
+                                bound += wsum * amax / 127.0 / 2.0;
+                            }
+                            tol += bound * (1 + 1e-5);
+                        }
+                        ASSERT_NEAR(got[size_t(i * ldy + j)], ref[size_t(i * n + j)], tol)
+                            << model::cpu::weight_type_name(type) << " n " << n << " k " << k
+                            << " m " << m;
+                    }
+                for (int64_t i = 0; i < m; ++i)
+                    for (int64_t j = n; j < ldy && i * ldy + j < int64_t(got.size()); ++j)
+                        ASSERT_TRUE(std::isnan(got[size_t(i * ldy + j)]));
+            }
+    }
+}
+
+// The portable matrix-vector loop on quantized weights is the exact f32 product of the
+// dequantized weights (no activation quantization).
+TEST(QuantOps, PortableMatvecUsesTheDequantizedWeightsExactly)
+{
+    std::mt19937 rng(13);
+    for (WeightType type :
+         {WeightType::q8_0, WeightType::q4_0, WeightType::q4_K, WeightType::q6_K}) {
+        const int64_t n = 9, k = 512, m = 2;
+        QuantMatrix w = random_quant_matrix(type, n, k, rng);
+        auto x = random_vector(size_t(m * k), rng);
+        std::vector<double> ref, mag;
+        reference(x, m, k, w.values, n, k, nullptr, ref, mag);
+        std::vector<float> got(size_t(m * n));
+        model::cpu::matvec_rows(x.data(), m, k, w.mat, 0, n, got.data(), n, /*portable=*/true);
+        for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_NEAR(got[i], ref[i], tolerance(mag[i], k)) << model::cpu::weight_type_name(type);
+    }
 }

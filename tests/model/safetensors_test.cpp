@@ -471,11 +471,13 @@ TEST(DType, NamesAndSizesUseTheSafetensorsSpelling)
     EXPECT_STREQ(dtype_name(DType::bf16), "BF16");
     EXPECT_STREQ(dtype_name(DType::i32), "I32");
     EXPECT_STREQ(dtype_name(DType::i64), "I64");
+    EXPECT_STREQ(dtype_name(DType::u8), "U8");
     EXPECT_EQ(dtype_size(DType::f32), 4u);
     EXPECT_EQ(dtype_size(DType::f16), 2u);
     EXPECT_EQ(dtype_size(DType::bf16), 2u);
     EXPECT_EQ(dtype_size(DType::i32), 4u);
     EXPECT_EQ(dtype_size(DType::i64), 8u);
+    EXPECT_EQ(dtype_size(DType::u8), 1u);
 }
 
 // =============================================================================================

@@ -1,0 +1,151 @@
+// iris quant-eval: how quantizing the weights (llama.cpp's types, at load) changes the model's
+// next-token distributions and answers, against the weights as stored.
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "apps/prompts.h"
+#include "model/model.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace iris::app {
+namespace {
+
+// Logits of every position of the prompt and of n_steps decode steps fed `tokens` (the
+// reference's greedy continuation when given, else its own).
+struct Run
+{
+    std::vector<int32_t> tokens;
+    std::vector<std::vector<float>> logits; // one per predicted position
+};
+
+Run run(const reasoning::Engine& engine, const Prompt& p, int n_steps,
+        const std::vector<int32_t>* forced)
+{
+    const model::InternVL& net = engine.network();
+    const size_t vocab = size_t(net.config().llm.vocab_size);
+    Run r;
+    auto cache = net.new_cache();
+    auto logits = net.forward(*cache, p.ids, p.visual, engine.img_context_id(), true);
+    for (size_t i = 0; i + 1 < p.ids.size(); ++i) // positions that predict a prompt token
+        r.logits.emplace_back(logits.begin() + long(i * vocab),
+                              logits.begin() + long((i + 1) * vocab));
+    std::vector<float> last(logits.end() - long(vocab), logits.end());
+    for (int i = 0; i < n_steps; ++i) {
+        r.logits.push_back(last);
+        const int32_t next = forced
+            ? (*forced)[size_t(i)]
+            : int32_t(std::max_element(last.begin(), last.end()) - last.begin());
+        r.tokens.push_back(next);
+        auto step = net.forward(*cache, {&next, 1}, {}, -1);
+        last.assign(step.begin(), step.end());
+    }
+    return r;
+}
+
+} // namespace
+
+int cmd_quant_eval(int argc, char** argv)
+{
+    Args args(argc, argv,
+              {"--model", "--data", "--types", "--steps", "--threads", "--min-tokens",
+               "--eval-data", "--limit"},
+              {"-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf(
+            "usage: iris quant-eval [--model DIR] [--types q8_0,q4_K_M,...] [--data FILE...]\n"
+            "                       [--steps 64] [--eval-data DIR] [--limit N]\n"
+            "\n"
+            "Compares the model quantized at load (each type of --types: q8_0, q6_K, q5_K_M,\n"
+            "q5_K_S, q5_1, q5_0, q4_K_M, q4_K_S, q4_1, q4_0, iq4_nl; default all) with its\n"
+            "weights as stored: on each --data prompt (text, or an image with filler text up to\n"
+            "--min-tokens, default 512), or without any, one of sample images and filler text of\n"
+            "about 1k tokens, followed by --steps greedy tokens of the stored model. Per type:\n"
+            "bytes of the language model's weights, the mean KL divergence of the next-token\n"
+            "distribution from the stored model's over every position, and how often its top\n"
+            "token is the stored model's. With --eval-data it also scores that question set\n"
+            "(see iris eval) with each type.\n");
+        return 0;
+    }
+    const std::string dir = model_dir(args);
+    const int n_steps = int(args.integer("--steps", 64, 0, 4096));
+    const int min_tokens = int(args.integer("--min-tokens", 512, 0, 1 << 20));
+    const std::vector<std::string> all = {"q8_0",   "q6_K",   "q5_K_M", "q5_K_S", "q5_1",  "q5_0",
+                                          "q4_K_M", "q4_K_S", "q4_1",   "q4_0",   "iq4_nl"};
+    std::vector<std::string> types = all;
+    if (args.has("--types")) {
+        types.clear();
+        const std::string list = args.str("--types");
+        for (size_t at = 0; at <= list.size();) {
+            const size_t comma = std::min(list.find(',', at), list.size());
+            types.push_back(list.substr(at, comma - at));
+            if (std::find(all.begin(), all.end(), types.back()) == all.end())
+                throw Error(ErrorKind::invalid_argument,
+                            "--types: unknown type '" + types.back()
+                                + "'; see iris quant-eval --help");
+            at = comma + 1;
+        }
+    }
+    apply_threads(args);
+    auto load = [&](const std::string& type) {
+        reasoning::EngineOptions eo;
+        eo.quantize = type;
+        return reasoning::Engine::load(dir, eo);
+    };
+    auto ref = load("");
+    const auto prompts = prompts_from_args(*ref, args, min_tokens, {1024});
+    std::vector<Run> want;
+    size_t positions = 0;
+    for (const Prompt& p : prompts) {
+        want.push_back(run(*ref, p, n_steps, nullptr));
+        positions += want.back().logits.size();
+    }
+    std::vector<reasoning::EvalItem> items;
+    if (args.has("--eval-data")) {
+        items = reasoning::load_eval_set(args.str("--eval-data"));
+        const size_t limit = size_t(args.integer("--limit", int64_t(items.size()), 1, INT32_MAX));
+        if (items.size() > limit) items.resize(limit);
+    }
+    auto accuracy = [&](const reasoning::Engine& e, const std::string& name) {
+        ProgressBar bar("eval " + name);
+        const auto report = reasoning::evaluate(e, items, 64, [&](size_t i, const auto&) {
+            bar.update(float(i + 1) / float(items.size()));
+        });
+        bar.finish();
+        return strfmt(" %.1f%% |", 100 * report.overall.accuracy());
+    };
+    std::printf("model %s: %zu prompts, %zu positions (prompt tokens and %d decode steps each)\n\n",
+                dir.c_str(), prompts.size(), positions, n_steps);
+    std::printf(
+        "| weights | LLM + vision MiB | KL | top-1 agreement |%s\n| --- | ---: | ---: | ---: |%s\n",
+        items.empty() ? "" : " accuracy |", items.empty() ? "" : " ---: |");
+    auto mib = [](const reasoning::Engine& e) {
+        const auto& n = e.network();
+        return double(n.weight_bytes_owned() + n.weight_bytes_mapped()) / double(1 << 20);
+    };
+    std::printf("| as stored | %.1f | 0 | 100%% |%s\n", mib(*ref),
+                items.empty() ? "" : accuracy(*ref, "stored").c_str());
+    std::fflush(stdout);
+    for (const auto& type : types) {
+        auto e = load(type);
+        double kl = 0;
+        size_t agree = 0;
+        for (size_t pi = 0; pi < prompts.size(); ++pi) {
+            const Run got = run(*e, prompts[pi], n_steps, &want[pi].tokens);
+            for (size_t i = 0; i < got.logits.size(); ++i) {
+                const auto& a = want[pi].logits[i];
+                const auto& b = got.logits[i];
+                kl += kl_divergence(a, b);
+                agree += std::max_element(a.begin(), a.end()) - a.begin()
+                    == std::max_element(b.begin(), b.end()) - b.begin();
+            }
+        }
+        std::printf("| %s | %.1f | %.4g | %.1f%% |%s\n", type.c_str(), mib(*e),
+                    kl / double(positions), 100.0 * double(agree) / double(positions),
+                    items.empty() ? "" : accuracy(*e, type).c_str());
+        std::fflush(stdout);
+    }
+    return 0;
+}
+
+} // namespace iris::app

@@ -1,0 +1,55 @@
+// Run-time choice of the quantized matrix-vector kernels (quant-dot.h).
+#include "model/cpu/quant-dot.h"
+
+#include "core/core.h"
+#include "model/model.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace iris::model::cpu {
+
+const QuantKernels* quant_kernels_named(const char* isa)
+{
+    __builtin_cpu_init();
+    if (std::strcmp(isa, "avx512-vnni") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
+            ? &quant_kernels_avx512()
+            : nullptr;
+    if (std::strcmp(isa, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                && __builtin_cpu_supports("f16c")
+            ? &quant_kernels_avx2()
+            : nullptr;
+    return nullptr;
+}
+
+const QuantKernels* quant_kernels()
+{
+    static const QuantKernels* const chosen = [] {
+        const char* env = std::getenv("IRIS_CPU");
+        const std::string want = env ? env : "";
+        if (want == "portable") return static_cast<const QuantKernels*>(nullptr);
+        if (!want.empty() && want != "avx2" && want != "avx512")
+            IRIS_LOG_WARN("IRIS_CPU=%s is not one of avx512, avx2, portable: ignored", env);
+        const QuantKernels* k = want == "avx2" ? nullptr : quant_kernels_named("avx512-vnni");
+        if (!k) k = quant_kernels_named("avx2");
+        IRIS_LOG_DEBUG("quantized kernels: %s", k ? k->isa : "portable");
+        return k;
+    }();
+    return chosen;
+}
+
+} // namespace iris::model::cpu
+
+namespace iris::model {
+
+const char* cpu_kernels_name()
+{
+    const cpu::QuantKernels* k = cpu::quant_kernels();
+    return k ? k->isa : "portable";
+}
+
+} // namespace iris::model

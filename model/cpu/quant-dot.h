@@ -1,0 +1,60 @@
+// Matrix-vector products directly on quantized weight blocks (private to model/cpu).
+//
+// Decoding streams every weight once per token, so these kernels never widen a weight to f32:
+// the activations are quantized instead, per block of 32 values, to int8 with an f32 scale
+// (llama.cpp's q8_0 activations use an fp16 scale; f32 loses nothing to rounding it), and each
+// weight block meets them in one int8 dot-product instruction:
+//   q8_0  Σ d_w·q_w · d_x·q_x  = d_w·d_x · Σ q_w·q_x
+//   q4_0  Σ d_w·(q_w - 8) · d_x·q_x = d_w·d_x · (Σ q_w·q_x - 8·Σ q_x)
+// with Σ q_x stored beside the activation codes, so the offset costs nothing per weight.
+//
+// Run-time choice: one binary carries an AVX-512 VNNI and an AVX2 version of each kernel, each
+// compiled in its own translation unit with its own target flags (quant-dot-avx512.cpp,
+// quant-dot-avx2.cpp over quant-dot-impl.h), and quant_kernels() picks the best the CPU runs.
+// IRIS_CPU=avx2 forces the AVX2 kernels on an AVX-512 machine, so both are tested anywhere.
+// The interface is plain pointers: an inline function of a shared header compiled with AVX-512
+// flags could otherwise be the copy the linker keeps for every caller.
+#pragma once
+
+#include "model/cpu/quant.h"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace iris::model::cpu {
+
+// Quantized activations: per row of k values (k a multiple of 32), one 192-byte record per
+// pair of 32-value blocks (the last pair zero-padded): 64 bytes of codes, 16 f32 scale lanes
+// and 16 int32 offset lanes, in the layout the kernel set that prepared them reads.
+constexpr size_t kActPairBytes = 192;
+inline size_t act_row_bytes(int64_t k)
+{
+    return size_t((k / 32 + 1) / 2) * kActPairBytes;
+}
+
+struct QuantKernels
+{
+    const char* isa; // "avx512-vnni", "avx2"
+    // Whether `matvec` takes weights of this type (the others are dequantized by the caller).
+    bool (*supports)(WeightType type);
+    // x [m, k] (row stride ldx) -> acts [m, act_row_bytes(k)] for weights of `type`. acts is
+    // 64-byte aligned.
+    void (*prepare)(WeightType type, const float* x, int64_t m, int64_t ldx, int64_t k,
+                    uint8_t* acts);
+    // y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1), from prepared activations and
+    // weight rows of row_bytes bytes starting at w. Single-threaded.
+    void (*matvec)(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
+                   size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy);
+};
+
+// The kernels for this CPU: AVX-512 VNNI where present, else AVX2, else null (the caller
+// then dequantizes). IRIS_CPU=avx2 forces AVX2, IRIS_CPU=portable none. Chosen once.
+const QuantKernels* quant_kernels();
+// A kernel set by name if this CPU can run it, else null (for tests and benchmarks).
+const QuantKernels* quant_kernels_named(const char* isa);
+
+// The two sets, defined in their translation units.
+const QuantKernels& quant_kernels_avx512();
+const QuantKernels& quant_kernels_avx2();
+
+} // namespace iris::model::cpu
