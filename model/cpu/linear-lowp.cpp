@@ -78,21 +78,38 @@ void matvec_portable(const float* x, int64_t m, int64_t ldx, const WeightMatrix&
     }
 }
 
-// Activations quantized for the int8 kernels, one buffer per thread (64-byte aligned).
-uint8_t* act_scratch(size_t n)
+// A 64-byte aligned buffer that grows to the largest size asked of it and is kept.
+struct AlignedBuffer
 {
     struct Free
     {
         void operator()(uint8_t* p) const { std::free(p); }
     };
-    thread_local std::unique_ptr<uint8_t, Free> buf;
-    thread_local size_t size = 0;
-    if (size < n) {
-        size = (n + 63) / 64 * 64;
-        buf.reset(static_cast<uint8_t*>(std::aligned_alloc(64, size)));
-        if (!buf) throw std::bad_alloc();
+    std::unique_ptr<uint8_t, Free> buf;
+    size_t size = 0;
+
+    uint8_t* get(size_t n)
+    {
+        if (size < n) {
+            size = (n + 63) / 64 * 64;
+            buf.reset(static_cast<uint8_t*>(std::aligned_alloc(64, size)));
+            if (!buf) throw std::bad_alloc();
+        }
+        return buf.get();
     }
-    return buf.get();
+};
+
+// Activations quantized for the int8 kernels (the caller's) and repacked weight tiles (each
+// thread's), one buffer per thread.
+uint8_t* act_scratch(size_t n)
+{
+    thread_local AlignedBuffer b;
+    return b.get(n);
+}
+uint8_t* tile_scratch(size_t n)
+{
+    thread_local AlignedBuffer b;
+    return b.get(n);
 }
 
 #if IRIS_LOWP_AVX512
@@ -365,10 +382,22 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     int64_t block = std::max<int64_t>(64, (n + target_blocks - 1) / target_blocks);
     block = (block + 63) / 64 * 64;
     if (!matvec && !q) block = std::min(block, std::max<int64_t>(64, kMaxWidened / k / 64 * 64));
+    // int8 GEMM: 64 weight rows at a time, whose repacked tiles stay in L2 while every
+    // activation row passes them.
+    const bool gemm = q && q->gemm && !matvec;
+    if (gemm) block = 64;
     const int64_t n_blocks = (n + block - 1) / block;
     // The int8 kernels' activations are quantized once, here, for every block of rows.
     const uint8_t* acts = nullptr;
-    if (q) {
+    if (gemm) {
+        uint8_t* a = act_scratch(q->gemm_act_bytes(m, k));
+        const size_t per8 = q->gemm_act_bytes(8, k);
+        parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
+            q->gemm_prepare(x + lo * 8 * ldx, std::min(m, hi * 8) - lo * 8, ldx, k,
+                            a + size_t(lo) * per8);
+        });
+        acts = a;
+    } else if (q) {
         const size_t arb = act_row_bytes(k);
         uint8_t* a = act_scratch(size_t(m) * arb);
         parallel_range(m, 16, [&](int64_t lo, int64_t hi) {
@@ -379,7 +408,10 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
 
     auto run_block = [&](int64_t b) {
         const int64_t c0 = b * block, c1 = std::min(n, c0 + block);
-        if (q) {
+        if (gemm) {
+            uint8_t* tiles = tile_scratch(q->gemm_weight_bytes(c1 - c0, k));
+            q->gemm(w.type, acts, m, k, w.data, w.row_bytes(), c0, c1, y, ldy, tiles);
+        } else if (q) {
             q->matvec(w.type, acts, m, k, w.data, w.row_bytes(), c0, c1, y, ldy);
         } else if (matvec) {
             matvec_rows(x, m, ldx, w, c0, c1, y, ldy);

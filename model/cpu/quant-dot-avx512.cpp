@@ -6,7 +6,8 @@ namespace iris::model::cpu {
 
 const QuantKernels& quant_kernels_avx512()
 {
-    static const QuantKernels k {"avx512-vnni", supports, prepare, matvec};
+    static const QuantKernels k {"avx512-vnni",  supports,          prepare,      matvec,
+                                 gemm_act_bytes, gemm_weight_bytes, gemm_prepare, gemm};
     return k;
 }
 

@@ -305,5 +305,180 @@ void matvec(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const vo
         matvec_t<WeightType::q4_0>(acts, m, k, wb, row_bytes, r0, r1, y, ldy);
 }
 
+#if IRIS_QD_AVX512
+
+// Prompt-sized products: tiles of 4 weight rows against groups of 4 activation rows, both
+// rearranged so that one vpdpbusd computes 16 different outputs (lane 4c + r: activation row c,
+// weight row r), four bytes of each dot product at a time. Nothing is reduced across lanes,
+// and the scale products and conversions are paid once per block of 32 for 16 outputs rather
+// than for each. Per block of a group: codes [g = 0..7][c = 0..3][4 bytes] as u8 (code + 128),
+// then d_x [4]; per block of a tile: codes [g][r][4 bytes] as s8 (q4_0 widened to q - 8), d_w
+// [4], and -128·Σq_w [4], which takes the activations' +128 back out.
+constexpr size_t kGroupBlock = 128 + 16, kTileBlock = 128 + 32;
+
+size_t gemm_act_bytes(int64_t m, int64_t k)
+{
+    return size_t((m + 7) / 8 * 2) * size_t(k / 32) * kGroupBlock;
+}
+
+size_t gemm_weight_bytes(int64_t rows, int64_t k)
+{
+    return size_t((rows + 15) / 16 * 4) * size_t(k / 32) * kTileBlock;
+}
+
+// Four rows' 32 codes (one ymm each) as [g = 0..7][row = 0..3][4 bytes]: a 4 × 8 transpose of
+// 32-bit words.
+inline void store_interleaved(const __m256i q[4], uint8_t* dst)
+{
+    const __m256i t0 = _mm256_unpacklo_epi32(q[0], q[1]), t1 = _mm256_unpackhi_epi32(q[0], q[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(q[2], q[3]), t3 = _mm256_unpackhi_epi32(q[2], q[3]);
+    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+    auto* out = reinterpret_cast<__m256i*>(dst);
+    _mm256_storeu_si256(out + 0, _mm256_permute2x128_si256(u0, u1, 0x20)); // g 0, 1
+    _mm256_storeu_si256(out + 1, _mm256_permute2x128_si256(u2, u3, 0x20)); // g 2, 3
+    _mm256_storeu_si256(out + 2, _mm256_permute2x128_si256(u0, u1, 0x31)); // g 4, 5
+    _mm256_storeu_si256(out + 3, _mm256_permute2x128_si256(u2, u3, 0x31)); // g 6, 7
+}
+
+void gemm_prepare(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts)
+{
+    const int64_t nb = k / 32, groups = (m + 7) / 8 * 2;
+    const __m256i bias = _mm256_set1_epi8(char(0x80));
+    for (int64_t gi = 0; gi < groups; ++gi) {
+        uint8_t* group = acts + size_t(gi * nb) * kGroupBlock;
+        for (int64_t b = 0; b < nb; ++b) {
+            uint8_t* blk = group + size_t(b) * kGroupBlock;
+            float d[4] = {0, 0, 0, 0};
+            __m256i q[4];
+            for (int c = 0; c < 4; ++c) {
+                const int64_t row = gi * 4 + c;
+                q[c] = bias; // padding rows: code 0
+                if (row >= m) continue;
+                alignas(32) int8_t codes[32];
+                int32_t sum;
+                d[c] = quantize_block(x + row * ldx + b * 32, codes, &sum);
+                q[c] = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(codes)),
+                                        bias);
+            }
+            store_interleaved(q, blk);
+            std::memcpy(blk + 128, d, 16);
+        }
+    }
+}
+
+// Weight rows [r0, r1) into tiles (rows past r1 up to a multiple of 16 are zero).
+void gemm_repack(WeightType type, const uint8_t* w, size_t row_bytes, int64_t k, int64_t r0,
+                 int64_t r1, uint8_t* tiles)
+{
+    const int64_t nb = k / 32, n_tiles = (r1 - r0 + 15) / 16 * 4;
+    const size_t bb = type == WeightType::q8_0 ? kQ8Block : kQ4Block;
+    const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t t = 0; t < n_tiles; ++t)
+        for (int64_t b = 0; b < nb; ++b) {
+            uint8_t* blk = tiles + size_t(t * nb + b) * kTileBlock;
+            float d[4] = {0, 0, 0, 0};
+            int32_t corr[4] = {0, 0, 0, 0};
+            __m256i q[4];
+            for (int r = 0; r < 4; ++r) {
+                const int64_t row = r0 + t * 4 + r;
+                q[r] = _mm256_setzero_si256();
+                if (row >= r1) continue;
+                const uint8_t* src = w + size_t(row) * row_bytes + size_t(b) * bb;
+                d[r] = _cvtsh_ss(load_u16(src));
+                if (type == WeightType::q8_0) {
+                    q[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2));
+                } else {
+                    const __m128i nib = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
+                    q[r] = _mm256_sub_epi8(
+                        _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(nib, 4), nib), low),
+                        eight);
+                }
+                // Σq: |q| <= 128, so the pair sums of vpmaddubsw (1 · q) cannot saturate.
+                const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q[r]), ones16);
+                __m128i s4
+                    = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+                corr[r] = -128 * _mm_cvtsi128_si32(s4);
+            }
+            store_interleaved(q, blk);
+            std::memcpy(blk + 128, d, 16);
+            std::memcpy(blk + 144, corr, 16);
+        }
+}
+
+// 8 activation rows (two groups) × 16 weight rows (four tiles): y[i0 + c, j0 + r].
+void gemm_kernel(const uint8_t* ga, const uint8_t* gb, const uint8_t* tiles, int64_t nb, float* y,
+                 int64_t ldy, int64_t rows_left, int64_t cols_left)
+{
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[2][4];
+    for (auto& a : acc)
+        for (auto& v : a) v = _mm512_setzero_ps();
+    const uint8_t* groups[2] = {ga, gb};
+    for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* t[4];
+        for (int i = 0; i < 4; ++i) t[i] = tiles + size_t(i * nb + b) * kTileBlock;
+        __m512i dot[2][4];
+        for (int i = 0; i < 4; ++i) {
+            const __m512i corr = _mm512_broadcast_i32x4(
+                _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[i] + 144)));
+            dot[0][i] = dot[1][i] = corr;
+        }
+        for (int g = 0; g < 8; ++g) {
+            __m512i xa[2];
+            for (int a = 0; a < 2; ++a)
+                xa[a] = _mm512_permutexvar_epi32(
+                    spread,
+                    _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                        groups[a] + size_t(b) * kGroupBlock + g * 16))));
+            for (int i = 0; i < 4; ++i) {
+                const __m512i wq = _mm512_broadcast_i32x4(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(t[i] + g * 16)));
+                dot[0][i] = _mm512_dpbusd_epi32(dot[0][i], xa[0], wq);
+                dot[1][i] = _mm512_dpbusd_epi32(dot[1][i], xa[1], wq);
+            }
+        }
+        for (int a = 0; a < 2; ++a) {
+            const __m512 dx = _mm512_permutexvar_ps(
+                spread,
+                _mm512_castps128_ps512(_mm_loadu_ps(
+                    reinterpret_cast<const float*>(groups[a] + size_t(b) * kGroupBlock + 128))));
+            for (int i = 0; i < 4; ++i) {
+                const __m512 dw = _mm512_broadcast_f32x4(
+                    _mm_loadu_ps(reinterpret_cast<const float*>(t[i] + 128)));
+                acc[a][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[a][i]), _mm512_mul_ps(dx, dw),
+                                            acc[a][i]);
+            }
+        }
+    }
+    for (int a = 0; a < 2; ++a)
+        for (int i = 0; i < 4; ++i) {
+            alignas(64) float out[16];
+            _mm512_store_ps(out, acc[a][i]);
+            for (int c = 0; c < 4 && a * 4 + c < rows_left; ++c)
+                for (int r = 0; r < 4 && i * 4 + r < cols_left; ++r)
+                    y[(a * 4 + c) * ldy + i * 4 + r] = out[c * 4 + r];
+        }
+}
+
+void gemm(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
+          size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy, uint8_t* scratch)
+{
+    const int64_t nb = k / 32;
+    gemm_repack(type, static_cast<const uint8_t*>(w), row_bytes, k, r0, r1, scratch);
+    const size_t group_bytes = size_t(nb) * kGroupBlock;
+    for (int64_t i = 0; i < m; i += 8) {
+        const uint8_t* ga = acts + size_t(i / 4) * group_bytes;
+        for (int64_t j = r0; j < r1; j += 16)
+            gemm_kernel(ga, ga + group_bytes, scratch + size_t((j - r0) / 4 * nb) * kTileBlock, nb,
+                        y + i * ldy + j, ldy, m - i, r1 - j);
+    }
+}
+
+#endif
+
 } // namespace
 } // namespace iris::model::cpu

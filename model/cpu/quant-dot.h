@@ -45,6 +45,16 @@ struct QuantKernels
     // weight rows of row_bytes bytes starting at w. Single-threaded.
     void (*matvec)(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
                    size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy);
+
+    // Products of many rows (prompts, images), or null where the set has none (it then uses
+    // matvec): the activations in groups of 4 rows, the weight rows repacked into tiles of 4
+    // in `scratch` (gemm_weight_bytes) by each call. gemm_prepare takes rows in multiples of 8
+    // (a shorter last call is zero-padded to 8).
+    size_t (*gemm_act_bytes)(int64_t m, int64_t k);
+    size_t (*gemm_weight_bytes)(int64_t rows, int64_t k);
+    void (*gemm_prepare)(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts);
+    void (*gemm)(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
+                 size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy, uint8_t* scratch);
 };
 
 // The kernels for this CPU: AVX-512 VNNI where present, else AVX2, else null (the caller

@@ -338,6 +338,61 @@ TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
     EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
 }
 
+// The prompt-sized product (gemm: tiles of 4 weight rows against groups of 4 activation rows)
+// of every kernel set that has one, against the same double-precision reference: row counts
+// that fill no whole group or tile, several blocks of weight rows, an odd number of blocks.
+TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
+{
+    std::mt19937 rng(14);
+    int sets = 0;
+    for (const char* isa : {"avx512-vnni", "avx2"}) {
+        const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
+        if (!q || !q->gemm) continue;
+        ++sets;
+        for (WeightType type : {WeightType::q8_0, WeightType::q4_0})
+            for (auto [n, k] : {std::pair<int64_t, int64_t> {5, 32}, {37, 96}, {150, 896}})
+                for (int64_t m : {9, 16, 21, 67}) {
+                    QuantMatrix w = random_quant_matrix(type, n, k, rng);
+                    const int64_t ldx = k + 3, ldy = n + 2;
+                    auto x = random_vector(size_t(m * ldx), rng);
+                    std::vector<uint8_t> acts_buf(q->gemm_act_bytes(m, k) + 64);
+                    auto* acts = reinterpret_cast<uint8_t*>(
+                        (reinterpret_cast<uintptr_t>(acts_buf.data()) + 63) / 64 * 64);
+                    q->gemm_prepare(x.data(), m, ldx, k, acts);
+                    std::vector<float> y(size_t(m * ldy), NAN);
+                    std::vector<uint8_t> tiles(q->gemm_weight_bytes(n, k));
+                    // Two calls over row ranges, as linear() hands out blocks of 64 rows.
+                    const int64_t split = n > 64 ? 64 : n;
+                    q->gemm(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), 0, split, y.data(),
+                            ldy, tiles.data());
+                    if (split < n)
+                        q->gemm(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), split, n,
+                                y.data(), ldy, tiles.data());
+                    for (int64_t i = 0; i < m; ++i) {
+                        auto xq = int8_activations(x.data() + i * ldx, k);
+                        for (int64_t j = 0; j < ldy; ++j) {
+                            const float got = y[size_t(i * ldy + j)];
+                            if (j >= n) {
+                                ASSERT_TRUE(std::isnan(got)) << "row padding was written";
+                                continue;
+                            }
+                            double want = 0, mag = 0;
+                            for (int64_t c = 0; c < k; ++c) {
+                                const double p
+                                    = double(w.values[size_t(j * k + c)]) * xq[size_t(c)];
+                                want += p;
+                                mag += std::fabs(p);
+                            }
+                            ASSERT_NEAR(got, want, tolerance(mag, k))
+                                << isa << " " << model::cpu::weight_type_name(type) << " n " << n
+                                << " k " << k << " m " << m << " row " << i << " col " << j;
+                        }
+                    }
+                }
+    }
+    if (sets == 0) GTEST_SKIP() << "no kernel set with a gemm runs on this CPU";
+}
+
 // linear() on every weight type: q8_0 and q4_0 (int8 kernels, any number of rows) give the
 // product of the dequantized weights with activations that are off by at most half a
 // quantization step of their block; the other types are exact up to f32 summation, row by
