@@ -247,15 +247,17 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
 
 int cmd_bench(int argc, char** argv)
 {
-    std::vector<std::string> valued = {"--model", "-p",      "-n",       "--threads", "--tiles",
-                                       "--reps",  "--depth", "--depths", "--quantize"};
+    std::vector<std::string> valued
+        = {"--model", "-p",      "-n",       "--threads",  "--tiles",
+           "--reps",  "--depth", "--depths", "--quantize", "--precision"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris bench --model DIR [-p 512] [-n 128] [--depth D] [--kv TYPE] [--threads "
             "N]\n"
-            "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--json]\n"
+            "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--precision f32|bf16]\n"
+            "                  [--json]\n"
             "\n"
             "Measures, on random inputs, like llama-bench:\n"
             "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
@@ -267,6 +269,7 @@ int cmd_bench(int argc, char** argv)
             "--json prints one JSON object instead of the table. Random weights are fine\n"
             "(see 'iris make-random'). --quantize q8_0|q4_0|q4_K_M|... quantizes the language\n"
             "model's matrices at load, each tensor to the type llama-quantize would give it.\n"
+            "--precision bf16 rounds the activations of BF16 prompt and image products to bf16.\n"
             "\n"
             "With --depths D1,D2,... it compares KV caches instead: f16 and the --kv setting\n"
             "(with --kv skvq, one per --kv-bits given) by bytes per token, the context that fits\n"
@@ -294,6 +297,7 @@ int cmd_bench(int argc, char** argv)
     model::LoadOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
     opts.quantize = args.str("--quantize");
+    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
     const Stopwatch load_time;
     auto net = model::InternVL::load(dir, opts);
     bar.finish();

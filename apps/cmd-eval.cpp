@@ -12,7 +12,7 @@ int cmd_eval(int argc, char** argv)
 {
     Args args(argc, argv,
               {"--model", "--data", "--limit", "--max-new-tokens", "--threads", "--predictions",
-               "--min-overall", "--min-task", "--quantize"},
+               "--min-overall", "--min-task", "--quantize", "--precision"},
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
@@ -27,7 +27,7 @@ int cmd_eval(int argc, char** argv)
             "With --min-overall or --min-task the exit status is 1 when the overall accuracy\n"
             "or that of any task is below the given percentage (each one is named on stderr).\n"
             "%s",
-            quantize_help());
+            load_help());
         return 0;
     }
     auto items = reasoning::load_eval_set(args.required("--data"));

@@ -325,8 +325,8 @@ perc::PipelineOptions pipeline_options(const Args& args)
 }
 
 const std::vector<std::string> kIngestOptions
-    = {"--model",           "--db",       "--video", "--audio",  "--fps",
-       "--scene-threshold", "--duration", "--wake",  "--threads", "--quantize"};
+    = {"--model",    "--db",   "--video",   "--audio",    "--fps",      "--scene-threshold",
+       "--duration", "--wake", "--threads", "--quantize", "--precision"};
 
 } // namespace
 
@@ -347,7 +347,7 @@ int cmd_watch(int argc, char** argv)
             "line per stored entry (durable once printed). Files play at real speed unless "
             "--fast.\n"
             "--audio may name the video file itself to use its soundtrack.\n%s",
-            quantize_help());
+            load_help());
         return 0;
     }
     apply_threads(args);
@@ -369,7 +369,7 @@ int cmd_live(int argc, char** argv)
                     "questions from memory: typed on stdin, or spoken after the wake phrase "
                     "(default\n"
                     "\"hey iris\").\n%s",
-                    quantize_help());
+                    load_help());
         return 0;
     }
     apply_threads(args);

@@ -147,7 +147,7 @@ PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache,
 
 int cmd_forward(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--in", "--out", "--threads", "--quantize"},
+    Args args(argc, argv, {"--model", "--in", "--out", "--threads", "--quantize", "--precision"},
               {"-h", "--help"});
     if (wants_help(args)) {
         std::printf("usage: iris forward --model DIR --in FILE.safetensors --out FILE.safetensors "
@@ -158,7 +158,7 @@ int cmd_forward(int argc, char** argv)
                     "writes logits [T, vocab] F32 for every position and, with pixel values,\n"
                     "visual_tokens [tiles, 256, hidden] F32. <IMG_CONTEXT> positions take the "
                     "visual tokens.\n%s",
-                    quantize_help());
+                    load_help());
         return 0;
     }
     auto engine = load_engine(args);
@@ -180,7 +180,8 @@ int cmd_forward(int argc, char** argv)
 
 int cmd_generate(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--in", "--max-new-tokens", "--threads", "--quantize"},
+    Args args(argc, argv,
+              {"--model", "--in", "--max-new-tokens", "--threads", "--quantize", "--precision"},
               {"--json", "--ignore-eos", "-h", "--help"});
     if (wants_help(args)) {
         std::printf(
@@ -190,7 +191,7 @@ int cmd_generate(int argc, char** argv)
             "Feeds input_ids (and pixel_values, if present) and prints the ids of the greedy\n"
             "continuation, decoded one token at a time through the KV cache. Stops after the\n"
             "template's end token (printed) unless --ignore-eos.\n%s",
-            quantize_help());
+            load_help());
         return 0;
     }
     int max_new = int(args.integer("--max-new-tokens", 0, 1, 1 << 20));

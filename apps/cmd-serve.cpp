@@ -49,7 +49,7 @@ int cmd_serve(int argc, char** argv)
            "--model",      "--db",          "--threads",     "--cors-origin",
            "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
            "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
-           "--quantize"};
+           "--quantize",   "--precision"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -91,7 +91,7 @@ int cmd_serve(int argc, char** argv)
             "%s"
             "KV cache of every request (a chat request may ask for another with \"kv\": TYPE):\n"
             "%s",
-            quantize_help(), kv_help());
+            load_help(), kv_help());
         return 0;
     }
     if (!args.positionals().empty())

@@ -49,7 +49,7 @@ std::vector<std::string> sampling_option_names()
 std::vector<std::string> common_valued_options()
 {
     auto v = sampling_option_names();
-    v.insert(v.end(), {"--model", "--threads", "--max-tiles", "--quantize"});
+    v.insert(v.end(), {"--model", "--threads", "--max-tiles", "--quantize", "--precision"});
     for (auto& name : kv_option_names()) v.push_back(name);
     return v;
 }
@@ -60,11 +60,14 @@ std::vector<std::string> kv_option_names()
             "--kv-group", "--kv-window", "--kv-sink", "--kv-clip"};
 }
 
-const char* quantize_help()
+const char* load_help()
 {
     return "  --quantize TYPE      quantize the language model at load, as llama-quantize would:\n"
            "                       q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_K_S, q4_K_M, q5_K_S,\n"
-           "                       q5_K_M or q6_K (default: the weights as stored)\n";
+           "                       q5_K_M or q6_K (default: the weights as stored)\n"
+           "  --precision P        f32 (default, exact) or bf16: BF16 weights meet bf16 "
+           "activations\n"
+           "                       in prompt and image products (AVX512_BF16: about 2x faster)\n";
 }
 
 const char* kv_help()
@@ -128,7 +131,7 @@ const char* sampling_help()
                       "model's, usually "
                       "12)\n"
                       "  --threads N          CPU threads (default: all cores)\n")
-        + quantize_help() + kv_help();
+        + load_help() + kv_help();
     return text.c_str();
 }
 
@@ -191,6 +194,7 @@ std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
     opts.kv_cache = kv_cache_from_args(args);
     opts.quantize = args.str("--quantize");
+    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
     auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;

@@ -33,8 +33,8 @@ reasoning::SamplingParams sampling_from_args(const Args& args);
 // --kv TYPE (keys and values), --kv-k TYPE and --kv-v TYPE (one side), --kv-block N.
 std::vector<std::string> kv_option_names();
 const char* kv_help();
-// The --quantize option of every command that loads a model.
-const char* quantize_help();
+// The --quantize and --precision options of every command that loads a model.
+const char* load_help();
 model::KvCacheOptions kv_cache_from_args(const Args& args);
 // Applies --threads (0 or absent: all cores).
 void apply_threads(const Args& args);

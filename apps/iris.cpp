@@ -26,8 +26,8 @@ int cmd_info(int, char**)
     std::printf("  cuda runtime  linked (device list only: no CUDA backend yet)\n");
 #endif
     std::printf("devices:\n");
-    std::printf("  cpu           %u hardware threads, %s kernels\n", std::thread::hardware_concurrency(),
-                iris::model::cpu_kernels_name());
+    std::printf("  cpu           %u hardware threads, %s kernels\n",
+                std::thread::hardware_concurrency(), iris::model::cpu_kernels_name());
 #if IRIS_HAVE_CUDA
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);

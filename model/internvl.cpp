@@ -109,7 +109,7 @@ Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64
         bytes_owned_ += t.nbytes;
     }
     w.mat = {src, t.dtype == DType::bf16 ? cpu::WeightType::bf16 : cpu::WeightType::f16, shape[0],
-             n / shape[0]};
+             n / shape[0], t.dtype == DType::bf16 && precision_ == Precision::bf16};
     done(t, name);
     return w;
 }
@@ -200,6 +200,7 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
     auto impl = std::make_unique<Impl>(std::move(config), std::move(weights));
 
     WeightLoader loader(impl->weights, dir, options.progress);
+    loader.set_precision(options.precision);
     if (!options.quantize.empty()) {
         const LlmConfig& c = impl->config.llm;
         loader.quantize_with(QuantMix::parse(options.quantize),
@@ -224,6 +225,19 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
                   double(now_us() - t0) / 1000.0, double(impl->bytes_owned) / 1e6,
                   double(impl->bytes_mapped) / 1e6, cpu::n_threads());
     return std::make_unique<InternVL>(std::move(impl));
+}
+
+const char* precision_name(Precision p)
+{
+    return p == Precision::bf16 ? "bf16" : "f32";
+}
+
+Precision precision_from_name(std::string_view name)
+{
+    if (name == "f32") return Precision::f32;
+    if (name == "bf16") return Precision::bf16;
+    throw Error(ErrorKind::invalid_argument,
+                "unknown precision \"" + std::string(name) + "\"; use f32 or bf16");
 }
 
 const ModelConfig& InternVL::config() const

@@ -37,7 +37,7 @@ void split_wqkv(const Weight& wqkv, int n_heads, int n_kv, int d, int64_t cols, 
             dst = reinterpret_cast<char*>(w.owned_raw.data());
         }
         fill(dst);
-        if (is_matrix) w.mat = {dst, type, rows, cols};
+        if (is_matrix) w.mat = {dst, type, rows, cols, wqkv.mat.bf16_activations};
         return w;
     };
     q = make(int64_t(n_heads) * d, [&](char* dst) {

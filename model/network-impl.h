@@ -94,6 +94,8 @@ public:
     // stored precision (F32, BF16, F16) and in place when the mapping is aligned.
     Weight get_matrix(const std::string& name, const std::vector<int64_t>& shape);
     Weight get_matrix_optional(const std::string& name, const std::vector<int64_t>& shape);
+    // BF16 matrices take bf16 activations in products of many rows (LoadOptions::precision).
+    void set_precision(Precision p) { precision_ = p; }
     // Quantizes the language model's matrices as they are loaded (LoadOptions::quantize).
     void quantize_with(const QuantMix& mix, int n_gqa)
     {
@@ -124,6 +126,7 @@ private:
     std::string origin_;
     std::function<void(float, const char*)> progress_;
     std::optional<QuantMix> mix_;
+    Precision precision_ = Precision::f32;
     int n_gqa_ = 1;
     size_t bytes_total_ = 0;
     size_t bytes_done_ = 0;

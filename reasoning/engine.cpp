@@ -56,6 +56,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
     model::LoadOptions lo;
     lo.progress = options.progress;
     lo.quantize = options.quantize;
+    lo.precision = options.precision;
     auto network = model::InternVL::load(model_dir, lo);
     auto tokenizer = model::Tokenizer::load(model_dir);
     return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);

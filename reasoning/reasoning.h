@@ -254,6 +254,7 @@ struct EngineOptions
     model::KvCacheOptions kv_cache;
     // Quantize the language model at load (model::LoadOptions::quantize); empty: as stored.
     std::string quantize;
+    model::Precision precision = model::Precision::f32; // model::LoadOptions::precision
 };
 
 class Engine

@@ -382,14 +382,25 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     int64_t block = std::max<int64_t>(64, (n + target_blocks - 1) / target_blocks);
     block = (block + 63) / 64 * 64;
     if (!matvec && !q) block = std::min(block, std::max<int64_t>(64, kMaxWidened / k / 64 * 64));
-    // int8 GEMM: 64 weight rows at a time, whose repacked tiles stay in L2 while every
-    // activation row passes them.
+    // int8 and bf16 GEMMs: 64 weight rows at a time, whose repacked tiles stay in L2 while
+    // every activation row passes them.
+    const QuantKernels* kernels = quant_kernels();
     const bool gemm = q && q->gemm && !matvec;
-    if (gemm) block = 64;
+    const bool bf16 = !matvec && w.type == WeightType::bf16 && w.bf16_activations && kernels
+        && kernels->bf16_gemm;
+    if (gemm || bf16) block = 64;
     const int64_t n_blocks = (n + block - 1) / block;
     // The int8 kernels' activations are quantized once, here, for every block of rows.
     const uint8_t* acts = nullptr;
-    if (gemm) {
+    if (bf16) {
+        uint8_t* a = act_scratch(kernels->bf16_act_bytes(m, k));
+        const size_t per8 = kernels->bf16_act_bytes(8, k);
+        parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
+            kernels->bf16_prepare(x + lo * 8 * ldx, std::min(m, hi * 8) - lo * 8, ldx, k,
+                                  a + size_t(lo) * per8);
+        });
+        acts = a;
+    } else if (gemm) {
         uint8_t* a = act_scratch(q->gemm_act_bytes(m, k));
         const size_t per8 = q->gemm_act_bytes(8, k);
         parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
@@ -408,7 +419,10 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
 
     auto run_block = [&](int64_t b) {
         const int64_t c0 = b * block, c1 = std::min(n, c0 + block);
-        if (gemm) {
+        if (bf16) {
+            uint8_t* tiles = tile_scratch(kernels->bf16_weight_bytes(c1 - c0, k));
+            kernels->bf16_gemm(acts, m, k, w.data, c0, c1, y, ldy, tiles);
+        } else if (gemm) {
             uint8_t* tiles = tile_scratch(q->gemm_weight_bytes(c1 - c0, k));
             q->gemm(w.type, acts, m, k, w.data, w.row_bytes(), c0, c1, y, ldy, tiles);
         } else if (q) {

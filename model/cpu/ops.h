@@ -53,6 +53,8 @@ struct WeightMatrix
     const void* data = nullptr;
     WeightType type = WeightType::f32;
     int64_t rows = 0, cols = 0;
+    // BF16 products of many rows may round the activations to bf16 (--precision bf16).
+    bool bf16_activations = false;
 
     explicit operator bool() const { return data != nullptr; }
     size_t row_bytes() const { return weight_row_bytes(type, cols); }
@@ -62,7 +64,7 @@ struct WeightMatrix
     }
     static WeightMatrix f32(const float* data, int64_t rows, int64_t cols)
     {
-        return {data, WeightType::f32, rows, cols};
+        return {data, WeightType::f32, rows, cols, false};
     }
 };
 
@@ -81,7 +83,9 @@ inline void linear(const float* x, int64_t m, int64_t k, const float* w, int64_t
 // rows, as llama.cpp computes them. Otherwise up to kMatvecMaxRows rows of x take a
 // matrix-vector path that reads each weight once (BF16/F16 widened in registers, other block
 // types dequantized a row at a time), and more rows widen a block of weight rows at a time into
-// a per-thread f32 scratch and hand it to cblas_sgemm, so the SGEMM rate holds.
+// a per-thread f32 scratch and hand it to cblas_sgemm, so the SGEMM rate holds; BF16 weights
+// marked bf16_activations instead meet the activations rounded to bf16 in vdpbf16ps tiles
+// (quant-dot.h) where the CPU has AVX512_BF16.
 void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,
             float* y, int64_t ldy);
 inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y)

@@ -6,8 +6,8 @@ namespace iris::model::cpu {
 
 const QuantKernels& quant_kernels_avx2()
 {
-    static const QuantKernels k {"avx2",  supports, prepare, matvec,
-                                 nullptr, nullptr,  nullptr, nullptr};
+    static const QuantKernels k {"avx2",  supports, prepare, matvec,  nullptr, nullptr,
+                                 nullptr, nullptr,  nullptr, nullptr, nullptr, nullptr};
     return k;
 }
 

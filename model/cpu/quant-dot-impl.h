@@ -409,6 +409,21 @@ void gemm_repack(WeightType type, const uint8_t* w, size_t row_bytes, int64_t k,
         }
 }
 
+// The 8 × 16 outputs of a kernel call, lane 4c + r of acc[a][i] being y[4a + c, 4i + r]; rows
+// and columns past the ends are padding.
+inline void store_tile_outputs(const __m512 (&acc)[2][4], float* y, int64_t ldy, int64_t rows_left,
+                               int64_t cols_left)
+{
+    for (int a = 0; a < 2; ++a)
+        for (int i = 0; i < 4; ++i) {
+            alignas(64) float out[16];
+            _mm512_store_ps(out, acc[a][i]);
+            for (int c = 0; c < 4 && a * 4 + c < rows_left; ++c)
+                for (int r = 0; r < 4 && i * 4 + r < cols_left; ++r)
+                    y[(a * 4 + c) * ldy + i * 4 + r] = out[c * 4 + r];
+        }
+}
+
 // 8 activation rows (two groups) × 16 weight rows (four tiles): y[i0 + c, j0 + r].
 void gemm_kernel(const uint8_t* ga, const uint8_t* gb, const uint8_t* tiles, int64_t nb, float* y,
                  int64_t ldy, int64_t rows_left, int64_t cols_left)
@@ -454,14 +469,7 @@ void gemm_kernel(const uint8_t* ga, const uint8_t* gb, const uint8_t* tiles, int
             }
         }
     }
-    for (int a = 0; a < 2; ++a)
-        for (int i = 0; i < 4; ++i) {
-            alignas(64) float out[16];
-            _mm512_store_ps(out, acc[a][i]);
-            for (int c = 0; c < 4 && a * 4 + c < rows_left; ++c)
-                for (int r = 0; r < 4 && i * 4 + r < cols_left; ++r)
-                    y[(a * 4 + c) * ldy + i * 4 + r] = out[c * 4 + r];
-        }
+    store_tile_outputs(acc, y, ldy, rows_left, cols_left);
 }
 
 void gemm(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
@@ -474,6 +482,110 @@ void gemm(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void
         const uint8_t* ga = acts + size_t(i / 4) * group_bytes;
         for (int64_t j = r0; j < r1; j += 16)
             gemm_kernel(ga, ga + group_bytes, scratch + size_t((j - r0) / 4 * nb) * kTileBlock, nb,
+                        y + i * ldy + j, ldy, m - i, r1 - j);
+    }
+}
+
+// BF16 products with activations rounded to bf16 (--precision bf16): the same tiles with
+// pairs of bf16 in each 32-bit word, one vdpbf16ps per 16 outputs and 2 values of k. Per
+// chunk of 16 values of k: [g = 0..7][row = 0..3][2 bf16] for activation groups and weight
+// tiles alike; k is zero-padded to a multiple of 16.
+constexpr size_t kBf16Chunk = 128;
+
+inline int64_t bf16_chunks(int64_t k)
+{
+    return (k + 15) / 16;
+}
+
+size_t bf16_act_bytes(int64_t m, int64_t k)
+{
+    return size_t((m + 7) / 8 * 2) * size_t(bf16_chunks(k)) * kBf16Chunk;
+}
+
+size_t bf16_weight_bytes(int64_t rows, int64_t k)
+{
+    return size_t((rows + 15) / 16 * 4) * size_t(bf16_chunks(k)) * kBf16Chunk;
+}
+
+void bf16_prepare(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts)
+{
+    const int64_t nc = bf16_chunks(k), groups = (m + 7) / 8 * 2;
+    for (int64_t gi = 0; gi < groups; ++gi)
+        for (int64_t ch = 0; ch < nc; ++ch) {
+            const int64_t c0 = ch * 16;
+            const __mmask16 mask
+                = k - c0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - c0)) - 1);
+            __m256i q[4];
+            for (int c = 0; c < 4; ++c) {
+                const int64_t row = gi * 4 + c;
+                q[c] = _mm256_setzero_si256();
+                if (row < m)
+                    q[c] = reinterpret_cast<__m256i>(
+                        _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, x + row * ldx + c0)));
+            }
+            store_interleaved(q, acts + size_t(gi * nc + ch) * kBf16Chunk);
+        }
+}
+
+void bf16_repack(const uint16_t* w, int64_t k, int64_t r0, int64_t r1, uint8_t* tiles)
+{
+    const int64_t nc = bf16_chunks(k), n_tiles = (r1 - r0 + 15) / 16 * 4;
+    for (int64_t t = 0; t < n_tiles; ++t)
+        for (int64_t ch = 0; ch < nc; ++ch) {
+            const int64_t c0 = ch * 16;
+            const __mmask16 mask
+                = k - c0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - c0)) - 1);
+            __m256i q[4];
+            for (int r = 0; r < 4; ++r) {
+                const int64_t row = r0 + t * 4 + r;
+                q[r] = row < r1 ? _mm256_maskz_loadu_epi16(mask, w + row * k + c0)
+                                : _mm256_setzero_si256();
+            }
+            store_interleaved(q, tiles + size_t(t * nc + ch) * kBf16Chunk);
+        }
+}
+
+void bf16_kernel(const uint8_t* ga, const uint8_t* gb, const uint8_t* tiles, int64_t nc, float* y,
+                 int64_t ldy, int64_t rows_left, int64_t cols_left)
+{
+    const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[2][4];
+    for (auto& a : acc)
+        for (auto& v : a) v = _mm512_setzero_ps();
+    for (int64_t ch = 0; ch < nc; ++ch) {
+        const uint8_t* a0 = ga + size_t(ch) * kBf16Chunk;
+        const uint8_t* a1 = gb + size_t(ch) * kBf16Chunk;
+        for (int g = 0; g < 8; ++g) {
+            const __m512bh x0 = reinterpret_cast<__m512bh>(
+                _mm512_permutexvar_epi32(spread,
+                                         _mm512_castsi128_si512(_mm_loadu_si128(
+                                             reinterpret_cast<const __m128i*>(a0 + g * 16)))));
+            const __m512bh x1 = reinterpret_cast<__m512bh>(
+                _mm512_permutexvar_epi32(spread,
+                                         _mm512_castsi128_si512(_mm_loadu_si128(
+                                             reinterpret_cast<const __m128i*>(a1 + g * 16)))));
+            for (int i = 0; i < 4; ++i) {
+                const __m512bh wv = reinterpret_cast<__m512bh>(
+                    _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(
+                        tiles + size_t(i * nc + ch) * kBf16Chunk + g * 16))));
+                acc[0][i] = _mm512_dpbf16_ps(acc[0][i], x0, wv);
+                acc[1][i] = _mm512_dpbf16_ps(acc[1][i], x1, wv);
+            }
+        }
+    }
+    store_tile_outputs(acc, y, ldy, rows_left, cols_left);
+}
+
+void bf16_gemm(const uint8_t* acts, int64_t m, int64_t k, const void* w, int64_t r0, int64_t r1,
+               float* y, int64_t ldy, uint8_t* scratch)
+{
+    const int64_t nc = bf16_chunks(k);
+    bf16_repack(static_cast<const uint16_t*>(w), k, r0, r1, scratch);
+    const size_t group_bytes = size_t(nc) * kBf16Chunk;
+    for (int64_t i = 0; i < m; i += 8) {
+        const uint8_t* ga = acts + size_t(i / 4) * group_bytes;
+        for (int64_t j = r0; j < r1; j += 16)
+            bf16_kernel(ga, ga + group_bytes, scratch + size_t((j - r0) / 4 * nc) * kBf16Chunk, nc,
                         y + i * ldy + j, ldy, m - i, r1 - j);
     }
 }

@@ -13,11 +13,21 @@ namespace iris::model::cpu {
 const QuantKernels* quant_kernels_named(const char* isa)
 {
     __builtin_cpu_init();
-    if (std::strcmp(isa, "avx512-vnni") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")
-            ? &quant_kernels_avx512()
-            : nullptr;
+    if (std::strcmp(isa, "avx512-vnni") == 0) {
+        if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")
+            || !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512vnni"))
+            return nullptr;
+        if (__builtin_cpu_supports("avx512bf16")) return &quant_kernels_avx512();
+        // VNNI without BF16 (Ice Lake): the same set less its bf16 products.
+        static const QuantKernels no_bf16 = [] {
+            QuantKernels k = quant_kernels_avx512();
+            k.bf16_act_bytes = k.bf16_weight_bytes = nullptr;
+            k.bf16_prepare = nullptr;
+            k.bf16_gemm = nullptr;
+            return k;
+        }();
+        return &no_bf16;
+    }
     if (std::strcmp(isa, "avx2") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
                 && __builtin_cpu_supports("f16c")

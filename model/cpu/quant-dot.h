@@ -55,6 +55,14 @@ struct QuantKernels
     void (*gemm_prepare)(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts);
     void (*gemm)(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
                  size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy, uint8_t* scratch);
+
+    // The same for BF16 weights [n, k] with the activations rounded to bf16 (AVX512_BF16;
+    // null without it), for --precision bf16.
+    size_t (*bf16_act_bytes)(int64_t m, int64_t k);
+    size_t (*bf16_weight_bytes)(int64_t rows, int64_t k);
+    void (*bf16_prepare)(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts);
+    void (*bf16_gemm)(const uint8_t* acts, int64_t m, int64_t k, const void* w, int64_t r0,
+                      int64_t r1, float* y, int64_t ldy, uint8_t* scratch);
 };
 
 // The kernels for this CPU: AVX-512 VNNI where present, else AVX2, else null (the caller

@@ -51,8 +51,14 @@ struct WeightTypeInfo
 };
 
 const WeightTypeInfo& weight_type_info(WeightType type);
-inline const char* weight_type_name(WeightType type) { return weight_type_info(type).name; }
-inline bool is_quantized(WeightType type) { return weight_type_info(type).block > 1; }
+inline const char* weight_type_name(WeightType type)
+{
+    return weight_type_info(type).name;
+}
+inline bool is_quantized(WeightType type)
+{
+    return weight_type_info(type).block > 1;
+}
 // The type of a GGML_TYPE_* id or of a name as weight_type_info spells it (case-insensitive).
 std::optional<WeightType> weight_type_from_ggml(uint32_t ggml_type);
 std::optional<WeightType> weight_type_from_name(std::string_view name);

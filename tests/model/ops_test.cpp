@@ -393,6 +393,50 @@ TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
     if (sets == 0) GTEST_SKIP() << "no kernel set with a gemm runs on this CPU";
 }
 
+// The bf16 product (--precision bf16) of every kernel set that has one: BF16 weights against
+// the activations rounded to bf16 (nearest even), summed in f32. Widths that are no multiple
+// of 16, row counts that fill no group or tile.
+TEST(QuantOps, Bf16GemmComputesTheProductOfBf16RoundedActivations)
+{
+    std::mt19937 rng(15);
+    const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named("avx512-vnni");
+    if (!q || !q->bf16_gemm) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+    for (auto [n, k] : {std::pair<int64_t, int64_t> {5, 16}, {37, 100}, {150, 1024}})
+        for (int64_t m : {9, 16, 21, 67}) {
+            LowpMatrix w = random_matrix(WeightType::bf16, n, k, rng);
+            const int64_t ldx = k + 3, ldy = n + 2;
+            auto x = random_vector(size_t(m * ldx), rng);
+            std::vector<uint8_t> acts_buf(q->bf16_act_bytes(m, k) + 64);
+            auto* acts = reinterpret_cast<uint8_t*>(
+                (reinterpret_cast<uintptr_t>(acts_buf.data()) + 63) / 64 * 64);
+            q->bf16_prepare(x.data(), m, ldx, k, acts);
+            std::vector<float> y(size_t(m * ldy), NAN);
+            std::vector<uint8_t> tiles(q->bf16_weight_bytes(n, k));
+            const int64_t split = n > 64 ? 64 : n;
+            q->bf16_gemm(acts, m, k, w.bits.data(), 0, split, y.data(), ldy, tiles.data());
+            if (split < n)
+                q->bf16_gemm(acts, m, k, w.bits.data(), split, n, y.data(), ldy, tiles.data());
+            for (int64_t i = 0; i < m; ++i)
+                for (int64_t j = 0; j < ldy; ++j) {
+                    const float got = y[size_t(i * ldy + j)];
+                    if (j >= n) {
+                        ASSERT_TRUE(std::isnan(got)) << "row padding was written";
+                        continue;
+                    }
+                    double want = 0, mag = 0;
+                    for (int64_t c = 0; c < k; ++c) {
+                        const double xb
+                            = model::bf16_to_f32(model::f32_to_bf16(x[size_t(i * ldx + c)]));
+                        const double p = xb * double(w.widened[size_t(j * k + c)]);
+                        want += p;
+                        mag += std::fabs(p);
+                    }
+                    ASSERT_NEAR(got, want, tolerance(mag, k))
+                        << "n " << n << " k " << k << " m " << m << " row " << i << " col " << j;
+                }
+        }
+}
+
 // linear() on every weight type: q8_0 and q4_0 (int8 kernels, any number of rows) give the
 // product of the dequantized weights with activations that are off by at most half a
 // quantization step of their block; the other types are exact up to f32 summation, row by
