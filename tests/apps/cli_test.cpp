@@ -24,9 +24,10 @@ using iris::test::quoted;
 using iris::test::Result;
 
 // Runs `iris <args>` through the shell; stderr goes to the test log.
-Result run_iris(const std::string& args)
+Result run_iris(const std::string& args, const std::string& env = "")
 {
-    return iris::test::run_shell(std::string(IRIS_BINARY) + " " + args);
+    return iris::test::run_shell((env.empty() ? "" : env + " ") + std::string(IRIS_BINARY) + " "
+                                 + args);
 }
 
 std::string q(const fs::path& p)
@@ -68,6 +69,31 @@ TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
     EXPECT_EQ(run_iris("no-such-command 2>/dev/null").status, 2);
     EXPECT_EQ(run_iris("tokenize --bogus x 2>/dev/null").status, 1);
     EXPECT_EQ(run_iris("ask --model /nonexistent/model 'hi' 2>/dev/null").status, 1);
+}
+
+// iris info names the CPU kernels in use, which IRIS_CPU can lower, and claims no GPU backend.
+TEST(Cli, InfoNamesTheCpuKernelsAndNoGpuBackend)
+{
+    auto r = run_iris("info");
+    ASSERT_EQ(r.status, 0);
+    EXPECT_NE(r.out.find("backends      cpu\n"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("cuda backend"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(std::string(iris::model::cpu_kernels_name()) + " kernels"),
+              std::string::npos)
+        << r.out;
+    r = run_iris("info", "IRIS_CPU=portable");
+    EXPECT_NE(r.out.find("portable kernels"), std::string::npos) << r.out;
+}
+
+// --quantize and --precision: an unknown value is an error naming the choices.
+TEST(Cli, QuantizeAndPrecisionRejectUnknownValues)
+{
+    auto r = run_iris("ask --quantize q7_0 'hi' 2>&1");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.out.find("q4_K_M"), std::string::npos) << r.out;
+    r = run_iris("ask --precision fp8 'hi' 2>&1");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.out.find("f32 or bf16"), std::string::npos) << r.out;
 }
 
 TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
