@@ -175,6 +175,8 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
     ProgressBar bar("loading");
     model::LoadOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    opts.quantize = args.str("--quantize");
+    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
     const auto& cfg = net->config();
@@ -184,10 +186,11 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
         net->forward(*warm, ids, {}, -1);
         net->forward(*warm, std::span<const int32_t>(ids, 1), {}, -1);
     }
-    std::printf("model:   %s (%d layers, %d KV heads of %d channels); threads %d; tg%d, %d reps; "
-                "caches filled with random keys and values\n\n",
+    std::printf("model:   %s (%d layers, %d KV heads of %d channels, weights %s); threads %d; "
+                "tg%d, %d reps; caches filled with random keys and values\n\n",
                 dir.c_str(), cfg.llm.num_hidden_layers, cfg.llm.num_key_value_heads,
-                cfg.llm.head_dim, threads, n_gen, reps);
+                cfg.llm.head_dim, opts.quantize.empty() ? "as stored" : opts.quantize.c_str(),
+                threads, n_gen, reps);
     std::vector<std::string> head = {"kv", "bytes/token", "vs f16", "tokens in 4 GiB"};
     for (int d : depths) head.push_back(strfmt("t/s @ d%d", d));
     std::vector<std::vector<std::string>> rows = {head};
