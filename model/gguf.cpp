@@ -6,17 +6,13 @@
 // instead of allocating. Tensor extents are checked with overflow-free arithmetic before any
 // pointer into the data section is formed.
 #include "model/gguf.h"
+#include "model/atomic-file.h"
 #include "model/mapped-file.h"
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <cerrno>
-#include <chrono>
 #include <cstring>
-#include <fcntl.h>
 #include <limits>
-#include <unistd.h>
 
 namespace iris::model {
 
@@ -248,18 +244,12 @@ void put_string(std::vector<uint8_t>& out, std::string_view s)
     put_bytes(out, s.data(), s.size());
 }
 
-std::string errno_text(int err)
-{
-    return std::strerror(err);
-}
-
-// A file descriptor written through a buffer, so that producers may emit row by row.
+// Writes to a file in chunks of up to 1 MiB.
 class BufferedFile
 {
 public:
-    BufferedFile(int fd, const std::string& path)
-        : fd_(fd)
-        , path_(path)
+    explicit BufferedFile(const TempFile& file)
+        : file_(file)
     {
         buf_.reserve(kBuffer);
     }
@@ -274,7 +264,7 @@ public:
         }
         flush();
         if (n >= kBuffer)
-            write_all(b, n);
+            file_.write(b, n);
         else
             buf_.insert(buf_.end(), b, b + n);
     }
@@ -291,51 +281,16 @@ public:
 
     void flush()
     {
-        write_all(buf_.data(), buf_.size());
+        file_.write(buf_.data(), buf_.size());
         buf_.clear();
     }
 
 private:
     static constexpr size_t kBuffer = size_t(1) << 20;
 
-    void write_all(const uint8_t* b, size_t n)
-    {
-        while (n > 0) {
-            ssize_t w = ::write(fd_, b, n);
-            if (w < 0) {
-                if (errno == EINTR) continue;
-                throw Error(ErrorKind::io, "cannot write " + path_ + ": " + errno_text(errno));
-            }
-            b += w;
-            n -= static_cast<size_t>(w);
-        }
-    }
-
-    int fd_;
-    const std::string& path_;
+    const TempFile& file_;
     std::vector<uint8_t> buf_;
 };
-
-// A name for the temporary file that another writer (thread or process) is unlikely to pick;
-// O_EXCL settles the rest.
-std::string temp_suffix()
-{
-    static std::atomic<uint64_t> counter {0};
-    uint64_t x = counter.fetch_add(1) * 0x9E3779B97F4A7C15ull
-        ^ static_cast<uint64_t>(::getpid()) << 32
-        ^ static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    // splitmix64 finaliser
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    std::string s = ".tmp-";
-    for (int i = 0; i < 6; ++i) {
-        s += alphabet[x % 62];
-        x /= 62;
-    }
-    return s;
-}
 
 } // namespace
 
@@ -974,7 +929,8 @@ struct GgufFile::Impl
     const uint8_t* base = nullptr;
     uint64_t size = 0;
 
-    void parse();
+    // Validates the bytes (kept alive by map or owned) and fills in the rest.
+    void parse(const std::string& origin, const uint8_t* bytes, uint64_t n_bytes);
     uint32_t version = 0;
     size_t alignment = kGgufDefaultAlignment;
     uint64_t data_offset = 0;
@@ -1041,12 +997,8 @@ GgufFile GgufFile::open(const std::string& path)
 {
     GgufFile f;
     f.impl_ = std::make_unique<Impl>();
-    Impl& im = *f.impl_;
-    im.path = path;
-    im.map = MappedFile::open(path);
-    im.base = im.map.data();
-    im.size = im.map.size();
-    im.parse();
+    f.impl_->map = MappedFile::open(path);
+    f.impl_->parse(path, f.impl_->map.data(), f.impl_->map.size());
     return f;
 }
 
@@ -1054,18 +1006,17 @@ GgufFile GgufFile::from_bytes(std::vector<uint8_t> bytes, const std::string& ori
 {
     GgufFile f;
     f.impl_ = std::make_unique<Impl>();
-    Impl& im = *f.impl_;
-    im.path = origin;
-    im.owned = std::move(bytes);
-    im.base = im.owned.data();
-    im.size = im.owned.size();
-    im.parse();
+    f.impl_->owned = std::move(bytes);
+    f.impl_->parse(origin, f.impl_->owned.data(), f.impl_->owned.size());
     return f;
 }
 
-void GgufFile::Impl::parse()
+void GgufFile::Impl::parse(const std::string& origin, const uint8_t* bytes, uint64_t n_bytes)
 {
     Impl& im = *this;
+    im.path = origin;
+    im.base = bytes;
+    im.size = n_bytes;
     im.metadata = GgufMetadata(path);
     const uint64_t file_size = size;
     Cursor c(base, file_size, path);
@@ -1453,18 +1404,9 @@ void GgufWriter::write(const std::string& path, const Progress& progress) const
     }
     head.resize(align_up(head.size(), alignment), 0);
 
-    // Write a temporary next to the target, then rename over it.
-    std::string tmp;
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-        tmp = path + temp_suffix();
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EEXIST)
-            throw Error(ErrorKind::io, "cannot create " + tmp + ": " + errno_text(errno));
-    }
-    if (fd < 0) throw Error(ErrorKind::io, "cannot create a temporary file for " + path);
-    try {
-        BufferedFile out(fd, tmp);
+    // Buffered, so that producers may emit row by row.
+    write_file_atomically(path, [&](const TempFile& file) {
+        BufferedFile out(file);
         out.write(head.data(), head.size());
         uint64_t done = 0;
         for (const Tensor& t : tensors_) {
@@ -1494,30 +1436,7 @@ void GgufWriter::write(const std::string& path, const Progress& progress) const
             done += t.nbytes;
         }
         out.flush();
-        if (::fsync(fd) != 0)
-            throw Error(ErrorKind::io, "cannot sync " + tmp + ": " + errno_text(errno));
-        int rc = ::close(fd);
-        fd = -1;
-        if (rc != 0) throw Error(ErrorKind::io, "cannot close " + tmp + ": " + errno_text(errno));
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            throw Error(ErrorKind::io,
-                        "cannot rename " + tmp + " to " + path + ": " + errno_text(errno));
-    } catch (...) {
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    // Make the rename itself durable.
-    size_t slash = path.find_last_of('/');
-    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        int rc = ::fsync(dfd);
-        int err = errno;
-        ::close(dfd);
-        if (rc != 0 && err != EINVAL) // some filesystems cannot sync directories
-            throw Error(ErrorKind::io, "cannot sync folder " + dir + ": " + errno_text(err));
-    }
+    });
     if (progress) progress(1.f, path.c_str());
 }
 

@@ -4,21 +4,17 @@
 // shape of a safetensors header (an object of tensor entries plus `__metadata__`), so nothing
 // is allocated for structure a valid header cannot have, and every count is capped while
 // parsing. Offsets are checked against the mapped size before any pointer is formed.
+#include "model/atomic-file.h"
 #include "model/mapped-file.h"
 #include "model/model.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <limits>
 #include <set>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace iris::model {
 
@@ -30,11 +26,6 @@ constexpr uint64_t max_header_size = 100'000'000;
 constexpr size_t max_tensors = 65'536;
 constexpr size_t max_metadata_entries = 65'536;
 constexpr size_t max_dims = 8;
-
-std::string errno_text(int err)
-{
-    return std::strerror(err);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Dtypes
@@ -765,20 +756,6 @@ void SafeTensorsWriter::set_metadata(const std::string& key, const std::string& 
 
 namespace {
 
-void write_all(int fd, const void* p, size_t n, const std::string& path)
-{
-    const uint8_t* b = static_cast<const uint8_t*>(p);
-    while (n > 0) {
-        ssize_t w = ::write(fd, b, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            throw Error(ErrorKind::io, "cannot write " + path + ": " + errno_text(errno));
-        }
-        b += w;
-        n -= static_cast<size_t>(w);
-    }
-}
-
 std::string json_string(const std::string& s)
 {
     try {
@@ -833,40 +810,11 @@ void SafeTensorsWriter::write(const std::string& path) const
     uint8_t len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(header.size() >> (8 * i));
 
-    // Write to a temporary file next to the target, then rename over it.
-    static std::atomic<unsigned> counter {0};
-    std::string tmp
-        = strfmt("%s.tmp.%d.%u", path.c_str(), static_cast<int>(::getpid()), counter.fetch_add(1));
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) throw Error(ErrorKind::io, "cannot create " + tmp + ": " + errno_text(errno));
-    try {
-        write_all(fd, len, sizeof len, tmp);
-        write_all(fd, header.data(), header.size(), tmp);
-        for (const Entry* e : sorted) write_all(fd, e->bytes.data(), e->bytes.size(), tmp);
-        if (::fsync(fd) != 0)
-            throw Error(ErrorKind::io, "cannot sync " + tmp + ": " + errno_text(errno));
-        int rc = ::close(fd);
-        fd = -1;
-        if (rc != 0) throw Error(ErrorKind::io, "cannot close " + tmp + ": " + errno_text(errno));
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            throw Error(ErrorKind::io,
-                        "cannot rename " + tmp + " to " + path + ": " + errno_text(errno));
-    } catch (...) {
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    // Make the rename itself durable.
-    size_t slash = path.find_last_of('/');
-    std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        int rc = ::fsync(dfd);
-        int err = errno;
-        ::close(dfd);
-        if (rc != 0 && err != EINVAL) // some filesystems cannot sync directories
-            throw Error(ErrorKind::io, "cannot sync folder " + dir + ": " + errno_text(err));
-    }
+    write_file_atomically(path, [&](const TempFile& file) {
+        file.write(len, sizeof len);
+        file.write(header.data(), header.size());
+        for (const Entry* e : sorted) file.write(e->bytes.data(), e->bytes.size());
+    });
 }
 
 } // namespace iris::model

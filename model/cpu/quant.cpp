@@ -203,20 +203,26 @@ inline int clamp_int(int v, int lo, int hi)
     return std::max(lo, std::min(hi, v));
 }
 
+// The first value of largest magnitude, sign kept: the max that ggml's searches track beside
+// amax (which is its fabs, exactly), for values and for sub-block scales alike.
+inline float signed_absmax(const float* x, int n)
+{
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; ++j)
+        if (amax < std::fabs(x[j])) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    return max;
+}
+
 // Signed levels in [-nmax, nmax) for n values with a scale fitted by weighted least squares
 // (weights x², ggml's rmse_type 1 without importance): tries the plain scale -nmax/max and 18
 // nudged ones, keeps the best fit. L gets level + nmax. Returns the scale.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < group_max_eps) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < group_max_eps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -255,15 +261,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L)
 // single values to the level that improves the x²-weighted fit. L gets level + nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < group_max_eps) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < group_max_eps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -389,6 +388,15 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m)
     }
 }
 
+// Sub-block j's scale d·sc and min dmin·m, for the super-scales d and dmin of the block.
+inline void scale_min_k4(const uint8_t* q, int j, float d, float dmin, float& dl, float& ml)
+{
+    uint8_t sc, m;
+    get_scale_min_k4(j, q, sc, m);
+    dl = d * float(sc);
+    ml = dmin * float(m);
+}
+
 // Inverse of get_scale_min_k4 for 6-bit ls, lm (scales must start zeroed for j ≥ 4's ORs).
 inline void put_scale_min_k4(int j, uint8_t* q, uint8_t ls, uint8_t lm)
 {
@@ -443,18 +451,6 @@ void dequantize_q8_0(const BlockQ8_0* x, float* y, int64_t nb)
         const float d = x[i].d.get();
         for (int j = 0; j < QK; ++j) y[j] = float(x[i].qs[j]) * d;
     }
-}
-
-// The first value of largest magnitude, sign kept (the signed scale's source).
-inline float signed_absmax(const float* x, int n)
-{
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; ++j)
-        if (amax < std::fabs(x[j])) {
-            amax = std::fabs(x[j]);
-            max = x[j];
-        }
-    return max;
 }
 
 void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb)
@@ -612,14 +608,7 @@ void quantize_iq4_nl(const float* x, BlockIq4nl* y, int64_t nb)
     for (int64_t i = 0; i < nb; ++i, x += QK) {
         float weight[QK];
         for (int j = 0; j < QK; ++j) weight[j] = x[j] * x[j];
-        float amax = 0, max = 0;
-        for (int j = 0; j < QK; ++j) {
-            const float ax = std::fabs(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        const float max = signed_absmax(x, QK), amax = std::fabs(max);
         uint8_t L[QK];
         // The weighted sums of a trial scale's levels, accumulated in order as ggml does.
         auto fit = [&](float id, float& sumqx, float& sumq2) {
@@ -735,15 +724,9 @@ void quantize_q3_K(const float* x, BlockQ3_K* y, int64_t nb)
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         int8_t L[QK_K];
         float scales[QK_K / 16];
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < QK_K / 16; ++j) {
+        for (int j = 0; j < QK_K / 16; ++j)
             scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-            const float scale = std::fabs(scales[j]);
-            if (scale > amax) {
-                amax = scale;
-                max_scale = scales[j];
-            }
-        }
+        const float max_scale = signed_absmax(scales, QK_K / 16);
         BlockQ3_K& b = y[i];
         std::memset(b.scales, 0, sizeof b.scales);
         if (max_scale != 0) {
@@ -844,11 +827,9 @@ void pack_scales_k(const float* x, const float* scales, const float* mins, uint8
     b.d.set(max_scale / 63.f);
     b.dmin.set(max_min / 63.f);
     for (int j = 0; j < QK_K / 32; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, b.scales, sc, m);
-        const float d = b.d.get() * float(sc);
+        float d, dm;
+        scale_min_k4(b.scales, j, b.d.get(), b.dmin.get(), d, dm);
         if (d == 0) continue;
-        const float dm = b.dmin.get() * float(m);
         for (int ii = 0; ii < 32; ++ii)
             L[32 * j + ii] = uint8_t(clamp_int(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax));
     }
@@ -873,11 +854,9 @@ void dequantize_q4_K(const BlockQ4_K* x, float* y, int64_t nb)
         const float d = x[i].d.get(), min = x[i].dmin.get();
         const uint8_t* q = x[i].qs;
         for (int is = 0; is < QK_K / 32; is += 2, q += 32, y += 64) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, sc, m);
-            const float d1 = d * float(sc), m1 = min * float(m);
-            get_scale_min_k4(is + 1, x[i].scales, sc, m);
-            const float d2 = d * float(sc), m2 = min * float(m);
+            float d1, m1, d2, m2;
+            scale_min_k4(x[i].scales, is, d, min, d1, m1);
+            scale_min_k4(x[i].scales, is + 1, d, min, d2, m2);
             for (int l = 0; l < 32; ++l) y[l] = d1 * float(q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) y[l + 32] = d2 * float(q[l] >> 4) - m2;
         }
@@ -917,11 +896,9 @@ void dequantize_q5_K(const BlockQ5_K* x, float* y, int64_t nb)
         const uint8_t* ql = x[i].qs;
         const uint8_t* qh = x[i].qh;
         for (int is = 0; is < QK_K / 32; is += 2, ql += 32, y += 64) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, sc, m);
-            const float d1 = d * float(sc), m1 = min * float(m);
-            get_scale_min_k4(is + 1, x[i].scales, sc, m);
-            const float d2 = d * float(sc), m2 = min * float(m);
+            float d1, m1, d2, m2;
+            scale_min_k4(x[i].scales, is, d, min, d1, m1);
+            scale_min_k4(x[i].scales, is + 1, d, min, d2, m2);
             const uint8_t u1 = uint8_t(1u << is), u2 = uint8_t(2u << is);
             for (int l = 0; l < 32; ++l)
                 y[l] = d1 * float((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
@@ -936,17 +913,11 @@ void quantize_q6_K(const float* x, BlockQ6_K* y, int64_t nb)
     for (int64_t i = 0; i < nb; ++i, x += QK_K) {
         int8_t L[QK_K];
         float scales[QK_K / 16];
-        float max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < QK_K / 16; ++ib) {
+        for (int ib = 0; ib < QK_K / 16; ++ib)
             scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-            const float abs_scale = std::fabs(scales[ib]);
-            if (abs_scale > max_abs_scale) {
-                max_abs_scale = abs_scale;
-                max_scale = scales[ib];
-            }
-        }
+        const float max_scale = signed_absmax(scales, QK_K / 16);
         BlockQ6_K& b = y[i];
-        if (max_abs_scale < group_max_eps) {
+        if (std::fabs(max_scale) < group_max_eps) {
             std::memset(&b, 0, sizeof b); // all zero, d = +0 included
             continue;
         }

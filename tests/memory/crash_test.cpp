@@ -98,10 +98,11 @@ TEST(MemoryCrashSafety, EveryAcknowledgedEntrySurvivesKillNine)
         ASSERT_EQ(::waitpid(pid, &status, 0), pid);
         ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited by itself, status " << status;
         // Now and then damage the index file too, as a failing disk or file system might.
-        if (fs::exists(dir / "index.faiss")) {
-            if (cycle % 10 == 3) fs::remove(dir / "index.faiss");
+        if (fs::exists(dir.file("index.faiss"))) {
+            if (cycle % 10 == 3) fs::remove(dir.file("index.faiss"));
             if (cycle % 10 == 7)
-                fs::resize_file(dir / "index.faiss", fs::file_size(dir / "index.faiss") / 2);
+                fs::resize_file(dir.file("index.faiss"),
+                                fs::file_size(dir.file("index.faiss")) / 2);
         }
 
         // What a restart sees. Read-only, so the next child finds the store exactly as the

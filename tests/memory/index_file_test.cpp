@@ -3,12 +3,13 @@
 #include "memory_test_util.h"
 
 #include <filesystem>
-#include <fstream>
 
 using namespace iris::memory;
 using iris::test::embedding_near;
 using iris::test::make_entry;
+using iris::test::read_bytes;
 using iris::test::TempDir;
+using iris::test::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
@@ -41,26 +42,14 @@ StoreStats reopen_and_check(const std::string& dir, int i, const StoreOptions& o
     return s;
 }
 
-void write_file(const std::string& path, const std::string& bytes)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f << bytes;
-}
-
-std::string read_file(const std::string& path)
-{
-    std::ifstream f(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(f)), {});
-}
-
 } // namespace
 
 TEST(MemoryIndexFile, IsWrittenOnCloseAndLoadedOnOpen)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    EXPECT_TRUE(fs::exists(dir / "index.faiss"));
-    EXPECT_FALSE(fs::exists(dir / "index.faiss.tmp"));
+    EXPECT_TRUE(fs::exists(dir.file("index.faiss")));
+    EXPECT_FALSE(fs::exists(dir.file("index.faiss.tmp")));
     EXPECT_EQ(reopen_and_check(dir.path(), 4).index_open, IndexOpen::loaded);
 }
 
@@ -68,7 +57,7 @@ TEST(MemoryIndexFile, MissingFileIsRebuiltFromSqlite)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    fs::remove(dir / "index.faiss");
+    fs::remove(dir.file("index.faiss"));
     StoreStats s = reopen_and_check(dir.path(), 7);
     EXPECT_EQ(s.index_open, IndexOpen::rebuilt);
     EXPECT_EQ(s.n_indexed, 10);
@@ -80,11 +69,11 @@ TEST(MemoryIndexFile, TruncatedFileIsRebuilt)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    for (size_t keep : {size_t(0), size_t(20), read_file(dir / "index.faiss").size() / 2}) {
-        std::string bytes = read_file(dir / "index.faiss");
-        fs::resize_file(dir / "index.faiss", keep);
+    for (size_t keep : {size_t(0), size_t(20), read_bytes(dir.file("index.faiss")).size() / 2}) {
+        std::string bytes = read_bytes(dir.file("index.faiss"));
+        fs::resize_file(dir.file("index.faiss"), keep);
         EXPECT_EQ(reopen_and_check(dir.path(), 3).index_open, IndexOpen::rebuilt) << keep;
-        EXPECT_EQ(read_file(dir / "index.faiss"), bytes) << "the rebuild writes the same file";
+        EXPECT_EQ(read_bytes(dir.file("index.faiss")), bytes) << "the rebuild writes the same file";
     }
 }
 
@@ -92,14 +81,14 @@ TEST(MemoryIndexFile, GarbageOrFlippedBitsAreRebuilt)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    std::string good = read_file(dir / "index.faiss");
-    write_file(dir / "index.faiss", std::string(good.size(), '\x5a'));
+    std::string good = read_bytes(dir.file("index.faiss"));
+    write_bytes(dir.file("index.faiss"), std::string(good.size(), '\x5a'));
     EXPECT_EQ(reopen_and_check(dir.path(), 2).index_open, IndexOpen::rebuilt);
 
     for (size_t at : {size_t(30), size_t(100), good.size() - 1}) {
         std::string bad = good;
         bad[at] = char(bad[at] ^ 0x01);
-        write_file(dir / "index.faiss", bad);
+        write_bytes(dir.file("index.faiss"), bad);
         EXPECT_EQ(reopen_and_check(dir.path(), 2).index_open, IndexOpen::rebuilt) << at;
     }
 }
@@ -108,9 +97,9 @@ TEST(MemoryIndexFile, OlderCopyLackingNewEntriesIsCaughtUp)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    std::string old = read_file(dir / "index.faiss");
+    std::string old = read_bytes(dir.file("index.faiss"));
     fill(dir.path(), 10, 5);
-    write_file(dir / "index.faiss", old);
+    write_bytes(dir.file("index.faiss"), old);
     StoreStats s = reopen_and_check(dir.path(), 12);
     EXPECT_EQ(s.index_open, IndexOpen::caught_up);
     EXPECT_EQ(s.n_indexed, 15);
@@ -120,13 +109,13 @@ TEST(MemoryIndexFile, OlderCopyThatStillHoldsRemovedEntriesIsRebuilt)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    std::string old = read_file(dir / "index.faiss");
+    std::string old = read_bytes(dir.file("index.faiss"));
     {
         Store store = Store::open(dir.path());
         ASSERT_TRUE(store.remove(store.list({.limit = 1, .newest_first = false})[0].id));
         store.add(make_entry(500, "entry 11", embedding_near(dim, 11, 11)));
     }
-    write_file(dir / "index.faiss", old);
+    write_bytes(dir.file("index.faiss"), old);
     StoreStats s = reopen_and_check(dir.path(), 11);
     EXPECT_EQ(s.index_open, IndexOpen::rebuilt);
     EXPECT_EQ(s.n_indexed, 10);
@@ -137,10 +126,11 @@ TEST(MemoryIndexFile, NewerCopyHoldingEntriesSqliteLacksIsRebuilt)
     // E.g. memory.db restored from a backup next to a newer index file.
     TempDir dir;
     fill(dir.path(), 0, 10);
-    fs::copy_file(dir / "memory.db", dir / "backup.db");
+    fs::copy_file(dir.file("memory.db"), dir.file("backup.db"));
     fill(dir.path(), 10, 3);
-    fs::copy_file(dir / "backup.db", dir / "memory.db", fs::copy_options::overwrite_existing);
-    EXPECT_FALSE(fs::exists(dir / "memory.db-wal")); // closing checkpointed everything
+    fs::copy_file(dir.file("backup.db"), dir.file("memory.db"),
+                  fs::copy_options::overwrite_existing);
+    EXPECT_FALSE(fs::exists(dir.file("memory.db-wal"))); // closing checkpointed everything
     StoreStats s = reopen_and_check(dir.path(), 5);
     EXPECT_EQ(s.index_open, IndexOpen::rebuilt);
     EXPECT_EQ(s.n_indexed, 10);
@@ -151,7 +141,8 @@ TEST(MemoryIndexFile, IndexOfAnotherStoreIsNotUsed)
     TempDir a, b;
     fill(a.path(), 0, 10);
     fill(b.path(), 0, 10);
-    fs::copy_file(b / "index.faiss", a / "index.faiss", fs::copy_options::overwrite_existing);
+    fs::copy_file(b.file("index.faiss"), a.file("index.faiss"),
+                  fs::copy_options::overwrite_existing);
     EXPECT_EQ(reopen_and_check(a.path(), 1).index_open, IndexOpen::rebuilt);
 }
 
@@ -159,21 +150,21 @@ TEST(MemoryIndexFile, LeftoverTemporaryFileIsRemoved)
 {
     TempDir dir;
     fill(dir.path(), 0, 3);
-    write_file(dir / "index.faiss.tmp", "half a file");
+    write_bytes(dir.file("index.faiss.tmp"), "half a file");
     EXPECT_EQ(reopen_and_check(dir.path(), 1).index_open, IndexOpen::loaded);
-    EXPECT_FALSE(fs::exists(dir / "index.faiss.tmp"));
+    EXPECT_FALSE(fs::exists(dir.file("index.faiss.tmp")));
 }
 
 TEST(MemoryIndexFile, ReadOnlyStoreCatchesUpInMemoryWithoutWriting)
 {
     TempDir dir;
     fill(dir.path(), 0, 10);
-    std::string old = read_file(dir / "index.faiss");
+    std::string old = read_bytes(dir.file("index.faiss"));
     fill(dir.path(), 10, 5);
-    write_file(dir / "index.faiss", old);
+    write_bytes(dir.file("index.faiss"), old);
     StoreStats s = reopen_and_check(dir.path(), 13, {.read_only = true});
     EXPECT_EQ(s.index_open, IndexOpen::caught_up);
-    EXPECT_EQ(read_file(dir / "index.faiss"), old);
+    EXPECT_EQ(read_bytes(dir.file("index.faiss")), old);
 }
 
 TEST(MemoryIndexFile, IsSavedPeriodicallyWhileAdding)
@@ -183,11 +174,11 @@ TEST(MemoryIndexFile, IsSavedPeriodicallyWhileAdding)
     for (int i = 0; i < 9; ++i)
         store.add(make_entry(i, "entry " + std::to_string(i), embedding_near(dim, i, uint32_t(i))));
     // Saved after the 4th and 8th adds; the 9th is not in the file yet.
-    ASSERT_TRUE(fs::exists(dir / "index.faiss"));
+    ASSERT_TRUE(fs::exists(dir.file("index.faiss")));
     TempDir copy;
-    fs::copy_file(dir / "memory.db", copy / "memory.db");
-    fs::copy_file(dir / "memory.db-wal", copy / "memory.db-wal");
-    fs::copy_file(dir / "index.faiss", copy / "index.faiss");
+    fs::copy_file(dir.file("memory.db"), copy.file("memory.db"));
+    fs::copy_file(dir.file("memory.db-wal"), copy.file("memory.db-wal"));
+    fs::copy_file(dir.file("index.faiss"), copy.file("index.faiss"));
     StoreStats s = reopen_and_check(copy.path(), 8, {.read_only = true});
     EXPECT_EQ(s.index_open, IndexOpen::caught_up);
     EXPECT_EQ(s.n_indexed, 9);
@@ -210,7 +201,7 @@ TEST(MemoryIndexFile, IvfListsAreTrainedAtTheThresholdAndSurviveReopenAndRebuild
     EXPECT_EQ(s.index_open, IndexOpen::loaded);
     EXPECT_EQ(s.index_nlist, 8);
     EXPECT_EQ(s.n_indexed, 359);
-    fs::remove(dir / "index.faiss");
+    fs::remove(dir.file("index.faiss"));
     s = reopen_and_check(dir.path(), 5, options);
     EXPECT_EQ(s.index_open, IndexOpen::rebuilt);
     EXPECT_EQ(s.index_nlist, 8);

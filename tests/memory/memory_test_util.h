@@ -1,7 +1,9 @@
-// Shared by the memory tests: a temporary store directory, synthetic entries, raw SQLite access.
+// Shared by the memory tests: synthetic entries and raw SQLite access (the store directory is
+// tests/files.h's TempDir).
 #pragma once
 
 #include "memory/memory.h"
+#include "tests/files.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -13,30 +15,6 @@
 #include <vector>
 
 namespace iris::test {
-
-// A fresh directory under the system temp dir, removed with everything in it afterwards.
-class TempDir
-{
-public:
-    TempDir()
-    {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "iris-memory-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::string& path() const { return path_; }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-    std::string path_;
-};
 
 // Bytes that pass for a JPEG file (SOI, APP0 marker, payload, EOI); the store does not decode.
 inline Buffer fake_jpeg(size_t size, uint32_t seed)

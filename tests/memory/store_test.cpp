@@ -212,7 +212,7 @@ TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
     store.add(make_entry(43, "second", embedding_near(dim, 3, 1), 1));
     EXPECT_EQ(store.export_to(out.path()), 2);
 
-    std::ifstream in(out / "entries.jsonl");
+    std::ifstream in(out.file("entries.jsonl"));
     std::string line;
     ASSERT_TRUE(std::getline(in, line));
     nlohmann::json j = nlohmann::json::parse(line);
@@ -222,7 +222,7 @@ TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
     EXPECT_EQ(j["t_start_us"], e.t_start_us);
     EXPECT_EQ(j["embedding"].size(), size_t(dim));
     ASSERT_EQ(j["key_frames"].size(), 2u);
-    std::string file = out.path() + "/" + j["key_frames"][1]["file"].get<std::string>();
+    std::string file = out.file(j["key_frames"][1]["file"].get<std::string>());
     std::ifstream jpeg(file, std::ios::binary);
     std::vector<char> bytes((std::istreambuf_iterator<char>(jpeg)), {});
     ASSERT_EQ(bytes.size(), e.key_frames[1].jpeg.size());
@@ -250,12 +250,12 @@ TEST(MemoryStore, ForeignOrDamagedDatabasesAreRefused)
         thrown_kind([&] { Store::open(other.path(), {.dim = dim}); }, "not an Iris memory store"),
         ErrorKind::invalid_input);
     {
-        std::ofstream f(garbage / "memory.db", std::ios::binary);
+        std::ofstream f(garbage.file("memory.db"), std::ios::binary);
         f << std::string(8192, 'x');
     }
     EXPECT_EQ(thrown_kind([&] { Store::open(garbage.path(), {.dim = dim}); }),
               ErrorKind::invalid_input);
-    EXPECT_EQ(thrown_kind([&] { Store::open(empty.path() + "/none", {.read_only = true}); }),
+    EXPECT_EQ(thrown_kind([&] { Store::open(empty.file("none"), {.read_only = true}); }),
               ErrorKind::not_found);
     EXPECT_EQ(thrown_kind([&] { Store::open(empty.path()); }, "dim must be given"),
               ErrorKind::invalid_argument);

@@ -2,6 +2,8 @@
 // trips and layout, one rejection per malformed field, every truncation, random byte flips and
 // random valid files.
 #include "model/gguf.h"
+#include "tests/errors.h"
+#include "tests/files.h"
 
 #include <gtest/gtest.h>
 
@@ -21,54 +23,16 @@ using iris::Error;
 using iris::ErrorKind;
 using namespace iris::model;
 using cpu::WeightType;
+using iris::test::expect_error;
+using iris::test::read_bytes;
+using iris::test::TempDir;
+using iris::test::write_bytes;
 
 namespace {
 
 // GGML_TYPE_* ids used below.
 constexpr uint32_t t_f32 = 0, t_f16 = 1, t_q4_0 = 2, t_q8_0 = 8, t_q4_K = 12, t_iq2_xxs = 16,
                    t_bf16 = 30, t_mxfp4 = 39;
-
-// A fresh folder under the test temp dir, removed afterwards.
-class TempDir
-{
-public:
-    TempDir()
-    {
-        std::string tmpl = (fs::path(testing::TempDir()) / "iris-gguf-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    const fs::path& path() const { return path_; }
-    std::vector<std::string> listing() const
-    {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(path_)) names.push_back(e.path().filename());
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-
-private:
-    fs::path path_;
-};
-
-void write_bytes(const std::string& path, const std::string& bytes)
-{
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    ASSERT_TRUE(out.good()) << path;
-}
-
-std::string read_bytes(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // A GGUF file assembled field by field from the spec: every number little-endian, written one
 // byte at a time, strings as a u64 length and the bytes.
@@ -143,21 +107,6 @@ std::string one_tensor_file(std::vector<uint64_t> ne = {4}, uint32_t type = t_f3
     return b.str();
 }
 
-// Expects `fn` to throw iris::Error of `kind` whose message holds every one of `parts`.
-template<typename Fn>
-void expect_error(Fn&& fn, ErrorKind kind, std::initializer_list<std::string> parts)
-{
-    try {
-        fn();
-        ADD_FAILURE() << "expected an iris::Error";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), kind) << iris::error_kind_name(e.kind()) << ": " << e.what();
-        for (const std::string& p : parts)
-            EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-                << "message lacks \"" << p << "\": " << e.what();
-    }
-}
-
 // Writes `bytes` to a temp file and expects open() to fail with invalid_input naming the file
 // and every one of `parts`.
 void expect_open_error(const std::string& bytes, std::initializer_list<std::string> parts)
@@ -165,17 +114,11 @@ void expect_open_error(const std::string& bytes, std::initializer_list<std::stri
     TempDir dir;
     std::string path = dir.file("crafted.gguf");
     write_bytes(path, bytes);
-    try {
-        GgufFile::open(path);
-        ADD_FAILURE() << "expected an iris::Error";
-    } catch (const Error& e) {
-        std::string what = e.what();
-        EXPECT_EQ(e.kind(), ErrorKind::invalid_input)
-            << iris::error_kind_name(e.kind()) << ": " << what;
+    const std::string what
+        = expect_error([&] { GgufFile::open(path); }, ErrorKind::invalid_input, parts);
+    if (!what.empty()) {
         EXPECT_EQ(what.rfind(path + ": ", 0), 0u)
             << "message does not start with the path: " << what;
-        for (const std::string& p : parts)
-            EXPECT_NE(what.find(p), std::string::npos) << "message lacks \"" << p << "\": " << what;
     }
 }
 
@@ -1348,7 +1291,7 @@ TEST(GgufWriter, RandomValidFilesRoundTrip)
             int64_t numel = 1;
             for (int64_t d : ne) numel *= d;
             const size_t nbytes = static_cast<size_t>(numel / tr.block) * tr.block_bytes;
-            Want x {"t" + std::to_string(t) + random_string(3), id, ne, pattern_bytes(nbytes, t)};
+            Want x {iris::strfmt("t%d", t) + random_string(3), id, ne, pattern_bytes(nbytes, t)};
             switch (pick(3)) {
             case 0:
                 w.add_tensor(x.name, id, ne, x.bytes);

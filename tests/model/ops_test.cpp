@@ -265,18 +265,22 @@ QuantMatrix random_quant_matrix(WeightType type, int64_t rows, int64_t cols, std
     return q;
 }
 
-// The activations as the int8 kernels see them, per block of 32: d = max|x| / 127 and
-// q = round-half-even(x · (127 / max|x|)), both in f32 (quant-dot-impl.h).
-std::vector<float> int8_activations(const float* x, int64_t k)
+// The m activation rows of x (stride ldx) as the int8 kernels see them, packed into rows of k:
+// per block of 32, d = max|x| / 127 and q = round-half-even(x · (127 / max|x|)), both in f32
+// (quant-dot-impl.h).
+std::vector<float> int8_activations(const std::vector<float>& x, int64_t m, int64_t ldx, int64_t k)
 {
-    std::vector<float> out(static_cast<size_t>(k));
-    for (int64_t b = 0; b < k; b += 32) {
-        float amax = 0;
-        for (int c = 0; c < 32; ++c) amax = std::max(amax, std::fabs(x[b + c]));
-        const float d = amax < 1e-30f ? 0.f : amax / 127.f;
-        const float id = d == 0.f ? 0.f : 127.f / amax;
-        for (int c = 0; c < 32; ++c) out[size_t(b + c)] = d * std::nearbyint(x[b + c] * id);
-    }
+    std::vector<float> out(static_cast<size_t>(m * k));
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t b = 0; b < k; b += 32) {
+            const float* xb = x.data() + i * ldx + b;
+            float amax = 0;
+            for (int c = 0; c < 32; ++c) amax = std::max(amax, std::fabs(xb[c]));
+            const float d = amax < 1e-30f ? 0.f : amax / 127.f;
+            const float id = d == 0.f ? 0.f : 127.f / amax;
+            for (int c = 0; c < 32; ++c)
+                out[size_t(i * k + b + c)] = d * std::nearbyint(xb[c] * id);
+        }
     return out;
 }
 
@@ -312,26 +316,21 @@ TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
                     const int64_t r0 = n > 4 ? 2 : 0, r1 = n; // a subrange leaves rows alone
                     q->matvec(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), r0, r1, y.data(),
                               ldy);
-                    for (int64_t i = 0; i < m; ++i) {
-                        auto xq = int8_activations(x.data() + i * ldx, k);
+                    std::vector<double> want, mag;
+                    reference(int8_activations(x, m, ldx, k), m, k, w.values, n, k, nullptr, want,
+                              mag);
+                    for (int64_t i = 0; i < m; ++i)
                         for (int64_t j = 0; j < n; ++j) {
                             const float got = y[size_t(i * ldy + j)];
                             if (j < r0) {
                                 ASSERT_TRUE(std::isnan(got));
                                 continue;
                             }
-                            double want = 0, mag = 0;
-                            for (int64_t c = 0; c < k; ++c) {
-                                const double p
-                                    = double(w.values[size_t(j * k + c)]) * xq[size_t(c)];
-                                want += p;
-                                mag += std::fabs(p);
-                            }
-                            ASSERT_NEAR(got, want, tolerance(mag, k))
+                            ASSERT_NEAR(got, want[size_t(i * n + j)],
+                                        tolerance(mag[size_t(i * n + j)], k))
                                 << isa << " " << model::cpu::weight_type_name(type) << " n " << n
                                 << " k " << k << " m " << m << " row " << j;
                         }
-                    }
                 }
         }
     }
@@ -368,26 +367,21 @@ TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
                     if (split < n)
                         q->gemm(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), split, n,
                                 y.data(), ldy, tiles.data());
-                    for (int64_t i = 0; i < m; ++i) {
-                        auto xq = int8_activations(x.data() + i * ldx, k);
+                    std::vector<double> want, mag;
+                    reference(int8_activations(x, m, ldx, k), m, k, w.values, n, k, nullptr, want,
+                              mag);
+                    for (int64_t i = 0; i < m; ++i)
                         for (int64_t j = 0; j < ldy; ++j) {
                             const float got = y[size_t(i * ldy + j)];
                             if (j >= n) {
                                 ASSERT_TRUE(std::isnan(got)) << "row padding was written";
                                 continue;
                             }
-                            double want = 0, mag = 0;
-                            for (int64_t c = 0; c < k; ++c) {
-                                const double p
-                                    = double(w.values[size_t(j * k + c)]) * xq[size_t(c)];
-                                want += p;
-                                mag += std::fabs(p);
-                            }
-                            ASSERT_NEAR(got, want, tolerance(mag, k))
+                            ASSERT_NEAR(got, want[size_t(i * n + j)],
+                                        tolerance(mag[size_t(i * n + j)], k))
                                 << isa << " " << model::cpu::weight_type_name(type) << " n " << n
                                 << " k " << k << " m " << m << " row " << i << " col " << j;
                         }
-                    }
                 }
     }
     if (sets == 0) GTEST_SKIP() << "no kernel set with a gemm runs on this CPU";

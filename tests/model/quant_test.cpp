@@ -3,6 +3,7 @@
 // f32 / bf16 / f16 rows, and on random rows the reconstruction error and idempotence.
 #include "model/cpu/quant.h"
 #include "model/model.h"
+#include "tests/errors.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>
@@ -52,20 +53,6 @@ std::vector<float> dequantize(WeightType type, const std::vector<uint8_t>& q, in
 uint32_t bits(float f)
 {
     return std::bit_cast<uint32_t>(f);
-}
-
-template<typename Fn>
-void expect_error(Fn&& fn, ErrorKind kind, std::initializer_list<std::string> parts)
-{
-    try {
-        fn();
-        ADD_FAILURE() << "expected an iris::Error";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), kind) << error_kind_name(e.kind()) << ": " << e.what();
-        for (const std::string& p : parts)
-            EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-                << "message lacks \"" << p << "\": " << e.what();
-    }
 }
 
 // =============================================================================================

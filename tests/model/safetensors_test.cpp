@@ -1,5 +1,7 @@
 // Safetensors reading, writing and validation; WeightSet folders (single file and sharded).
 #include "model/model.h"
+#include "tests/errors.h"
+#include "tests/files.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>
@@ -17,45 +19,14 @@ namespace fs = std::filesystem;
 using iris::Error;
 using iris::ErrorKind;
 using namespace iris::model;
+using iris::test::expect_error;
+using iris::test::read_bytes;
+using iris::test::TempDir;
+using iris::test::write_bytes;
 
 namespace {
 
 const fs::path golden_dir = iris::test::golden_dir();
-
-// A fresh folder under the test temp dir, removed afterwards.
-class TempDir
-{
-public:
-    TempDir()
-    {
-        std::string tmpl = (fs::path(testing::TempDir()) / "iris-st-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (path_ / name).string(); }
-    const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
-void write_bytes(const std::string& path, const std::string& bytes)
-{
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    ASSERT_TRUE(out.good()) << path;
-}
-
-std::string read_bytes(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 std::string le64(uint64_t n)
 {
@@ -70,21 +41,6 @@ std::string craft(const std::string& header, const std::string& data = "")
     return le64(header.size()) + header + data;
 }
 
-// Expects `fn` to throw iris::Error of `kind` whose message holds every one of `parts`.
-template<typename Fn>
-void expect_error(Fn&& fn, ErrorKind kind, std::initializer_list<std::string> parts)
-{
-    try {
-        fn();
-        ADD_FAILURE() << "expected an iris::Error";
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), kind) << iris::error_kind_name(e.kind()) << ": " << e.what();
-        for (const std::string& p : parts)
-            EXPECT_NE(std::string(e.what()).find(p), std::string::npos)
-                << "message lacks \"" << p << "\": " << e.what();
-    }
-}
-
 // Writes `bytes` to a temp file and expects open() to fail with `kind` naming the file and
 // every one of `parts`.
 void expect_open_error(const std::string& bytes, ErrorKind kind,
@@ -93,15 +49,9 @@ void expect_open_error(const std::string& bytes, ErrorKind kind,
     TempDir dir;
     std::string path = dir.file("crafted.safetensors");
     write_bytes(path, bytes);
-    try {
-        SafeTensors::open(path);
-        ADD_FAILURE() << "expected an iris::Error";
-    } catch (const Error& e) {
-        std::string what = e.what();
-        EXPECT_EQ(e.kind(), kind) << iris::error_kind_name(e.kind()) << ": " << what;
+    const std::string what = expect_error([&] { SafeTensors::open(path); }, kind, parts);
+    if (!what.empty()) {
         EXPECT_NE(what.find(path), std::string::npos) << "message lacks the path: " << what;
-        for (const std::string& p : parts)
-            EXPECT_NE(what.find(p), std::string::npos) << "message lacks \"" << p << "\": " << what;
     }
 }
 
