@@ -1,5 +1,6 @@
 // iris quant-eval: how quantizing the weights (llama.cpp's types, at load) changes the model's
-// next-token distributions and answers, against the weights as stored.
+// next-token distributions and answers, against the weights as stored; iris quantize: the
+// checkpoint as llama.cpp's GGUF files (language model and mmproj) in those types.
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/prompts.h"
@@ -41,6 +42,47 @@ Run run(const reasoning::Engine& engine, const Prompt& p, int n_steps,
         last.assign(step.begin(), step.end());
     }
     return r;
+}
+
+// A Jinja string literal.
+std::string jinja_string(std::string_view s)
+{
+    std::string out = "'";
+    for (char ch : s) {
+        if (ch == '\n') {
+            out += "\\n";
+            continue;
+        }
+        if (ch == '\'' || ch == '\\') out += '\\';
+        out += ch;
+    }
+    return out + "'";
+}
+
+// The checkpoint's InternVL conversation template as a Jinja chat template for llama.cpp, for
+// checkpoints whose tokenizer has none: the system turn (the model's system message unless the
+// conversation starts with one), each turn as its role, message and separator, then the
+// assistant role. It renders what reasoning::render_prompt builds.
+std::string jinja_chat_template(const model::ModelConfig& config)
+{
+    const reasoning::ChatTemplate& t = reasoning::chat_template(config.template_name);
+    const std::string_view placeholder = "{system_message}";
+    const size_t at = t.system_template.find(placeholder);
+    const std::string before = t.system_template.substr(0, at);
+    const std::string after
+        = at == std::string::npos ? "" : t.system_template.substr(at + placeholder.size());
+    const std::string sep = jinja_string(t.sep), user = jinja_string(t.user_role),
+                      assistant = jinja_string(t.assistant_role);
+    std::string j = "{%- if messages[0]['role'] == 'system' -%}";
+    j += "{%- set system = messages[0]['content'] -%}{%- else -%}{%- set system = ";
+    j += jinja_string(config.system_message.value_or(t.system_message)) + " -%}{%- endif -%}";
+    j += "{{- " + jinja_string(before) + " + system + " + jinja_string(after) + " + " + sep;
+    j += " -}}{%- for message in messages -%}";
+    j += "{%- if message['role'] == 'user' -%}{{- " + user + " + message['content'] + " + sep;
+    j += " -}}{%- elif message['role'] == 'assistant' -%}{{- " + assistant;
+    j += " + message['content'] + " + sep + " -}}{%- endif -%}{%- endfor -%}";
+    j += "{%- if add_generation_prompt -%}{{- " + assistant + " -}}{%- endif -%}";
+    return j;
 }
 
 } // namespace
@@ -145,6 +187,61 @@ int cmd_quant_eval(int argc, char** argv)
                     items.empty() ? "" : accuracy(*e, type).c_str());
         std::fflush(stdout);
     }
+    return 0;
+}
+
+int cmd_quantize(int argc, char** argv)
+{
+    Args args(argc, argv, {"--model", "--type", "--mmproj-type", "--out", "--threads"},
+              {"--force", "-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf(
+            "usage: iris quantize --model DIR --type TYPE --out DIR [--mmproj-type f16|f32|q8_0]\n"
+            "                     [--threads N] [--force]\n"
+            "\n"
+            "Writes an InternVL checkpoint (Qwen2 or InternLM2 language model) as llama.cpp\n"
+            "runs it, NAME being the model folder's name:\n"
+            "  OUT/NAME-TYPE.gguf         the language model and its tokenizer (llama-cli,\n"
+            "                             llama-bench, llama-server -m)\n"
+            "  OUT/mmproj-NAME-TYPE.gguf  the vision tower and projector (llama-mtmd-cli\n"
+            "                             --mmproj)\n"
+            "with llama.cpp's converter's tensor names, metadata and tokenizer, and each\n"
+            "quantized tensor byte for byte as llama-quantize writes it. A checkpoint whose\n"
+            "tokenizer files have no chat template gets its InternVL conversation template\n"
+            "(config.json \"template\"), which llama-mtmd-cli needs.\n"
+            "\n"
+            "  --type TYPE         q8_0, q6_K, q5_K_M, q5_K_S, q5_1, q5_0, q4_K_M, q4_K_S, q4_1,\n"
+            "                      q4_0, iq4_nl (llama-quantize's mixes: each matrix gets the\n"
+            "                      type llama-quantize gives it), or f16, bf16, f32 (every\n"
+            "                      matrix); norms and biases stay f32\n"
+            "  --mmproj-type T     f16 (default, as the converter writes it), f32 or q8_0\n"
+            "  --out DIR           the output folder (created if missing)\n"
+            "  --force             replace existing output files\n"
+            "  --threads N         quantizing threads (default: all cores)\n");
+        return 0;
+    }
+    model::QuantizeOptions o;
+    o.type = args.required("--type");
+    o.mmproj_type = args.str("--mmproj-type", "f16");
+    o.out_dir = args.required("--out");
+    o.force = args.flag("--force");
+    const std::string dir = model_dir(args);
+    try {
+        o.chat_template = jinja_chat_template(model::ModelConfig::load(dir + "/config.json"));
+    } catch (const Error& e) {
+        // quantize_checkpoint reports a bad config; an unknown template only loses the fallback.
+        if (e.kind() != ErrorKind::unsupported) throw;
+    }
+    apply_threads(args);
+    ProgressBar bar("quantizing");
+    o.progress = [&](float f, const char* what) { bar.update(f, what); };
+    const int64_t t0 = now_us();
+    const model::QuantizeResult r = model::quantize_checkpoint(dir, o);
+    bar.finish();
+    std::printf("%s: %zu tensors, %.1f MiB\n%s: %zu tensors, %.1f MiB\n(%.1f s)\n",
+                r.llm_path.c_str(), r.llm_tensors, double(r.llm_bytes) / double(1 << 20),
+                r.mmproj_path.c_str(), r.mmproj_tensors, double(r.mmproj_bytes) / double(1 << 20),
+                double(now_us() - t0) / 1e6);
     return 0;
 }
 

@@ -18,6 +18,7 @@ int cmd_bench(int argc, char** argv);
 int cmd_calibrate_kv(int argc, char** argv);
 int cmd_kv_eval(int argc, char** argv);
 int cmd_quant_eval(int argc, char** argv);
+int cmd_quantize(int argc, char** argv);
 int cmd_watch(int argc, char** argv);
 int cmd_live(int argc, char** argv);
 int cmd_recall(int argc, char** argv);

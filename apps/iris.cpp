@@ -81,6 +81,8 @@ const Command commands[] = {
     {"kv-eval", iris::app::cmd_kv_eval, "compare KV cache settings with f16 on long prompts"},
     {"quant-eval", iris::app::cmd_quant_eval,
      "compare quantized weights with the stored ones (KL, top-1, accuracy)"},
+    {"quantize", iris::app::cmd_quantize,
+     "write the model as llama.cpp GGUF files (language model and mmproj)"},
 };
 
 void usage(FILE* out)

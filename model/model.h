@@ -492,4 +492,47 @@ KvCalibration calibrate_kv(const InternVL& net, std::span<const std::vector<floa
                            int max_tokens = 4096,
                            const std::function<void(float, const char*)>& progress = {});
 
+// =============================================================================================
+// Export for llama.cpp (gguf-export.cpp)
+
+struct QuantizeOptions
+{
+    // The language model's type: a llama.cpp file type ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1",
+    // "iq4_nl", "q4_K_S", "q4_K_M", "q5_K_S", "q5_K_M", "q6_K"; case-insensitive), each matrix
+    // getting the type llama-quantize gives it, or "f16", "bf16", "f32" for every matrix, as
+    // llama.cpp's converter writes them. Norms and biases stay f32 either way.
+    std::string type;
+    // The vision tower and projector: "f16" (the converter's default), "f32" or "q8_0".
+    std::string mmproj_type = "f16";
+    std::string out_dir; // created if missing
+    bool force = false; // replace existing output files (else they are an error)
+    // The language model's tokenizer.chat_template (Jinja) when the checkpoint has none in
+    // tokenizer_config.json (or chat_template.jinja / .json); empty: none.
+    std::string chat_template;
+    // The fraction of both files' tensor bytes written, and the tensor being written.
+    std::function<void(float fraction, const char* what)> progress;
+};
+
+struct QuantizeResult
+{
+    std::string llm_path, mmproj_path;
+    uint64_t llm_bytes = 0, mmproj_bytes = 0; // file sizes
+    size_t llm_tensors = 0, mmproj_tensors = 0;
+};
+
+// Writes an InternVL checkpoint folder (Qwen2 or InternLM2 language model) the way llama.cpp
+// lays out InternVL, <name> being the folder's name and TYPE the type in capitals:
+//   out_dir/<name>-<TYPE>.gguf         the language model (architecture "qwen2" or "internlm2")
+//                                      with its tokenizer, for llama-cli / llama-bench
+//   out_dir/mmproj-<name>-<TYPE>.gguf  InternViT and mlp1 for llama.cpp's clip (projector
+//                                      "internvl"), for llama-mtmd-cli --mmproj
+// Tensor names, layouts, metadata and tokenizer are those of llama.cpp's converter (InternLM2's
+// wqkv split into q/k/v, q and k rows permuted to GGML's RoPE order), and each quantized
+// tensor holds the bytes llama-quantize writes from the same values. Tensors are quantized
+// row by row on iris::default_thread_pool() as they are written; each file is written to a
+// temporary and renamed. Throws Error: invalid_argument for an unknown type (listing the
+// valid ones) or an existing output without force, not_found / invalid_input / unsupported
+// for a folder that is not such a checkpoint (config, tensors, tokenizer), io from the system.
+QuantizeResult quantize_checkpoint(const std::string& dir, const QuantizeOptions& options);
+
 } // namespace iris::model

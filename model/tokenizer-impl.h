@@ -121,6 +121,11 @@ public:
     bool adds_bos() const override { return add_bos_ && bos_id_.has_value(); }
     bool is_special(int32_t id) const override;
 
+    // For the GGUF export (llama.cpp lists the vocabulary with each token's kind): the added
+    // tokens, and the ids [0, model_vocab_size()) of the model's own vocabulary.
+    const std::vector<AddedToken>& added_tokens() const { return added_.tokens(); }
+    int32_t model_vocab_size() const { return model_size(); }
+
 protected:
     // Called by the family's constructor once the model is loaded: resolves the special tokens
     // (registering missing ones as added tokens, like PreTrainedTokenizer.__init__) and builds

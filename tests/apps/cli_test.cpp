@@ -265,3 +265,37 @@ TEST(Cli, SkvqCacheOptionsCalibrateKvAndKvEvalRunOnATinyModel)
     EXPECT_EQ(c.status, 1);
     EXPECT_NE(c.out.find("KV calibration"), std::string::npos) << c.out;
 }
+
+TEST(Cli, QuantizeWritesBothGgufFilesAndReplacesThemOnlyWithForce)
+{
+    IRIS_REQUIRE_GOLDEN();
+    const std::string model = q(golden / "models" / "tiny_internlm2");
+    const fs::path out = temp_dir() / "quantize";
+    fs::remove_all(out);
+    Result h = run_iris("quantize --help");
+    EXPECT_EQ(h.status, 0);
+    EXPECT_NE(h.out.find("usage: iris quantize"), std::string::npos) << h.out;
+
+    Result r = run_iris("quantize --model " + model + " --type q4_k_m --out " + q(out)
+                        + " --threads 2 2>/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const fs::path llm = out / "tiny_internlm2-Q4_K_M.gguf";
+    EXPECT_NE(r.out.find(llm.string()), std::string::npos) << r.out;
+    EXPECT_TRUE(fs::exists(out / "mmproj-tiny_internlm2-F16.gguf"));
+    const auto written = fs::last_write_time(llm);
+
+    Result again
+        = run_iris("quantize --model " + model + " --type q4_K_M --out " + q(out) + " 2>&1");
+    EXPECT_EQ(again.status, 1);
+    EXPECT_NE(again.out.find("--force"), std::string::npos) << again.out;
+    EXPECT_EQ(fs::last_write_time(llm), written);
+    EXPECT_EQ(run_iris("quantize --model " + model + " --type q4_K_M --out " + q(out)
+                       + " --force 2>/dev/null")
+                  .status,
+              0);
+
+    Result bad = run_iris("quantize --model " + model + " --type q2_K --out " + q(out) + " 2>&1");
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.out.find("use one of q8_0, q4_0"), std::string::npos) << bad.out;
+    fs::remove_all(out);
+}
