@@ -20,6 +20,10 @@ int connect_to(int port, const char* ip = "127.0.0.1")
     a.sin_family = AF_INET;
     a.sin_port = htons(uint16_t(port));
     inet_pton(AF_INET, ip, &a.sin_addr);
+    // A bound on connect itself (Linux applies SO_SNDTIMEO to it): a network that drops the
+    // packets instead of refusing them must not hang the test.
+    timeval limit {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
         close(fd);
         return -1;
