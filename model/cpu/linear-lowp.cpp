@@ -392,22 +392,20 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     const int64_t n_blocks = (n + block - 1) / block;
     // The int8 kernels' activations are quantized once, here, for every block of rows.
     const uint8_t* acts = nullptr;
+    // Both GEMMs take their activations in groups of 8 rows, prepared in parallel.
+    auto prepare_groups = [&](size_t (*bytes)(int64_t, int64_t),
+                              void (*prepare)(const float*, int64_t, int64_t, int64_t, uint8_t*)) {
+        uint8_t* a = act_scratch(bytes(m, k));
+        const size_t per8 = bytes(8, k);
+        parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
+            prepare(x + lo * 8 * ldx, std::min(m, hi * 8) - lo * 8, ldx, k, a + size_t(lo) * per8);
+        });
+        return a;
+    };
     if (bf16) {
-        uint8_t* a = act_scratch(kernels->bf16_act_bytes(m, k));
-        const size_t per8 = kernels->bf16_act_bytes(8, k);
-        parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
-            kernels->bf16_prepare(x + lo * 8 * ldx, std::min(m, hi * 8) - lo * 8, ldx, k,
-                                  a + size_t(lo) * per8);
-        });
-        acts = a;
+        acts = prepare_groups(kernels->bf16_act_bytes, kernels->bf16_prepare);
     } else if (gemm) {
-        uint8_t* a = act_scratch(q->gemm_act_bytes(m, k));
-        const size_t per8 = q->gemm_act_bytes(8, k);
-        parallel_range((m + 7) / 8, 4, [&](int64_t lo, int64_t hi) {
-            q->gemm_prepare(x + lo * 8 * ldx, std::min(m, hi * 8) - lo * 8, ldx, k,
-                            a + size_t(lo) * per8);
-        });
-        acts = a;
+        acts = prepare_groups(q->gemm_act_bytes, q->gemm_prepare);
     } else if (q) {
         const size_t arb = act_row_bytes(k);
         uint8_t* a = act_scratch(size_t(m) * arb);
