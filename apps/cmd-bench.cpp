@@ -70,32 +70,6 @@ struct Result
     double per_s(double t_ms) const { return t_ms > 0 ? units * 1000.0 / t_ms : 0; }
 };
 
-// What the files hold: parameter count, bytes and dtypes ("BF16", or "BF16+F32" when mixed).
-struct FileStats
-{
-    int64_t params = 0;
-    uint64_t bytes = 0;
-    std::string dtypes;
-};
-
-FileStats file_stats(const std::string& dir)
-{
-    auto weights = model::WeightSet::open_dir(dir);
-    FileStats s;
-    std::map<std::string, uint64_t> by_dtype;
-    for (const auto& name : weights.names()) {
-        const auto& t = weights.get(name);
-        s.params += t.numel();
-        s.bytes += t.nbytes;
-        by_dtype[model::dtype_name(t.dtype)] += t.nbytes;
-    }
-    std::vector<std::pair<uint64_t, std::string>> order; // most bytes first
-    for (const auto& [d, b] : by_dtype) order.emplace_back(b, d);
-    std::sort(order.rbegin(), order.rend());
-    for (const auto& [b, d] : order) s.dtypes += (s.dtypes.empty() ? "" : "+") + d;
-    return s;
-}
-
 std::string human_bytes(double b)
 {
     if (b >= double(1ull << 30)) return strfmt("%.2f GiB", b / double(1ull << 30));
@@ -177,6 +151,7 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
     opts.quantize = args.str("--quantize");
     opts.precision = model::precision_from_name(args.str("--precision", "f32"));
+    opts.mmproj = args.str("--mmproj");
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
     const auto& cfg = net->config();
@@ -251,14 +226,15 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
 int cmd_bench(int argc, char** argv)
 {
     std::vector<std::string> valued
-        = {"--model", "-p",      "-n",       "--threads",  "--tiles",
-           "--reps",  "--depth", "--depths", "--quantize", "--precision"};
+        = {"--model", "--mmproj", "-p",       "-n",         "--threads",  "--tiles",
+           "--reps",  "--depth",  "--depths", "--quantize", "--precision"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
-            "usage: iris bench --model DIR [-p 512] [-n 128] [--depth D] [--kv TYPE] [--threads "
-            "N]\n"
+            "usage: iris bench --model DIR|FILE.gguf [--mmproj FILE] [-p 512] [-n 128] [--depth "
+            "D]\n"
+            "                  [--kv TYPE] [--threads N]\n"
             "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--precision f32|bf16]\n"
             "                  [--json]\n"
             "\n"
@@ -295,12 +271,12 @@ int cmd_bench(int argc, char** argv)
     const int threads = default_thread_pool().size();
 
     if (args.has("--depths")) return bench_kv_depths(args, dir, kv, n_gen, reps);
-    const FileStats files = file_stats(dir);
     ProgressBar bar("loading");
     model::LoadOptions opts;
     opts.progress = [&](float f, const char* what) { bar.update(f, what); };
     opts.quantize = args.str("--quantize");
     opts.precision = model::precision_from_name(args.str("--precision", "f32"));
+    opts.mmproj = args.str("--mmproj");
     const Stopwatch load_time;
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
@@ -397,7 +373,8 @@ int cmd_bench(int argc, char** argv)
     }
 
     // Quantized at load, the weights in memory are what the figures depend on.
-    const std::string weights = opts.quantize.empty() ? files.dtypes : opts.quantize;
+    const model::InternVL::FileWeights& files = net->file_weights();
+    const std::string weights = opts.quantize.empty() ? files.types : opts.quantize;
     const double size = opts.quantize.empty()
         ? double(files.bytes)
         : double(net->weight_bytes_owned() + net->weight_bytes_mapped());
@@ -429,7 +406,7 @@ int cmd_bench(int argc, char** argv)
                     {"vision_hidden", cfg.vision.hidden_size},
                     {"params", files.params},
                     {"file_bytes", files.bytes},
-                    {"file_dtype", files.dtypes},
+                    {"file_dtype", files.types},
                     {"quantize", opts.quantize},
                     {"weight_bytes_owned", net->weight_bytes_owned()},
                     {"weight_bytes_mapped", net->weight_bytes_mapped()},
@@ -453,7 +430,7 @@ int cmd_bench(int argc, char** argv)
     std::printf(
         "weights: %s parameters, files %s %s; in memory %s owned + %s mapped; loaded in %.1f s\n",
         human_params(files.params).c_str(), human_bytes(double(files.bytes)).c_str(),
-        files.dtypes.c_str(), human_bytes(double(net->weight_bytes_owned())).c_str(),
+        files.types.c_str(), human_bytes(double(net->weight_bytes_owned())).c_str(),
         human_bytes(double(net->weight_bytes_mapped())).c_str(), load_ms / 1000.0);
     const int max_tokens = depth > 0 ? depth + std::max(n_prompt, n_gen) : n_prompt + n_gen;
     std::printf("kv cache: %s, %zu bytes per token (scales included), %s held at %d tokens; "

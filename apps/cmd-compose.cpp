@@ -100,8 +100,8 @@ reasoning::ComposeOptions compose_options(const Args& args, ProgressBar& bar)
 int compose_article(int argc, char** argv)
 {
     std::vector<std::string> valued = common_valued_options();
-    for (const char* o : {"--model", "--instruction", "--source", "--images", "--db", "--db-k",
-                          "--out", "--max-sections", "--max-section-tokens"})
+    for (const char* o : {"--model", "--mmproj", "--instruction", "--source", "--images", "--db",
+                          "--db-k", "--out", "--max-sections", "--max-section-tokens"})
         valued.push_back(o);
     Args args(argc, argv, valued, {"-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -160,7 +160,8 @@ int compose_article(int argc, char** argv)
 int compose_webpage(int argc, char** argv)
 {
     std::vector<std::string> valued = common_valued_options();
-    for (const char* o : {"--model", "--instruction", "--screenshot", "--out", "--max-tokens"})
+    for (const char* o :
+         {"--model", "--mmproj", "--instruction", "--screenshot", "--out", "--max-tokens"})
         valued.push_back(o);
     Args args(argc, argv, valued, {"-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {

@@ -11,8 +11,8 @@ namespace iris::app {
 int cmd_eval(int argc, char** argv)
 {
     Args args(argc, argv,
-              {"--model", "--data", "--limit", "--max-new-tokens", "--threads", "--predictions",
-               "--min-overall", "--min-task", "--quantize", "--precision"},
+              {"--model", "--mmproj", "--data", "--limit", "--max-new-tokens", "--threads",
+               "--predictions", "--min-overall", "--min-task", "--quantize", "--precision"},
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(

@@ -52,9 +52,10 @@ model::KvCacheOptions skvq(const char* bits, int window)
 
 int cmd_calibrate_kv(int argc, char** argv)
 {
-    Args args(argc, argv,
-              {"--model", "--data", "--out", "--max-tokens", "--threads", "--min-tokens"},
-              {"-h", "--help"});
+    Args args(
+        argc, argv,
+        {"--model", "--mmproj", "--data", "--out", "--max-tokens", "--threads", "--min-tokens"},
+        {"-h", "--help"});
     if (args.flag("-h") || args.flag("--help") || !args.has("--data")) {
         std::printf(
             "usage: iris calibrate-kv [--model DIR] --data FILE... [--out FILE] [--max-tokens N]\n"
@@ -74,6 +75,7 @@ int cmd_calibrate_kv(int argc, char** argv)
     const std::string out = args.str("--out", model::kv_calibration_path(dir));
     apply_threads(args);
     reasoning::EngineOptions eo;
+    eo.mmproj = args.str("--mmproj");
     auto engine = reasoning::Engine::load(dir, eo);
     std::vector<std::vector<float>> embeddings;
     for (const Prompt& p : prompts_from_args(*engine, args, min_tokens, {2048, 4096, 8192}))
@@ -96,10 +98,10 @@ int cmd_calibrate_kv(int argc, char** argv)
 
 int cmd_kv_eval(int argc, char** argv)
 {
-    Args args(
-        argc, argv,
-        {"--model", "--data", "--eval-data", "--steps", "--threads", "--limit", "--min-tokens"},
-        {"-h", "--help"});
+    Args args(argc, argv,
+              {"--model", "--mmproj", "--data", "--eval-data", "--steps", "--threads", "--limit",
+               "--min-tokens"},
+              {"-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris kv-eval [--model DIR] [--data FILE...] [--steps 128] [--eval-data DIR]\n"
@@ -119,7 +121,9 @@ int cmd_kv_eval(int argc, char** argv)
     const int n_steps = int(args.integer("--steps", 128, 1, 4096));
     const int min_tokens = int(args.integer("--min-tokens", 2048, 0, 1 << 20));
     apply_threads(args);
-    auto engine = reasoning::Engine::load(dir);
+    reasoning::EngineOptions eo;
+    eo.mmproj = args.str("--mmproj");
+    auto engine = reasoning::Engine::load(dir, eo);
     const model::InternVL& net = engine->network();
     const int32_t img_ctx = engine->img_context_id();
     const auto prompts = prompts_from_args(*engine, args, min_tokens, {2048, 4096, 8192});
@@ -194,6 +198,7 @@ int cmd_kv_eval(int argc, char** argv)
         for (const auto& kv : all) {
             reasoning::EngineOptions eo;
             eo.kv_cache = kv;
+            eo.mmproj = args.str("--mmproj");
             auto e = reasoning::Engine::load(dir, eo);
             ProgressBar bar("eval " + model::kv_cache_name(kv));
             const auto report = reasoning::evaluate(

@@ -24,10 +24,13 @@ std::string one_positional(const Args& args, const char* what)
 
 int cmd_prompt(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--image", "--max-tiles"}, {"--json", "-h", "--help"});
+    Args args(argc, argv, {"--model", "--mmproj", "--image", "--max-tiles"},
+              {"--json", "-h", "--help"});
     if (wants_help(args)) {
         std::printf(
-            "usage: iris prompt --model DIR [--image FILE]... [--max-tiles N] [--json] QUESTION\n"
+            "usage: iris prompt --model DIR|FILE.gguf [--mmproj FILE] [--image FILE]... "
+            "[--max-tiles N]\n"
+            "                   [--json] QUESTION\n"
             "\n"
             "Prints the ids of the full templated prompt exactly as the engine feeds them: the\n"
             "model's chat template and system message, the images' <img><IMG_CONTEXT>...</img>\n"
@@ -35,9 +38,9 @@ int cmd_prompt(int argc, char** argv)
         return 0;
     }
     std::string question = one_positional(args, "the question");
-    std::string dir = model_dir(args);
-    auto config = model::ModelConfig::load(dir + "/config.json");
-    auto tok = model::Tokenizer::load(dir);
+    const auto paths = model::ModelPaths::resolve(model_dir(args), args.str("--mmproj"));
+    auto config = model::ModelConfig::of(paths);
+    auto tok = model::Tokenizer::load(paths.is_gguf() ? paths.gguf : paths.dir);
     auto tiling = reasoning::tiling_options(config);
     if (args.has("--max-tiles")) tiling.max_tiles = int(args.integer("--max-tiles", 12, 1, 64));
     tiling.min_tiles = std::min(tiling.min_tiles, tiling.max_tiles);

@@ -90,7 +90,7 @@ std::string jinja_chat_template(const model::ModelConfig& config)
 int cmd_quant_eval(int argc, char** argv)
 {
     Args args(argc, argv,
-              {"--model", "--data", "--types", "--steps", "--threads", "--min-tokens",
+              {"--model", "--mmproj", "--data", "--types", "--steps", "--threads", "--min-tokens",
                "--eval-data", "--limit"},
               {"-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -132,6 +132,7 @@ int cmd_quant_eval(int argc, char** argv)
     auto load = [&](const std::string& type) {
         reasoning::EngineOptions eo;
         eo.quantize = type;
+        eo.mmproj = args.str("--mmproj");
         return reasoning::Engine::load(dir, eo);
     };
     auto ref = load("");

@@ -49,14 +49,15 @@ int cmd_serve(int argc, char** argv)
            "--model",      "--db",          "--threads",     "--cors-origin",
            "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
            "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
-           "--quantize",   "--precision"};
+           "--quantize",   "--precision",   "--mmproj"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris serve [--host 127.0.0.1] [--port 8080] [--api-key KEY | --api-key-file "
             "FILE]\n"
-            "                  [--model DIR] [--db DIR] [options]\n"
+            "                  [--model DIR | --model FILE.gguf [--mmproj FILE]] [--db DIR] "
+            "[options]\n"
             "\n"
             "Serves the model over HTTP: the OpenAI chat API with images, document QA and memory "
             "search.\n"
@@ -141,9 +142,7 @@ int cmd_serve(int argc, char** argv)
 
     apply_threads(args);
     auto engine = load_engine(args);
-    o.model_name = std::filesystem::path(model_dir(args)).lexically_normal().filename().string();
-    if (o.model_name.empty())
-        o.model_name = std::filesystem::path(model_dir(args)).parent_path().filename().string();
+    o.model_name = model::ModelPaths::resolve(model_dir(args), args.str("--mmproj")).name();
     std::optional<memory::Store> store;
     if (args.has("--db")) {
         memory::StoreOptions so;

@@ -10,7 +10,8 @@ namespace iris::app {
 
 int cmd_tokenize(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--file"}, {"--json", "--no-bos", "-h", "--help"});
+    Args args(argc, argv, {"--model", "--mmproj", "--file"},
+              {"--json", "--no-bos", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris tokenize --model DIR [--json] [--no-bos] (--file FILE | TEXT)\n"

@@ -49,7 +49,8 @@ std::vector<std::string> sampling_option_names()
 std::vector<std::string> common_valued_options()
 {
     auto v = sampling_option_names();
-    v.insert(v.end(), {"--model", "--threads", "--max-tiles", "--quantize", "--precision"});
+    v.insert(v.end(),
+             {"--model", "--mmproj", "--threads", "--max-tiles", "--quantize", "--precision"});
     for (auto& name : kv_option_names()) v.push_back(name);
     return v;
 }
@@ -62,7 +63,11 @@ std::vector<std::string> kv_option_names()
 
 const char* load_help()
 {
-    return "  --quantize TYPE      quantize the language model at load, as llama-quantize would:\n"
+    return "  --model PATH         a checkpoint folder (config.json, safetensors), llama.cpp's\n"
+           "                       language-model .gguf, or a folder holding one\n"
+           "  --mmproj FILE        the vision tower of a .gguf model (llama.cpp's mmproj file;\n"
+           "                       default: the one mmproj*.gguf beside the model)\n"
+           "  --quantize TYPE      quantize the language model at load, as llama-quantize would:\n"
            "                       q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q4_K_S, q4_K_M, q5_K_S,\n"
            "                       q5_K_M or q6_K (default: the weights as stored)\n"
            "  --precision P        f32 (default, exact) or bf16: BF16 weights meet bf16 "
@@ -195,6 +200,7 @@ std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
     opts.kv_cache = kv_cache_from_args(args);
     opts.quantize = args.str("--quantize");
     opts.precision = model::precision_from_name(args.str("--precision", "f32"));
+    opts.mmproj = args.str("--mmproj");
     auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;

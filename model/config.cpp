@@ -3,6 +3,7 @@
 // Only the fields the engine uses are read; each is type- and range-checked, and every error
 // names the field's path. Fields that save_pretrained always writes are required, so a
 // hand-made config gets a clear error instead of a silently different model.
+#include "model/arch.h"
 #include "model/model.h"
 
 #include <nlohmann/json.hpp>
@@ -206,14 +207,11 @@ LlmConfig parse_llm(const Fields& f)
     if (!archs.is_array() || archs.empty() || !archs[0].is_string())
         f.fail("architectures", "must be a non-empty array of class names");
     const std::string arch = archs[0].get<std::string>();
-    if (arch == "Qwen2ForCausalLM")
-        l.arch = LlmArch::qwen2;
-    else if (arch == "InternLM2ForCausalLM")
-        l.arch = LlmArch::internlm2;
-    else
-        f.fail("architectures[0]",
-               "is \"" + arch + "\"; supported: \"Qwen2ForCausalLM\", \"InternLM2ForCausalLM\"",
+    const LlmArchInfo* info = llm_arch_by_class(arch);
+    if (!info)
+        f.fail("architectures[0]", "is \"" + arch + "\"; supported: " + llm_arch_list(false),
                ErrorKind::unsupported);
+    l.arch = info->arch;
 
     l.hidden_size = f.integer("hidden_size", 1, max_hidden);
     l.intermediate_size = f.integer("intermediate_size", 1, max_intermediate);

@@ -1,5 +1,6 @@
 // InternVL: checkpoint loading, the vision → LLM hand-over (<IMG_CONTEXT> replacement, spec
 // §7.4) and the public entry points of the network.
+#include "model/arch.h"
 #include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
@@ -30,27 +31,52 @@ Weight Weight::from_values(std::vector<float> values, std::vector<int64_t> shape
 }
 
 namespace {
+
 std::string shape_str(const std::vector<int64_t>& shape)
 {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
 }
+
+// GGUF writers keep or drop leading dimensions of 1 ([1, 1, C] or [C]); both are the tensor.
+std::span<const int64_t> without_leading_ones(const std::vector<int64_t>& shape)
+{
+    size_t i = 0;
+    while (i + 1 < shape.size() && shape[i] == 1) ++i;
+    return std::span<const int64_t>(shape).subspan(i);
+}
+
+bool same_shape(const std::vector<int64_t>& a, const std::vector<int64_t>& b)
+{
+    const auto x = without_leading_ones(a), y = without_leading_ones(b);
+    return std::equal(x.begin(), x.end(), y.begin(), y.end());
+}
+
+bool is_half(cpu::WeightType t)
+{
+    return t == cpu::WeightType::bf16 || t == cpu::WeightType::f16;
+}
+
 } // namespace
 
-WeightLoader::WeightLoader(const WeightSet& weights, std::string origin,
-                           std::function<void(float, const char*)> progress)
-    : weights_(weights)
-    , origin_(std::move(origin))
-    , progress_(std::move(progress))
+int64_t SourceTensor::numel() const
 {
-    for (const auto& name : weights_.names())
-        if (const TensorInfo* t = weights_.find(name)) bytes_total_ += t->nbytes;
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
 }
+
+WeightLoader::WeightLoader(const TensorSource& source,
+                           std::function<void(float, const char*)> progress)
+    : source_(source)
+    , progress_(std::move(progress))
+    , bytes_total_(source.total_bytes())
+{ }
 
 bool WeightLoader::has(const std::string& name) const
 {
-    return weights_.find(name) != nullptr;
+    return source_.find(name) != nullptr;
 }
 
 Weight WeightLoader::get_optional(const std::string& name, const std::vector<int64_t>& shape)
@@ -65,20 +91,24 @@ Weight WeightLoader::get_matrix_optional(const std::string& name, const std::vec
     return get_matrix(name, shape);
 }
 
-const TensorInfo& WeightLoader::find_checked(const std::string& name,
-                                             const std::vector<int64_t>& shape) const
+const SourceTensor& WeightLoader::find_checked(const std::string& name,
+                                               const std::vector<int64_t>& shape) const
 {
-    const TensorInfo* t = weights_.find(name);
-    if (!t) throw Error(ErrorKind::not_found, origin_ + ": tensor " + name + " is missing");
-    if (t->shape != shape)
+    const SourceTensor* t = source_.find(name);
+    if (!t) throw Error(ErrorKind::not_found, source_.describe(name) + " is missing");
+    if (!same_shape(t->shape, shape))
         throw Error(ErrorKind::invalid_input,
-                    strfmt("%s: tensor %s has shape %s, expected %s from config.json",
-                           origin_.c_str(), name.c_str(), shape_str(t->shape).c_str(),
+                    strfmt("%s has shape %s, expected %s from the configuration",
+                           source_.describe(name).c_str(), shape_str(t->shape).c_str(),
                            shape_str(shape).c_str()));
+    if (!t->type)
+        throw Error(ErrorKind::unsupported,
+                    strfmt("%s has type %s, which Iris cannot compute on",
+                           source_.describe(name).c_str(), t->type_name.c_str()));
     return *t;
 }
 
-void WeightLoader::done(const TensorInfo& t, const std::string& name)
+void WeightLoader::done(const SourceTensor& t, const std::string& name)
 {
     bytes_done_ += t.nbytes;
     if (progress_ && bytes_total_ > 0)
@@ -87,18 +117,17 @@ void WeightLoader::done(const TensorInfo& t, const std::string& name)
 
 Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64_t>& shape)
 {
-    const TensorInfo& t = find_checked(name, shape);
+    const SourceTensor& t = find_checked(name, shape);
     if (shape.size() < 2)
         throw Error(ErrorKind::internal, strfmt("%s is not a matrix", name.c_str()));
-    if (t.dtype != DType::bf16 && t.dtype != DType::f16) {
-        // F32 (in place when aligned) or an unsupported dtype (get() reports it).
+    const cpu::WeightType type = *t.type;
+    if (type == cpu::WeightType::f32) {
         Weight w = get(name, shape);
         w.mat = cpu::WeightMatrix::f32(w.data, shape[0], w.numel() / shape[0]);
         return w;
     }
     Weight w;
     w.shape = shape;
-    const int64_t n = t.numel();
     const void* src = t.data;
     if (reinterpret_cast<uintptr_t>(t.data) % alignof(uint16_t) == 0) {
         // In place: no conversion at load, the pages come from the page cache on first use.
@@ -108,9 +137,53 @@ Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64
         src = w.owned_raw.data();
         bytes_owned_ += t.nbytes;
     }
-    w.mat = {src, t.dtype == DType::bf16 ? cpu::WeightType::bf16 : cpu::WeightType::f16, shape[0],
-             n / shape[0], t.dtype == DType::bf16 && precision_ == Precision::bf16};
+    w.mat = {src, type, shape[0], t.numel() / shape[0],
+             type == cpu::WeightType::bf16 && precision_ == Precision::bf16};
     done(t, name);
+    return w;
+}
+
+Weight WeightLoader::stack_rows(std::vector<Weight> parts)
+{
+    const cpu::WeightMatrix& first = parts.at(0).mat;
+    int64_t rows = 0;
+    bool in_place = true;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        const cpu::WeightMatrix& m = parts[i].mat;
+        if (m.type != first.type || m.cols != first.cols)
+            throw Error(ErrorKind::invalid_input,
+                        source_.origin() + ": the parts of a fused matrix differ in type or width");
+        in_place = in_place && parts[i].owned.empty() && parts[i].owned_raw.empty()
+            && (i == 0 || m.data == parts[i - 1].mat.row(parts[i - 1].mat.rows));
+        rows += m.rows;
+    }
+    Weight w;
+    w.shape = {rows, first.cols};
+    if (in_place) {
+        w.mat = first;
+        w.mat.rows = rows;
+        w.data
+            = static_cast<const float*>(first.type == cpu::WeightType::f32 ? first.data : nullptr);
+        return w;
+    }
+    const size_t rb = first.row_bytes();
+    uint8_t* dst;
+    if (first.type == cpu::WeightType::f32) {
+        w.owned.resize(size_t(rows * first.cols));
+        dst = reinterpret_cast<uint8_t*>(w.owned.data());
+        w.data = w.owned.data();
+    } else {
+        w.owned_raw.resize(size_t(rows) * rb);
+        dst = w.owned_raw.data();
+    }
+    for (const Weight& p : parts) {
+        const size_t n = size_t(p.mat.rows) * rb;
+        std::memcpy(dst, p.mat.data, n);
+        if (p.owned.empty() && p.owned_raw.empty()) mapped_to_owned(n);
+        dst += n;
+    }
+    w.mat = {w.data ? static_cast<const void*>(w.data) : w.owned_raw.data(), first.type, rows,
+             first.cols, first.bf16_activations};
     return w;
 }
 
@@ -144,20 +217,21 @@ Weight WeightLoader::quantized(Weight w, const TensorRole& role)
 
 Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& shape)
 {
-    const TensorInfo* t = &find_checked(name, shape);
+    const SourceTensor& t = find_checked(name, shape);
     Weight w;
     w.shape = shape;
-    const int64_t n = t->numel();
-    if (t->dtype == DType::f32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+    const int64_t n = t.numel();
+    const cpu::WeightType type = *t.type;
+    if (type == cpu::WeightType::f32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) == 0) {
         // In place: the pages are read from the file on first use and shared with the page cache.
-        w.data = reinterpret_cast<const float*>(t->data);
-        bytes_mapped_ += t->nbytes;
-    } else if (t->dtype == DType::bf16 || t->dtype == DType::f16) {
+        w.data = reinterpret_cast<const float*>(t.data);
+        bytes_mapped_ += t.nbytes;
+    } else if (is_half(type)) {
         // Converted once to f32: only small tensors come here (matrices use get_matrix).
         w.owned.resize(size_t(n));
         float* dst = w.owned.data();
-        const uint8_t* src = t->data;
-        const bool bf16 = t->dtype == DType::bf16;
+        const uint8_t* src = t.data;
+        const bool bf16 = type == cpu::WeightType::bf16;
         cpu::parallel_range(n, 1 << 16, [&](int64_t lo, int64_t hi) {
             for (int64_t i = lo; i < hi; ++i) {
                 uint16_t bits;
@@ -167,17 +241,22 @@ Weight WeightLoader::get(const std::string& name, const std::vector<int64_t>& sh
         });
         w.data = dst;
         bytes_owned_ += size_t(n) * sizeof(float);
-    } else if (t->dtype == DType::f32) {
-        w.owned = t->to_f32();
+    } else if (type == cpu::WeightType::f32) {
+        w.owned.resize(size_t(n));
+        std::memcpy(w.owned.data(), t.data, t.nbytes);
         w.data = w.owned.data();
         bytes_owned_ += size_t(n) * sizeof(float);
     } else {
-        throw Error(ErrorKind::unsupported,
-                    strfmt("%s: tensor %s has dtype %s; weights must be "
-                           "F32, BF16 or F16",
-                           origin_.c_str(), name.c_str(), dtype_name(t->dtype)));
+        // ggml's blocks (a quantized norm or bias, which llama-quantize never writes but a
+        // GGUF may hold): dequantized row by row, rows being the innermost dimension.
+        const int64_t cols = t.shape.back();
+        std::vector<uint8_t> raw(t.data, t.data + t.nbytes); // the mapping may be unaligned
+        w.owned.resize(size_t(n));
+        cpu::widen_rows({raw.data(), type, n / cols, cols}, 0, n / cols, w.owned.data());
+        w.data = w.owned.data();
+        bytes_owned_ += size_t(n) * sizeof(float);
     }
-    done(*t, name);
+    done(t, name);
     return w;
 }
 
@@ -190,16 +269,34 @@ InternVL::InternVL(std::unique_ptr<Impl> impl)
 
 InternVL::~InternVL() = default;
 
-std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptions& options)
+std::unique_ptr<InternVL> InternVL::load(const std::string& model, const LoadOptions& options)
 {
     const int64_t t0 = now_us();
     cpu::init_blas();
-    if (options.progress) options.progress(0.f, "config.json");
-    ModelConfig config = ModelConfig::load(dir + "/config.json");
-    WeightSet weights = WeightSet::open_dir(dir);
-    auto impl = std::make_unique<Impl>(std::move(config), std::move(weights));
+    const ModelPaths paths = ModelPaths::resolve(model, options.mmproj);
+    auto impl = std::make_unique<Impl>();
+    std::optional<TensorSource> source;
+    if (paths.is_gguf()) {
+        if (paths.mmproj.empty())
+            throw Error(ErrorKind::not_found,
+                        paths.gguf
+                            + " is a language model alone, and Iris needs its vision tower too: "
+                              "give llama.cpp's mmproj file with --mmproj (no mmproj*.gguf is "
+                              "beside it)");
+        if (options.progress) options.progress(0.f, "GGUF metadata");
+        impl->llm_gguf = GgufFile::open(paths.gguf);
+        impl->mmproj_gguf = GgufFile::open(paths.mmproj);
+        impl->config = gguf_model_config(*impl->llm_gguf, *impl->mmproj_gguf);
+        source = TensorSource::from_gguf(*impl->llm_gguf, *impl->mmproj_gguf);
+    } else {
+        if (options.progress) options.progress(0.f, "config.json");
+        impl->config = ModelConfig::load(paths.dir + "/config.json");
+        impl->weights = WeightSet::open_dir(paths.dir);
+        source = TensorSource::from_checkpoint(*impl->weights, impl->config, paths.dir);
+    }
 
-    WeightLoader loader(impl->weights, dir, options.progress);
+    impl->file_weights = source->stats();
+    WeightLoader loader(*source, options.progress);
     loader.set_precision(options.precision);
     if (!options.quantize.empty()) {
         const LlmConfig& c = impl->config.llm;
@@ -210,7 +307,7 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
     load_llm(loader, impl->config.llm, impl->llm);
     impl->bytes_owned = loader.bytes_owned();
     impl->bytes_mapped = loader.bytes_mapped();
-    const std::string calibration = kv_calibration_path(dir);
+    const std::string calibration = kv_calibration_path(paths.dir);
     if (std::filesystem::exists(calibration)) {
         const LlmConfig& c = impl->config.llm;
         impl->kv_calibration = KvCalibration::load(calibration, c.num_hidden_layers,
@@ -220,10 +317,11 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& dir, const LoadOptio
 
     IRIS_LOG_INFO("loaded %s (%s, %d+%d layers) in %.0f ms: %.1f MB converted, %.1f MB mapped, "
                   "%d threads",
-                  dir.c_str(), impl->config.llm.arch == LlmArch::internlm2 ? "InternLM2" : "Qwen2",
-                  impl->config.vision.num_hidden_layers, impl->config.llm.num_hidden_layers,
-                  double(now_us() - t0) / 1000.0, double(impl->bytes_owned) / 1e6,
-                  double(impl->bytes_mapped) / 1e6, cpu::n_threads());
+                  paths.is_gguf() ? paths.gguf.c_str() : paths.dir.c_str(),
+                  llm_arch(impl->config.llm.arch).display, impl->config.vision.num_hidden_layers,
+                  impl->config.llm.num_hidden_layers, double(now_us() - t0) / 1000.0,
+                  double(impl->bytes_owned) / 1e6, double(impl->bytes_mapped) / 1e6,
+                  cpu::n_threads());
     return std::make_unique<InternVL>(std::move(impl));
 }
 
@@ -257,6 +355,11 @@ size_t InternVL::weight_bytes_owned() const
 size_t InternVL::weight_bytes_mapped() const
 {
     return impl_->bytes_mapped;
+}
+
+const InternVL::FileWeights& InternVL::file_weights() const
+{
+    return impl_->file_weights;
 }
 
 std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, int n_tiles,

@@ -1,5 +1,6 @@
 // The decoder (spec §9): Qwen2 and InternLM2 share one pre-norm block; they differ only in
 // tensor names, InternLM2's fused wqkv (split at load, §9.2) and which biases exist.
+#include "model/arch.h"
 #include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
@@ -68,32 +69,27 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
         || vocab <= 0 || c.num_hidden_layers <= 0)
         throw Error(ErrorKind::invalid_input, "llm_config: inconsistent sizes");
     const bool internlm2 = c.arch == LlmArch::internlm2;
-    const std::string m = "language_model.model.";
 
     // spec §1.3: InternVLChatConfig forces untied embeddings, so the reference builds its own
     // lm_head and expects it in the file. If it is missing the reference would run with random
     // weights; tying is our best guess, and it must be loud.
-    const std::string head
-        = internlm2 ? "language_model.output.weight" : "language_model.lm_head.weight";
-    const bool tied = !ld.has(head);
+    const bool tied = !ld.has("output.weight");
     const int nl = c.num_hidden_layers;
     auto role = [nl](TensorRole::Kind kind, int layer = 0) { return TensorRole {kind, layer, nl}; };
 
-    out.embed = ld.quantized(
-        ld.get_matrix(m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight"),
-                      {vocab, h}),
-        role(tied ? TensorRole::output : TensorRole::token_embd));
+    out.embed = ld.quantized(ld.get_matrix("token_embd.weight", {vocab, h}),
+                             role(tied ? TensorRole::output : TensorRole::token_embd));
     out.layers.resize(size_t(nl));
     for (int l = 0; l < nl; ++l) {
         LlmLayer& L = out.layers[size_t(l)];
-        std::string pre = m + strfmt("layers.%d.", l);
-        auto matrix
-            = [&](const std::string& name, std::vector<int64_t> shape, TensorRole::Kind kind) {
-                  return ld.quantized(ld.get_matrix(pre + name, shape), role(kind, l));
-              };
-        if (internlm2) {
-            L.attn_norm = ld.get(pre + "attention_norm.weight", {h});
-            Weight wqkv = ld.get_matrix(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
+        auto name = [l](const char* pattern) { return layer_name(pattern, l); };
+        auto matrix = [&](const char* pattern, std::vector<int64_t> shape, TensorRole::Kind kind) {
+            return ld.quantized(ld.get_matrix(name(pattern), shape), role(kind, l));
+        };
+        L.attn_norm = ld.get(name("blk.%d.attn_norm.weight"), {h});
+        if (ld.has(name("blk.%d.attn_qkv.weight"))) {
+            // InternLM2's checkpoints: one wqkv, split here (llama.cpp's files hold the parts).
+            Weight wqkv = ld.get_matrix(name("blk.%d.attn_qkv.weight"), {(nh + 2 * nkv) * d, h});
             split_wqkv(wqkv, int(nh), int(nkv), int(d), h, L.q_w, L.k_w, L.v_w);
             if (wqkv.owned.empty() && wqkv.owned_raw.empty())
                 ld.mapped_to_owned(size_t(wqkv.mat.rows) * wqkv.mat.row_bytes());
@@ -101,45 +97,47 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
             L.k_w = ld.quantized(std::move(L.k_w), role(TensorRole::attn_k, l));
             L.v_w = ld.quantized(std::move(L.v_w), role(TensorRole::attn_v, l));
             if (c.attention_bias) {
-                Weight bqkv = ld.get(pre + "attention.wqkv.bias", {(nh + 2 * nkv) * d});
+                Weight bqkv = ld.get(name("blk.%d.attn_qkv.bias"), {(nh + 2 * nkv) * d});
                 split_wqkv(bqkv, int(nh), int(nkv), int(d), 1, L.q_b, L.k_b, L.v_b);
             }
-            L.o_w = matrix("attention.wo.weight", {h, nh * d}, TensorRole::attn_output);
-            if (c.attention_bias) L.o_b = ld.get(pre + "attention.wo.bias", {h});
-            L.ffn_norm = ld.get(pre + "ffn_norm.weight", {h});
-            L.gate_w = matrix("feed_forward.w1.weight", {f, h}, TensorRole::ffn_gate);
-            L.up_w = matrix("feed_forward.w3.weight", {f, h}, TensorRole::ffn_up);
-            L.down_w = matrix("feed_forward.w2.weight", {h, f}, TensorRole::ffn_down);
         } else {
-            // Qwen2: q/k/v always carry biases, o_proj never does.
-            L.attn_norm = ld.get(pre + "input_layernorm.weight", {h});
-            L.q_w = matrix("self_attn.q_proj.weight", {nh * d, h}, TensorRole::attn_q);
-            L.q_b = ld.get(pre + "self_attn.q_proj.bias", {nh * d});
-            L.k_w = matrix("self_attn.k_proj.weight", {nkv * d, h}, TensorRole::attn_k);
-            L.k_b = ld.get(pre + "self_attn.k_proj.bias", {nkv * d});
-            L.v_w = matrix("self_attn.v_proj.weight", {nkv * d, h}, TensorRole::attn_v);
-            L.v_b = ld.get(pre + "self_attn.v_proj.bias", {nkv * d});
-            L.o_w = matrix("self_attn.o_proj.weight", {h, nh * d}, TensorRole::attn_output);
-            L.ffn_norm = ld.get(pre + "post_attention_layernorm.weight", {h});
-            L.gate_w = matrix("mlp.gate_proj.weight", {f, h}, TensorRole::ffn_gate);
-            L.up_w = matrix("mlp.up_proj.weight", {f, h}, TensorRole::ffn_up);
-            L.down_w = matrix("mlp.down_proj.weight", {h, f}, TensorRole::ffn_down);
+            L.q_w = matrix("blk.%d.attn_q.weight", {nh * d, h}, TensorRole::attn_q);
+            L.k_w = matrix("blk.%d.attn_k.weight", {nkv * d, h}, TensorRole::attn_k);
+            L.v_w = matrix("blk.%d.attn_v.weight", {nkv * d, h}, TensorRole::attn_v);
+            // Qwen2: q/k/v always carry biases; InternLM2 when `bias`.
+            if (!internlm2 || c.attention_bias) {
+                L.q_b = ld.get(name("blk.%d.attn_q.bias"), {nh * d});
+                L.k_b = ld.get(name("blk.%d.attn_k.bias"), {nkv * d});
+                L.v_b = ld.get(name("blk.%d.attn_v.bias"), {nkv * d});
+            }
         }
+        L.o_w = matrix("blk.%d.attn_output.weight", {h, nh * d}, TensorRole::attn_output);
+        // Qwen2's o_proj never has a bias; InternLM2's wo has one with `bias` (llama.cpp's
+        // internlm2 may leave it out).
+        if (internlm2 && c.attention_bias)
+            L.o_b = ld.source().gguf() ? ld.get_optional(name("blk.%d.attn_output.bias"), {h})
+                                       : ld.get(name("blk.%d.attn_output.bias"), {h});
+        L.ffn_norm = ld.get(name("blk.%d.ffn_norm.weight"), {h});
+        L.gate_w = matrix("blk.%d.ffn_gate.weight", {f, h}, TensorRole::ffn_gate);
+        L.up_w = matrix("blk.%d.ffn_up.weight", {f, h}, TensorRole::ffn_up);
+        L.down_w = matrix("blk.%d.ffn_down.weight", {h, f}, TensorRole::ffn_down);
     }
-    out.norm = ld.get(m + "norm.weight", {h});
+    out.norm = ld.get("output_norm.weight", {h});
+    out.rope_pairs = ld.source().gguf() && llm_arch(c.arch).gguf_rope_pairs;
 
     if (!tied)
-        out.lm_head = ld.quantized(ld.get_matrix(head, {vocab, h}), role(TensorRole::output));
+        out.lm_head
+            = ld.quantized(ld.get_matrix("output.weight", {vocab, h}), role(TensorRole::output));
     if (!out.lm_head) {
+        const std::string head = ld.source().describe("output.weight");
         if (c.tie_word_embeddings) {
             IRIS_LOG_INFO("%s is absent: tied to the input embedding (tie_word_embeddings)",
                           head.c_str());
         } else {
-            IRIS_LOG_WARN(
-                "%s is MISSING from the checkpoint although tie_word_embeddings is false: "
-                "using the input embedding as the output projection. The reference "
-                "implementation would not do this; check the top-1 logits against it.",
-                head.c_str());
+            IRIS_LOG_WARN("%s is MISSING although tie_word_embeddings is false: "
+                          "using the input embedding as the output projection. The reference "
+                          "implementation would not do this; check the top-1 logits against it.",
+                          head.c_str());
         }
     }
 }
@@ -224,8 +222,8 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
         cpu::linear(hb, n, L.q_w.mat, L.q_b ? L.q_b.data : nullptr, q);
         cpu::linear(hb, n, L.k_w.mat, L.k_b ? L.k_b.data : nullptr, kn);
         cpu::linear(hb, n, L.v_w.mat, L.v_b ? L.v_b.data : nullptr, vn);
-        cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t);
-        cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t);
+        cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t, w.rope_pairs);
+        cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t, w.rope_pairs);
         cache.store(l, pos0, n, kn, vn);
         cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
                               s.attention);

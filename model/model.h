@@ -26,6 +26,8 @@
 
 namespace iris::model {
 
+class GgufMetadata; // model/gguf.h
+
 // =============================================================================================
 // Tensors in safetensors files
 
@@ -123,6 +125,28 @@ private:
     std::map<std::string, std::string> metadata_;
 };
 
+// Where a model's files are: a Hugging Face checkpoint folder (config.json, safetensors and
+// the tokenizer files), or llama.cpp's two GGUF files, the language model with its tokenizer
+// and the mmproj with the vision tower and projector.
+struct ModelPaths
+{
+    std::string dir; // the checkpoint folder, or the folder of the language-model GGUF
+    std::string gguf; // the language-model GGUF; empty for a checkpoint
+    std::string mmproj; // the mmproj GGUF; empty when none was given or found
+
+    bool is_gguf() const { return !gguf.empty(); }
+    // A name for the model: the folder's, or the GGUF file's without ".gguf".
+    std::string name() const;
+
+    // `model` is a checkpoint folder, a .gguf file, or a folder with no config.json that holds
+    // one language-model GGUF (and an mmproj*.gguf beside it). `mmproj` names the mmproj file;
+    // when empty, the one mmproj*.gguf beside the language model is taken if there is exactly
+    // one. Throws Error(not_found) for a path that does not exist or a folder with neither a
+    // checkpoint nor a GGUF, and Error(invalid_argument) when a folder holds several language
+    // models or mmproj files to choose from, or when `mmproj` is given for a checkpoint.
+    static ModelPaths resolve(const std::string& model, const std::string& mmproj = {});
+};
+
 // The instruction set of the CPU kernels this machine runs: "avx512-vnni", "avx2" or
 // "portable" (IRIS_CPU=avx2 or =portable chooses a lesser one).
 const char* cpu_kernels_name();
@@ -192,6 +216,8 @@ struct ModelConfig
 
     // Throws Error naming the field for anything missing, malformed or unsupported.
     static ModelConfig load(const std::string& config_json_path);
+    // The configuration of a checkpoint's config.json, or of llama.cpp's GGUF pair's metadata.
+    static ModelConfig of(const ModelPaths& paths);
     static ModelConfig parse(std::string_view json_text, const std::string& origin);
 };
 
@@ -206,8 +232,21 @@ class Tokenizer
 public:
     virtual ~Tokenizer() = default;
 
-    // Loads from a folder holding the tokenizer files (a checkpoint folder, or only those files).
+    // Loads from a folder holding the tokenizer files (a checkpoint folder, or only those
+    // files), or from llama.cpp's language-model GGUF (a .gguf file, or a folder holding one and
+    // no tokenizer files; see ModelPaths::resolve) by from_gguf.
     static std::unique_ptr<Tokenizer> load(const std::string& dir);
+    // The tokenizer a llama.cpp GGUF language model carries in its tokenizer.ggml.* metadata:
+    // "gpt2" (Qwen2's byte-level BPE) or "llama" (SentencePiece, InternLM2). Control and
+    // user-defined tokens become added tokens (special when control), matched first as the
+    // Hugging Face tokenizer does; bos/eos from tokenizer.ggml.bos_token_id / eos_token_id,
+    // add_bos from tokenizer.ggml.add_bos_token (default: Qwen2 no, InternLM2 yes). For the
+    // files iris quantize writes from an InternVL checkpoint (as llama.cpp's converter does),
+    // encode() and decode() give what load() gives on the checkpoint (tokenizer-gguf.cpp lists
+    // what GGUF cannot carry). Throws Error(invalid_input) naming the key for missing, mistyped or
+    // inconsistent metadata, Error(unsupported) for another tokenizer.ggml.model or a gpt2
+    // tokenizer.ggml.pre other than "qwen2".
+    static std::unique_ptr<Tokenizer> from_gguf(const GgufMetadata& metadata);
 
     // Encodes text exactly like the official slow tokenizer. With add_bos, the BOS token is
     // prepended where the model's tokenizer does so (InternLM2's <s>; Qwen2 adds nothing); it
@@ -282,6 +321,8 @@ struct LoadOptions
     // save memory but no time).
     std::string quantize;
     Precision precision = Precision::f32;
+    // The mmproj GGUF of a language-model GGUF (ModelPaths::resolve): empty to find it beside.
+    std::string mmproj;
 };
 
 // Intermediates of encode_images, for tests and debugging. Cv = vision width, P = patches per
@@ -431,11 +472,15 @@ std::string kv_calibration_path(const std::string& model_dir);
 class InternVL
 {
 public:
-    // Loads config.json and the safetensors weights of a checkpoint folder, and the SKVQ
-    // calibration kv-calibration.safetensors when the folder has one. Throws Error
-    // (not_found, invalid_input, unsupported) naming the file or tensor: missing tensors, shapes
-    // that disagree with the config, unsupported architectures or dtypes.
-    static std::unique_ptr<InternVL> load(const std::string& dir, const LoadOptions& options = {});
+    // Loads config.json and the safetensors weights of a checkpoint folder, or llama.cpp's
+    // language-model and mmproj GGUF files (`model` and options.mmproj as ModelPaths::resolve
+    // takes them; the configuration then comes from their metadata), and the SKVQ calibration
+    // kv-calibration.safetensors when the folder has one. GGUF tensors of every weight type
+    // are used in place from the mapped files. Throws Error (not_found, invalid_input,
+    // unsupported) naming the file or tensor: missing tensors, shapes that disagree with the
+    // config, unsupported architectures or types, a GGUF without its mmproj.
+    static std::unique_ptr<InternVL> load(const std::string& model,
+                                          const LoadOptions& options = {});
     ~InternVL();
 
     const ModelConfig& config() const;
@@ -444,6 +489,15 @@ public:
     // Bytes of weights held in memory (converted copies) and mapped in place.
     size_t weight_bytes_owned() const;
     size_t weight_bytes_mapped() const;
+    // The network's tensors as stored in the files: parameters, bytes and their types ("BF16",
+    // "q4_K+q6_K+f32": most bytes first, as the files spell them).
+    struct FileWeights
+    {
+        int64_t params = 0;
+        uint64_t bytes = 0;
+        std::string types;
+    };
+    const FileWeights& file_weights() const;
 
     // pixel_values [n_tiles, 3, S, S] (S = force_image_size) -> visual tokens
     // [n_tiles·num_image_token, llm_hidden], tile-major. Throws Error(invalid_argument) if the

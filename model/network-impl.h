@@ -3,10 +3,12 @@
 #pragma once
 
 #include "model/cpu/ops.h"
+#include "model/gguf.h"
 #include "model/model.h"
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -77,23 +79,74 @@ struct QuantMix
     cpu::WeightType type_for(const TensorRole& role, int64_t cols, int n_gqa) const;
 };
 
-// Reads tensors of a checkpoint by name, checks their shapes, converts them to f32 and reports
-// progress by bytes.
+// A tensor as the loader sees it, from a safetensors or a GGUF file.
+struct SourceTensor
+{
+    std::string file_name; // the name in the file, for messages
+    std::vector<int64_t> shape; // outermost first
+    // nullopt: a type weights cannot have (I32, I64, U8; a ggml type Iris cannot compute on)
+    std::optional<cpu::WeightType> type;
+    std::string type_name; // as the file spells it, for messages
+    const uint8_t* data = nullptr;
+    size_t nbytes = 0;
+
+    int64_t numel() const;
+};
+
+// The tensors of a model by their GGUF names (model/arch.h), whichever files hold them: a
+// checkpoint's safetensors, read through the architecture's table, or llama.cpp's language
+// model and mmproj GGUF files, whose names are those already. The files must outlive it.
+class TensorSource
+{
+public:
+    static TensorSource from_checkpoint(const WeightSet& weights, const ModelConfig& config,
+                                        std::string origin);
+    static TensorSource from_gguf(const GgufFile& llm, const GgufFile& mmproj);
+
+    const SourceTensor* find(std::string_view name) const;
+    // "FILE: tensor NAME" with the file and name a tensor has, or would have, in the files (the
+    // checkpoint's name for a checkpoint), for messages.
+    std::string describe(const std::string& name) const;
+    const std::string& origin() const { return origin_; }
+    size_t total_bytes() const;
+    InternVL::FileWeights stats() const;
+    // Whether the files are llama.cpp's: q and k rows of an architecture whose LlmArchInfo says
+    // gguf_rope_pairs are in adjacent-pair order, and fused matrices come in parts.
+    bool gguf() const { return gguf_; }
+
+private:
+    std::string origin_, mmproj_origin_; // the folder, or the two GGUF files
+    bool gguf_ = false;
+    std::map<std::string, SourceTensor, std::less<>> tensors_;
+    std::map<std::string, std::string, std::less<>> hf_names_; // a checkpoint's names
+};
+
+// The configuration of llama.cpp's InternVL files, from their metadata and tensor shapes:
+// the language model's (qwen2 / internlm2 keys) and the mmproj's (clip.vision.*), with what
+// GGUF cannot say taken as InternVL2.5 and InternVL3 have it (template internvl2_5, the last
+// vision layer, pixel shuffle v2, a thumbnail). Throws Error naming the file and key.
+ModelConfig gguf_model_config(const GgufFile& llm, const GgufFile& mmproj);
+
+// Reads tensors by name, checks their shapes, converts small ones to f32 and reports progress
+// by bytes.
 class WeightLoader
 {
 public:
-    WeightLoader(const WeightSet& weights, std::string origin,
-                 std::function<void(float, const char*)> progress);
+    WeightLoader(const TensorSource& source, std::function<void(float, const char*)> progress);
 
-    // The tensor `name` with exactly `shape`. Throws Error(not_found) if absent and
-    // Error(invalid_input) naming the tensor, the expected and the actual shape otherwise.
+    // The tensor `name` with exactly `shape` (leading 1s aside), as f32. Throws
+    // Error(not_found) if absent and Error(invalid_input) naming the tensor, the expected and
+    // the actual shape otherwise.
     Weight get(const std::string& name, const std::vector<int64_t>& shape);
     // The same, but an absent tensor gives an empty Weight.
     Weight get_optional(const std::string& name, const std::vector<int64_t>& shape);
     // A matrix for cpu::linear, rows = shape[0], cols = the product of the other dims, in the
-    // stored precision (F32, BF16, F16) and in place when the mapping is aligned.
+    // stored type (F32, BF16, F16 or ggml's blocks) and in place when the mapping is aligned.
     Weight get_matrix(const std::string& name, const std::vector<int64_t>& shape);
     Weight get_matrix_optional(const std::string& name, const std::vector<int64_t>& shape);
+    // Matrices of one type stacked by rows ([Σ rows, cols]): in place when they lie back to
+    // back in the file, else copied (a fused matrix the GGUF files hold in parts).
+    Weight stack_rows(std::vector<Weight> parts);
     // BF16 matrices take bf16 activations in products of many rows (LoadOptions::precision).
     void set_precision(Precision p) { precision_ = p; }
     // Quantizes the language model's matrices as they are loaded (LoadOptions::quantize).
@@ -113,17 +166,17 @@ public:
         bytes_owned_ += bytes;
     }
     bool has(const std::string& name) const;
+    const TensorSource& source() const { return source_; }
 
     size_t bytes_owned() const { return bytes_owned_; }
     size_t bytes_mapped() const { return bytes_mapped_; }
 
 private:
-    const TensorInfo& find_checked(const std::string& name,
-                                   const std::vector<int64_t>& shape) const;
-    void done(const TensorInfo& t, const std::string& name);
+    const SourceTensor& find_checked(const std::string& name,
+                                     const std::vector<int64_t>& shape) const;
+    void done(const SourceTensor& t, const std::string& name);
 
-    const WeightSet& weights_;
-    std::string origin_;
+    const TensorSource& source_;
     std::function<void(float, const char*)> progress_;
     std::optional<QuantMix> mix_;
     Precision precision_ = Precision::f32;
@@ -190,6 +243,8 @@ struct LlmWeights
     std::vector<LlmLayer> layers;
     Weight norm; // [H]
     Weight lm_head; // [V, H]; empty when tied to `embed`
+    // q and k rows in llama.cpp's adjacent-pair RoPE order (an InternLM2 GGUF), rotated so.
+    bool rope_pairs = false;
     const cpu::WeightMatrix& lm_head_matrix() const { return lm_head ? lm_head.mat : embed.mat; }
 };
 
@@ -299,16 +354,15 @@ std::vector<int32_t> cluster_channels(const std::vector<float>& lo, const std::v
 
 struct InternVL::Impl
 {
-    Impl(ModelConfig config_, WeightSet weights_)
-        : config(std::move(config_))
-        , weights(std::move(weights_))
-    { }
     ModelConfig config;
-    WeightSet weights; // keeps the mapped files alive for the in-place F32 tensors
+    // The files the mapped tensors point into: a checkpoint's, or the GGUF pair.
+    std::optional<WeightSet> weights;
+    std::optional<GgufFile> llm_gguf, mmproj_gguf;
     VisionWeights vision;
     LlmWeights llm;
     size_t bytes_owned = 0;
     size_t bytes_mapped = 0;
+    FileWeights file_weights;
     std::optional<KvCalibration> kv_calibration;
 };
 

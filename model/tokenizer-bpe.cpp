@@ -332,9 +332,6 @@ struct TransparentHash
 // ---------------------------------------------------------------------------------------------
 // Readers
 
-using VocabEntries = std::vector<std::pair<std::string, int64_t>>;
-using MergeEntries = std::vector<std::pair<std::string, std::string>>;
-
 // SAX handler for vocab.json: one flat object of token -> integer id (no DOM for 150k entries).
 struct VocabSax
 {
@@ -600,9 +597,11 @@ const json* find_pretokenizer(const json& node, const char* type)
 class BpeTokenizer final : public TokenizerBase
 {
 public:
+    // keep_add_special: honour settings.add_bos_token / add_eos_token (a GGUF's, which
+    // llama.cpp follows) instead of adding nothing like Qwen2Tokenizer.
     BpeTokenizer(TokenizerSettings s, VocabEntries vocab, const MergeEntries& merges,
                  bool ignore_merges, const std::string& vocab_origin,
-                 const std::string& merges_origin)
+                 const std::string& merges_origin, bool keep_add_special = false)
         : ignore_merges_(ignore_merges)
     {
         if (vocab.empty())
@@ -670,7 +669,7 @@ public:
         // Qwen2Tokenizer._decode: spaces_between_special_tokens=False and no clean-up.
         init_common(std::move(s), defaults, /*default_add_bos=*/false, false, false);
         // Qwen2Tokenizer adds no special tokens whatever the config says.
-        add_bos_ = add_eos_ = false;
+        if (!keep_add_special) add_bos_ = add_eos_ = false;
     }
 
     size_t n_merges() const { return n_merges_; }
@@ -929,6 +928,15 @@ std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings s)
         merge_added_tokens(s, parse_added_tokens_array(*it, path), path);
     return std::make_unique<BpeTokenizer>(std::move(s), std::move(vocab), merges, ignore_merges,
                                           path, path);
+}
+
+std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerSettings settings, VocabEntries vocab,
+                                              const MergeEntries& merges,
+                                              const std::string& vocab_origin,
+                                              const std::string& merges_origin)
+{
+    return std::make_unique<BpeTokenizer>(std::move(settings), std::move(vocab), merges, false,
+                                          vocab_origin, merges_origin, true);
 }
 
 } // namespace iris::model::detail

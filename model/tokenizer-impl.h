@@ -14,6 +14,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 namespace iris::model::detail {
@@ -175,5 +176,20 @@ private:
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings settings);
 std::unique_ptr<Tokenizer> load_spm_tokenizer(TokenizerSettings settings);
+
+// The families built from data already in memory (a GGUF's tokenizer.ggml.* arrays). Both take
+// bos/eos/add_bos/add_eos from the settings: the BPE does not drop add_bos_token as
+// Qwen2Tokenizer does, the SentencePiece does not take bos/eos from the model's pieces as
+// InternLM2Tokenizer does. The origins name the data in messages.
+using VocabEntries = std::vector<std::pair<std::string, int64_t>>; // token, id
+using MergeEntries = std::vector<std::pair<std::string, std::string>>; // by rank
+std::unique_ptr<Tokenizer> make_bpe_tokenizer(TokenizerSettings settings, VocabEntries vocab,
+                                              const MergeEntries& merges,
+                                              const std::string& vocab_origin,
+                                              const std::string& merges_origin);
+// `model_proto`: a serialized sentencepiece ModelProto.
+std::unique_ptr<Tokenizer> make_spm_tokenizer(TokenizerSettings settings,
+                                              const std::string& model_proto,
+                                              const std::string& origin);
 
 } // namespace iris::model::detail

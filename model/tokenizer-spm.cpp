@@ -12,15 +12,18 @@ namespace {
 class SpmTokenizer final : public TokenizerBase
 {
 public:
-    explicit SpmTokenizer(TokenizerSettings s)
+    // From DIR/tokenizer.model, or from a serialized ModelProto (`origin` names it).
+    SpmTokenizer(TokenizerSettings s, const std::string* model_proto, const std::string& origin)
     {
         const std::string path = path_join(s.dir, "tokenizer.model");
-        const auto status = sp_.Load(path);
+        const std::string what = model_proto ? origin : "'" + path + "'";
+        const auto status
+            = model_proto ? sp_.LoadFromSerializedProto(*model_proto) : sp_.Load(path);
         if (!status.ok())
             throw Error(ErrorKind::invalid_input,
-                        "'" + path + "' is not a valid SentencePiece model: " + status.ToString());
+                        what + " is not a valid SentencePiece model: " + status.ToString());
         piece_size_ = sp_.GetPieceSize();
-        if (piece_size_ <= 0) throw Error(ErrorKind::invalid_input, "'" + path + "' has no pieces");
+        if (piece_size_ <= 0) throw Error(ErrorKind::invalid_input, what + " has no pieces");
 
         // InternLM2Tokenizer's defaults; it never cleans up in _decode unless configured, and
         // keeps PreTrainedTokenizer's spaces_between_special_tokens=True.
@@ -31,7 +34,9 @@ public:
         defaults.pad = {true, "</s>"};
         const bool clean_up = s.clean_up_tokenization_spaces.value_or(false);
         init_common(std::move(s), defaults, /*default_add_bos=*/true, true, clean_up);
-        // InternLM2Tokenizer.bos_token_id / eos_token_id come from the model itself.
+        // InternLM2Tokenizer.bos_token_id / eos_token_id come from the model itself; a GGUF
+        // names them in its metadata.
+        if (model_proto) return;
         if (sp_.bos_id() >= 0 && sp_.bos_id() < piece_size_) bos_id_ = sp_.bos_id();
         if (sp_.eos_id() >= 0 && sp_.eos_id() < piece_size_) eos_id_ = sp_.eos_id();
     }
@@ -117,7 +122,14 @@ private:
 
 std::unique_ptr<Tokenizer> load_spm_tokenizer(TokenizerSettings settings)
 {
-    return std::make_unique<SpmTokenizer>(std::move(settings));
+    return std::make_unique<SpmTokenizer>(std::move(settings), nullptr, std::string());
+}
+
+std::unique_ptr<Tokenizer> make_spm_tokenizer(TokenizerSettings settings,
+                                              const std::string& model_proto,
+                                              const std::string& origin)
+{
+    return std::make_unique<SpmTokenizer>(std::move(settings), &model_proto, origin);
 }
 
 } // namespace iris::model::detail

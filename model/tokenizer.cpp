@@ -1,5 +1,6 @@
 // Tokenizer loading and the layer both families share: the checkpoint's added and special
 // tokens (spec §10 steps 2-4), UTF-8 helpers, and the Hugging Face decode rules.
+#include "model/gguf.h"
 #include "model/tokenizer-impl.h"
 
 #include <nlohmann/json.hpp>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
@@ -597,7 +599,8 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir)
     const auto t0 = std::chrono::steady_clock::now();
 
     struct stat st;
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    const bool is_file = ::stat(dir.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (!is_file && (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
         throw Error(ErrorKind::not_found,
                     "tokenizer folder '" + dir + "' does not exist or is not a folder");
 
@@ -605,6 +608,17 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir)
     const bool has_vocab = detail::file_exists(path_join(dir, "vocab.json"));
     const bool has_merges = detail::file_exists(path_join(dir, "merges.txt"));
     const bool has_tok_json = detail::file_exists(path_join(dir, "tokenizer.json"));
+    // llama.cpp's files carry the tokenizer in the language model's metadata.
+    auto holds_gguf = [&] {
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+            if (e.path().extension() == ".gguf") return true;
+        return false;
+    };
+    if (is_file || (!has_spm && !has_vocab && !has_merges && !has_tok_json && holds_gguf())) {
+        const ModelPaths paths = ModelPaths::resolve(dir);
+        return from_gguf(GgufFile::open(paths.gguf).metadata());
+    }
     if (!has_spm && !has_tok_json && has_vocab != has_merges)
         throw Error(
             ErrorKind::not_found,

@@ -1,4 +1,5 @@
 // InternViT (spec §4), pixel shuffle (§5) and the mlp1 projector (§6) on the CPU backend.
+#include "model/arch.h"
 #include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
@@ -9,11 +10,6 @@
 namespace iris::model {
 
 namespace {
-
-std::string vit_prefix(int layer)
-{
-    return strfmt("vision_model.encoder.layers.%d.", layer);
-}
 
 int pixel_shuffle_factor(const ModelConfig& c)
 {
@@ -58,51 +54,66 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
     if (c <= 0 || inter <= 0 || p <= 0 || vc.num_hidden_layers <= 0 || vc.num_attention_heads <= 0
         || c % vc.num_attention_heads != 0 || vc.image_size % vc.patch_size != 0)
         throw Error(ErrorKind::invalid_input, "vision_config: inconsistent sizes");
-    out.patch_w = ld.get_matrix("vision_model.embeddings.patch_embedding.weight",
-                                {c, vc.num_channels, p, p});
-    out.patch_b = ld.get("vision_model.embeddings.patch_embedding.bias", {c});
-    out.cls = ld.get("vision_model.embeddings.class_embedding", {1, 1, c});
+    out.patch_w = ld.get_matrix("v.patch_embd.weight", {c, vc.num_channels, p, p});
+    out.patch_b = ld.get("v.patch_embd.bias", {c});
+    out.cls = ld.get("v.class_embd", {1, 1, c});
     out.pos_grid = vc.image_size / vc.patch_size;
     int64_t n_pos = int64_t(out.pos_grid) * out.pos_grid + 1;
-    out.pos = ld.get("vision_model.embeddings.position_embedding", {1, n_pos, c});
+    out.pos = ld.get("v.position_embd.weight", {1, n_pos, c});
 
     const bool has_norm_bias = !vc.rms_norm;
     out.layers.resize(size_t(vc.num_hidden_layers));
     for (int l = 0; l < vc.num_hidden_layers; ++l) {
         VisionLayer& L = out.layers[size_t(l)];
-        std::string pre = vit_prefix(l);
-        L.norm1_w = ld.get(pre + "norm1.weight", {c});
-        if (has_norm_bias) L.norm1_b = ld.get(pre + "norm1.bias", {c});
-        L.qkv_w = ld.get_matrix(pre + "attn.qkv.weight", {3 * c, c});
-        if (vc.qkv_bias) L.qkv_b = ld.get(pre + "attn.qkv.bias", {3 * c});
+        auto name = [l](const char* pattern) { return layer_name(pattern, l); };
+        L.norm1_w = ld.get(name("v.blk.%d.ln1.weight"), {c});
+        if (has_norm_bias) L.norm1_b = ld.get(name("v.blk.%d.ln1.bias"), {c});
+        if (ld.has(name("v.blk.%d.attn_qkv.weight"))) {
+            L.qkv_w = ld.get_matrix(name("v.blk.%d.attn_qkv.weight"), {3 * c, c});
+            if (vc.qkv_bias) L.qkv_b = ld.get(name("v.blk.%d.attn_qkv.bias"), {3 * c});
+        } else {
+            // llama.cpp's converter splits qkv into thirds; they are one matrix again here.
+            std::vector<Weight> parts;
+            std::vector<float> bias;
+            for (const char* part : {"q", "k", "v"}) {
+                const std::string pre = strfmt("v.blk.%d.attn_%s.", l, part);
+                parts.push_back(ld.get_matrix(pre + "weight", {c, c}));
+                if (vc.qkv_bias) {
+                    const Weight b = ld.get(pre + "bias", {c});
+                    bias.insert(bias.end(), b.data, b.data + c);
+                }
+            }
+            L.qkv_w = ld.stack_rows(std::move(parts));
+            if (vc.qkv_bias) L.qkv_b = Weight::from_values(std::move(bias), {3 * c});
+        }
         if (vc.qk_normalization) {
-            L.q_norm_w = ld.get(pre + "attn.q_norm.weight", {c});
-            L.k_norm_w = ld.get(pre + "attn.k_norm.weight", {c});
+            L.q_norm_w = ld.get(name("v.blk.%d.attn_q_norm.weight"), {c});
+            L.k_norm_w = ld.get(name("v.blk.%d.attn_k_norm.weight"), {c});
             if (has_norm_bias) {
-                L.q_norm_b = ld.get(pre + "attn.q_norm.bias", {c});
-                L.k_norm_b = ld.get(pre + "attn.k_norm.bias", {c});
+                L.q_norm_b = ld.get(name("v.blk.%d.attn_q_norm.bias"), {c});
+                L.k_norm_b = ld.get(name("v.blk.%d.attn_k_norm.bias"), {c});
             }
         }
-        L.proj_w = ld.get_matrix(pre + "attn.proj.weight", {c, c});
-        L.proj_b = ld.get(pre + "attn.proj.bias", {c});
-        L.ls1 = ld.get(pre + "ls1", {c});
-        L.norm2_w = ld.get(pre + "norm2.weight", {c});
-        if (has_norm_bias) L.norm2_b = ld.get(pre + "norm2.bias", {c});
-        L.fc1_w = ld.get_matrix(pre + "mlp.fc1.weight", {inter, c});
-        L.fc1_b = ld.get(pre + "mlp.fc1.bias", {inter});
-        L.fc2_w = ld.get_matrix(pre + "mlp.fc2.weight", {c, inter});
-        L.fc2_b = ld.get(pre + "mlp.fc2.bias", {c});
-        L.ls2 = ld.get(pre + "ls2", {c});
+        L.proj_w = ld.get_matrix(name("v.blk.%d.attn_out.weight"), {c, c});
+        L.proj_b = ld.get(name("v.blk.%d.attn_out.bias"), {c});
+        L.ls1 = ld.get(name("v.blk.%d.ls1.weight"), {c});
+        L.norm2_w = ld.get(name("v.blk.%d.ln2.weight"), {c});
+        if (has_norm_bias) L.norm2_b = ld.get(name("v.blk.%d.ln2.bias"), {c});
+        L.fc1_w = ld.get_matrix(name("v.blk.%d.ffn_up.weight"), {inter, c});
+        L.fc1_b = ld.get(name("v.blk.%d.ffn_up.bias"), {inter});
+        L.fc2_w = ld.get_matrix(name("v.blk.%d.ffn_down.weight"), {c, inter});
+        L.fc2_b = ld.get(name("v.blk.%d.ffn_down.bias"), {c});
+        L.ls2 = ld.get(name("v.blk.%d.ls2.weight"), {c});
     }
 
     const int r = pixel_shuffle_factor(config);
     const int64_t in = c * r * r, h = config.llm.hidden_size;
-    out.mlp_ln_w = ld.get("mlp1.0.weight", {in});
-    out.mlp_ln_b = ld.get("mlp1.0.bias", {in});
-    out.mlp_fc1_w = ld.get_matrix("mlp1.1.weight", {h, in});
-    out.mlp_fc1_b = ld.get("mlp1.1.bias", {h});
-    out.mlp_fc2_w = ld.get_matrix("mlp1.3.weight", {h, h});
-    out.mlp_fc2_b = ld.get("mlp1.3.bias", {h});
+    out.mlp_ln_w = ld.get("mm.model.mlp.0.weight", {in});
+    out.mlp_ln_b = ld.get("mm.model.mlp.0.bias", {in});
+    out.mlp_fc1_w = ld.get_matrix("mm.model.mlp.1.weight", {h, in});
+    out.mlp_fc1_b = ld.get("mm.model.mlp.1.bias", {h});
+    out.mlp_fc2_w = ld.get_matrix("mm.model.mlp.3.weight", {h, h});
+    out.mlp_fc2_b = ld.get("mm.model.mlp.3.bias", {h});
 }
 
 namespace {

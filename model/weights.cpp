@@ -1,9 +1,11 @@
 // WeightSet: the tensors of a checkpoint folder, from model.safetensors or from the shards
 // listed in model.safetensors.index.json.
-#include "model/model.h"
+#include "model/arch.h"
+#include "model/network-impl.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -186,6 +188,97 @@ std::vector<std::string> WeightSet::names() const
     out.reserve(impl_->by_name.size());
     for (const auto& [name, t] : impl_->by_name) out.push_back(name);
     return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tensors of a checkpoint and of llama.cpp's files by GGUF name
+
+TensorSource TensorSource::from_checkpoint(const WeightSet& weights, const ModelConfig& config,
+                                           std::string origin)
+{
+    TensorSource s;
+    s.origin_ = std::move(origin);
+    auto add = [&](std::span<const TensorName> table, int n_layers) {
+        for (const TensorName& n : table) {
+            const bool per_layer = std::strstr(n.gguf, "%d") != nullptr;
+            for (int l = 0; l < (per_layer ? n_layers : 1); ++l) {
+                std::string name = layer_name(n.gguf, l), hf = layer_name(n.hf, l);
+                if (const TensorInfo* t = weights.find(hf)) {
+                    std::optional<cpu::WeightType> type;
+                    if (t->dtype == DType::f32) type = cpu::WeightType::f32;
+                    if (t->dtype == DType::f16) type = cpu::WeightType::f16;
+                    if (t->dtype == DType::bf16) type = cpu::WeightType::bf16;
+                    s.tensors_.emplace(name,
+                                       SourceTensor {hf, t->shape, type, dtype_name(t->dtype),
+                                                     t->data, t->nbytes});
+                }
+                s.hf_names_.emplace(std::move(name), std::move(hf));
+            }
+        }
+    };
+    add(llm_arch(config.llm.arch).tensors, config.llm.num_hidden_layers);
+    add(vision_tensor_names(), config.vision.num_hidden_layers);
+    return s;
+}
+
+TensorSource TensorSource::from_gguf(const GgufFile& llm, const GgufFile& mmproj)
+{
+    TensorSource s;
+    s.origin_ = llm.path();
+    s.mmproj_origin_ = mmproj.path();
+    s.gguf_ = true;
+    for (const GgufFile* f : {&llm, &mmproj})
+        for (const GgufTensor& t : f->tensors()) {
+            auto [it, fresh]
+                = s.tensors_.emplace(t.name,
+                                     SourceTensor {t.name, t.shape(), t.type,
+                                                   ggml_type_name(t.ggml_type), t.data, t.nbytes});
+            if (!fresh)
+                throw Error(ErrorKind::invalid_input,
+                            "tensor " + t.name + " is in both " + llm.path() + " and "
+                                + mmproj.path());
+        }
+    return s;
+}
+
+const SourceTensor* TensorSource::find(std::string_view name) const
+{
+    auto it = tensors_.find(name);
+    return it == tensors_.end() ? nullptr : &it->second;
+}
+
+std::string TensorSource::describe(const std::string& name) const
+{
+    if (!gguf_) {
+        auto it = hf_names_.find(name);
+        return origin_ + ": tensor " + (it == hf_names_.end() ? name : it->second);
+    }
+    // The clip's tensors ("v.", "mm.") belong in the mmproj.
+    const bool vision = name.starts_with("v.") || name.starts_with("mm.");
+    return (vision ? mmproj_origin_ : origin_) + ": tensor " + name;
+}
+
+InternVL::FileWeights TensorSource::stats() const
+{
+    InternVL::FileWeights s;
+    std::map<std::string, uint64_t> by_type;
+    for (const auto& [name, t] : tensors_) {
+        s.params += t.numel();
+        s.bytes += t.nbytes;
+        by_type[t.type_name] += t.nbytes;
+    }
+    std::vector<std::pair<uint64_t, std::string>> order; // most bytes first
+    for (const auto& [type, b] : by_type) order.emplace_back(b, type);
+    std::sort(order.rbegin(), order.rend());
+    for (const auto& [b, type] : order) s.types += (s.types.empty() ? "" : "+") + type;
+    return s;
+}
+
+size_t TensorSource::total_bytes() const
+{
+    size_t n = 0;
+    for (const auto& [name, t] : tensors_) n += t.nbytes;
+    return n;
 }
 
 } // namespace iris::model

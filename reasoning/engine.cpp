@@ -57,8 +57,10 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
     lo.progress = options.progress;
     lo.quantize = options.quantize;
     lo.precision = options.precision;
+    lo.mmproj = options.mmproj;
     auto network = model::InternVL::load(model_dir, lo);
-    auto tokenizer = model::Tokenizer::load(model_dir);
+    const model::ModelPaths paths = model::ModelPaths::resolve(model_dir, options.mmproj);
+    auto tokenizer = model::Tokenizer::load(paths.is_gguf() ? paths.gguf : paths.dir);
     return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);
 }
 

@@ -255,13 +255,14 @@ struct EngineOptions
     // Quantize the language model at load (model::LoadOptions::quantize); empty: as stored.
     std::string quantize;
     model::Precision precision = model::Precision::f32; // model::LoadOptions::precision
+    std::string mmproj; // model::LoadOptions::mmproj
 };
 
 class Engine
 {
 public:
-    // Loads the checkpoint folder: network, tokenizer and chat template. Throws Error naming the
-    // file or field that is wrong.
+    // Loads a checkpoint folder or llama.cpp's GGUF files (model::ModelPaths::resolve): network,
+    // tokenizer and chat template. Throws Error naming the file or field that is wrong.
     static std::unique_ptr<Engine> load(const std::string& model_dir,
                                         const EngineOptions& options = {});
 

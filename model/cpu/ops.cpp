@@ -237,9 +237,11 @@ void rope_tables(const int64_t* pos, int64_t n_pos, const float* inv_freq, int h
 }
 
 void rope_apply(float* x, int64_t n_tokens, int n_heads, int head_dim, int64_t ld,
-                const float* cos_tab, const float* sin_tab)
+                const float* cos_tab, const float* sin_tab, bool pairs)
 {
-    int half = head_dim / 2;
+    const int half = head_dim / 2;
+    // Channel i is at a(i), its partner i + D/2 at b(i).
+    const int stride = pairs ? 2 : 1, partner = pairs ? 1 : half;
     parallel_range(n_tokens, std::max<int64_t>(1, 8192 / (int64_t(n_heads) * head_dim)),
                    [&](int64_t t0, int64_t t1) {
                        for (int64_t t = t0; t < t1; ++t) {
@@ -248,9 +250,10 @@ void rope_apply(float* x, int64_t n_tokens, int n_heads, int head_dim, int64_t l
                            for (int h = 0; h < n_heads; ++h) {
                                float* v = x + t * ld + int64_t(h) * head_dim;
                                for (int i = 0; i < half; ++i) {
-                                   float a = v[i], b = v[i + half];
-                                   v[i] = a * c[i] - b * s[i];
-                                   v[i + half] = b * c[i] + a * s[i];
+                                   float* pa = v + i * stride;
+                                   const float a = pa[0], b = pa[partner];
+                                   pa[0] = a * c[i] - b * s[i];
+                                   pa[partner] = b * c[i] + a * s[i];
                                }
                            }
                        }

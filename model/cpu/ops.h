@@ -141,8 +141,10 @@ void rope_tables(const int64_t* pos, int64_t n_pos, const float* inv_freq, int h
                  float pos_scale, float* cos_out, float* sin_out);
 // Rotates x [n_tokens, n_heads, D] (row stride ld) in place with the tables of rope_tables:
 // x'[i] = x[i]·cos[i] - x[i + D/2]·sin[i], x'[i + D/2] = x[i + D/2]·cos[i] + x[i]·sin[i].
+// With pairs, channel i + D/2 is stored at 2i + 1 and channel i at 2i (ggml's order, which
+// llama.cpp's converter gives InternLM2's q and k rows): the same rotation, so the same values.
 void rope_apply(float* x, int64_t n_tokens, int n_heads, int head_dim, int64_t ld,
-                const float* cos_tab, const float* sin_tab);
+                const float* cos_tab, const float* sin_tab, bool pairs = false);
 
 // ---------------------------------------------------------------------------------------------
 // Attention
