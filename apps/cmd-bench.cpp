@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <random>
@@ -68,6 +69,15 @@ struct Result
     }
     double min_ms() const { return *std::min_element(ms.begin(), ms.end()); }
     double per_s(double t_ms) const { return t_ms > 0 ? units * 1000.0 / t_ms : 0; }
+    // llama-bench's figure: the mean of the reps' rates and their sample standard deviation.
+    std::pair<double, double> rate_mean_sd() const
+    {
+        double sum = 0, sq = 0;
+        for (double t : ms) sum += per_s(t);
+        const double mean = sum / double(ms.size());
+        for (double t : ms) sq += (per_s(t) - mean) * (per_s(t) - mean);
+        return {mean, ms.size() > 1 ? std::sqrt(sq / double(ms.size() - 1)) : 0.0};
+    }
 };
 
 std::string human_bytes(double b)
@@ -84,16 +94,22 @@ std::string human_params(int64_t n)
     return strfmt("%.1fK", double(n) / 1e3);
 }
 
+// Characters of UTF-8 text ("±" is two bytes, one column).
+size_t columns(const std::string& s)
+{
+    return size_t(std::count_if(s.begin(), s.end(), [](char ch) { return (ch & 0xC0) != 0x80; }));
+}
+
 // A markdown table with columns padded to their widest cell; `right` marks numeric columns.
 void print_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right)
 {
     std::vector<size_t> width(rows[0].size(), 0);
     for (const auto& r : rows)
-        for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], r[c].size());
+        for (size_t c = 0; c < r.size(); ++c) width[c] = std::max(width[c], columns(r[c]));
     auto line = [&](const std::vector<std::string>& r) {
         std::string s = "|";
         for (size_t c = 0; c < r.size(); ++c) {
-            const std::string pad(width[c] - r[c].size(), ' ');
+            const std::string pad(width[c] - columns(r[c]), ' ');
             s.append(" ")
                 .append(right[c] ? pad : "")
                 .append(r[c])
@@ -393,6 +409,8 @@ int cmd_bench(int argc, char** argv)
                              {"median_per_s", r.per_s(r.median_ms())},
                              {"best_per_s", r.per_s(r.min_ms())},
                              {"median_ms_per_unit", r.median_ms() / r.units},
+                             {"avg_per_s", r.rate_mean_sd().first},
+                             {"stddev_per_s", r.rate_mean_sd().second},
                              {"cpu_share", r.cpu_share(threads)}});
         json out = {{"model", dir},
                     {"model_name", model_name},
@@ -438,19 +456,24 @@ int cmd_bench(int argc, char** argv)
                 kv_name.c_str(), kv_bytes_per_token, human_bytes(double(kv_bytes)).c_str(),
                 max_tokens, threads, reps);
     std::printf(
-        "t/s: median (vision: tiles/s), best t/s: fastest rep, ms/unit: median, cpu: CPU time\n"
-        "over wall time x threads (other jobs taking cores, or serial work, lower it)\n\n");
+        "t/s: mean ± standard deviation of the reps (llama-bench's columns; vision: tiles/s),\n"
+        "median t/s and best t/s: fastest rep, ms/unit: median, cpu: CPU time over wall time x\n"
+        "threads (other jobs taking cores, or serial work, lower it)\n\n");
     std::vector<std::vector<std::string>> rows
-        = {{"model", "size", "threads", "test", "t/s", "best t/s", "ms/unit", "cpu", "kv"}};
+        = {{"model", "size", "params", "backend", "threads", "test", "t/s", "median t/s",
+            "best t/s", "ms/unit", "cpu", "kv"}};
+    const std::string backend = strfmt("CPU %s", model::cpu_kernels_name());
     for (const auto& r : results) {
         // For vision "t/s" counts tiles per second; the unit column says which.
-        rows.push_back({model_name, human_bytes(size), std::to_string(threads), r.name,
+        const auto [mean, sd] = r.rate_mean_sd();
+        rows.push_back({model_name, human_bytes(size), human_params(files.params), backend,
+                        std::to_string(threads), r.name, strfmt("%.2f ± %.2f", mean, sd),
                         figure(r.per_s(r.median_ms())), figure(r.per_s(r.min_ms())),
                         figure(r.median_ms() / r.units) + " ms/" + r.unit,
                         strfmt("%.0f%%", 100 * r.cpu_share(threads)),
                         r.unit == "token" ? kv_name : "-"});
     }
-    print_table(rows, {false, true, true, false, true, true, true, true, false});
+    print_table(rows, {false, true, true, false, true, false, true, true, true, true, true, false});
     return 0;
 }
 

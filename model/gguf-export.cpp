@@ -809,17 +809,18 @@ void plan_mmproj(Plan& p, const ModelConfig& config, const OutType& t)
         const std::string blk = strfmt("v.blk.%d.", l);
         vec(blk + "ln1.weight", pre + "norm1.weight", c);
         if (norm_bias) vec(blk + "ln1.bias", pre + "norm1.bias", c);
-        // The converter splits qkv into thirds.
+        // The converter splits qkv into thirds, biases first (it reads the checkpoint's
+        // tensors in name order), so the three weights lie back to back in the file and a
+        // loader can use them as one matrix in place.
         const TensorInfo& qkv = p.need(pre + "attn.qkv.weight", {3 * c, c});
         const TensorInfo* qkv_b = vc.qkv_bias ? &p.need(pre + "attn.qkv.bias", {3 * c}) : nullptr;
-        for (int64_t part = 0; part < 3; ++part) {
-            const std::string name = blk + (part == 0 ? "attn_q" : part == 1 ? "attn_k" : "attn_v");
-            p.add_rows(name + ".weight", qkv, c, c, weight_type(c),
+        const char* parts[] = {"attn_q", "attn_k", "attn_v"};
+        for (int64_t part = 0; part < 3 && qkv_b; ++part)
+            p.add_rows(blk + parts[part] + ".bias", *qkv_b, c, 1, WeightType::f32,
                        [=](int64_t row) { return part * c + row; });
-            if (qkv_b)
-                p.add_rows(name + ".bias", *qkv_b, c, 1, WeightType::f32,
-                           [=](int64_t row) { return part * c + row; });
-        }
+        for (int64_t part = 0; part < 3; ++part)
+            p.add_rows(blk + parts[part] + ".weight", qkv, c, c, weight_type(c),
+                       [=](int64_t row) { return part * c + row; });
         if (vc.qk_normalization) {
             vec(blk + "attn_q_norm.weight", pre + "attn.q_norm.weight", c);
             if (norm_bias) vec(blk + "attn_q_norm.bias", pre + "attn.q_norm.bias", c);

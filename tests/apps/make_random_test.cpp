@@ -143,10 +143,12 @@ std::vector<double> bench_row(const std::string& table, const std::string& test)
             cell.erase(cell.find_last_not_of(' ') + 1);
             cells.push_back(cell);
         }
-        // "", model, size, threads, test, t/s, best t/s, ms/unit
-        if (cells.size() < 8 || cells[4].rfind(test, 0) != 0) continue;
-        return {std::atof(cells[3].c_str()), std::atof(cells[5].c_str()),
-                std::atof(cells[6].c_str()), std::atof(cells[7].c_str())};
+        // "", model, size, params, backend, threads, test, t/s (mean ± sd), median t/s,
+        // best t/s, ms/unit
+        if (cells.size() < 11 || cells[6].rfind(test, 0) != 0) continue;
+        return {std::atof(cells[5].c_str()), std::atof(cells[7].c_str()),
+                std::atof(cells[8].c_str()), std::atof(cells[9].c_str()),
+                std::atof(cells[10].c_str())};
     }
     return {};
 }
@@ -238,7 +240,7 @@ void check_tiny_checkpoint(const std::string& like, LlmArch arch, int vocab)
     ASSERT_EQ(bench.status, 0) << bench.out;
     for (const char* test : {"pp16", "tg4 @ d16", "vit448 x1"}) {
         const auto row = bench_row(bench.out, test);
-        ASSERT_EQ(row.size(), 4u) << test << " missing from:\n" << bench.out;
+        ASSERT_EQ(row.size(), 5u) << test << " missing from:\n" << bench.out;
         EXPECT_EQ(row[0], 2) << test; // threads
         for (size_t i = 1; i < row.size(); ++i) EXPECT_GT(row[i], 0) << test << "\n" << bench.out;
     }
