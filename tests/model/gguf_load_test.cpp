@@ -197,70 +197,75 @@ TEST(GgufLoad, MetadataThatDisagreesWithTheTensorsIsAClearError)
     struct Case
     {
         const char* what;
+        bool in_mmproj; // edits the mmproj, else the language model
         std::function<void(GgufWriter&)> edit;
         ErrorKind kind;
         std::vector<std::string> message;
     };
     const uint32_t layers = llm.metadata().get_u32("qwen2.block_count");
-    const std::vector<Case> llm_cases = {
+    const std::vector<Case> cases = {
         {"another architecture",
+         false,
          [](GgufWriter& w) { w.set_string("general.architecture", "llama"); },
          ErrorKind::unsupported,
          {"general.architecture is \"llama\"", "qwen2"}},
         {"a layer more than the file has",
+         false,
          [&](GgufWriter& w) { w.set_u32("qwen2.block_count", layers + 1); },
          ErrorKind::not_found,
          {strfmt("blk.%u.attn_norm.weight is missing", layers)}},
         {"no heads",
+         false,
          [](GgufWriter& w) { w.set_u32("qwen2.attention.head_count", 0); },
          ErrorKind::invalid_input,
          {"head_count"}},
         {"a wider embedding",
+         false,
          [](GgufWriter& w) { w.set_u32("qwen2.embedding_length", 128); },
          ErrorKind::invalid_input,
          {"not one model"}},
         {"a wider MLP",
+         false,
          [](GgufWriter& w) { w.set_u32("qwen2.feed_forward_length", 1024); },
          ErrorKind::invalid_input,
          {"blk.0.ffn_gate.weight has shape"}},
-        {"the key missing",
+        {"a count given as text",
+         false,
          [](GgufWriter& w) { w.set_string("qwen2.context_length", "long"); },
          ErrorKind::invalid_input,
          {"qwen2.context_length"}},
         {"yarn",
+         false,
          [](GgufWriter& w) { w.set_string("qwen2.rope.scaling.type", "yarn"); },
          ErrorKind::unsupported,
          {"rope.scaling.type"}},
-    };
-    for (const Case& c : llm_cases) {
-        SCOPED_TRACE(c.what);
-        rewrite(llm, bad, c.edit);
-        const std::string msg = expect_error([&] { load(bad, r.mmproj_path); }, c.kind, {});
-        for (const std::string& part : c.message)
-            EXPECT_NE(msg.find(part), std::string::npos) << msg;
-    }
-    const std::vector<Case> mmproj_cases = {
         {"another projector",
+         true,
          [](GgufWriter& w) { w.set_string("clip.projector_type", "llava"); },
          ErrorKind::unsupported,
          {"clip.projector_type is \"llava\""}},
         {"SiLU",
+         true,
          [](GgufWriter& w) { w.set_bool("clip.use_silu", true); },
          ErrorKind::unsupported,
          {"GELU"}},
         {"another model's width",
+         true,
          [](GgufWriter& w) { w.set_u32("clip.vision.projection_dim", 4096); },
          ErrorKind::invalid_input,
          {"not one model"}},
         {"no scale factor",
+         true,
          [](GgufWriter& w) { w.set_u32("clip.vision.projector.scale_factor", 0); },
          ErrorKind::invalid_input,
          {"downsample_ratio"}},
     };
-    for (const Case& c : mmproj_cases) {
+    for (const Case& c : cases) {
         SCOPED_TRACE(c.what);
-        rewrite(mmproj, bad_mmproj, c.edit);
-        const std::string msg = expect_error([&] { load(r.llm_path, bad_mmproj); }, c.kind, {});
+        rewrite(c.in_mmproj ? mmproj : llm, c.in_mmproj ? bad_mmproj : bad, c.edit);
+        const std::string msg = expect_error(
+            [&] { load(c.in_mmproj ? r.llm_path : bad, c.in_mmproj ? bad_mmproj : r.mmproj_path); },
+            c.kind, {});
         for (const std::string& part : c.message)
             EXPECT_NE(msg.find(part), std::string::npos) << msg;
     }
