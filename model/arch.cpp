@@ -120,4 +120,13 @@ std::string layer_name(const char* pattern, int layer)
     return std::string(pattern, at) + std::to_string(layer) + (at + 2);
 }
 
+std::string checkpoint_name(std::span<const TensorName> table, std::string_view gguf_pattern,
+                            int layer)
+{
+    for (const TensorName& n : table)
+        if (gguf_pattern == n.gguf) return layer_name(n.hf, layer);
+    throw Error(ErrorKind::internal,
+                "no checkpoint name for tensor " + std::string(gguf_pattern) + " in the table");
+}
+
 } // namespace iris::model

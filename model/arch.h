@@ -49,5 +49,9 @@ std::span<const TensorName> vision_tensor_names();
 
 // "blk.%d.attn_q.weight" with the layer put in.
 std::string layer_name(const char* pattern, int layer);
+// The checkpoint's name of a tensor the table lists by its GGUF name pattern, with the layer
+// put in; Error(internal) for a pattern the table lacks.
+std::string checkpoint_name(std::span<const TensorName> table, std::string_view gguf_pattern,
+                            int layer = 0);
 
 } // namespace iris::model

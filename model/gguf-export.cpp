@@ -4,6 +4,7 @@
 // layouts, metadata, tokenizer arrays), the types are llama-quantize's (QuantMix) and the
 // bytes ggml's (cpu::quantize_row). Each tensor is produced in chunks of rows while the writer
 // streams it out, so a few MiB of output are in memory at a time.
+#include "model/arch.h"
 #include "model/cpu/ops.h"
 #include "model/gguf.h"
 #include "model/network-impl.h"
@@ -299,76 +300,67 @@ void plan_llm(Plan& p, const LlmConfig& c, const OutType& t)
         throw Error(ErrorKind::unsupported,
                     "InternLM2 with attention biases (llm_config.bias true): llama.cpp's internlm2 "
                     "has no attention output bias and its converter cannot split wqkv.bias");
-    const std::string m = "language_model.model.";
-    const std::string head
-        = internlm2 ? "language_model.output.weight" : "language_model.lm_head.weight";
+    const std::span<const TensorName> names = llm_arch(c.arch).tensors;
+    auto hf = [&](const char* pattern, int layer = 0) {
+        return checkpoint_name(names, pattern, layer);
+    };
+    const std::string head = hf("output.weight"), embed = hf("token_embd.weight");
     const bool tied = !p.has(head);
     auto role = [nl](TensorRole::Kind kind, int layer = 0) { return TensorRole {kind, layer, nl}; };
-    auto matrix
-        = [&](std::string name, const std::string& src, std::vector<int64_t> shape, TensorRole r) {
-              p.add(std::move(name), src, shape, llm_matrix_type(t, r, shape.back(), n_gqa));
-          };
-    auto vec = [&](std::string name, const std::string& src, int64_t n) {
-        p.add(std::move(name), src, {n}, WeightType::f32);
+    auto matrix = [&](const char* pattern, int l, std::vector<int64_t> shape, TensorRole r) {
+        p.add(layer_name(pattern, l), hf(pattern, l), shape,
+              llm_matrix_type(t, r, shape.back(), n_gqa));
+    };
+    auto vec = [&](const char* pattern, int l, int64_t n) {
+        p.add(layer_name(pattern, l), hf(pattern, l), {n}, WeightType::f32);
     };
 
-    const std::string embed = m + (internlm2 ? "tok_embeddings.weight" : "embed_tokens.weight");
-    matrix("token_embd.weight", embed, {vocab, h},
+    matrix("token_embd.weight", 0, {vocab, h},
            role(tied ? TensorRole::output : TensorRole::token_embd));
     for (int l = 0; l < nl; ++l) {
-        const std::string pre = m + strfmt("layers.%d.", l), blk = strfmt("blk.%d.", l);
+        vec("blk.%d.attn_norm.weight", l, h);
         if (internlm2) {
-            vec(blk + "attn_norm.weight", pre + "attention_norm.weight", h);
-            const TensorInfo& qkv = p.need(pre + "attention.wqkv.weight", {(nh + 2 * nkv) * d, h});
+            const TensorInfo& qkv
+                = p.need(hf("blk.%d.attn_qkv.weight", l), {(nh + 2 * nkv) * d, h});
             auto type
                 = [&](TensorRole::Kind k) { return llm_matrix_type(t, role(k, l), h, n_gqa); };
-            p.add_rows(blk + "attn_q.weight", qkv, nh * d, h, type(TensorRole::attn_q),
-                       [=](int64_t r) {
+            p.add_rows(layer_name("blk.%d.attn_q.weight", l), qkv, nh * d, h,
+                       type(TensorRole::attn_q), [=](int64_t r) {
                            const int64_t head_q = r / d, kv = head_q / g, slot = head_q % g;
                            return (kv * (g + 2) + slot) * d + rope_interleave(r % d, d);
                        });
             p.add_rows(
-                blk + "attn_k.weight", qkv, nkv * d, h, type(TensorRole::attn_k),
+                layer_name("blk.%d.attn_k.weight", l), qkv, nkv * d, h, type(TensorRole::attn_k),
                 [=](int64_t r) { return ((r / d) * (g + 2) + g) * d + rope_interleave(r % d, d); });
-            p.add_rows(blk + "attn_v.weight", qkv, nkv * d, h, type(TensorRole::attn_v),
+            p.add_rows(layer_name("blk.%d.attn_v.weight", l), qkv, nkv * d, h,
+                       type(TensorRole::attn_v),
                        [=](int64_t r) { return ((r / d) * (g + 2) + g + 1) * d + r % d; });
-            matrix(blk + "attn_output.weight", pre + "attention.wo.weight", {h, nh * d},
-                   role(TensorRole::attn_output, l));
-            vec(blk + "ffn_norm.weight", pre + "ffn_norm.weight", h);
-            matrix(blk + "ffn_gate.weight", pre + "feed_forward.w1.weight", {f, h},
-                   role(TensorRole::ffn_gate, l));
-            matrix(blk + "ffn_up.weight", pre + "feed_forward.w3.weight", {f, h},
-                   role(TensorRole::ffn_up, l));
-            matrix(blk + "ffn_down.weight", pre + "feed_forward.w2.weight", {h, f},
-                   role(TensorRole::ffn_down, l));
         } else {
-            vec(blk + "attn_norm.weight", pre + "input_layernorm.weight", h);
-            for (auto [name, src, rows, kind] :
-                 {std::tuple {"attn_q", "q_proj", nh * d, TensorRole::attn_q},
-                  std::tuple {"attn_k", "k_proj", nkv * d, TensorRole::attn_k},
-                  std::tuple {"attn_v", "v_proj", nkv * d, TensorRole::attn_v}}) {
-                matrix(blk + name + ".weight", pre + "self_attn." + src + ".weight", {rows, h},
-                       role(kind, l));
-                vec(blk + name + ".bias", pre + "self_attn." + src + ".bias", rows);
+            for (auto [weight, bias, rows, kind] :
+                 {std::tuple {"blk.%d.attn_q.weight", "blk.%d.attn_q.bias", nh * d,
+                              TensorRole::attn_q},
+                  std::tuple {"blk.%d.attn_k.weight", "blk.%d.attn_k.bias", nkv * d,
+                              TensorRole::attn_k},
+                  std::tuple {"blk.%d.attn_v.weight", "blk.%d.attn_v.bias", nkv * d,
+                              TensorRole::attn_v}}) {
+                matrix(weight, l, {rows, h}, role(kind, l));
+                vec(bias, l, rows);
             }
-            matrix(blk + "attn_output.weight", pre + "self_attn.o_proj.weight", {h, nh * d},
-                   role(TensorRole::attn_output, l));
-            vec(blk + "ffn_norm.weight", pre + "post_attention_layernorm.weight", h);
-            matrix(blk + "ffn_gate.weight", pre + "mlp.gate_proj.weight", {f, h},
-                   role(TensorRole::ffn_gate, l));
-            matrix(blk + "ffn_up.weight", pre + "mlp.up_proj.weight", {f, h},
-                   role(TensorRole::ffn_up, l));
-            matrix(blk + "ffn_down.weight", pre + "mlp.down_proj.weight", {h, f},
-                   role(TensorRole::ffn_down, l));
         }
+        matrix("blk.%d.attn_output.weight", l, {h, nh * d}, role(TensorRole::attn_output, l));
+        vec("blk.%d.ffn_norm.weight", l, h);
+        matrix("blk.%d.ffn_gate.weight", l, {f, h}, role(TensorRole::ffn_gate, l));
+        matrix("blk.%d.ffn_up.weight", l, {f, h}, role(TensorRole::ffn_up, l));
+        matrix("blk.%d.ffn_down.weight", l, {h, f}, role(TensorRole::ffn_down, l));
     }
-    vec("output_norm.weight", m + "norm.weight", h);
+    vec("output_norm.weight", 0, h);
     if (!tied) {
-        matrix("output.weight", head, {vocab, h}, role(TensorRole::output));
+        matrix("output.weight", 0, {vocab, h}, role(TensorRole::output));
     } else if (internlm2) {
         // llama.cpp's internlm2 requires output.weight (qwen2 falls back to token_embd itself).
         IRIS_LOG_WARN("%s is absent: writing the input embedding as output.weight", head.c_str());
-        matrix("output.weight", embed, {vocab, h}, role(TensorRole::output));
+        p.add("output.weight", embed, {vocab, h},
+              llm_matrix_type(t, role(TensorRole::output), h, n_gqa));
     }
 }
 
@@ -789,61 +781,62 @@ void plan_mmproj(Plan& p, const ModelConfig& config, const OutType& t)
     auto weight_type = [&](int64_t cols) {
         return t.plain == WeightType::q8_0 && cols % 32 != 0 ? WeightType::f16 : t.plain;
     };
-    auto matrix = [&](std::string name, const std::string& src, int64_t rows, int64_t cols) {
-        p.add(std::move(name), src, {rows, cols}, weight_type(cols));
+    auto hf = [](const char* pattern, int layer = 0) {
+        return checkpoint_name(vision_tensor_names(), pattern, layer);
     };
-    auto vec = [&](std::string name, const std::string& src, int64_t n) {
-        p.add(std::move(name), src, {n}, WeightType::f32);
+    auto matrix = [&](const char* pattern, int l, int64_t rows, int64_t cols) {
+        p.add(layer_name(pattern, l), hf(pattern, l), {rows, cols}, weight_type(cols));
+    };
+    auto vec = [&](const char* pattern, int l, int64_t n) {
+        p.add(layer_name(pattern, l), hf(pattern, l), {n}, WeightType::f32);
     };
 
-    const std::string emb = "vision_model.embeddings.";
-    p.add("v.class_embd", emb + "class_embedding", {1, 1, c}, WeightType::f32);
-    p.add("v.patch_embd.weight", emb + "patch_embedding.weight", {c, vc.num_channels, ps, ps},
+    p.add("v.class_embd", hf("v.class_embd"), {1, 1, c}, WeightType::f32);
+    p.add("v.patch_embd.weight", hf("v.patch_embd.weight"), {c, vc.num_channels, ps, ps},
           t.plain == WeightType::f16 ? WeightType::f16 : WeightType::f32);
-    vec("v.patch_embd.bias", emb + "patch_embedding.bias", c);
-    p.add("v.position_embd.weight", emb + "position_embedding", {1, grid * grid + 1, c},
+    vec("v.patch_embd.bias", 0, c);
+    p.add("v.position_embd.weight", hf("v.position_embd.weight"), {1, grid * grid + 1, c},
           WeightType::f32);
     const bool norm_bias = !vc.rms_norm;
     for (int l = 0; l < vc.num_hidden_layers; ++l) {
-        const std::string pre = strfmt("vision_model.encoder.layers.%d.", l);
-        const std::string blk = strfmt("v.blk.%d.", l);
-        vec(blk + "ln1.weight", pre + "norm1.weight", c);
-        if (norm_bias) vec(blk + "ln1.bias", pre + "norm1.bias", c);
+        vec("v.blk.%d.ln1.weight", l, c);
+        if (norm_bias) vec("v.blk.%d.ln1.bias", l, c);
         // The converter splits qkv into thirds, biases first (it reads the checkpoint's
         // tensors in name order), so the three weights lie back to back in the file and a
         // loader can use them as one matrix in place.
-        const TensorInfo& qkv = p.need(pre + "attn.qkv.weight", {3 * c, c});
-        const TensorInfo* qkv_b = vc.qkv_bias ? &p.need(pre + "attn.qkv.bias", {3 * c}) : nullptr;
+        const TensorInfo& qkv = p.need(hf("v.blk.%d.attn_qkv.weight", l), {3 * c, c});
+        const TensorInfo* qkv_b
+            = vc.qkv_bias ? &p.need(hf("v.blk.%d.attn_qkv.bias", l), {3 * c}) : nullptr;
         const char* parts[] = {"attn_q", "attn_k", "attn_v"};
         for (int64_t part = 0; part < 3 && qkv_b; ++part)
-            p.add_rows(blk + parts[part] + ".bias", *qkv_b, c, 1, WeightType::f32,
+            p.add_rows(strfmt("v.blk.%d.%s.bias", l, parts[part]), *qkv_b, c, 1, WeightType::f32,
                        [=](int64_t row) { return part * c + row; });
         for (int64_t part = 0; part < 3; ++part)
-            p.add_rows(blk + parts[part] + ".weight", qkv, c, c, weight_type(c),
+            p.add_rows(strfmt("v.blk.%d.%s.weight", l, parts[part]), qkv, c, c, weight_type(c),
                        [=](int64_t row) { return part * c + row; });
         if (vc.qk_normalization) {
-            vec(blk + "attn_q_norm.weight", pre + "attn.q_norm.weight", c);
-            if (norm_bias) vec(blk + "attn_q_norm.bias", pre + "attn.q_norm.bias", c);
-            vec(blk + "attn_k_norm.weight", pre + "attn.k_norm.weight", c);
-            if (norm_bias) vec(blk + "attn_k_norm.bias", pre + "attn.k_norm.bias", c);
+            vec("v.blk.%d.attn_q_norm.weight", l, c);
+            if (norm_bias) vec("v.blk.%d.attn_q_norm.bias", l, c);
+            vec("v.blk.%d.attn_k_norm.weight", l, c);
+            if (norm_bias) vec("v.blk.%d.attn_k_norm.bias", l, c);
         }
-        matrix(blk + "attn_out.weight", pre + "attn.proj.weight", c, c);
-        vec(blk + "attn_out.bias", pre + "attn.proj.bias", c);
-        vec(blk + "ls1.weight", pre + "ls1", c);
-        vec(blk + "ln2.weight", pre + "norm2.weight", c);
-        if (norm_bias) vec(blk + "ln2.bias", pre + "norm2.bias", c);
-        matrix(blk + "ffn_up.weight", pre + "mlp.fc1.weight", inter, c);
-        vec(blk + "ffn_up.bias", pre + "mlp.fc1.bias", inter);
-        matrix(blk + "ffn_down.weight", pre + "mlp.fc2.weight", c, inter);
-        vec(blk + "ffn_down.bias", pre + "mlp.fc2.bias", c);
-        vec(blk + "ls2.weight", pre + "ls2", c);
+        matrix("v.blk.%d.attn_out.weight", l, c, c);
+        vec("v.blk.%d.attn_out.bias", l, c);
+        vec("v.blk.%d.ls1.weight", l, c);
+        vec("v.blk.%d.ln2.weight", l, c);
+        if (norm_bias) vec("v.blk.%d.ln2.bias", l, c);
+        matrix("v.blk.%d.ffn_up.weight", l, inter, c);
+        vec("v.blk.%d.ffn_up.bias", l, inter);
+        matrix("v.blk.%d.ffn_down.weight", l, c, inter);
+        vec("v.blk.%d.ffn_down.bias", l, c);
+        vec("v.blk.%d.ls2.weight", l, c);
     }
-    vec("mm.model.mlp.0.weight", "mlp1.0.weight", in);
-    vec("mm.model.mlp.0.bias", "mlp1.0.bias", in);
-    matrix("mm.model.mlp.1.weight", "mlp1.1.weight", h, in);
-    vec("mm.model.mlp.1.bias", "mlp1.1.bias", h);
-    matrix("mm.model.mlp.3.weight", "mlp1.3.weight", h, h);
-    vec("mm.model.mlp.3.bias", "mlp1.3.bias", h);
+    vec("mm.model.mlp.0.weight", 0, in);
+    vec("mm.model.mlp.0.bias", 0, in);
+    matrix("mm.model.mlp.1.weight", 0, h, in);
+    vec("mm.model.mlp.1.bias", 0, h);
+    matrix("mm.model.mlp.3.weight", 0, h, h);
+    vec("mm.model.mlp.3.bias", 0, h);
 }
 
 void set_mmproj_metadata(GgufWriter& w, const ModelConfig& config, const std::string& dir,
