@@ -366,9 +366,14 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
     }
     if (m <= 0 || n <= 0) return;
     const bool matvec = m <= kMatvecMaxRows;
-    // q8_0 and q4_0 run on the int8 kernels whatever m is, as llama.cpp's products do.
+    // The int8 kernels' types run on them, as llama.cpp's products do: a prompt on the set's
+    // GEMM where it has one, else q8_0 and q4_0 on the matrix-vector kernel whatever m is.
+    // The other types' prompts then dequantize and call SGEMM, which their matrix-vector
+    // kernels do not beat at m = 64 (bench/quant_dot_bench, AVX2: half as fast).
     const QuantKernels* q = quant_kernels();
     if (q && !q->supports(w.type)) q = nullptr;
+    if (q && !matvec && !q->gemm && w.type != WeightType::q8_0 && w.type != WeightType::q4_0)
+        q = nullptr;
     const int nth = n_threads();
     // Blocks of output columns (= weight rows) handed out dynamically, as in the f32 linear.
     // Matrix-vector: about 4 per thread (a slowed core does not hold the others back). GEMM:

@@ -78,14 +78,16 @@ inline void linear(const float* x, int64_t m, int64_t k, const float* w, int64_t
 {
     linear(x, m, k, k, w, n, bias, y, n);
 }
-// The same with w [n = w.rows, k = w.cols] of any WeightType. q8_0 and q4_0 weights meet
-// activations quantized per block of 32 in int8 dot products (quant-dot.h), for any number of
-// rows, as llama.cpp computes them. Otherwise up to kMatvecMaxRows rows of x take a
-// matrix-vector path that reads each weight once (BF16/F16 widened in registers, other block
-// types dequantized a row at a time), and more rows widen a block of weight rows at a time into
-// a per-thread f32 scratch and hand it to cblas_sgemm, so the SGEMM rate holds; BF16 weights
-// marked bf16_activations instead meet the activations rounded to bf16 in vdpbf16ps tiles
-// (quant-dot.h) where the CPU has AVX512_BF16.
+// The same with w [n = w.rows, k = w.cols] of any WeightType. ggml's block types (q8_0, q4_0,
+// q4_1, q5_0, q5_1, iq4_nl, q4_K, q5_K, q6_K) meet activations quantized per block of 32 in
+// int8 dot products (quant-dot.h), as llama.cpp computes them: for any number of rows where the
+// kernel set has a GEMM (AVX-512), else for up to kMatvecMaxRows rows (q8_0 and q4_0: any
+// number). Otherwise up to kMatvecMaxRows rows of x take a matrix-vector path that reads each
+// weight once (BF16/F16 widened in registers, other block types dequantized a row at a time),
+// and more rows widen a block of weight rows at a time into a per-thread f32 scratch and hand it
+// to cblas_sgemm, so the SGEMM rate holds; BF16 weights marked bf16_activations instead meet
+// the activations rounded to bf16 in vdpbf16ps tiles (quant-dot.h) where the CPU has
+// AVX512_BF16.
 void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,
             float* y, int64_t ldy);
 inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float* bias, float* y)
@@ -99,7 +101,7 @@ constexpr int64_t kMatvecMaxRows = 8;
 // Rows [r0, r1) of w widened (or dequantized) to f32 into dst [r1 - r0, w.cols].
 void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst);
 // Single-threaded y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1) (no bias), with
-// the fastest kernel for the type (q8_0/q4_0: int8 activations); `portable` forces the scalar
+// the fastest kernel for the type (block types: int8 activations); `portable` forces the scalar
 // loop over widened or dequantized weights, the exact f32 product.
 void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
                  int64_t r1, float* y, int64_t ldy, bool portable = false);

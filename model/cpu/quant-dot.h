@@ -6,7 +6,17 @@
 // weight block meets them in one int8 dot-product instruction:
 //   q8_0  Σ d_w·q_w · d_x·q_x  = d_w·d_x · Σ q_w·q_x
 //   q4_0  Σ d_w·(q_w - 8) · d_x·q_x = d_w·d_x · (Σ q_w·q_x - 8·Σ q_x)
-// with Σ q_x stored beside the activation codes, so the offset costs nothing per weight.
+// with Σ q_x stored beside the activation codes, so the offset costs nothing per weight
+// (q5_0 alike with 16; q4_1 and q5_1 add m_w · d_x·Σ q_x for their min; iq4_nl multiplies its
+// looked-up levels as q8_0 does its codes). The k-quants (super-blocks of 256, so rows of a
+// multiple of 256) meet the same blocks of 32:
+//   q4_K, q5_K  sub-block j of 32: Σ (d·sc_j·q_w - dmin·m_j) · d_x·q_x
+//               = d·sc_j·d_x · Σ q_w·q_x - dmin·m_j · d_x·Σ q_x
+//   q6_K        sub-blocks of 16, two per block: Σ d·sc·(q_w - 32) · d_x·q_x
+//               = d·sc·d_x · (Σ q_w·q_x - 32·Σ q_x), Σ q_x per half block
+// so every type's activations carry the error of a per-32 scale, the same bound for all
+// (llama.cpp's q8_K for its k-quants has one scale per 256, which is coarser); the price is
+// one f32 multiply per block of 32 and activation row.
 //
 // Run-time choice: one binary carries an AVX-512 VNNI and an AVX2 version of each kernel, each
 // compiled in its own translation unit with its own target flags (quant-dot-avx512.cpp,
@@ -25,7 +35,8 @@ namespace iris::model::cpu {
 
 // Quantized activations: per row of k values (k a multiple of 32), one 192-byte record per
 // pair of 32-value blocks (the last pair zero-padded): 64 bytes of codes, 16 f32 scale lanes
-// and 16 int32 offset lanes, in the layout the kernel set that prepared them reads.
+// and 16 offset lanes, in the layout the kernel set that prepared them reads for the weight
+// type they were prepared for.
 constexpr size_t kActPairBytes = 192;
 inline size_t act_row_bytes(int64_t k)
 {
@@ -46,10 +57,11 @@ struct QuantKernels
     void (*matvec)(WeightType type, const uint8_t* acts, int64_t m, int64_t k, const void* w,
                    size_t row_bytes, int64_t r0, int64_t r1, float* y, int64_t ldy);
 
-    // Products of many rows (prompts, images), or null where the set has none (it then uses
-    // matvec): the activations in groups of 4 rows, the weight rows repacked into tiles of 4
-    // in `scratch` (gemm_weight_bytes) by each call. gemm_prepare takes rows in multiples of 8
-    // (a shorter last call is zero-padded to 8).
+    // Products of many rows (prompts, images), or null where the set has none (linear() then
+    // uses matvec for q8_0 and q4_0 and dequantizes the others): the activations in groups of 4
+    // rows, the weight rows repacked into tiles of 4 in `scratch` (gemm_weight_bytes) by each call.
+    // gemm_prepare takes rows in multiples of 8 (a shorter last call is zero-padded to 8). gemm
+    // takes the types of `supports`.
     size_t (*gemm_act_bytes)(int64_t m, int64_t k);
     size_t (*gemm_weight_bytes)(int64_t rows, int64_t k);
     void (*gemm_prepare)(const float* x, int64_t m, int64_t ldx, int64_t k, uint8_t* acts);

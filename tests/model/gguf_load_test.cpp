@@ -81,7 +81,7 @@ TEST(GgufLoad, F32FilesReproduceTheOfficialLogitsAndTheCheckpointsVisualTokens)
 TEST(GgufLoad, QuantizedFilesEqualTheCheckpointQuantizedAtLoad)
 {
     IRIS_REQUIRE_GOLDEN();
-    for (const std::string type : {"q8_0", "q4_K_M"}) {
+    for (const std::string type : {"q8_0", "q4_0", "q4_K_M"}) {
         for (const auto& [name, cs] : golden_index()["cases"]["llm_only"].items()) {
             SCOPED_TRACE(name + " " + type);
             const std::string model = cs["model"].get<std::string>();
@@ -97,9 +97,16 @@ TEST(GgufLoad, QuantizedFilesEqualTheCheckpointQuantizedAtLoad)
                 // The same bytes in the same layout meet the same kernels.
                 EXPECT_EQ(a, b);
             } else {
-                // InternLM2's q and k channels come in another order: the sums of q·k do too.
-                report("gguf " + type + " " + name + " vs load-time", max_abs_diff(a, b));
-                EXPECT_LE(max_abs_diff(a, b), kTolerance);
+                // InternLM2's q and k channels come in another order, and so do the sums of
+                // q·k: an ulp of difference there can move an activation quantized to int8 by
+                // one code in a later product (with the rows put back in the checkpoint's order
+                // the two are equal to the bit). So the two stay far closer to each other than
+                // to the official f32 logits, and equally close to those.
+                const std::vector<float> official = f.f32("logits");
+                const double apart = max_abs_diff(a, b), err = max_abs_diff(b, official);
+                report("gguf " + type + " " + name + " vs load-time", apart);
+                EXPECT_LE(apart, 0.1 * err) << "load-time vs official: " << err;
+                EXPECT_NEAR(max_abs_diff(a, official), err, 0.1 * err);
             }
             // Used in place: nothing but the small f32 tensors is copied.
             EXPECT_LT(net->weight_bytes_owned(), ref->weight_bytes_owned());

@@ -284,11 +284,42 @@ std::vector<float> int8_activations(const std::vector<float>& x, int64_t m, int6
     return out;
 }
 
+// One matvec of kernel set q (named isa) on random n × k weights of `type` and m activation
+// rows, against a double-precision product of the dequantized weights with the activations
+// quantized as the kernels quantize them: only the f32 summation may differ. Rows before r0
+// are left alone.
+void check_int8_matvec(const model::cpu::QuantKernels* q, const char* isa, WeightType type,
+                       int64_t n, int64_t k, int64_t m, std::mt19937& rng)
+{
+    QuantMatrix w = random_quant_matrix(type, n, k, rng);
+    const int64_t ldx = k + 3, ldy = n + 2;
+    auto x = random_vector(size_t(m * ldx), rng);
+    std::vector<uint8_t> acts_buf(size_t(m) * model::cpu::act_row_bytes(k) + 64);
+    auto* acts
+        = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(acts_buf.data()) + 63) / 64 * 64);
+    q->prepare(type, x.data(), m, ldx, k, acts);
+    std::vector<float> y(size_t(m * ldy), NAN);
+    const int64_t r0 = n > 4 ? 2 : 0, r1 = n;
+    q->matvec(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), r0, r1, y.data(), ldy);
+    std::vector<double> want, mag;
+    reference(int8_activations(x, m, ldx, k), m, k, w.values, n, k, nullptr, want, mag);
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            const float got = y[size_t(i * ldy + j)];
+            if (j < r0) {
+                ASSERT_TRUE(std::isnan(got));
+                continue;
+            }
+            ASSERT_NEAR(got, want[size_t(i * n + j)], tolerance(mag[size_t(i * n + j)], k))
+                << isa << " " << model::cpu::weight_type_name(type) << " n " << n << " k " << k
+                << " m " << m << " row " << j;
+        }
+}
+
 } // namespace
 
-// Every kernel set this CPU runs, on the same inputs, against a double-precision product of the
-// dequantized weights with the activations quantized as the kernels quantize them: only the
-// f32 summation may differ. Odd block counts, several activation rows, row subranges.
+// Every kernel set this CPU runs, on the same inputs (check_int8_matvec), for the 32-value
+// block types: odd block counts, several activation rows, row subranges.
 TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
 {
     std::mt19937 rng(11);
@@ -300,46 +331,46 @@ TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
             continue;
         }
         ++sets;
-        for (WeightType type : {WeightType::q8_0, WeightType::q4_0}) {
+        for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_1,
+                                WeightType::q5_0, WeightType::q5_1, WeightType::iq4_nl}) {
             ASSERT_TRUE(q->supports(type));
             for (auto [n, k] :
                  {std::pair<int64_t, int64_t> {3, 32}, {17, 96}, {70, 896}, {9, 4864}})
-                for (int64_t m : {1, 2, 3, 4, 5, 8}) {
-                    QuantMatrix w = random_quant_matrix(type, n, k, rng);
-                    const int64_t ldx = k + 3, ldy = n + 2;
-                    auto x = random_vector(size_t(m * ldx), rng);
-                    std::vector<uint8_t> acts_buf(size_t(m) * model::cpu::act_row_bytes(k) + 64);
-                    auto* acts = reinterpret_cast<uint8_t*>(
-                        (reinterpret_cast<uintptr_t>(acts_buf.data()) + 63) / 64 * 64);
-                    q->prepare(type, x.data(), m, ldx, k, acts);
-                    std::vector<float> y(size_t(m * ldy), NAN);
-                    const int64_t r0 = n > 4 ? 2 : 0, r1 = n; // a subrange leaves rows alone
-                    q->matvec(type, acts, m, k, w.bytes.data(), w.mat.row_bytes(), r0, r1, y.data(),
-                              ldy);
-                    std::vector<double> want, mag;
-                    reference(int8_activations(x, m, ldx, k), m, k, w.values, n, k, nullptr, want,
-                              mag);
-                    for (int64_t i = 0; i < m; ++i)
-                        for (int64_t j = 0; j < n; ++j) {
-                            const float got = y[size_t(i * ldy + j)];
-                            if (j < r0) {
-                                ASSERT_TRUE(std::isnan(got));
-                                continue;
-                            }
-                            ASSERT_NEAR(got, want[size_t(i * n + j)],
-                                        tolerance(mag[size_t(i * n + j)], k))
-                                << isa << " " << model::cpu::weight_type_name(type) << " n " << n
-                                << " k " << k << " m " << m << " row " << j;
-                        }
-                }
+                for (int64_t m : {1, 2, 3, 4, 5, 8})
+                    ASSERT_NO_FATAL_FAILURE(check_int8_matvec(q, isa, type, n, k, m, rng));
+        }
+    }
+    EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
+}
+
+// The k-quants (q4_K, q5_K: 32-value sub-blocks with scales and mins; q6_K: 16-value
+// sub-blocks) the same way, over one and several super-blocks of 256: their rows are whole
+// super-blocks (a width such as 896 has no q4_K row; llama-quantize stores those tensors in
+// another type, and weight_row_bytes rejects it).
+TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivationsForKQuants)
+{
+    std::mt19937 rng(16);
+    int sets = 0;
+    for (const char* isa : {"avx512-vnni", "avx2"}) {
+        const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
+        if (!q) continue;
+        ++sets;
+        for (WeightType type : {WeightType::q4_K, WeightType::q5_K, WeightType::q6_K}) {
+            ASSERT_TRUE(q->supports(type));
+            EXPECT_THROW(model::cpu::weight_row_bytes(type, 896), Error);
+            for (auto [n, k] :
+                 {std::pair<int64_t, int64_t> {3, 256}, {17, 512}, {9, 2304}, {7, 4864}})
+                for (int64_t m : {1, 2, 3, 4, 5, 8})
+                    ASSERT_NO_FATAL_FAILURE(check_int8_matvec(q, isa, type, n, k, m, rng));
         }
     }
     EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
 }
 
 // The prompt-sized product (gemm: tiles of 4 weight rows against groups of 4 activation rows)
-// of every kernel set that has one, against the same double-precision reference: row counts
-// that fill no whole group or tile, several blocks of weight rows, an odd number of blocks.
+// of every kernel set that has one, for every type it takes, against the same double-precision
+// reference: row counts that fill no whole group or tile, several blocks of weight rows, an odd
+// number of blocks (of super-blocks for the k-quants).
 TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
 {
     std::mt19937 rng(14);
@@ -348,8 +379,13 @@ TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
         const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
         if (!q || !q->gemm) continue;
         ++sets;
-        for (WeightType type : {WeightType::q8_0, WeightType::q4_0})
-            for (auto [n, k] : {std::pair<int64_t, int64_t> {5, 32}, {37, 96}, {150, 896}})
+        for (int t = 0; t < model::cpu::kWeightTypeCount; ++t) {
+            const auto type = WeightType(t);
+            if (!q->supports(type)) continue;
+            using Shape = std::pair<int64_t, int64_t>;
+            const bool k_quant = model::cpu::weight_type_info(type).block == 256;
+            for (auto [n, k] : k_quant ? std::vector<Shape> {{5, 256}, {37, 512}, {150, 2304}}
+                                       : std::vector<Shape> {{5, 32}, {37, 96}, {150, 896}})
                 for (int64_t m : {9, 16, 21, 67}) {
                     QuantMatrix w = random_quant_matrix(type, n, k, rng);
                     const int64_t ldx = k + 3, ldy = n + 2;
@@ -383,6 +419,7 @@ TEST(QuantOps, Int8GemmComputesTheProductOfTheQuantizedActivations)
                                 << " k " << k << " m " << m << " row " << i << " col " << j;
                         }
                 }
+        }
     }
     if (sets == 0) GTEST_SKIP() << "no kernel set with a gemm runs on this CPU";
 }
@@ -431,10 +468,11 @@ TEST(QuantOps, Bf16GemmComputesTheProductOfBf16RoundedActivations)
         }
 }
 
-// linear() on every weight type: q8_0 and q4_0 (int8 kernels, any number of rows) give the
+// linear() on every weight type: the int8 kernels' types (for any number of rows with a set
+// that has a GEMM, else q8_0 and q4_0 for any and the others up to kMatvecMaxRows) give the
 // product of the dequantized weights with activations that are off by at most half a
-// quantization step of their block; the other types are exact up to f32 summation, row by
-// row dequantized for up to kMatvecMaxRows rows, through SGEMM beyond.
+// quantization step of their block of 32; the rest is exact up to f32 summation, row by row
+// dequantized for up to kMatvecMaxRows rows, through SGEMM beyond.
 TEST(QuantOps, LinearOfEveryTypeIsTheProductOfItsDequantizedWeights)
 {
     std::mt19937 rng(12);
@@ -454,7 +492,9 @@ TEST(QuantOps, LinearOfEveryTypeIsTheProductOfItsDequantizedWeights)
                 reference(x, m, ldx, w.values, n, k, bias.data(), ref, mag);
                 std::vector<float> got(size_t(m * ldy), NAN);
                 model::cpu::linear(x.data(), m, ldx, w.mat, bias.data(), got.data(), ldy);
-                const bool approx = int8;
+                const bool approx = int8
+                    && (m <= model::cpu::kMatvecMaxRows || kernels->gemm || type == WeightType::q8_0
+                        || type == WeightType::q4_0);
                 for (int64_t i = 0; i < m; ++i)
                     for (int64_t j = 0; j < n; ++j) {
                         double tol = tolerance(mag[size_t(i * n + j)], k);
