@@ -1,6 +1,7 @@
 #include "model/cpu/ops.h"
 
 #include "core/core.h"
+#include "model/cpu/attention-decode.h"
 #include "model/cpu/vec-math.h"
 
 #include <cblas.h>
@@ -383,6 +384,12 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                       int n_kv_heads, int head_dim, std::span<const KvRun> runs, float scale,
                       float* out, std::vector<std::vector<float>>& scratch)
 {
+    if (n_new == 1) {
+        if (scratch.empty()) scratch.resize(1);
+        if (attention_decode(decode_attention(), q, n_heads, n_kv_heads, head_dim, runs,
+                             n_past + 1, scale, out, scratch[0]))
+            return;
+    }
     const int group = n_heads / n_kv_heads;
     const int64_t d = head_dim;
     const int64_t ld_out = int64_t(n_heads) * head_dim;

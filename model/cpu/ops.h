@@ -194,6 +194,8 @@ struct KvRun
 // the query blocks and KV heads leave threads idle (decoding), the runs are split between
 // threads too, each part with its own online softmax, and the parts merged at the end.
 // `scratch` holds one buffer per thread, grown as needed (no allocation once warm).
+// One query token (decoding) whose runs are all f32, f16, q8 or q4 with head_dim 16, 32, 64 or
+// 128 goes to the kernel of attention-decode.h instead, where the CPU has AVX2 or AVX-512.
 void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past, int n_heads,
                       int n_kv_heads, int head_dim, std::span<const KvRun> runs, float scale,
                       float* out, std::vector<std::vector<float>>& scratch);
