@@ -29,12 +29,30 @@ constexpr int kRows = 8; // query rows per pass over the keys: one 8-lane vector
 #if IRIS_AD_AVX512
 constexpr int W = 16;
 using vf = __m512;
-inline vf vzero() { return _mm512_setzero_ps(); }
-inline vf vset1(float x) { return _mm512_set1_ps(x); }
-inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
-inline void vstore(float* p, vf x) { _mm512_storeu_ps(p, x); }
-inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+inline vf vzero()
+{
+    return _mm512_setzero_ps();
+}
+inline vf vset1(float x)
+{
+    return _mm512_set1_ps(x);
+}
+inline vf vload(const float* p)
+{
+    return _mm512_loadu_ps(p);
+}
+inline void vstore(float* p, vf x)
+{
+    _mm512_storeu_ps(p, x);
+}
+inline vf vfma(vf a, vf b, vf c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+}
+inline vf vmul(vf a, vf b)
+{
+    return _mm512_mul_ps(a, b);
+}
 inline vf cvt_f16(const uint8_t* p)
 {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -74,12 +92,30 @@ inline __m256 hsum8(const vf* a)
 #else
 constexpr int W = 8;
 using vf = __m256;
-inline vf vzero() { return _mm256_setzero_ps(); }
-inline vf vset1(float x) { return _mm256_set1_ps(x); }
-inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
-inline void vstore(float* p, vf x) { _mm256_storeu_ps(p, x); }
-inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
-inline vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+inline vf vzero()
+{
+    return _mm256_setzero_ps();
+}
+inline vf vset1(float x)
+{
+    return _mm256_set1_ps(x);
+}
+inline vf vload(const float* p)
+{
+    return _mm256_loadu_ps(p);
+}
+inline void vstore(float* p, vf x)
+{
+    _mm256_storeu_ps(p, x);
+}
+inline vf vfma(vf a, vf b, vf c)
+{
+    return _mm256_fmadd_ps(a, b, c);
+}
+inline vf vmul(vf a, vf b)
+{
+    return _mm256_mul_ps(a, b);
+}
 inline vf cvt_f16(const uint8_t* p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -91,8 +127,7 @@ inline vf cvt_i8(const uint8_t* p)
 }
 inline vf cvt_u4(const uint8_t* p, bool high, bool)
 {
-    const __m256i x
-        = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     return _mm256_cvtepi32_ps(high ? _mm256_srli_epi32(x, 4)
                                    : _mm256_and_si256(x, _mm256_set1_epi32(15)));
 }
@@ -126,7 +161,8 @@ inline __m256 exp2_8(__m256 x)
     const __m256 f = _mm256_sub_ps(x, n);
     __m256 p = _mm256_set1_ps(kExp2[7]);
     for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2[i]));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256i e
+        = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
@@ -148,9 +184,9 @@ template<KvType T, int D> struct Row
 {
     static constexpr int G = D % 32 == 0 ? 32 : 16; // kv_group_size for the D we take
     static constexpr size_t bytes = T == KvType::f32 ? 4 * D
-        : T == KvType::f16                          ? 2 * D
-        : T == KvType::q8                           ? D / G * (2 + G)
-                                                    : D / G * (2 + G / 2);
+        : T == KvType::f16                           ? 2 * D
+        : T == KvType::q8                            ? D / G * (2 + G)
+                                                     : D / G * (2 + G / 2);
     static vf load(const uint8_t* row, int c)
     {
         if constexpr (T == KvType::f32) {
@@ -208,7 +244,8 @@ void tile_scores(const float* q, const uint8_t* k, int n, const uint8_t* pk, flo
 #if IRIS_AD_AVX512
             sc[j * kRows] = _mm512_reduce_add_ps(acc[0]);
 #else
-            const __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
+            const __m128 s
+                = _mm_add_ps(_mm256_castps256_ps128(acc[0]), _mm256_extractf128_ps(acc[0], 1));
             const __m128 s2 = _mm_add_ps(s, _mm_movehl_ps(s, s));
             sc[j * kRows] = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 #endif
@@ -298,8 +335,7 @@ inline void tile_softmax(float* sc, int n, float* m, float* l, float* corr)
 }
 
 using ScoresFn = void (*)(const float*, const uint8_t*, int, const uint8_t*, float*);
-using ValuesFn = void (*)(const float*, const uint8_t*, int, const uint8_t*, const float*,
-                          float*);
+using ValuesFn = void (*)(const float*, const uint8_t*, int, const uint8_t*, const float*, float*);
 
 template<int D> struct Tables
 {
@@ -400,8 +436,8 @@ void attend_d(const float* q, int rows, float scale, const KvRun* runs, size_t n
     }
 }
 
-void attend(const float* q, int rows, int head_dim, float scale, const KvRun* runs,
-            size_t n_runs, int g, int64_t t0, int64_t t1, float* o, float* m, float* l)
+void attend(const float* q, int rows, int head_dim, float scale, const KvRun* runs, size_t n_runs,
+            int g, int64_t t0, int64_t t1, float* o, float* m, float* l)
 {
     switch (head_dim) {
     case 16:

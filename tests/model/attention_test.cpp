@@ -64,8 +64,9 @@ void check_decode(KvType kt, KvType vt, int d, Shape shape, int block, float q_m
                                               parts));
             const std::vector<float> qs(qn, qn + out.size());
             // fp32 sums of up to 1100 products against the reference's double.
-            EXPECT_LE(relative_error(out, reference_attention(qs, kd, vd, 1, n_past, shape.n_heads,
-                                                              shape.n_kv, d, scale)),
+            EXPECT_LE(relative_error(out,
+                                     reference_attention(qs, kd, vd, 1, n_past, shape.n_heads,
+                                                         shape.n_kv, d, scale)),
                       1e-5);
         }
     }
