@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <sys/socket.h>
+#include <thread>
 
 namespace iris::server {
 
@@ -100,6 +102,8 @@ struct Server::Impl
     EngineQueue queue;
     Metrics metrics;
     std::atomic<bool> stopping {false};
+    // run() has begun, and has returned: stop() must reach a listen that starts after it.
+    std::atomic<bool> run_entered {false}, run_done {false}, http_stopped {false};
     Context ctx;
     HttpServer http;
 
@@ -322,8 +326,10 @@ int Server::bind()
 
 void Server::run()
 {
-    if (!impl_->http.listen_after_bind() && !impl_->stopping)
-        throw Error(ErrorKind::io, "the server stopped listening");
+    impl_->run_entered = true;
+    const bool listened = !impl_->stopping && impl_->http.listen_after_bind();
+    impl_->run_done = true;
+    if (!listened && !impl_->stopping) throw Error(ErrorKind::io, "the server stopped listening");
 }
 
 void Server::stop()
@@ -331,7 +337,13 @@ void Server::stop()
     if (!impl_) return;
     impl_->stopping = true;
     impl_->queue.shut_down();
-    impl_->http.stop();
+    // httplib's stop() does nothing until its listen loop runs, so a stop that comes while run()
+    // is on its way there (a signal right after the banner) waits for it; a run() that has not
+    // begun sees `stopping` and returns at once.
+    if (!impl_->run_entered) return;
+    while (!impl_->run_done && !impl_->http.is_running())
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!impl_->run_done && !impl_->http_stopped.exchange(true)) impl_->http.stop();
 }
 
 } // namespace iris::server
