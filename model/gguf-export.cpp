@@ -397,16 +397,6 @@ void set_llm_metadata(GgufWriter& w, const LlmConfig& c, const json& llm_json,
 // ---------------------------------------------------------------------------------------------
 // Tokenizer metadata
 
-// llama.cpp's token types (gguf-py TokenType).
-enum TokenKind : int32_t {
-    tk_normal = 1,
-    tk_unknown = 2,
-    tk_control = 3,
-    tk_user_defined = 4,
-    tk_unused = 5,
-    tk_byte = 6
-};
-
 json read_json_file(const std::string& path)
 {
     const std::string text = detail::read_file(path);
@@ -551,21 +541,21 @@ Vocab bpe_vocab(const detail::TokenizerBase& tok, int32_t n_vocab)
 {
     Vocab v;
     v.tokens.resize(size_t(n_vocab));
-    v.types.assign(size_t(n_vocab), tk_unused);
+    v.types.assign(size_t(n_vocab), detail::tk_unused);
     for (int32_t i = 0; i < n_vocab; ++i) {
         std::string text = i < tok.model_vocab_size() ? tok.token_text(i) : std::string();
         if (text.empty()) {
             v.tokens[size_t(i)] = strfmt("[PAD%d]", i);
         } else {
             v.tokens[size_t(i)] = std::move(text);
-            v.types[size_t(i)] = tk_normal;
+            v.types[size_t(i)] = detail::tk_normal;
         }
     }
     for (const detail::AddedToken& a : tok.added_tokens()) {
         const bool control = a.special || looks_special(a.content);
         // llama.cpp takes user-defined tokens as normalised text, where U+2581 is a space.
         v.tokens[size_t(a.id)] = control ? a.content : replace_all(a.content, "\u2581", " ");
-        v.types[size_t(a.id)] = control ? tk_control : tk_user_defined;
+        v.types[size_t(a.id)] = control ? detail::tk_control : detail::tk_user_defined;
     }
     return v;
 }
@@ -583,7 +573,7 @@ Vocab spm_vocab(const std::string& dir, const detail::TokenizerBase& tok, int32_
     Vocab v;
     v.tokens.resize(size_t(n_vocab));
     v.scores.assign(size_t(n_vocab), -1000.f);
-    v.types.assign(size_t(n_vocab), tk_unused);
+    v.types.assign(size_t(n_vocab), detail::tk_unused);
     const int n_pieces = std::min(sp.GetPieceSize(), n_vocab);
     for (int i = 0; i < n_vocab; ++i) {
         if (i >= n_pieces) {
@@ -593,22 +583,22 @@ Vocab spm_vocab(const std::string& dir, const detail::TokenizerBase& tok, int32_
         const std::string piece = sp.IdToPiece(i);
         v.tokens[size_t(i)] = piece == std::string(1, '\0') ? "\U0001F409" : piece;
         v.scores[size_t(i)] = sp.GetScore(i);
-        int32_t kind = tk_normal;
+        int32_t kind = detail::tk_normal;
         if (sp.IsUnknown(i))
-            kind = tk_unknown;
+            kind = detail::tk_unknown;
         else if (sp.IsControl(i))
-            kind = tk_control;
+            kind = detail::tk_control;
         else if (sp.IsUnused(i))
-            kind = tk_unused;
+            kind = detail::tk_unused;
         else if (sp.IsByte(i))
-            kind = tk_byte;
-        if (piece.starts_with("[UNUSED")) kind = tk_unused;
+            kind = detail::tk_byte;
+        if (piece.starts_with("[UNUSED")) kind = detail::tk_unused;
         v.types[size_t(i)] = kind;
     }
     for (const detail::AddedToken& a : tok.added_tokens()) {
         v.tokens[size_t(a.id)] = a.content;
         v.scores[size_t(a.id)] = -1000.f;
-        v.types[size_t(a.id)] = a.special ? tk_control : tk_user_defined;
+        v.types[size_t(a.id)] = a.special ? detail::tk_control : detail::tk_user_defined;
     }
     return v;
 }

@@ -41,16 +41,6 @@ namespace detail {
 
 namespace {
 
-// llama.cpp's token types (llama_token_type).
-enum : int32_t {
-    tk_normal = 1,
-    tk_unknown = 2,
-    tk_control = 3,
-    tk_user_defined = 4,
-    tk_unused = 5,
-    tk_byte = 6,
-};
-
 // Limits on what a file may make the tokenizer allocate: far above any real vocabulary
 // (Qwen2: 151k tokens, 151k merges), and the SentencePiece proto stays far below protobuf's
 // 2 GiB.

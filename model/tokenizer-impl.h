@@ -174,6 +174,17 @@ private:
     bool hf_clean_up_ = false;
 };
 
+// llama.cpp's token kinds (tokenizer.ggml.token_type, gguf-py's TokenType), which the GGUF
+// export writes and Tokenizer::from_gguf reads.
+enum GgufTokenType : int32_t {
+    tk_normal = 1,
+    tk_unknown = 2,
+    tk_control = 3,
+    tk_user_defined = 4,
+    tk_unused = 5,
+    tk_byte = 6,
+};
+
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings settings);
 std::unique_ptr<Tokenizer> load_spm_tokenizer(TokenizerSettings settings);
 

@@ -79,11 +79,7 @@ const DecodeAttention* decode_attention_named(const char* isa)
                 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
             ? &decode_attention_avx512()
             : nullptr;
-    if (std::strcmp(isa, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                && __builtin_cpu_supports("f16c")
-            ? &decode_attention_avx2()
-            : nullptr;
+    if (std::strcmp(isa, "avx2") == 0) return cpu_runs_avx2() ? &decode_attention_avx2() : nullptr;
     return nullptr;
 }
 

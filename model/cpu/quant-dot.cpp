@@ -28,12 +28,15 @@ const QuantKernels* quant_kernels_named(const char* isa)
         }();
         return &no_bf16;
     }
-    if (std::strcmp(isa, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                && __builtin_cpu_supports("f16c")
-            ? &quant_kernels_avx2()
-            : nullptr;
+    if (std::strcmp(isa, "avx2") == 0) return cpu_runs_avx2() ? &quant_kernels_avx2() : nullptr;
     return nullptr;
+}
+
+bool cpu_runs_avx2()
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && __builtin_cpu_supports("f16c");
 }
 
 const QuantKernels* quant_kernels()

@@ -83,6 +83,10 @@ const QuantKernels* quant_kernels();
 // A kernel set by name if this CPU can run it, else null (for tests and benchmarks).
 const QuantKernels* quant_kernels_named(const char* isa);
 
+// Whether the CPU runs the AVX2 kernel sets (AVX2, FMA, F16C: x86-64-v3's arithmetic), here
+// and in attention-decode.h.
+bool cpu_runs_avx2();
+
 // The two sets, defined in their translation units.
 const QuantKernels& quant_kernels_avx512();
 const QuantKernels& quant_kernels_avx2();

@@ -318,11 +318,14 @@ void check_int8_matvec(const model::cpu::QuantKernels* q, const char* isa, Weigh
 
 } // namespace
 
-// Every kernel set this CPU runs, on the same inputs (check_int8_matvec), for the 32-value
-// block types: odd block counts, several activation rows, row subranges.
-TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
+namespace {
+
+// Every kernel set this CPU runs, on the same inputs (check_int8_matvec), for each of `types`
+// at each [n, k] and several activation rows.
+void check_int8_kernels(std::initializer_list<WeightType> types,
+                        std::initializer_list<std::pair<int64_t, int64_t>> shapes, uint32_t seed)
 {
-    std::mt19937 rng(11);
+    std::mt19937 rng(seed);
     int sets = 0;
     for (const char* isa : {"avx512-vnni", "avx2"}) {
         const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
@@ -331,16 +334,24 @@ TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
             continue;
         }
         ++sets;
-        for (WeightType type : {WeightType::q8_0, WeightType::q4_0, WeightType::q4_1,
-                                WeightType::q5_0, WeightType::q5_1, WeightType::iq4_nl}) {
+        for (WeightType type : types) {
             ASSERT_TRUE(q->supports(type));
-            for (auto [n, k] :
-                 {std::pair<int64_t, int64_t> {3, 32}, {17, 96}, {70, 896}, {9, 4864}})
+            for (auto [n, k] : shapes)
                 for (int64_t m : {1, 2, 3, 4, 5, 8})
                     ASSERT_NO_FATAL_FAILURE(check_int8_matvec(q, isa, type, n, k, m, rng));
         }
     }
     EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
+}
+
+} // namespace
+
+// The 32-value block types: odd block counts, several activation rows, row subranges.
+TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
+{
+    check_int8_kernels({WeightType::q8_0, WeightType::q4_0, WeightType::q4_1, WeightType::q5_0,
+                        WeightType::q5_1, WeightType::iq4_nl},
+                       {{3, 32}, {17, 96}, {70, 896}, {9, 4864}}, 11);
 }
 
 // The k-quants (q4_K, q5_K: 32-value sub-blocks with scales and mins; q6_K: 16-value
@@ -349,22 +360,10 @@ TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivations)
 // another type, and weight_row_bytes rejects it).
 TEST(QuantOps, Int8KernelsComputeTheProductOfTheQuantizedActivationsForKQuants)
 {
-    std::mt19937 rng(16);
-    int sets = 0;
-    for (const char* isa : {"avx512-vnni", "avx2"}) {
-        const model::cpu::QuantKernels* q = model::cpu::quant_kernels_named(isa);
-        if (!q) continue;
-        ++sets;
-        for (WeightType type : {WeightType::q4_K, WeightType::q5_K, WeightType::q6_K}) {
-            ASSERT_TRUE(q->supports(type));
-            EXPECT_THROW(model::cpu::weight_row_bytes(type, 896), Error);
-            for (auto [n, k] :
-                 {std::pair<int64_t, int64_t> {3, 256}, {17, 512}, {9, 2304}, {7, 4864}})
-                for (int64_t m : {1, 2, 3, 4, 5, 8})
-                    ASSERT_NO_FATAL_FAILURE(check_int8_matvec(q, isa, type, n, k, m, rng));
-        }
-    }
-    EXPECT_GT(sets, 0) << "no int8 kernel set runs on this CPU";
+    for (WeightType type : {WeightType::q4_K, WeightType::q5_K, WeightType::q6_K})
+        EXPECT_THROW(model::cpu::weight_row_bytes(type, 896), Error);
+    check_int8_kernels({WeightType::q4_K, WeightType::q5_K, WeightType::q6_K},
+                       {{3, 256}, {17, 512}, {9, 2304}, {7, 4864}}, 16);
 }
 
 // The prompt-sized product (gemm: tiles of 4 weight rows against groups of 4 activation rows)
