@@ -2,6 +2,7 @@
 // printed like llama-bench so the figures can be set beside llama.cpp's (shared/research).
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "model/arch.h"
 #include "model/model.h"
 
 #include <cstdlib>
@@ -299,7 +300,7 @@ int cmd_bench(int argc, char** argv)
     const double load_ms = load_time.wall_ms();
     const auto& cfg = net->config();
     const int vocab = cfg.llm.vocab_size;
-    const char* arch = cfg.llm.arch == model::LlmArch::qwen2 ? "qwen2" : "internlm2";
+    const char* arch = model::llm_arch(cfg.llm.arch).gguf_arch; // llama-bench names it so
 
     // Random ids never equal to an image-context id: -1 marks none, so no visual rows are needed.
     std::mt19937_64 rng(42);

@@ -4,6 +4,7 @@
 // lets benchmarks and tests use the real sizes without downloading gigabytes.
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "model/arch.h"
 #include "model/model.h"
 
 #include <nlohmann/json.hpp>
@@ -85,90 +86,96 @@ int64_t numel(const std::vector<int64_t>& shape)
     return n;
 }
 
-// Every tensor of the checkpoint. Scales keep activations finite over 24 layers: matrices and
-// biases N(0, 0.02), norm gains 1 ± 0.02, layer scales 0.1 ± 0.01.
+// Every tensor of the checkpoint: the rows of arch.h's tables (InternViT and mlp1, then the
+// language model), named by their checkpoint column, each once or once per layer.
 std::vector<TensorSpec> tensor_specs(const Preset& p)
 {
-    std::vector<TensorSpec> t;
-    auto matrix = [&](std::string name, std::vector<int64_t> shape) {
-        t.push_back({std::move(name), std::move(shape)});
+    // Shapes and values by GGUF name. Scales keep activations finite over 24 layers: matrices
+    // and biases N(0, 0.02), norm gains 1 ± 0.02, layer scales 0.1 ± 0.01. An empty shape is
+    // a row these checkpoints lack; a row missing here is an error, so that a new table's
+    // tensor is given a shape rather than silently left out.
+    const auto matrix = [](std::vector<int64_t> shape) {
+        return TensorSpec {{}, std::move(shape)};
     };
-    auto gain = [&](std::string name, int64_t n) {
-        t.push_back({std::move(name), {n}, 1.f, 0.02f});
-    };
-
+    const auto gain = [](int64_t n) { return TensorSpec {{}, {n}, 1.f, 0.02f}; };
+    const auto scale = [](int64_t n) { return TensorSpec {{}, {n}, 0.1f, 0.01f}; };
+    const TensorSpec absent;
     const int64_t c = p.vit_hidden, f = p.vit_ffn;
     const int64_t grid = image_size / patch_size;
-    const std::string emb = "vision_model.embeddings.";
-    matrix(emb + "class_embedding", {1, 1, c});
-    matrix(emb + "patch_embedding.weight", {c, 3, patch_size, patch_size});
-    matrix(emb + "patch_embedding.bias", {c});
-    matrix(emb + "position_embedding", {1, grid * grid + 1, c});
-    for (int i = 0; i < p.vit_layers; ++i) {
-        const std::string l = strfmt("vision_model.encoder.layers.%d.", i);
-        gain(l + "norm1.weight", c);
-        matrix(l + "norm1.bias", {c});
-        matrix(l + "attn.qkv.weight", {3 * c, c});
-        matrix(l + "attn.qkv.bias", {3 * c});
-        matrix(l + "attn.proj.weight", {c, c});
-        matrix(l + "attn.proj.bias", {c});
-        t.push_back({l + "ls1", {c}, 0.1f, 0.01f});
-        gain(l + "norm2.weight", c);
-        matrix(l + "norm2.bias", {c});
-        matrix(l + "mlp.fc1.weight", {f, c});
-        matrix(l + "mlp.fc1.bias", {f});
-        matrix(l + "mlp.fc2.weight", {c, f});
-        matrix(l + "mlp.fc2.bias", {c});
-        t.push_back({l + "ls2", {c}, 0.1f, 0.01f});
-    }
-
-    // mlp1: LayerNorm(4C) -> Linear(4C, H) -> GELU -> Linear(H, H); 4C after the 0.5 pixel shuffle.
     const int64_t h = p.hidden, c4 = 4 * c;
-    gain("mlp1.0.weight", c4);
-    matrix("mlp1.0.bias", {c4});
-    matrix("mlp1.1.weight", {h, c4});
-    matrix("mlp1.1.bias", {h});
-    matrix("mlp1.3.weight", {h, h});
-    matrix("mlp1.3.bias", {h});
-
     const int64_t d = p.hidden / p.heads, q = p.heads * d, kv = p.kv_heads * d, ff = p.ffn;
     const int64_t v = p.vocab;
-    const std::string m = "language_model.model.";
-    if (p.arch == LlmArch::qwen2) {
-        matrix(m + "embed_tokens.weight", {v, h});
-        for (int i = 0; i < p.layers; ++i) {
-            const std::string l = m + strfmt("layers.%d.", i);
-            gain(l + "input_layernorm.weight", h);
-            matrix(l + "self_attn.q_proj.weight", {q, h});
-            matrix(l + "self_attn.q_proj.bias", {q});
-            matrix(l + "self_attn.k_proj.weight", {kv, h});
-            matrix(l + "self_attn.k_proj.bias", {kv});
-            matrix(l + "self_attn.v_proj.weight", {kv, h});
-            matrix(l + "self_attn.v_proj.bias", {kv});
-            matrix(l + "self_attn.o_proj.weight", {h, q});
-            gain(l + "post_attention_layernorm.weight", h);
-            matrix(l + "mlp.gate_proj.weight", {ff, h});
-            matrix(l + "mlp.up_proj.weight", {ff, h});
-            matrix(l + "mlp.down_proj.weight", {h, ff});
+    const std::map<std::string_view, TensorSpec> shapes = {
+        {"v.class_embd", matrix({1, 1, c})},
+        {"v.patch_embd.weight", matrix({c, 3, patch_size, patch_size})},
+        {"v.patch_embd.bias", matrix({c})},
+        {"v.position_embd.weight", matrix({1, grid * grid + 1, c})},
+        {"v.blk.%d.ln1.weight", gain(c)},
+        {"v.blk.%d.ln1.bias", matrix({c})},
+        {"v.blk.%d.attn_qkv.weight", matrix({3 * c, c})},
+        {"v.blk.%d.attn_qkv.bias", matrix({3 * c})},
+        // config.json's qk_normalization is false.
+        {"v.blk.%d.attn_q_norm.weight", absent},
+        {"v.blk.%d.attn_q_norm.bias", absent},
+        {"v.blk.%d.attn_k_norm.weight", absent},
+        {"v.blk.%d.attn_k_norm.bias", absent},
+        {"v.blk.%d.attn_out.weight", matrix({c, c})},
+        {"v.blk.%d.attn_out.bias", matrix({c})},
+        {"v.blk.%d.ls1.weight", scale(c)},
+        {"v.blk.%d.ln2.weight", gain(c)},
+        {"v.blk.%d.ln2.bias", matrix({c})},
+        {"v.blk.%d.ffn_up.weight", matrix({f, c})},
+        {"v.blk.%d.ffn_up.bias", matrix({f})},
+        {"v.blk.%d.ffn_down.weight", matrix({c, f})},
+        {"v.blk.%d.ffn_down.bias", matrix({c})},
+        {"v.blk.%d.ls2.weight", scale(c)},
+        // mlp1: LayerNorm(4C) -> Linear(4C, H) -> GELU -> Linear(H, H); 4C after the 0.5 pixel
+        // shuffle.
+        {"mm.model.mlp.0.weight", gain(c4)},
+        {"mm.model.mlp.0.bias", matrix({c4})},
+        {"mm.model.mlp.1.weight", matrix({h, c4})},
+        {"mm.model.mlp.1.bias", matrix({h})},
+        {"mm.model.mlp.3.weight", matrix({h, h})},
+        {"mm.model.mlp.3.bias", matrix({h})},
+        {"token_embd.weight", matrix({v, h})},
+        {"output_norm.weight", gain(h)},
+        {"output.weight", matrix({v, h})}, // untied (spec §1.3)
+        {"blk.%d.attn_norm.weight", gain(h)},
+        {"blk.%d.attn_q.weight", matrix({q, h})},
+        {"blk.%d.attn_q.bias", matrix({q})},
+        {"blk.%d.attn_k.weight", matrix({kv, h})},
+        {"blk.%d.attn_k.bias", matrix({kv})},
+        {"blk.%d.attn_v.weight", matrix({kv, h})},
+        {"blk.%d.attn_v.bias", matrix({kv})},
+        // InternLM2's wqkv: fused and interleaved by KV group (spec §9.2); random values make
+        // the order moot. Its config.json says "bias": false.
+        {"blk.%d.attn_qkv.weight", matrix({q + 2 * kv, h})},
+        {"blk.%d.attn_qkv.bias", absent},
+        {"blk.%d.attn_output.weight", matrix({h, q})},
+        {"blk.%d.attn_output.bias", absent},
+        {"blk.%d.ffn_norm.weight", gain(h)},
+        {"blk.%d.ffn_gate.weight", matrix({ff, h})},
+        {"blk.%d.ffn_up.weight", matrix({ff, h})},
+        {"blk.%d.ffn_down.weight", matrix({h, ff})},
+    };
+
+    std::vector<TensorSpec> t;
+    auto add = [&](std::span<const model::TensorName> table, int layers) {
+        for (const model::TensorName& n : table) {
+            const auto it = shapes.find(n.gguf);
+            if (it == shapes.end())
+                throw Error(ErrorKind::internal,
+                            std::string("make-random: no shape for tensor ") + n.gguf);
+            if (it->second.shape.empty()) continue;
+            const bool per_layer = std::strstr(n.gguf, "%d") != nullptr;
+            for (int l = 0; l < (per_layer ? layers : 1); ++l) {
+                t.push_back(it->second);
+                t.back().name = model::layer_name(n.hf, l);
+            }
         }
-        gain(m + "norm.weight", h);
-        matrix("language_model.lm_head.weight", {v, h}); // untied (spec §1.3)
-    } else {
-        matrix(m + "tok_embeddings.weight", {v, h});
-        for (int i = 0; i < p.layers; ++i) {
-            const std::string l = m + strfmt("layers.%d.", i);
-            gain(l + "attention_norm.weight", h);
-            // Fused and interleaved by KV group (spec §9.2); random values make the order moot.
-            matrix(l + "attention.wqkv.weight", {q + 2 * kv, h});
-            matrix(l + "attention.wo.weight", {h, q});
-            gain(l + "ffn_norm.weight", h);
-            matrix(l + "feed_forward.w1.weight", {ff, h});
-            matrix(l + "feed_forward.w3.weight", {ff, h});
-            matrix(l + "feed_forward.w2.weight", {h, ff});
-        }
-        gain(m + "norm.weight", h);
-        matrix("language_model.output.weight", {v, h});
-    }
+    };
+    add(model::vision_tensor_names(), p.vit_layers);
+    add(model::llm_arch(p.arch).tensors, p.layers);
     return t;
 }
 
@@ -186,13 +193,16 @@ json rope_scaling(const Preset& p)
 
 json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or_bos)
 {
+    const model::LlmArchInfo& arch = model::llm_arch(p.arch);
     json llm = {
         {"_name_or_path", p.llm_name_or_path},
+        {"architectures", {arch.hf_class}},
         {"hidden_act", "silu"},
         {"hidden_size", p.hidden},
         {"initializer_range", 0.02},
         {"intermediate_size", p.ffn},
         {"max_position_embeddings", 32768},
+        {"model_type", arch.hf_model_type},
         {"num_attention_heads", p.heads},
         {"num_hidden_layers", p.layers},
         {"num_key_value_heads", p.kv_heads},
@@ -206,9 +216,8 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
         {"use_cache", true},
         {"vocab_size", p.vocab},
     };
+    // The fields of the architecture's own config class.
     if (p.arch == LlmArch::qwen2) {
-        llm["architectures"] = {"Qwen2ForCausalLM"};
-        llm["model_type"] = "qwen2";
         llm["attention_dropout"] = 0.0;
         llm["bos_token_id"] = pad_or_bos; // <|endoftext|>, as in the real llm_config
         llm["eos_token_id"] = pad_or_bos;
@@ -216,8 +225,6 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
         llm["sliding_window"] = 32768;
         llm["use_sliding_window"] = false;
     } else {
-        llm["architectures"] = {"InternLM2ForCausalLM"};
-        llm["model_type"] = "internlm2";
         llm["auto_map"] = {{"AutoConfig", "configuration_internlm2.InternLM2Config"},
                            {"AutoModel", "modeling_internlm2.InternLM2ForCausalLM"},
                            {"AutoModelForCausalLM", "modeling_internlm2.InternLM2ForCausalLM"}};

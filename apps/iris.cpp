@@ -1,6 +1,8 @@
 // iris — the command line. Each subcommand is a thin wrapper over the modules' public headers.
+#include "apps/args.h"
 #include "apps/commands.h"
 #include "core/core.h"
+#include "model/arch.h"
 #include "model/model.h"
 
 #include <cstdio>
@@ -15,8 +17,25 @@
 
 namespace iris::app {
 
-int cmd_info(int, char**)
+int cmd_info(int argc, char** argv)
 {
+    Args args(argc, argv, {"--model", "--mmproj"}, {"-h", "--help"});
+    if (args.flag("-h") || args.flag("--help")) {
+        std::printf(
+            "usage: iris info [--model PATH [--mmproj FILE]]\n"
+            "\n"
+            "The version, build features and devices found; with --model, also the model's\n"
+            "architecture (read from its configuration, not its weights).\n");
+        return 0;
+    }
+    // The model is read first so that a wrong --model fails before anything is printed.
+    std::string model_path;
+    const model::LlmArchInfo* arch = nullptr;
+    if (args.has("--model")) {
+        const auto paths = model::ModelPaths::resolve(args.str("--model"), args.str("--mmproj"));
+        arch = &model::llm_arch(model::ModelConfig::of(paths).llm.arch);
+        model_path = paths.is_gguf() ? paths.gguf : paths.dir;
+    }
     std::printf("iris %s\n", iris::version());
     std::printf("build:\n");
     std::printf("  compiler      %s\n", __VERSION__);
@@ -42,6 +61,11 @@ int cmd_info(int, char**)
         }
     }
 #endif
+    if (arch) {
+        std::printf("model:\n");
+        std::printf("  path          %s\n", model_path.c_str());
+        std::printf("  llm           %s (%s)\n", arch->display, arch->hf_class);
+    }
     return 0;
 }
 

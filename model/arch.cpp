@@ -73,8 +73,9 @@ constexpr TensorName kVision[] = {
 };
 
 const LlmArchInfo kArchs[] = {
-    {LlmArch::qwen2, "Qwen2ForCausalLM", "Qwen2", "qwen2", false, kQwen2},
-    {LlmArch::internlm2, "InternLM2ForCausalLM", "InternLM2", "internlm2", true, kInternLM2},
+    {LlmArch::qwen2, "Qwen2ForCausalLM", "qwen2", "Qwen2", "qwen2", false, kQwen2},
+    {LlmArch::internlm2, "InternLM2ForCausalLM", "internlm2", "InternLM2", "internlm2", true,
+     kInternLM2},
 };
 
 } // namespace

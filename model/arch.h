@@ -1,5 +1,7 @@
-// The architectures Iris runs, one table each (private to the model module): the Hugging Face
-// class, the name people know, llama.cpp's architecture string and the tensor names.
+// The architectures Iris runs, one table each: the Hugging Face class and model_type, the name
+// people know, llama.cpp's architecture string and the tensor names. The model module reads and
+// writes files through them; the apps and the server name architectures and tensors from them
+// (iris make-random, bench, info, /v1/models) so that an architecture is described once.
 //
 // Inside the engine a tensor is called by its GGUF name ("blk.3.attn_q.weight", llama.cpp's
 // vocabulary): the loader asks for those names whatever the files are, and a Hugging Face
@@ -28,6 +30,7 @@ struct LlmArchInfo
 {
     LlmArch arch;
     const char* hf_class; // llm_config.architectures[0]: "Qwen2ForCausalLM"
+    const char* hf_model_type; // llm_config.model_type: "qwen2"
     const char* display; // "Qwen2"
     const char* gguf_arch; // general.architecture: "qwen2"
     // llama.cpp rotates pairs of adjacent channels (2i, 2i+1) for this architecture, so its

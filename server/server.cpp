@@ -1,4 +1,5 @@
 // The HTTP server: routes, authentication, CORS, limits, logging and metrics.
+#include "model/arch.h"
 #include "server/internal.h"
 
 #include <openssl/crypto.h>
@@ -268,23 +269,22 @@ struct Server::Impl
                  wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
                      res.set_content(metrics.text(queue.depth()), "text/plain; version=0.0.4");
                  }));
-        http.Get(
-            "/v1/models",
-            wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
-                const auto& cfg = engine.config();
-                json model
-                    = {{"id", options.model_name},
-                       {"object", "model"},
-                       {"created", 0},
-                       {"owned_by", "iris"},
-                       {"meta",
-                        {{"llm", cfg.llm.arch == model::LlmArch::qwen2 ? "Qwen2" : "InternLM2"},
-                         {"context_length", cfg.llm.max_position_embeddings},
-                         {"image_size", cfg.force_image_size},
-                         {"tokens_per_tile", engine.network().num_image_token()}}}};
-                res.set_content(json {{"object", "list"}, {"data", json::array({model})}}.dump(),
-                                "application/json");
-            }));
+        http.Get("/v1/models",
+                 wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
+                     const auto& cfg = engine.config();
+                     json model = {{"id", options.model_name},
+                                   {"object", "model"},
+                                   {"created", 0},
+                                   {"owned_by", "iris"},
+                                   {"meta",
+                                    {{"llm", model::llm_arch(cfg.llm.arch).display},
+                                     {"context_length", cfg.llm.max_position_embeddings},
+                                     {"image_size", cfg.force_image_size},
+                                     {"tokens_per_tile", engine.network().num_image_token()}}}};
+                     res.set_content(
+                         json {{"object", "list"}, {"data", json::array({model})}}.dump(),
+                         "application/json");
+                 }));
         http.Post("/v1/chat/completions", wrap(chat_completions));
         http.Post("/v1/documents/qa", wrap(documents_qa));
         http.Post("/v1/compose/article", wrap(compose_article));

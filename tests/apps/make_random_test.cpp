@@ -168,6 +168,14 @@ void check_tiny_checkpoint(const std::string& like, LlmArch arch, int vocab)
     EXPECT_EQ(cfg.llm.arch, arch);
     EXPECT_EQ(cfg.llm.vocab_size, vocab);
     EXPECT_EQ(cfg.num_image_token(), 256);
+    // iris info names the architecture from its configuration.
+    const CommandResult info = run_iris("info --model " + dir.quoted());
+    ASSERT_EQ(info.status, 0);
+    EXPECT_NE(info.out.find(arch == LlmArch::qwen2
+                                ? "llm           Qwen2 (Qwen2ForCausalLM)\n"
+                                : "llm           InternLM2 (InternLM2ForCausalLM)\n"),
+              std::string::npos)
+        << info.out;
 
     // Every spec tensor with its shape, in BF16, and nothing else.
     auto st = SafeTensors::open((p / "model.safetensors").string());

@@ -100,6 +100,7 @@ TEST(Server, HealthAndModelListAnswer)
     ASSERT_EQ(j["data"].size(), 1u);
     EXPECT_EQ(j["data"][0]["id"], "iris-demo");
     EXPECT_EQ(j["data"][0]["meta"]["tokens_per_tile"], 16);
+    EXPECT_EQ(j["data"][0]["meta"]["llm"], "InternLM2"); // the demo model's decoder
 }
 
 // The README's question over HTTP: the demo model answers it correctly, with usage.
