@@ -29,6 +29,7 @@
 #include <time.h>
 
 namespace cpu = iris::model::cpu;
+using iris::model::WeightMatrix;
 
 namespace {
 
@@ -106,7 +107,7 @@ int main(int argc, char** argv)
             for (size_t c = 1; c < copies; ++c)
                 std::memcpy(pool.get() + c * bytes, pool.get(), bytes);
             auto matrix = [&](size_t c) {
-                return cpu::WeightMatrix {pool.get() + c * bytes, type, n, k};
+                return WeightMatrix {pool.get() + c * bytes, type, n, k};
             };
             std::vector<float> y_ref(static_cast<size_t>(n)), y(static_cast<size_t>(n));
             auto report = [&](const char* path, double s, const char* check) {
@@ -115,7 +116,7 @@ int main(int argc, char** argv)
                             double(bytes) / s * 1e-9, check);
                 std::fflush(stdout);
             };
-            const cpu::WeightMatrix w0 = matrix(0);
+            const WeightMatrix w0 = matrix(0);
             const double fallback = time_call(
                 [&](int64_t) {
                     cpu::matvec_rows(x.data(), 1, k, w0, 0, n, y_ref.data(), n, /*portable=*/true);

@@ -6,12 +6,10 @@ target_compile_options(iris_options INTERFACE
 if(IRIS_FATAL_WARNINGS)
   target_compile_options(iris_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
 endif()
-# The engine's hot loops are vectorised by the compiler for the machine it runs on.
-include(CheckCXXCompilerFlag)
-check_cxx_compiler_flag(-march=native IRIS_HAS_MARCH_NATIVE)
-if(IRIS_HAS_MARCH_NATIVE)
-  target_compile_options(iris_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=native>)
-endif()
+# One binary for every x86-64 machine with AVX2, FMA and F16C (x86-64-v3): the compiler
+# vectorises for that level, and the kernels that use AVX-512 are built separately and chosen
+# at run time (model/cpu/quant-dot.h).
+target_compile_options(iris_options INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-march=x86-64-v3>)
 if(IRIS_SANITIZE_ADDRESS)
   target_compile_options(iris_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(iris_options INTERFACE -fsanitize=address,undefined)

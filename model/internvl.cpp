@@ -30,6 +30,19 @@ Weight Weight::from_values(std::vector<float> values, std::vector<int64_t> shape
     return w;
 }
 
+void Weight::place(Backend& backend)
+{
+    if (mat) {
+        const bool same = data == mat.data;
+        placed = backend.wrap(mat.data, mat.bytes());
+        mat.data = placed.data();
+        if (same) data = placed.as<float>();
+    } else if (data) {
+        placed = backend.wrap(data, size_t(numel()) * sizeof(float));
+        data = placed.as<float>();
+    }
+}
+
 namespace {
 
 std::string shape_str(const std::vector<int64_t>& shape)
@@ -123,7 +136,7 @@ Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64
     const cpu::WeightType type = *t.type;
     if (type == cpu::WeightType::f32) {
         Weight w = get(name, shape);
-        w.mat = cpu::WeightMatrix::f32(w.data, shape[0], w.numel() / shape[0]);
+        w.mat = WeightMatrix::f32(w.data, shape[0], w.numel() / shape[0]);
         return w;
     }
     Weight w;
@@ -145,11 +158,11 @@ Weight WeightLoader::get_matrix(const std::string& name, const std::vector<int64
 
 Weight WeightLoader::stack_rows(std::vector<Weight> parts)
 {
-    const cpu::WeightMatrix& first = parts.at(0).mat;
+    const WeightMatrix& first = parts.at(0).mat;
     int64_t rows = 0;
     bool in_place = true;
     for (size_t i = 0; i < parts.size(); ++i) {
-        const cpu::WeightMatrix& m = parts[i].mat;
+        const WeightMatrix& m = parts[i].mat;
         if (m.type != first.type || m.cols != first.cols)
             throw Error(ErrorKind::invalid_input,
                         source_.origin() + ": the parts of a fused matrix differ in type or width");
@@ -305,6 +318,8 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& model, const LoadOpt
     }
     load_vision(loader, impl->config, impl->vision);
     load_llm(loader, impl->config.llm, impl->llm);
+    place(*impl->backend, impl->vision);
+    place(*impl->backend, impl->llm);
     impl->bytes_owned = loader.bytes_owned();
     impl->bytes_mapped = loader.bytes_mapped();
     const std::string calibration = kv_calibration_path(paths.dir);
@@ -381,7 +396,7 @@ std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, 
             strfmt("encode_images: tiles of %lld px do not give a patch grid divisible by %d",
                    (long long)s, r));
     if (n_tiles == 0) return {};
-    return vision_forward(impl_->vision, c, pixel_values.data(), n_tiles, trace);
+    return vision_forward(*impl_->backend, impl_->vision, c, pixel_values.data(), n_tiles, trace);
 }
 
 std::unique_ptr<KvCache> InternVL::new_cache(const KvCacheOptions& options) const
@@ -389,7 +404,7 @@ std::unique_ptr<KvCache> InternVL::new_cache(const KvCacheOptions& options) cons
     const LlmConfig& c = impl_->config.llm;
     return std::make_unique<KvCache>(std::make_unique<KvCache::Impl>(
         c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.max_position_embeddings, options,
-        impl_->kv_calibration ? &*impl_->kv_calibration : nullptr));
+        impl_->kv_calibration ? &*impl_->kv_calibration : nullptr, *impl_->backend));
 }
 
 const KvCalibration* InternVL::kv_calibration() const
@@ -399,8 +414,10 @@ const KvCalibration* InternVL::kv_calibration() const
 
 namespace {
 
-// Writes the embeddings of ids into out [ids.size(), H] (see InternVL::embed).
-void embed_into(const LlmWeights& w, const LlmConfig& c, std::span<const int32_t> ids,
+// The embeddings of ids into out [ids.size(), H] in backend memory (see InternVL::embed): rows
+// of the table, looked up and widened on the backend a stretch of text tokens at a time, and
+// the visual tokens uploaded in place of the <IMG_CONTEXT> ones.
+void embed_into(Backend& be, const LlmWeights& w, const LlmConfig& c, std::span<const int32_t> ids,
                 std::span<const float> visual, int32_t img_context_id, float* out)
 {
     const int64_t h = c.hidden_size;
@@ -421,15 +438,19 @@ void embed_into(const LlmWeights& w, const LlmConfig& c, std::span<const int32_t
         throw Error(ErrorKind::invalid_argument,
                     strfmt("%zu <IMG_CONTEXT> tokens (id %d) but %zu visual tokens", n_ctx,
                            img_context_id, n_visual));
-    size_t next_visual = 0;
-    for (size_t i = 0; i < ids.size(); ++i) {
+    const size_t row = size_t(h) * sizeof(float);
+    for (size_t i = 0, next_visual = 0; i < ids.size();) {
+        size_t j = i;
         if (ids[i] == img_context_id) {
-            std::memcpy(out + i * size_t(h), visual.data() + (next_visual++) * size_t(h),
-                        size_t(h) * sizeof(float));
+            while (j < ids.size() && ids[j] == img_context_id) ++j;
+            be.upload(out + i * size_t(h), visual.data() + next_visual * size_t(h),
+                      (j - i) * row);
+            next_visual += j - i;
         } else {
-            // Only the looked-up rows are widened: the table stays in the checkpoint's dtype.
-            cpu::widen_rows(w.embed.mat, ids[i], ids[i] + 1, out + i * size_t(h));
+            while (j < ids.size() && ids[j] != img_context_id) ++j;
+            be.get_rows(w.embed.mat, ids.subspan(i, j - i), out + i * size_t(h));
         }
+        i = j;
     }
 }
 
@@ -438,8 +459,12 @@ void embed_into(const LlmWeights& w, const LlmConfig& c, std::span<const int32_t
 std::vector<float> InternVL::embed(std::span<const int32_t> ids, std::span<const float> visual,
                                    int32_t img_context_id) const
 {
-    std::vector<float> out(ids.size() * size_t(impl_->config.llm.hidden_size));
-    embed_into(impl_->llm, impl_->config.llm, ids, visual, img_context_id, out.data());
+    Backend& be = *impl_->backend;
+    const size_t n = ids.size() * size_t(impl_->config.llm.hidden_size);
+    Buffer buf = be.alloc(n * sizeof(float));
+    embed_into(be, impl_->llm, impl_->config.llm, ids, visual, img_context_id, buf.as<float>());
+    std::vector<float> out(n);
+    be.download(out.data(), buf.data(), n * sizeof(float));
     return out;
 }
 
@@ -449,12 +474,11 @@ std::span<const float> InternVL::forward(KvCache& cache, std::span<const int32_t
 {
     const LlmConfig& c = impl_->config.llm;
     if (ids.empty()) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
+    KvCache::Impl& kv = cache.impl();
     // The embeddings go to the cache's scratch: a decode step allocates nothing.
-    auto& buf = cache.impl().scratch.embed;
-    if (buf.size() < ids.size() * size_t(c.hidden_size))
-        buf.resize(ids.size() * size_t(c.hidden_size));
-    embed_into(impl_->llm, c, ids, visual, img_context_id, buf.data());
-    return llm_forward(impl_->llm, c, cache.impl(), buf.data(), int(ids.size()), all_logits, trace);
+    float* buf = grow<float>(kv.backend, kv.scratch.embed, ids.size() * size_t(c.hidden_size));
+    embed_into(kv.backend, impl_->llm, c, ids, visual, img_context_id, buf);
+    return llm_forward(impl_->llm, c, kv, buf, int(ids.size()), all_logits, trace);
 }
 
 std::span<const float> InternVL::forward_embeddings(KvCache& cache,
@@ -466,7 +490,10 @@ std::span<const float> InternVL::forward_embeddings(KvCache& cache,
         throw Error(ErrorKind::invalid_argument,
                     strfmt("forward_embeddings: %zu values for %d tokens of width %d",
                            embeddings.size(), n_tokens, c.hidden_size));
-    return llm_forward(impl_->llm, c, cache.impl(), embeddings.data(), n_tokens, all_logits, trace);
+    KvCache::Impl& kv = cache.impl();
+    float* buf = grow<float>(kv.backend, kv.scratch.embed, embeddings.size());
+    kv.backend.upload(buf, embeddings.data(), embeddings.size() * sizeof(float));
+    return llm_forward(impl_->llm, c, kv, buf, n_tokens, all_logits, trace);
 }
 
 } // namespace iris::model

@@ -1,5 +1,7 @@
 // The paged KV cache of a decoding session (network-impl.h describes the block layout). The
-// network only uses reserve(), store() and runs(); the row formats are in cpu/kv-quant.cpp.
+// network only uses reserve(), store() and runs(); the row formats are in cpu/kv-quant.cpp and
+// the rows are written through the backend.
+#include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
 #include <algorithm>
@@ -79,7 +81,7 @@ std::string kv_cache_name(const KvCacheOptions& o)
 
 namespace {
 
-size_t row_bytes(KvType type, const cpu::SkvqFormat& f, int head_dim)
+size_t row_bytes(KvType type, const SkvqFormat& f, int head_dim)
 {
     return type == KvType::skvq ? cpu::skvq_row_bytes(f, head_dim)
                                 : cpu::kv_row_bytes(type, head_dim);
@@ -105,16 +107,18 @@ const KvSkvqOptions& checked_skvq(const KvCacheOptions& o)
 } // namespace
 
 KvCache::Impl::Impl(int n_layers_, int n_kv_heads_, int head_dim_, int max_position_embeddings,
-                    const KvCacheOptions& options_, const KvCalibration* calibration)
-    : n_layers(n_layers_)
+                    const KvCacheOptions& options_, const KvCalibration* calibration,
+                    Backend& backend_)
+    : backend(backend_)
+    , n_layers(n_layers_)
     , n_kv_heads(n_kv_heads_)
     , head_dim(head_dim_)
     , options(options_)
     , skvq((checked_skvq(options_), options_.k_type == KvType::skvq))
     , k_fmt(skvq ? cpu::skvq_format(options_.skvq.k_bits, options_.skvq.group, head_dim_)
-                 : cpu::SkvqFormat {})
+                 : SkvqFormat {})
     , v_fmt(skvq ? cpu::skvq_format(options_.skvq.v_bits, options_.skvq.group, head_dim_)
-                 : cpu::SkvqFormat {})
+                 : SkvqFormat {})
     , k_row_bytes(row_bytes(options_.k_type, k_fmt, head_dim_))
     , v_row_bytes(row_bytes(options_.v_type, v_fmt, head_dim_))
     , blocks(size_t(n_layers_))
@@ -129,10 +133,18 @@ KvCache::Impl::Impl(int n_layers_, int n_kv_heads_, int head_dim_, int max_posit
     v_offset = (rows * k_row_bytes + 63) / 64 * 64;
     block_bytes = v_offset + rows * v_row_bytes;
     if (!skvq) return;
-
     q_end = options.skvq.sink;
     fp.resize(size_t(n_layers));
     fp_block_floats = 2 * rows * size_t(head_dim);
+    skvq_tables(calibration);
+    k_perm_b = backend.wrap(k_perm.data(), k_perm.size() * sizeof(int32_t));
+    v_perm_b = backend.wrap(v_perm.data(), v_perm.size() * sizeof(int32_t));
+    k_clip_b = backend.wrap(k_clip.data(), k_clip.size() * sizeof(float));
+    v_clip_b = backend.wrap(v_clip.data(), v_clip.size() * sizeof(float));
+}
+
+void KvCache::Impl::skvq_tables(const KvCalibration* calibration)
+{
     const size_t heads = size_t(n_layers) * size_t(n_kv_heads), d = size_t(head_dim);
     const size_t n_groups = d / size_t(k_fmt.group); // K and V share the group size
     k_perm.resize(heads * d);
@@ -169,39 +181,35 @@ void KvCache::Impl::reserve(int n_total)
         = (size_t(n_total) + size_t(options.block_tokens) - 1) / size_t(options.block_tokens);
     for (auto& layer : blocks)
         while (layer.size() < need)
-            layer.push_back(std::make_unique_for_overwrite<uint8_t[]>(block_bytes));
+            layer.push_back(backend.alloc(block_bytes));
 }
 
 void KvCache::Impl::store(int layer, int pos0, int n, const float* k_new, const float* v_new)
 {
     const int bt = options.block_tokens;
-    const size_t d = size_t(head_dim);
+    const int64_t d = head_dim, width = int64_t(n_kv_heads) * d;
     const auto& layer_blocks = blocks[size_t(layer)];
+    // Token t's head h goes to row h·T + slot of its block: one call per token and side.
     for (int t = 0; t < n; ++t) {
         const int pos = pos0 + t;
         const size_t slot = size_t(pos % bt);
         if (skvq) {
             auto& f = fp[size_t(layer)];
             if (f.size() <= size_t(pos / bt)) f.resize(size_t(pos / bt) + 1);
-            auto& block = f[size_t(pos / bt)];
-            if (!block) block = std::make_unique_for_overwrite<float[]>(fp_block_floats);
-            for (int h = 0; h < n_kv_heads; ++h) {
-                const size_t row = (size_t(h) * size_t(bt) + slot) * d;
-                const size_t src = (size_t(t) * size_t(n_kv_heads) + size_t(h)) * d;
-                std::memcpy(block.get() + row, k_new + src, d * sizeof(float));
-                std::memcpy(block.get() + fp_block_floats / 2 + row, v_new + src,
-                            d * sizeof(float));
-            }
+            Buffer& block = f[size_t(pos / bt)];
+            if (!block) block = backend.alloc(fp_block_floats * sizeof(float));
+            auto* k_rows = block.as<uint8_t>() + slot * size_t(d) * sizeof(float);
+            const size_t ld = size_t(bt) * size_t(d) * sizeof(float);
+            backend.kv_store(KvType::f32, k_new + t * width, n_kv_heads, d, head_dim, k_rows, ld);
+            backend.kv_store(KvType::f32, v_new + t * width, n_kv_heads, d, head_dim,
+                             k_rows + fp_block_floats / 2 * sizeof(float), ld);
             continue;
         }
-        uint8_t* block = layer_blocks[size_t(pos / bt)].get();
-        for (int h = 0; h < n_kv_heads; ++h) {
-            const size_t row = size_t(h) * size_t(bt) + slot;
-            const size_t src = (size_t(t) * size_t(n_kv_heads) + size_t(h)) * d;
-            cpu::kv_quantize_row(options.k_type, k_new + src, head_dim, block + row * k_row_bytes);
-            cpu::kv_quantize_row(options.v_type, v_new + src, head_dim,
-                                 block + v_offset + row * v_row_bytes);
-        }
+        uint8_t* block = layer_blocks[size_t(pos / bt)].as<uint8_t>();
+        backend.kv_store(options.k_type, k_new + t * width, n_kv_heads, d, head_dim,
+                         block + slot * k_row_bytes, size_t(bt) * k_row_bytes);
+        backend.kv_store(options.v_type, v_new + t * width, n_kv_heads, d, head_dim,
+                         block + v_offset + slot * v_row_bytes, size_t(bt) * v_row_bytes);
     }
 }
 
@@ -214,21 +222,24 @@ void KvCache::Impl::settle(int layer, int n_total)
 {
     if (!skvq || hold) return;
     const int bt = options.block_tokens, end = quantized_end(n_total);
-    const size_t d = size_t(head_dim), n_groups = d / size_t(k_fmt.group);
+    const int64_t d = head_dim, n_groups = d / k_fmt.group;
     auto& f = fp[size_t(layer)];
     const auto& layer_blocks = blocks[size_t(layer)];
+    const size_t lh = size_t(layer) * size_t(n_kv_heads);
+    const int32_t* k_perm_l = k_perm_b.as<int32_t>() + lh * size_t(d);
+    const int32_t* v_perm_l = v_perm_b.as<int32_t>() + lh * size_t(d);
+    const float* k_clip_l = k_clip_b.as<float>() + lh * size_t(n_groups);
+    const float* v_clip_l = v_clip_b.as<float>() + lh * size_t(n_groups);
     for (int pos = q_end; pos < end; ++pos) {
-        const float* src = f[size_t(pos / bt)].get();
-        uint8_t* block = layer_blocks[size_t(pos / bt)].get();
-        for (int h = 0; h < n_kv_heads; ++h) {
-            const size_t row = size_t(h) * size_t(bt) + size_t(pos % bt);
-            const size_t lh = size_t(layer) * size_t(n_kv_heads) + size_t(h);
-            cpu::skvq_quantize_row(k_fmt, src + row * d, head_dim, &k_perm[lh * d],
-                                   &k_clip[lh * n_groups], block + row * k_row_bytes);
-            cpu::skvq_quantize_row(v_fmt, src + fp_block_floats / 2 + row * d, head_dim,
-                                   &v_perm[lh * d], &v_clip[lh * n_groups],
-                                   block + v_offset + row * v_row_bytes);
-        }
+        const size_t slot = size_t(pos % bt);
+        const float* src = f[size_t(pos / bt)].as<float>() + slot * size_t(d);
+        uint8_t* block = layer_blocks[size_t(pos / bt)].as<uint8_t>();
+        const int64_t src_ld = int64_t(bt) * d;
+        backend.skvq_store(k_fmt, src, n_kv_heads, src_ld, head_dim, k_perm_l, d, k_clip_l,
+                           n_groups, block + slot * k_row_bytes, size_t(bt) * k_row_bytes);
+        backend.skvq_store(v_fmt, src + fp_block_floats / 2, n_kv_heads, src_ld, head_dim,
+                           v_perm_l, d, v_clip_l, n_groups, block + v_offset + slot * v_row_bytes,
+                           size_t(bt) * v_row_bytes);
     }
     // Blocks whose tokens are all quantized now (none in the sink) need no f32 copy.
     for (int b = (options.skvq.sink + bt - 1) / bt; (b + 1) * bt <= end && size_t(b) < f.size();
@@ -257,7 +268,7 @@ void KvCache::Impl::truncate(int n)
     q_end = std::max(options.skvq.sink, std::min(q_end, n));
 }
 
-std::span<const cpu::KvRun> KvCache::Impl::runs(int layer, int n)
+std::span<const KvRun> KvCache::Impl::runs(int layer, int n)
 {
     const int bt = options.block_tokens;
     auto& out = scratch.runs;
@@ -266,7 +277,7 @@ std::span<const cpu::KvRun> KvCache::Impl::runs(int layer, int n)
     const size_t k_stride = size_t(bt) * k_row_bytes, v_stride = size_t(bt) * v_row_bytes;
     if (!skvq) {
         for (int b = 0; b * bt < n; ++b) {
-            const uint8_t* block = layer_blocks[size_t(b)].get();
+            const uint8_t* block = layer_blocks[size_t(b)].as<uint8_t>();
             out.push_back({block, block + v_offset, k_stride, v_stride, std::min(bt, n - b * bt),
                            options.k_type, options.v_type});
         }
@@ -282,16 +293,17 @@ std::span<const cpu::KvRun> KvCache::Impl::runs(int layer, int n)
             const int next = std::min(b1, p < sink ? sink : exact ? b1 : q_end);
             const size_t slot = size_t(p - b * bt);
             if (exact) {
-                const float* block = fp[size_t(layer)][size_t(b)].get();
+                const float* block = fp[size_t(layer)][size_t(b)].as<float>();
                 const auto* k = reinterpret_cast<const uint8_t*>(block + slot * d);
                 out.push_back({k, k + fp_block_floats / 2 * sizeof(float),
                                size_t(bt) * d * sizeof(float), size_t(bt) * d * sizeof(float),
                                next - p, KvType::f32, KvType::f32});
             } else {
-                const uint8_t* block = layer_blocks[size_t(b)].get();
+                const uint8_t* block = layer_blocks[size_t(b)].as<uint8_t>();
                 out.push_back({block + slot * k_row_bytes, block + v_offset + slot * v_row_bytes,
                                k_stride, v_stride, next - p, KvType::skvq, KvType::skvq,
-                               &k_perm[lh], &v_perm[lh], k_fmt, v_fmt});
+                               k_perm_b.as<int32_t>() + lh, v_perm_b.as<int32_t>() + lh, k_fmt,
+                               v_fmt});
             }
             p = next;
         }
@@ -310,13 +322,13 @@ size_t KvCache::Impl::bytes() const
     for (const auto& layer : blocks)
         total += layer.size() * block_bytes + layer.capacity() * sizeof(layer[0]);
     for (const auto& layer : fp)
-        for (const auto& b : layer) total += b ? fp_block_floats * sizeof(float) : 0;
+        for (const auto& b : layer) total += b.size();
     const Scratch& s = scratch;
-    for (const auto* b : {&s.embed, &s.x, &s.h, &s.q, &s.kn, &s.vn, &s.attn, &s.gate, &s.up,
-                          &s.logits, &s.cos, &s.sin, &s.inv_freq})
-        total += b->capacity() * sizeof(float);
-    for (const auto& b : s.attention) total += b.capacity() * sizeof(float);
-    total += s.pos.capacity() * sizeof(int64_t) + s.runs.capacity() * sizeof(cpu::KvRun);
+    for (const Buffer* b : {&s.embed, &s.x, &s.h, &s.q, &s.kn, &s.vn, &s.attn, &s.gate, &s.up,
+                            &s.logits, &s.cos, &s.sin})
+        total += b->size();
+    if (s.attention) total += s.attention->bytes();
+    total += s.logits_host.capacity() * sizeof(float) + s.runs.capacity() * sizeof(KvRun);
     return total;
 }
 
@@ -357,6 +369,7 @@ void KvCache::append_random(int n, uint64_t seed)
     Impl& c = *impl_;
     const int width = c.n_kv_heads * c.head_dim, chunk = 512;
     std::vector<float> k(size_t(chunk) * size_t(width)), v(k.size());
+    Buffer kb = c.backend.alloc(k.size() * sizeof(float)), vb = c.backend.alloc(kb.size());
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
     auto uniform = [&] { // xorshift64*, in [-1, 1)
         x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
@@ -371,7 +384,9 @@ void KvCache::append_random(int n, uint64_t seed)
                 k[i] = uniform() * (0.5f + float(i % 7)) + offset;
                 v[i] = uniform();
             }
-            c.store(l, pos0, m, k.data(), v.data());
+            c.backend.upload(kb.data(), k.data(), size_t(m) * size_t(width) * sizeof(float));
+            c.backend.upload(vb.data(), v.data(), size_t(m) * size_t(width) * sizeof(float));
+            c.store(l, pos0, m, kb.as<float>(), vb.as<float>());
             c.settle(l, pos0 + m);
         }
         if (c.skvq && !c.hold) c.q_end = c.quantized_end(pos0 + m);

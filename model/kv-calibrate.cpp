@@ -261,20 +261,27 @@ KvCalibration calibrate_kv(const InternVL& net, std::span<const std::vector<floa
         auto cache = net.new_cache({KvType::f32, KvType::f32, 64});
         net.forward_embeddings(*cache, prompts[i], n);
         const KvCache::Impl& c = cache->impl();
-        for (int t = 0; t < n; ++t, ++seen) {
-            if (seen % stride != 0) continue;
-            for (int l = 0; l < n_layers; ++l) {
-                const uint8_t* block = c.blocks[size_t(l)][size_t(t / 64)].get();
+        std::vector<uint8_t> block(c.block_bytes);
+        for (int l = 0; l < n_layers; ++l) {
+            for (int t = 0, loaded = -1; t < n; ++t) {
+                if ((seen + t) % stride != 0) continue;
+                if (t / 64 != loaded) {
+                    loaded = t / 64;
+                    c.backend.download(block.data(), c.blocks[size_t(l)][size_t(loaded)].data(),
+                                       block.size());
+                }
                 for (int hd = 0; hd < n_kv; ++hd) {
                     const size_t row = size_t(hd) * 64 + size_t(t % 64);
-                    const auto* k = reinterpret_cast<const float*>(block + row * c.k_row_bytes);
+                    const uint8_t* b = block.data();
+                    const auto* k = reinterpret_cast<const float*>(b + row * c.k_row_bytes);
                     const auto* v
-                        = reinterpret_cast<const float*>(block + c.v_offset + row * c.v_row_bytes);
+                        = reinterpret_cast<const float*>(b + c.v_offset + row * c.v_row_bytes);
                     keys[size_t(l)].insert(keys[size_t(l)].end(), k, k + d);
                     values[size_t(l)].insert(values[size_t(l)].end(), v, v + d);
                 }
             }
         }
+        seen += n;
     }
     const int64_t n_tok = int64_t(keys[0].size()) / width;
 

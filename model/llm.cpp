@@ -1,7 +1,6 @@
 // The decoder (spec §9): Qwen2 and InternLM2 share one pre-norm block; they differ only in
 // tensor names, InternLM2's fused wqkv (split at load, §9.2) and which biases exist.
 #include "model/arch.h"
-#include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
 #include <algorithm>
@@ -166,15 +165,16 @@ double rope_base(const LlmConfig& c, KvCache::Impl& cache, int64_t total_len)
         * std::pow(f * double(len) / double(max_pos) - (f - 1.0), d / (d - 2.0));
 }
 
-namespace {
-
-template<typename T> T* grow(std::vector<T>& v, size_t n)
+void place(Backend& be, LlmWeights& w)
 {
-    if (v.size() < n) v.resize(n);
-    return v.data();
+    w.embed.place(be);
+    for (LlmLayer& L : w.layers)
+        for (Weight* p : {&L.attn_norm, &L.q_w, &L.q_b, &L.k_w, &L.k_b, &L.v_w, &L.v_b, &L.o_w,
+                          &L.o_b, &L.ffn_norm, &L.gate_w, &L.up_w, &L.down_w})
+            p->place(be);
+    w.norm.place(be);
+    w.lm_head.place(be);
 }
-
-} // namespace
 
 std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCache::Impl& cache,
                                    const float* embeddings, int n, bool all_logits, LlmTrace* trace)
@@ -184,32 +184,30 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     const int64_t qw = nh * d, kw = nkv * d;
     const int n_layers = c.num_hidden_layers;
     const int pos0 = cache.n_tokens;
+    Backend& be = cache.backend;
 
     cache.reserve(pos0 + n);
     auto& s = cache.scratch;
-    float* x = grow(s.x, size_t(n * h));
-    float* hb = grow(s.h, size_t(n * std::max(h, qw)));
-    float* q = grow(s.q, size_t(n * qw));
-    float* kn = grow(s.kn, size_t(n * kw));
-    float* vn = grow(s.vn, size_t(n * kw));
-    float* attn = grow(s.attn, size_t(n * qw));
-    float* gate = grow(s.gate, size_t(n * f));
-    float* up = grow(s.up, size_t(n * f));
-    std::memcpy(x, embeddings, size_t(n * h) * sizeof(float));
+    float* x = grow<float>(be, s.x, size_t(n * h));
+    float* hb = grow<float>(be, s.h, size_t(n * std::max(h, qw)));
+    float* q = grow<float>(be, s.q, size_t(n * qw));
+    float* kn = grow<float>(be, s.kn, size_t(n * kw));
+    float* vn = grow<float>(be, s.vn, size_t(n * kw));
+    float* attn = grow<float>(be, s.attn, size_t(n * qw));
+    float* gate = grow<float>(be, s.gate, size_t(n * f));
+    float* up = grow<float>(be, s.up, size_t(n * f));
+    if (!s.attention) s.attention = be.workspace();
+    be.copy(x, embeddings, size_t(n * h) * sizeof(float));
 
     // Rotary tables for positions pos0..pos0+n-1.
-    float* inv_freq = grow(s.inv_freq, size_t(d / 2));
-    cpu::rope_inv_freq(int(d), rope_base(c, cache, pos0 + n), inv_freq);
-    int64_t* pos = grow(s.pos, size_t(n));
-    for (int i = 0; i < n; ++i) pos[i] = pos0 + i;
-    float* cos_t = grow(s.cos, size_t(n * d / 2));
-    float* sin_t = grow(s.sin, size_t(n * d / 2));
+    float* cos_t = grow<float>(be, s.cos, size_t(n * d / 2));
+    float* sin_t = grow<float>(be, s.sin, size_t(n * d / 2));
     const float pos_scale = c.rope_scaling_type == "linear" ? c.rope_scaling_factor : 1.0f;
-    cpu::rope_tables(pos, n, inv_freq, int(d), pos_scale, cos_t, sin_t);
+    be.rope_tables(pos0, n, rope_base(c, cache, pos0 + n), int(d), pos_scale, cos_t, sin_t);
 
     if (trace) {
         trace->hidden_states.assign(size_t((n_layers + 1) * n * h), 0.f);
-        std::memcpy(trace->hidden_states.data(), x, size_t(n * h) * sizeof(float));
+        be.download(trace->hidden_states.data(), x, size_t(n * h) * sizeof(float));
         trace->attention.assign(size_t(n_layers) * size_t(n * qw), 0.f);
     }
     // Eager attention divides q·kᵀ by sqrt(head_dim).
@@ -218,32 +216,32 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     for (int l = 0; l < n_layers; ++l) {
         const LlmLayer& L = w.layers[size_t(l)];
         // Attention block: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x).
-        cpu::rms_norm(x, n, h, L.attn_norm.data, c.rms_norm_eps, hb);
-        cpu::linear(hb, n, L.q_w.mat, L.q_b ? L.q_b.data : nullptr, q);
-        cpu::linear(hb, n, L.k_w.mat, L.k_b ? L.k_b.data : nullptr, kn);
-        cpu::linear(hb, n, L.v_w.mat, L.v_b ? L.v_b.data : nullptr, vn);
-        cpu::rope_apply(q, n, nh, int(d), qw, cos_t, sin_t, w.rope_pairs);
-        cpu::rope_apply(kn, n, nkv, int(d), kw, cos_t, sin_t, w.rope_pairs);
+        be.rms_norm(x, n, h, L.attn_norm.data, c.rms_norm_eps, hb);
+        be.linear(hb, n, L.q_w.mat, L.q_b ? L.q_b.data : nullptr, q);
+        be.linear(hb, n, L.k_w.mat, L.k_b ? L.k_b.data : nullptr, kn);
+        be.linear(hb, n, L.v_w.mat, L.v_b ? L.v_b.data : nullptr, vn);
+        be.rope(q, n, nh, int(d), qw, cos_t, sin_t, w.rope_pairs);
+        be.rope(kn, n, nkv, int(d), kw, cos_t, sin_t, w.rope_pairs);
         cache.store(l, pos0, n, kn, vn);
-        cpu::attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
-                              s.attention);
+        be.attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
+                            *s.attention);
         cache.settle(l, pos0 + n); // SKVQ: the prefill saw its tokens in full precision
         if (trace)
-            std::memcpy(trace->attention.data() + size_t(l) * size_t(n * qw), attn,
+            be.download(trace->attention.data() + size_t(l) * size_t(n * qw), attn,
                         size_t(n * qw) * sizeof(float));
-        cpu::linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
-        cpu::add_rows(x, hb, nullptr, n, h);
+        be.linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
+        be.add_rows(x, hb, nullptr, n, h);
 
         // MLP block: x += down(silu(gate(h)) ⊙ up(h)), h = RMSNorm(x).
-        cpu::rms_norm(x, n, h, L.ffn_norm.data, c.rms_norm_eps, hb);
-        cpu::linear(hb, n, L.gate_w.mat, nullptr, gate);
-        cpu::linear(hb, n, L.up_w.mat, nullptr, up);
-        cpu::silu_mul(gate, up, gate, n * f);
-        cpu::linear(gate, n, L.down_w.mat, nullptr, hb);
-        cpu::add_rows(x, hb, nullptr, n, h);
+        be.rms_norm(x, n, h, L.ffn_norm.data, c.rms_norm_eps, hb);
+        be.linear(hb, n, L.gate_w.mat, nullptr, gate);
+        be.linear(hb, n, L.up_w.mat, nullptr, up);
+        be.silu_mul(gate, up, gate, n * f);
+        be.linear(gate, n, L.down_w.mat, nullptr, hb);
+        be.add_rows(x, hb, nullptr, n, h);
 
         if (trace)
-            std::memcpy(trace->hidden_states.data() + (l + 1) * n * h, x,
+            be.download(trace->hidden_states.data() + (l + 1) * n * h, x,
                         size_t(n * h) * sizeof(float));
     }
 
@@ -252,15 +250,21 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     const int n_out = n - first;
     if (trace) {
         trace->final_norm.assign(size_t(n * h), 0.f);
-        cpu::rms_norm(x, n, h, w.norm.data, c.rms_norm_eps, trace->final_norm.data());
+        float* normed = grow<float>(be, s.gate, size_t(n * std::max(h, f)));
+        be.rms_norm(x, n, h, w.norm.data, c.rms_norm_eps, normed);
+        be.download(trace->final_norm.data(), normed, size_t(n * h) * sizeof(float));
     }
-    cpu::rms_norm(x + first * h, n_out, h, w.norm.data, c.rms_norm_eps, hb);
-    float* logits = grow(s.logits, size_t(n_out * vocab));
-    cpu::linear(hb, n_out, w.lm_head_matrix(), nullptr, logits);
+    be.rms_norm(x + first * h, n_out, h, w.norm.data, c.rms_norm_eps, hb);
+    float* logits = grow<float>(be, s.logits, size_t(n_out * vocab));
+    be.linear(hb, n_out, w.lm_head_matrix(), nullptr, logits);
 
     if (cache.skvq && !cache.hold) cache.q_end = cache.quantized_end(pos0 + n);
     cache.n_tokens = pos0 + n;
-    return {logits, size_t(n_out * vocab)};
+    const size_t n_logits = size_t(n_out * vocab);
+    if (s.logits.host()) return {logits, n_logits};
+    s.logits_host.resize(n_logits);
+    be.download(s.logits_host.data(), logits, n_logits * sizeof(float));
+    return s.logits_host;
 }
 
 } // namespace iris::model

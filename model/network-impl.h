@@ -1,8 +1,10 @@
 // Private to the model module: the weights and forward passes of the InternVL network
-// (vision.cpp, llm.cpp, kv-cache.cpp, internvl.cpp). The public API is in model/model.h.
+// (vision.cpp, llm.cpp, kv-cache.cpp, internvl.cpp). The public API is in model/model.h. The
+// forward passes and the cache run on a Backend (model/backend.h) and nothing else.
 #pragma once
 
-#include "model/cpu/ops.h"
+#include "model/backend.h"
+#include "model/cpu/quant.h"
 #include "model/gguf.h"
 #include "model/model.h"
 
@@ -20,18 +22,20 @@ namespace iris::model {
 
 // A weight tensor. Small tensors (norm gains, biases, position embeddings) are f32: `data`
 // is a view into a memory-mapped F32 tensor or an owned converted copy. Matrices that go
-// through cpu::linear (and the token embedding, whose rows are widened on lookup) come from
+// through Backend::linear (and the token embedding, whose rows are widened on lookup) come from
 // WeightLoader::get_matrix and keep their stored type in `mat`: BF16/F16 stay in the mapped
 // file (half the memory of f32, and half the bytes streamed per decoded token), and so do
 // quantized blocks; `data` is then null unless the matrix is F32. Move-only (`data` and `mat`
 // may point into `owned` or `owned_raw`, the stored bytes, whose buffers survive a move).
+// Loading fills them on the host; place() then points `data` and `mat` into backend memory.
 struct Weight
 {
     const float* data = nullptr;
-    cpu::WeightMatrix mat;
+    WeightMatrix mat;
     std::vector<float> owned;
     std::vector<uint8_t> owned_raw;
     std::vector<int64_t> shape;
+    Buffer placed; // the backend's copy (the CPU backend's: a view of the host bytes)
 
     Weight() = default;
     Weight(Weight&&) noexcept = default;
@@ -43,6 +47,9 @@ struct Weight
     int64_t numel() const;
     // Takes ownership of values with the given shape.
     static Weight from_values(std::vector<float> values, std::vector<int64_t> shape);
+    // Moves the weight to the backend: wraps its bytes there (a view on the CPU, a copy made
+    // once on a device) and points `data` and `mat` at them.
+    void place(Backend& backend);
 };
 
 // What a language-model matrix is, for choosing its quantized type (llama.cpp's tensor
@@ -207,19 +214,22 @@ struct VisionLayer
 struct VisionWeights
 {
     Weight patch_w, patch_b; // [C, 3, p, p], [C]
-    Weight cls; // [1, 1, C]
-    Weight pos; // [1, 1 + g0², C]
-    int pos_grid = 0; // g0: the grid the position embedding was trained for
+    // The class token plus its position, and the position embedding of the tiles' patch grid
+    // [grid², C]: the stored g0×g0 grid, bicubically resampled at load when the tiles are not
+    // image_size pixels (the reference does this every forward, with the same result).
+    Weight cls_pos, pos_patch;
     std::vector<VisionLayer> layers;
     // mlp1: LayerNorm(r²C, eps 1e-5) -> Linear(r²C -> H) -> GELU -> Linear(H -> H)
     Weight mlp_ln_w, mlp_ln_b, mlp_fc1_w, mlp_fc1_b, mlp_fc2_w, mlp_fc2_b;
 };
 
 void load_vision(WeightLoader& loader, const ModelConfig& config, VisionWeights& out);
+void place(Backend& backend, VisionWeights& w);
 
-// pixels [n_tiles, 3, S, S] -> [n_tiles · num_image_token, H].
-std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& config,
-                                  const float* pixels, int n_tiles, VisionTrace* trace);
+// pixels [n_tiles, 3, S, S] (host) -> [n_tiles · num_image_token, H] (host).
+std::vector<float> vision_forward(Backend& backend, const VisionWeights& w,
+                                  const ModelConfig& config, const float* pixels, int n_tiles,
+                                  VisionTrace* trace);
 
 // ---------------------------------------------------------------------------------------------
 // Language model (Qwen2 / InternLM2 decoder)
@@ -245,10 +255,11 @@ struct LlmWeights
     Weight lm_head; // [V, H]; empty when tied to `embed`
     // q and k rows in llama.cpp's adjacent-pair RoPE order (an InternLM2 GGUF), rotated so.
     bool rope_pairs = false;
-    const cpu::WeightMatrix& lm_head_matrix() const { return lm_head ? lm_head.mat : embed.mat; }
+    const WeightMatrix& lm_head_matrix() const { return lm_head ? lm_head.mat : embed.mat; }
 };
 
 void load_llm(WeightLoader& loader, const LlmConfig& config, LlmWeights& out);
+void place(Backend& backend, LlmWeights& w);
 
 // The RoPE base for a forward that brings the cache to total_len tokens: rope_theta, or the
 // dynamic-NTK base of spec §9.1 once the sequence passes max_position_embeddings. Updates the
@@ -256,8 +267,9 @@ void load_llm(WeightLoader& loader, const LlmConfig& config, LlmWeights& out);
 // resets when a forward fits again).
 double rope_base(const LlmConfig& config, KvCache::Impl& cache, int64_t total_len);
 
-// Runs n tokens (embeddings [n, H]) through the decoder, appending them to the cache, and
-// returns logits ([1, V] for the last token, or [n, V]) in the cache's buffer.
+// Runs n tokens (embeddings [n, H] in the cache backend's memory) through the decoder,
+// appending them to the cache, and returns logits ([1, V] for the last token, or [n, V]) in
+// host memory the cache owns.
 std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
                                    KvCache::Impl& cache, const float* embeddings, int n,
                                    bool all_logits, LlmTrace* trace);
@@ -286,40 +298,47 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
 struct KvCache::Impl
 {
     // calibration: the SKVQ channel order and clipping (null: identity, options.skvq.clip).
+    // The blocks and the scratch live on `backend`.
     Impl(int n_layers, int n_kv_heads, int head_dim, int max_position_embeddings,
-         const KvCacheOptions& options = {}, const KvCalibration* calibration = nullptr);
+         const KvCacheOptions& options = {}, const KvCalibration* calibration = nullptr,
+         Backend& backend = cpu_backend());
+
+    Backend& backend;
 
     int n_layers;
     int n_kv_heads;
     int head_dim;
     KvCacheOptions options;
     bool skvq;
-    cpu::SkvqFormat k_fmt, v_fmt; // skvq
+    SkvqFormat k_fmt, v_fmt; // skvq
     size_t k_row_bytes, v_row_bytes; // one token of one KV head
     size_t v_offset; // where a block's value rows start (64-byte aligned)
     size_t block_bytes;
     int n_tokens = 0;
-    std::vector<std::vector<std::unique_ptr<uint8_t[]>>> blocks; // [layer][block]
+    std::vector<std::vector<Buffer>> blocks; // [layer][block]
 
     // SKVQ: per [layer][head], the channel order [D] and clipping factors [D/g] of K and V.
     std::vector<int32_t> k_perm, v_perm;
     std::vector<float> k_clip, v_clip;
+    Buffer k_perm_b, v_perm_b, k_clip_b, v_clip_b; // the four in backend memory
     int q_end = 0; // tokens [sink, q_end) are quantized
     bool hold = false; // KvCache::hold_quantization: settle() waits
-    std::vector<std::vector<std::unique_ptr<float[]>>> fp; // [layer][block], null when unused
+    std::vector<std::vector<Buffer>> fp; // [layer][block], f32, empty when unused
     size_t fp_block_floats = 0; // 2·n_kv_heads·T·D
 
     // Sequence length the rotary frequencies were last computed for, for the dynamic-NTK rules
     // of spec §9.1 (the reference keeps this state across calls).
     int64_t rope_len;
 
-    // Scratch of the forward pass, grown on demand and reused (decoding allocates nothing).
+    // Scratch of the forward pass in backend memory, grown on demand and reused (decoding
+    // allocates nothing), and the host side: the logits handed back when the backend's are not
+    // host memory, and the run list.
     struct Scratch
     {
-        std::vector<float> embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin, inv_freq;
-        std::vector<int64_t> pos;
-        std::vector<std::vector<float>> attention; // one per thread
-        std::vector<cpu::KvRun> runs;
+        Buffer embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin;
+        std::unique_ptr<Workspace> attention;
+        std::vector<float> logits_host;
+        std::vector<KvRun> runs;
     } scratch;
 
     // Allocates the blocks that tokens [0, n_total) need in every layer.
@@ -339,9 +358,13 @@ struct KvCache::Impl
     void truncate(int n);
     // The layer's first n tokens as attention runs, one per block (in scratch.runs); SKVQ
     // blocks give one run per stretch of f32 or quantized tokens.
-    std::span<const cpu::KvRun> runs(int layer, int n);
+    std::span<const KvRun> runs(int layer, int n);
     size_t bytes_per_token() const;
     size_t bytes() const;
+
+private:
+    // SKVQ: the identity order and default clipping, or the calibration's.
+    void skvq_tables(const KvCalibration* calibration);
 };
 
 // SKVQ calibration (kv-calibrate.cpp), exposed for tests: the channel order of one head whose
@@ -354,6 +377,7 @@ std::vector<int32_t> cluster_channels(const std::vector<float>& lo, const std::v
 
 struct InternVL::Impl
 {
+    Backend* backend = &cpu_backend(); // the weights' and every cache's
     ModelConfig config;
     // The files the mapped tensors point into: a checkpoint's, or the GGUF pair.
     std::optional<WeightSet> weights;

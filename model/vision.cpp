@@ -1,6 +1,5 @@
-// InternViT (spec §4), pixel shuffle (§5) and the mlp1 projector (§6) on the CPU backend.
+// InternViT (spec §4), pixel shuffle (§5) and the mlp1 projector (§6) on a backend.
 #include "model/arch.h"
-#include "model/cpu/ops.h"
 #include "model/network-impl.h"
 
 #include <algorithm>
@@ -35,13 +34,13 @@ int selected_hidden_state(const ModelConfig& c)
     return idx;
 }
 
-void norm(const VisionConfig& vc, const Weight& w, const Weight& b, const float* x, int64_t rows,
-          int64_t cols, float eps, float* y)
+void norm(Backend& be, const VisionConfig& vc, const Weight& w, const Weight& b, const float* x,
+          int64_t rows, int64_t cols, float eps, float* y)
 {
     if (vc.rms_norm) {
-        cpu::rms_norm(x, rows, cols, w.data, eps, y);
+        be.rms_norm(x, rows, cols, w.data, eps, y);
     } else {
-        cpu::layer_norm(x, rows, cols, w.data, b ? b.data : nullptr, eps, y);
+        be.layer_norm(x, rows, cols, w.data, b ? b.data : nullptr, eps, y);
     }
 }
 
@@ -56,10 +55,30 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
         throw Error(ErrorKind::invalid_input, "vision_config: inconsistent sizes");
     out.patch_w = ld.get_matrix("v.patch_embd.weight", {c, vc.num_channels, p, p});
     out.patch_b = ld.get("v.patch_embd.bias", {c});
-    out.cls = ld.get("v.class_embd", {1, 1, c});
-    out.pos_grid = vc.image_size / vc.patch_size;
-    int64_t n_pos = int64_t(out.pos_grid) * out.pos_grid + 1;
-    out.pos = ld.get("v.position_embd.weight", {1, n_pos, c});
+    {
+        const Weight cls = ld.get("v.class_embd", {1, 1, c});
+        const int g0 = vc.image_size / p, grid = config.force_image_size / p;
+        const Weight pos = ld.get("v.position_embd.weight", {1, int64_t(g0) * g0 + 1, c});
+        std::vector<float> cls_pos(static_cast<size_t>(c));
+        std::vector<float> pos_patch(size_t(grid) * size_t(grid) * size_t(c));
+        for (int64_t k = 0; k < c; ++k) cls_pos[size_t(k)] = cls.data[k] + pos.data[k];
+        const float* stored = pos.data + c; // the patch positions, after the class token's
+        if (g0 == grid) {
+            std::copy(stored, stored + pos_patch.size(), pos_patch.begin());
+        } else {
+            // On the host backend: the weights are host memory until they are placed.
+            const int64_t n0 = int64_t(g0) * g0, n = int64_t(grid) * grid;
+            std::vector<float> chw(size_t(c * n0)), out_chw(size_t(c * n));
+            for (int64_t i = 0; i < n0; ++i)
+                for (int64_t k = 0; k < c; ++k) chw[size_t(k * n0 + i)] = stored[i * c + k];
+            cpu_backend().bicubic_resize(chw.data(), c, g0, g0, grid, grid, out_chw.data());
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t k = 0; k < c; ++k)
+                    pos_patch[size_t(i * c + k)] = out_chw[size_t(k * n + i)];
+        }
+        out.cls_pos = Weight::from_values(std::move(cls_pos), {c});
+        out.pos_patch = Weight::from_values(std::move(pos_patch), {int64_t(grid) * grid, c});
+    }
 
     const bool has_norm_bias = !vc.rms_norm;
     out.layers.resize(size_t(vc.num_hidden_layers));
@@ -116,47 +135,64 @@ void load_vision(WeightLoader& ld, const ModelConfig& config, VisionWeights& out
     out.mlp_fc2_b = ld.get("mm.model.mlp.3.bias", {h});
 }
 
+void place(Backend& be, VisionWeights& w)
+{
+    for (Weight* p : {&w.patch_w, &w.patch_b, &w.cls_pos, &w.pos_patch, &w.mlp_ln_w, &w.mlp_ln_b,
+                      &w.mlp_fc1_w, &w.mlp_fc1_b, &w.mlp_fc2_w, &w.mlp_fc2_b})
+        p->place(be);
+    for (VisionLayer& L : w.layers)
+        for (Weight* p : {&L.norm1_w, &L.norm1_b, &L.qkv_w, &L.qkv_b, &L.q_norm_w, &L.q_norm_b,
+                          &L.k_norm_w, &L.k_norm_b, &L.proj_w, &L.proj_b, &L.ls1, &L.norm2_w,
+                          &L.norm2_b, &L.fc1_w, &L.fc1_b, &L.fc2_w, &L.fc2_b, &L.ls2})
+            p->place(be);
+}
+
 namespace {
 
-// One encoder layer on x [rows, C] (rows = tiles × P), in place.
-void vision_layer(const VisionConfig& vc, const VisionLayer& L, float* x, int64_t n_seq,
-                  int64_t n_tok, std::vector<float>& h, std::vector<float>& qkv,
-                  std::vector<float>& attn, std::vector<float>& mlp)
+// Activations of one batch of tiles, in backend memory.
+struct VisionScratch
 {
-    const int64_t c = vc.hidden_size, inter = vc.intermediate_size, rows = n_seq * n_tok;
+    Buffer pixels, patches, x, h, qkv, attn, mlp, ps, mid, out;
+};
+
+// One encoder layer on x [rows, C] (rows = tiles × P), in place.
+void vision_layer(Backend& be, const VisionConfig& vc, const VisionLayer& L, float* x,
+                  int64_t n_seq, int64_t n_tok, VisionScratch& s)
+{
+    const int64_t c = vc.hidden_size, rows = n_seq * n_tok;
     const int n_heads = vc.num_attention_heads, d = int(c / n_heads);
     const float eps = vc.layer_norm_eps;
+    float *h = s.h.as<float>(), *qkv = s.qkv.as<float>(), *attn = s.attn.as<float>(),
+          *mlp = s.mlp.as<float>();
 
-    norm(vc, L.norm1_w, L.norm1_b, x, rows, c, eps, h.data());
-    cpu::linear(h.data(), rows, L.qkv_w.mat, L.qkv_b ? L.qkv_b.data : nullptr, qkv.data());
+    norm(be, vc, L.norm1_w, L.norm1_b, x, rows, c, eps, h);
+    be.linear(h, rows, L.qkv_w.mat, L.qkv_b ? L.qkv_b.data : nullptr, qkv);
     if (vc.qk_normalization) {
         // InternViT-6B: the norm spans the whole C-wide Q (and K) vector, across all heads.
+        const size_t row = size_t(c) * sizeof(float);
         for (int part = 0; part < 2; ++part) {
             const Weight& w = part == 0 ? L.q_norm_w : L.k_norm_w;
             const Weight& b = part == 0 ? L.q_norm_b : L.k_norm_b;
-            for (int64_t i = 0; i < rows; ++i)
-                std::memcpy(h.data() + i * c, qkv.data() + i * 3 * c + part * c, size_t(c) * 4);
-            norm(vc, w, b, h.data(), rows, c, eps, h.data());
-            for (int64_t i = 0; i < rows; ++i)
-                std::memcpy(qkv.data() + i * 3 * c + part * c, h.data() + i * c, size_t(c) * 4);
+            be.copy_rows(h, row, qkv + part * c, 3 * row, row, rows);
+            norm(be, vc, w, b, h, rows, c, eps, h);
+            be.copy_rows(qkv + part * c, 3 * row, h, row, row, rows);
         }
     }
     // InternViT: scale = head_dim ** -0.5, no mask.
-    cpu::attention_full(qkv.data(), n_seq, n_tok, n_heads, d, float(1.0 / std::sqrt(double(d))),
-                        attn.data());
-    cpu::linear(attn.data(), rows, L.proj_w.mat, L.proj_b.data, h.data());
-    cpu::add_rows(x, h.data(), L.ls1.data, rows, c); // x + ls1 ⊙ attn(norm1(x))
+    be.attention_full(qkv, n_seq, n_tok, n_heads, d, float(1.0 / std::sqrt(double(d))), attn);
+    be.linear(attn, rows, L.proj_w.mat, L.proj_b.data, h);
+    be.add_rows(x, h, L.ls1.data, rows, c); // x + ls1 ⊙ attn(norm1(x))
 
-    norm(vc, L.norm2_w, L.norm2_b, x, rows, c, eps, h.data());
-    cpu::linear(h.data(), rows, L.fc1_w.mat, L.fc1_b.data, mlp.data());
-    cpu::gelu_erf(mlp.data(), rows * inter);
-    cpu::linear(mlp.data(), rows, L.fc2_w.mat, L.fc2_b.data, h.data());
-    cpu::add_rows(x, h.data(), L.ls2.data, rows, c); // x + ls2 ⊙ mlp(norm2(x))
+    norm(be, vc, L.norm2_w, L.norm2_b, x, rows, c, eps, h);
+    be.linear(h, rows, L.fc1_w.mat, L.fc1_b.data, mlp);
+    be.gelu_erf(mlp, rows * vc.intermediate_size);
+    be.linear(mlp, rows, L.fc2_w.mat, L.fc2_b.data, h);
+    be.add_rows(x, h, L.ls2.data, rows, c); // x + ls2 ⊙ mlp(norm2(x))
 }
 
 } // namespace
 
-std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& config,
+std::vector<float> vision_forward(Backend& be, const VisionWeights& w, const ModelConfig& config,
                                   const float* pixels, int n_tiles, VisionTrace* trace)
 {
     const VisionConfig& vc = config.vision;
@@ -167,25 +203,7 @@ std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& con
     const int r = pixel_shuffle_factor(config);
     const int64_t n_img_tok = n_patch / (int64_t(r) * r), llm_h = config.llm.hidden_size;
     const int n_run = selected_hidden_state(config);
-
-    // Position embedding of the patch grid: the stored g0×g0 grid, bicubically resampled when
-    // the tiles are not image_size pixels (the reference recomputes this every forward).
-    std::vector<float> pos_patch(size_t(n_patch * c));
-    {
-        const float* stored = w.pos.data + c; // skip the CLS position
-        const int g0 = w.pos_grid;
-        if (g0 == grid) {
-            std::memcpy(pos_patch.data(), stored, pos_patch.size() * sizeof(float));
-        } else {
-            std::vector<float> chw(size_t(c) * g0 * g0), out(size_t(c) * n_patch);
-            for (int64_t i = 0; i < int64_t(g0) * g0; ++i)
-                for (int64_t k = 0; k < c; ++k) chw[size_t(k * g0 * g0 + i)] = stored[i * c + k];
-            cpu::bicubic_resize(chw.data(), c, g0, g0, grid, grid, out.data());
-            for (int64_t i = 0; i < n_patch; ++i)
-                for (int64_t k = 0; k < c; ++k)
-                    pos_patch[size_t(i * c + k)] = out[size_t(k * n_patch + i)];
-        }
-    }
+    const int64_t ps_c = int64_t(r) * r * c, patch_k = int64_t(ch) * p * p;
 
     // Tiles go through the encoder in batches: every product then has >= 1025 rows (full
     // GEMM efficiency) while the activations stay bounded (4 tiles: ~70 MB for InternViT-300M).
@@ -202,30 +220,39 @@ std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& con
 
     std::vector<float> result(size_t(n_tiles * n_img_tok * llm_h));
     const int64_t max_rows = int64_t(batch) * n_tok;
-    std::vector<float> x(size_t(max_rows * c)), h(size_t(max_rows * c)),
-        qkv(size_t(max_rows * 3 * c)), attn(size_t(max_rows * c)),
-        mlp(size_t(max_rows * std::max<int64_t>(inter, c)));
+    VisionScratch sc;
+    sc.x = be.alloc(size_t(max_rows * c) * sizeof(float));
+    sc.h = be.alloc(size_t(max_rows * c) * sizeof(float));
+    sc.qkv = be.alloc(size_t(max_rows * 3 * c) * sizeof(float));
+    sc.attn = be.alloc(size_t(max_rows * c) * sizeof(float));
+    sc.mlp = be.alloc(size_t(max_rows * std::max(inter, c)) * sizeof(float));
+    sc.pixels = be.alloc(size_t(int64_t(batch) * ch * s * s) * sizeof(float));
+    sc.patches = be.alloc(size_t(batch * n_patch * patch_k) * sizeof(float));
+    sc.ps = be.alloc(size_t(batch * n_img_tok * ps_c) * sizeof(float));
+    sc.mid = be.alloc(size_t(batch * n_img_tok * llm_h) * sizeof(float));
+    sc.out = be.alloc(size_t(batch * n_img_tok * llm_h) * sizeof(float));
+    float *x = sc.x.as<float>(), *h = sc.h.as<float>(), *ps = sc.ps.as<float>(),
+          *mid = sc.mid.as<float>(), *out = sc.out.as<float>();
+    const size_t f = sizeof(float);
 
     for (int t0 = 0; t0 < n_tiles; t0 += batch) {
         const int nb = std::min(batch, n_tiles - t0);
 
         // Patch embedding: the stride-p convolution as one GEMM over all patches of the batch.
-        {
-            const int64_t k = int64_t(ch) * p * p;
-            std::vector<float> patches(size_t(nb * n_patch * k));
-            cpu::im2col_patches(pixels + int64_t(t0) * ch * s * s, nb, ch, s, p, patches.data());
-            cpu::linear(patches.data(), nb * n_patch, w.patch_w.mat, w.patch_b.data, h.data());
-        }
+        float* px = sc.pixels.as<float>();
+        be.upload(px, pixels + int64_t(t0) * ch * s * s, size_t(int64_t(nb) * ch * s * s) * f);
+        be.im2col_patches(px, nb, ch, s, p, sc.patches.as<float>());
+        be.linear(sc.patches.as<float>(), nb * n_patch, w.patch_w.mat, w.patch_b.data, h);
         for (int b = 0; b < nb; ++b) {
-            float* xt = x.data() + b * n_tok * c;
-            for (int64_t k = 0; k < c; ++k) xt[k] = w.cls.data[k] + w.pos.data[k];
-            const float* pe = h.data() + b * n_patch * c;
-            for (int64_t i = 0; i < n_patch * c; ++i) xt[c + i] = pe[i] + pos_patch[size_t(i)];
+            float* xt = x + b * n_tok * c;
+            be.copy(xt, w.cls_pos.data, size_t(c) * f);
+            be.copy(xt + c, h + b * n_patch * c, size_t(n_patch * c) * f);
+            be.add_rows(xt + c, w.pos_patch.data, nullptr, n_patch, c);
         }
         auto save = [&](std::vector<float>& dst, int64_t block, int64_t block_rows) {
             // dst is [blocks, n_tiles, block_rows, C]; this batch's tiles start at t0.
-            std::memcpy(dst.data() + ((block * n_tiles + t0) * block_rows) * c, x.data(),
-                        size_t(nb * block_rows * c) * sizeof(float));
+            be.download(dst.data() + ((block * n_tiles + t0) * block_rows) * c, x,
+                        size_t(nb * block_rows * c) * f);
         };
         if (trace) {
             save(trace->embeddings, 0, n_tok);
@@ -233,31 +260,26 @@ std::vector<float> vision_forward(const VisionWeights& w, const ModelConfig& con
         }
 
         for (int l = 0; l < n_run; ++l) {
-            vision_layer(vc, w.layers[size_t(l)], x.data(), nb, n_tok, h, qkv, attn, mlp);
+            vision_layer(be, vc, w.layers[size_t(l)], x, nb, n_tok, sc);
             if (trace) save(trace->hidden_states, l + 1, n_tok);
         }
         if (trace) save(trace->selected, 0, n_tok);
 
         // Drop CLS, then pixel shuffle [nb, grid, grid, C] -> [nb, n_img_tok, r²C].
         for (int b = 0; b < nb; ++b)
-            std::memcpy(h.data() + b * n_patch * c, x.data() + (b * n_tok + 1) * c,
-                        size_t(n_patch * c) * sizeof(float));
-        const int64_t ps_c = int64_t(r) * r * c;
-        std::vector<float> ps(size_t(nb * n_img_tok * ps_c));
-        cpu::pixel_shuffle(h.data(), nb, grid, grid, int(c), r, config.ps_version != "v1",
-                           ps.data());
+            be.copy(h + b * n_patch * c, x + (b * n_tok + 1) * c, size_t(n_patch * c) * f);
+        be.pixel_shuffle(h, nb, grid, grid, int(c), r, config.ps_version != "v1", ps);
         if (trace)
-            std::memcpy(trace->pixel_shuffle.data() + t0 * n_img_tok * ps_c, ps.data(),
-                        ps.size() * sizeof(float));
+            be.download(trace->pixel_shuffle.data() + t0 * n_img_tok * ps_c, ps,
+                        size_t(nb * n_img_tok * ps_c) * f);
 
         // mlp1: LayerNorm (PyTorch default eps 1e-5, not the ViT's) -> Linear -> GELU -> Linear.
         const int64_t m = nb * n_img_tok;
-        cpu::layer_norm(ps.data(), m, ps_c, w.mlp_ln_w.data, w.mlp_ln_b.data, 1e-5f, ps.data());
-        std::vector<float> mid(size_t(m * llm_h));
-        cpu::linear(ps.data(), m, w.mlp_fc1_w.mat, w.mlp_fc1_b.data, mid.data());
-        cpu::gelu_erf(mid.data(), m * llm_h);
-        cpu::linear(mid.data(), m, w.mlp_fc2_w.mat, w.mlp_fc2_b.data,
-                    result.data() + t0 * n_img_tok * llm_h);
+        be.layer_norm(ps, m, ps_c, w.mlp_ln_w.data, w.mlp_ln_b.data, 1e-5f, ps);
+        be.linear(ps, m, w.mlp_fc1_w.mat, w.mlp_fc1_b.data, mid);
+        be.gelu_erf(mid, m * llm_h);
+        be.linear(mid, m, w.mlp_fc2_w.mat, w.mlp_fc2_b.data, out);
+        be.download(result.data() + t0 * n_img_tok * llm_h, out, size_t(m * llm_h) * f);
     }
     return result;
 }

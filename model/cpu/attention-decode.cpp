@@ -73,27 +73,18 @@ bool attention_decode(const DecodeAttention* k, const float* q, int n_heads, int
 
 const DecodeAttention* decode_attention_named(const char* isa)
 {
-    __builtin_cpu_init();
     if (std::strcmp(isa, "avx512") == 0)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-                && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
-            ? &decode_attention_avx512()
-            : nullptr;
+        return cpu_runs_avx512() ? &decode_attention_avx512() : nullptr;
     if (std::strcmp(isa, "avx2") == 0) return cpu_runs_avx2() ? &decode_attention_avx2() : nullptr;
     return nullptr;
 }
 
 const DecodeAttention* decode_attention()
 {
-    // The instruction set quant_kernels() settled on (IRIS_CPU included), so that one switch
-    // moves every kernel.
-    static const DecodeAttention* const chosen = [] {
-        const QuantKernels* k = quant_kernels();
-        if (!k) return static_cast<const DecodeAttention*>(nullptr);
-        const DecodeAttention* a
-            = std::strcmp(k->isa, "avx2") == 0 ? nullptr : decode_attention_named("avx512");
-        return a ? a : decode_attention_named("avx2");
-    }();
+    static const DecodeAttention* const chosen = cpu_level() == CpuLevel::avx512
+        ? &decode_attention_avx512()
+        : cpu_level() == CpuLevel::avx2 ? &decode_attention_avx2()
+                                        : nullptr;
     return chosen;
 }
 

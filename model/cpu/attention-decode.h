@@ -49,7 +49,7 @@ bool attention_decode(const DecodeAttention* k, const float* q, int n_heads, int
                       int head_dim, std::span<const KvRun> runs, int64_t n_keys, float scale,
                       float* out, std::vector<float>& parts);
 
-// The kernel for this CPU, chosen once as quant_kernels() chooses (null: none).
+// The kernel for this CPU at cpu_level() (quant-dot.h), chosen once (null: none).
 const DecodeAttention* decode_attention();
 // A kernel set by name ("avx512", "avx2") if this CPU runs it, else null (tests, benchmarks).
 const DecodeAttention* decode_attention_named(const char* isa);

@@ -3,6 +3,7 @@
 // (model/CMakeLists.txt) so that x·id + 8.5 rounds twice, as that ISO C reference does, instead
 // of becoming one fused multiply-add.
 #include "core/core.h"
+#include "model/cpu/ops-avx512.h"
 #include "model/cpu/ops.h"
 
 #include <algorithm>
@@ -10,14 +11,8 @@
 #include <cstring>
 #include <numeric>
 
-#if defined(__AVX512F__) || defined(__F16C__)
+#if defined(__F16C__)
 #include <immintrin.h>
-#endif
-
-// GCC 12 reports the _mm512_undefined_ps() inside _mm512_cvtph_ps as "may be used
-// uninitialized"; the value is fully defined (as in linear-lowp.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace iris::model::cpu {
@@ -76,12 +71,9 @@ void quantize_q4_0(const float* x, int g, uint8_t* dst)
 void dequantize_f16(const uint8_t* src, int64_t n, float* dst)
 {
     int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(
-            dst + i,
-            _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2 * i))));
-#elif defined(__F16C__)
+    // F16C's 8 lanes give the bits 16 would (the widening is exact); only prefill's attention
+    // over an f16 cache comes here, decoding's kernel widens the rows itself.
+#if defined(__F16C__)
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(
             dst + i,
@@ -141,6 +133,7 @@ void kv_dequantize_rows(KvType type, const uint8_t* src, int64_t n_rows, int hea
 {
     const int64_t n = n_rows * head_dim;
     const int g = kv_group_size(head_dim);
+    const OpsAvx512* simd = g == 32 ? ops_avx512() : nullptr;
     switch (type) {
     case KvType::f32:
         std::memcpy(dst, src, size_t(n) * sizeof(float));
@@ -149,42 +142,18 @@ void kv_dequantize_rows(KvType type, const uint8_t* src, int64_t n_rows, int hea
         dequantize_f16(src, n, dst);
         return;
     case KvType::q8:
+        if (simd) return simd->dequantize_q8(src, n / g, dst);
         for (int64_t i = 0; i < n; i += g, src += 2 + g) {
             const float d = load_f16(src);
             const auto* qs = reinterpret_cast<const int8_t*>(src + 2);
-#if defined(__AVX512F__)
-            if (g == 32) {
-                const __m512 vd = _mm512_set1_ps(d);
-                for (int j = 0; j < 32; j += 16) {
-                    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + j));
-                    _mm512_storeu_ps(
-                        dst + i + j,
-                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), vd));
-                }
-                continue;
-            }
-#endif
             for (int j = 0; j < g; ++j) dst[i + j] = d * float(qs[j]);
         }
         return;
     case KvType::q4:
+        if (simd) return simd->dequantize_q4(src, n / g, dst);
         for (int64_t i = 0; i < n; i += g, src += 2 + g / 2) {
             const float d = load_f16(src);
             const uint8_t* qs = src + 2;
-#if defined(__AVX512F__)
-            if (g == 32) {
-                const __m512 vd = _mm512_set1_ps(d);
-                const __m512i w
-                    = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
-                const __m512i eight = _mm512_set1_epi32(8);
-                const __m512i lo
-                    = _mm512_sub_epi32(_mm512_and_si512(w, _mm512_set1_epi32(15)), eight);
-                const __m512i hi = _mm512_sub_epi32(_mm512_srli_epi32(w, 4), eight);
-                _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), vd));
-                _mm512_storeu_ps(dst + i + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(hi), vd));
-                continue;
-            }
-#endif
             for (int j = 0; j < g / 2; ++j) {
                 dst[i + j] = float((qs[j] & 0x0F) - 8) * d;
                 dst[i + j + g / 2] = float((qs[j] >> 4) - 8) * d;
@@ -269,47 +238,11 @@ template<int Bits>
 void skvq_dequantize_groups(const uint8_t* src, int64_t n_groups, int g, float* dst)
 {
     constexpr int per_byte = 8 / Bits, mask = (1 << Bits) - 1;
-#if defined(__AVX512F__)
-    // 16 codes at a time: their bytes spread one per lane (a byte shuffle), each lane shifted
-    // to its code and masked; the same two roundings as the scalar loop.
-    constexpr int bytes16 = 16 / per_byte; // bytes holding 16 codes
-    const __m128i spread = Bits == 2
-        ? _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-        : _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i shifts = Bits == 2
-        ? _mm512_setr_epi32(6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0)
-        : _mm512_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
-    const __m512i vmask = _mm512_set1_epi32(mask);
-#endif
     for (int64_t i = 0; i < n_groups; ++i, dst += g) {
         const float scale = load_f16(src), zp = load_f16(src + 2);
         const uint8_t* codes = src + 4;
         src = codes + g / per_byte;
-        int j = 0;
-#if defined(__AVX512F__)
-        const __m512 vs = _mm512_set1_ps(scale), vz = _mm512_set1_ps(zp);
-        for (; j + 16 <= g; j += 16) {
-            __m512i c;
-            if constexpr (Bits == 8) {
-                c = _mm512_cvtepu8_epi32(
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + j)));
-            } else {
-                __m128i b;
-                if constexpr (bytes16 == 4) {
-                    int32_t w;
-                    std::memcpy(&w, codes + j / per_byte, 4);
-                    b = _mm_cvtsi32_si128(w);
-                } else {
-                    b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + j / per_byte));
-                }
-                c = _mm512_and_si512(
-                    _mm512_srlv_epi32(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(b, spread)), shifts),
-                    vmask);
-            }
-            _mm512_storeu_ps(dst + j, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c), vs), vz));
-        }
-#endif
-        for (; j < g; ++j) {
+        for (int j = 0; j < g; ++j) {
             const int q = (codes[j / per_byte] >> ((per_byte - 1 - j % per_byte) * Bits)) & mask;
             dst[j] = float(q) * scale + zp;
         }
@@ -322,6 +255,8 @@ void skvq_dequantize_rows(const SkvqFormat& f, const uint8_t* src, int64_t n_row
                           float* dst)
 {
     const int64_t n_groups = n_rows * (head_dim / f.group);
+    if (const OpsAvx512* simd = ops_avx512(); simd && f.group % 16 == 0)
+        return simd->skvq_dequantize(f.bits, src, n_groups, f.group, dst);
     if (f.bits == 2)
         skvq_dequantize_groups<2>(src, n_groups, f.group, dst);
     else if (f.bits == 4)

@@ -1,11 +1,13 @@
 // Products with weight matrices kept in their stored type (see ops.h).
 //
 // Numerics: a bf16 value widened to f32 is exact (its bits shifted left by 16), and so is an
-// f16 value, so both paths below compute exactly the products of the f32 path, only summed in
-// another order. We deliberately do not use vdpbf16ps: it would round the activations to bf16
-// and change the results well beyond fp32 reassociation noise. Quantized weights are already
-// approximate: their matrix-vector products quantize the activations too (quant-dot.h), as
-// llama.cpp does; their GEMMs dequantize exactly and multiply in f32.
+// f16 value, so the paths here and their AVX-512 versions (ops-avx512.h) compute exactly the
+// products of the f32 path, only summed in another order. We deliberately do not use vdpbf16ps
+// unless asked (bf16_activations): it rounds the activations to bf16 and changes the results
+// well beyond fp32 reassociation noise. Quantized weights are already approximate: their
+// matrix-vector products quantize the activations too (quant-dot.h), as llama.cpp does; their
+// GEMMs dequantize exactly and multiply in f32.
+#include "model/cpu/ops-avx512.h"
 #include "model/cpu/ops.h"
 #include "model/cpu/quant-dot.h"
 
@@ -13,6 +15,7 @@
 #include "model/model.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,25 +25,105 @@
 #include <new>
 #include <vector>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#include <immintrin.h>
-#define IRIS_LOWP_AVX512 1
-#endif
-
-// GCC 12 reports the _mm512_undefined_*() inside its own intrinsics (cvtph, ...) as "may be
-// used uninitialized"; the values are fully defined (as in vec-math.h).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace iris::model::cpu {
 
 namespace {
 
-inline float widen(uint16_t bits, WeightType type)
+// AVX2 loops for BF16 and F16 weights where ops_avx512() has none: the scalar product of
+// matvec_portable is one dependency chain that the compiler cannot vectorise without
+// reassociating (1.7 tokens/s decoding a 1B model instead of 30), and bf16_to_f32 is out of line.
+// The build requires x86-64-v3, so these need no CPU check; the widening is exact and serves
+// every level, the product only the AVX2 one (IRIS_CPU=portable keeps the scalar reference).
+
+template<bool BF16> inline float widen1(uint16_t v)
 {
-    return type == WeightType::bf16 ? bf16_to_f32(bits) : f16_to_f32(bits);
+    return BF16 ? bf16_to_f32(v) : f16_to_f32(v);
+}
+
+// 8 weights widened to f32: bf16 by a zero-extension and a 16-bit shift, f16 by vcvtph2ps.
+template<bool BF16> inline __m256 widen8(const uint16_t* p)
+{
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (BF16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+    else
+        return _mm256_cvtph_ps(v);
+}
+
+template<bool BF16> void widen_n(const uint16_t* src, int64_t n, float* dst)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, widen8<BF16>(src + i));
+    for (; i < n; ++i) dst[i] = widen1<BF16>(src[i]);
+}
+
+inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// ops-avx512.cpp's dot_block in 8 lanes: R weight rows (w points at the first, row stride k)
+// times M activation rows, R·M dot products in f32 accumulators, each weight vector loaded and
+// widened once for all M rows. With R = 4 and M ≤ 2 that is 8 accumulators, 2 activation
+// vectors and the weights in 16 ymm registers.
+template<bool BF16, int R, int M>
+void dot_block_avx2(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* y,
+                    int64_t ldy)
+{
+    __m256 acc[R][M];
+    for (int r = 0; r < R; ++r)
+        for (int i = 0; i < M; ++i) acc[r][i] = _mm256_setzero_ps();
+    auto step = [&](int64_t c) {
+        __m256 xv[M];
+        for (int i = 0; i < M; ++i) xv[i] = _mm256_loadu_ps(x + i * ldx + c);
+        for (int r = 0; r < R; ++r) {
+            const __m256 wv = widen8<BF16>(w + r * k + c);
+            for (int i = 0; i < M; ++i) acc[r][i] = _mm256_fmadd_ps(wv, xv[i], acc[r][i]);
+        }
+    };
+    int64_t c = 0;
+    for (; c + 32 <= k; c += 32) {
+        // A cache line of each row per pass, and the same columns two blocks of rows ahead
+        // prefetched into L2, as ops-avx512.cpp does (the hardware prefetcher alone leaves
+        // these interleaved row streams at ~12 GB/s there, this at ~31).
+        for (int r = 0; r < R; ++r)
+            _mm_prefetch(reinterpret_cast<const char*>(w + (2 * R + r) * k + c), _MM_HINT_T1);
+        for (int64_t s = 0; s < 32; s += 8) step(c + s);
+    }
+    for (; c + 8 <= k; c += 8) step(c);
+    float tail[R][M] = {};
+    for (; c < k; ++c)
+        for (int r = 0; r < R; ++r)
+            for (int i = 0; i < M; ++i) tail[r][i] += x[i * ldx + c] * widen1<BF16>(w[r * k + c]);
+    for (int r = 0; r < R; ++r)
+        for (int i = 0; i < M; ++i) y[i * ldy + r] = hsum8(acc[r][i]) + tail[r][i];
+}
+
+template<bool BF16, int M>
+void matvec_avx2_m(const float* x, int64_t ldx, const uint16_t* w, int64_t k, int64_t r0,
+                   int64_t r1, float* y, int64_t ldy)
+{
+    int64_t j = r0;
+    for (; j + 4 <= r1; j += 4) dot_block_avx2<BF16, 4, M>(x, ldx, w + j * k, k, y + j, ldy);
+    for (; j < r1; ++j) dot_block_avx2<BF16, 1, M>(x, ldx, w + j * k, k, y + j, ldy);
+}
+
+// y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1). Activation rows go in pairs; for
+// m > 2 the weight rows go 16 at a time (16·k·2 bytes, 152 KiB at k = 4864, within even a
+// 256 KiB L2) so that the later pairs read them from L2, not from memory.
+template<bool BF16>
+void matvec_avx2(const float* x, int64_t m, int64_t ldx, const uint16_t* w, int64_t k, int64_t r0,
+                 int64_t r1, float* y, int64_t ldy)
+{
+    const int64_t rstep = m > 2 ? 16 : r1 - r0;
+    for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
+        const int64_t j1 = std::min(r1, j0 + rstep);
+        for (int64_t i = 0; i < m; i += 2)
+            (m - i >= 2 ? matvec_avx2_m<BF16, 2>
+                        : matvec_avx2_m<BF16, 1>)(x + i * ldx, ldx, w, k, j0, j1, y + i * ldy, ldy);
+    }
 }
 
 const uint16_t* row16(const WeightMatrix& w, int64_t r)
@@ -112,205 +195,6 @@ uint8_t* tile_scratch(size_t n)
     return b.get(n);
 }
 
-#if IRIS_LOWP_AVX512
-
-// 16 weights widened to f32. The bf16 → f32 widening is a zero-extension and a 16-bit shift.
-template<WeightType T> inline __m512 load16(const uint16_t* p)
-{
-    __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    if constexpr (T == WeightType::bf16)
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-    else
-        return _mm512_cvtph_ps(v);
-}
-template<WeightType T> inline __m512 load16(const uint16_t* p, __mmask16 mask)
-{
-    __m256i v = _mm256_maskz_loadu_epi16(mask, p);
-    if constexpr (T == WeightType::bf16)
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
-    else
-        return _mm512_cvtph_ps(v);
-}
-
-// F16 (and the generic form of the kernel): R weight rows (w points at the first, row stride
-// k) times M activation rows, R·M dot products with 16-lane f32 accumulators, the weights
-// widened by vcvtph2ps. Each weight vector is loaded and widened once and used for all
-// M activation rows, which stay in L1.
-template<WeightType T, int R, int M>
-void dot_block(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* y, int64_t ldy)
-{
-    __m512 acc[R][M];
-    for (int r = 0; r < R; ++r)
-        for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
-    int64_t c = 0;
-    for (; c + 16 <= k; c += 16) {
-        __m512 xv[M];
-        for (int i = 0; i < M; ++i) xv[i] = _mm512_loadu_ps(x + i * ldx + c);
-        for (int r = 0; r < R; ++r) {
-            if (c % 32 == 0) // one prefetch per cache line, as in dot_block_bf16
-                _mm_prefetch(reinterpret_cast<const char*>(w + (2 * R + r) * k + c), _MM_HINT_T1);
-            __m512 wv = load16<T>(w + r * k + c);
-            for (int i = 0; i < M; ++i) acc[r][i] = _mm512_fmadd_ps(wv, xv[i], acc[r][i]);
-        }
-    }
-    if (c < k) {
-        const __mmask16 mask = __mmask16((1u << (k - c)) - 1);
-        __m512 xv[M];
-        for (int i = 0; i < M; ++i) xv[i] = _mm512_maskz_loadu_ps(mask, x + i * ldx + c);
-        for (int r = 0; r < R; ++r) {
-            __m512 wv = load16<T>(w + r * k + c, mask);
-            for (int i = 0; i < M; ++i) acc[r][i] = _mm512_fmadd_ps(wv, xv[i], acc[r][i]);
-        }
-    }
-    for (int r = 0; r < R; ++r)
-        for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[r][i]);
-}
-
-template<WeightType T, int M>
-void matvec_m(const float* x, int64_t ldx, const WeightMatrix& w, int64_t r0, int64_t r1, float* y,
-              int64_t ldy)
-{
-    const int64_t k = w.cols;
-    int64_t j = r0;
-    for (; j + 4 <= r1; j += 4) dot_block<T, 4, M>(x, ldx, row16(w, j), k, y + j, ldy);
-    for (; j < r1; ++j) dot_block<T, 1, M>(x, ldx, row16(w, j), k, y + j, ldy);
-}
-
-// BF16 without shuffles: 32 weights are one 512-bit load; the even-indexed values become f32
-// by a shift left of 16 and the odd-indexed ones by masking off the low half (a bf16 value is
-// the top half of its f32). The activations were de-interleaved to match (xp: per 32 columns,
-// the 16 even then the 16 odd ones, zero-padded to kp columns), so each weight costs 1/16 of a
-// cheap integer op instead of a lane-crossing widen: the kernel then keeps up with DRAM.
-template<int R, int M>
-void dot_block_bf16(const float* xp, int64_t kp, const uint16_t* w, int64_t k, float* y,
-                    int64_t ldy)
-{
-    const __m512i hi_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
-    __m512 acc[R][M];
-    for (int r = 0; r < R; ++r)
-        for (int i = 0; i < M; ++i) acc[r][i] = _mm512_setzero_ps();
-    auto step = [&](const __m512i* v, int64_t c) {
-        __m512 xe[M], xo[M];
-        for (int i = 0; i < M; ++i) {
-            xe[i] = _mm512_loadu_ps(xp + i * kp + c);
-            xo[i] = _mm512_loadu_ps(xp + i * kp + c + 16);
-        }
-        for (int r = 0; r < R; ++r) {
-            __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v[r], 16));
-            __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v[r], hi_mask));
-            for (int i = 0; i < M; ++i) {
-                acc[r][i] = _mm512_fmadd_ps(we, xe[i], acc[r][i]);
-                acc[r][i] = _mm512_fmadd_ps(wo, xo[i], acc[r][i]);
-            }
-        }
-    };
-    int64_t c = 0;
-    for (; c + 32 <= k; c += 32) {
-        __m512i v[R];
-        for (int r = 0; r < R; ++r) {
-            // The same columns two blocks of rows ahead, into L2: the hardware prefetcher
-            // alone leaves these short, interleaved row streams at ~12 GB/s, this at ~31 (a
-            // plain sequential read: 33; _MM_HINT_T0 does not help, measured on Zen 4).
-            // Prefetches past the matrix are harmless (they never fault).
-            _mm_prefetch(reinterpret_cast<const char*>(w + (2 * R + r) * k + c), _MM_HINT_T1);
-            v[r] = _mm512_loadu_si512(w + r * k + c);
-        }
-        step(v, c);
-    }
-    if (c < k) {
-        const __mmask32 mask = __mmask32((uint64_t(1) << (k - c)) - 1);
-        __m512i v[R];
-        for (int r = 0; r < R; ++r) v[r] = _mm512_maskz_loadu_epi16(mask, w + r * k + c);
-        step(v, c);
-    }
-    for (int r = 0; r < R; ++r)
-        for (int i = 0; i < M; ++i) y[i * ldy + r] = _mm512_reduce_add_ps(acc[r][i]);
-}
-
-template<int M>
-void matvec_bf16_m(const float* xp, int64_t kp, const WeightMatrix& w, int64_t r0, int64_t r1,
-                   float* y, int64_t ldy)
-{
-    const int64_t k = w.cols;
-    int64_t j = r0;
-    for (; j + 4 <= r1; j += 4) dot_block_bf16<4, M>(xp, kp, row16(w, j), k, y + j, ldy);
-    for (; j < r1; ++j) dot_block_bf16<1, M>(xp, kp, row16(w, j), k, y + j, ldy);
-}
-
-void matvec_bf16(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
-                 int64_t r1, float* y, int64_t ldy)
-{
-    const int64_t k = w.cols, kp = (k + 31) / 32 * 32;
-    thread_local std::vector<float> xbuf;
-    if (xbuf.size() < size_t(m * kp)) xbuf.resize(size_t(m * kp));
-    float* xp = xbuf.data();
-    for (int64_t i = 0; i < m; ++i) {
-        const float* xi = x + i * ldx;
-        float* dst = xp + i * kp;
-        for (int64_t base = 0; base < kp; base += 32)
-            for (int64_t lane = 0; lane < 16; ++lane) {
-                const int64_t e = base + 2 * lane, o = e + 1;
-                dst[base + lane] = e < k ? xi[e] : 0.f;
-                dst[base + 16 + lane] = o < k ? xi[o] : 0.f;
-            }
-    }
-    const int64_t rstep = m > 4 ? 32 : r1 - r0;
-    for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
-        const int64_t j1 = std::min(r1, j0 + rstep);
-        for (int64_t i = 0; i < m; i += 4) {
-            const float* xi = xp + i * kp;
-            float* yi = y + i * ldy;
-            switch (std::min<int64_t>(4, m - i)) {
-            case 1:
-                matvec_bf16_m<1>(xi, kp, w, j0, j1, yi, ldy);
-                break;
-            case 2:
-                matvec_bf16_m<2>(xi, kp, w, j0, j1, yi, ldy);
-                break;
-            case 3:
-                matvec_bf16_m<3>(xi, kp, w, j0, j1, yi, ldy);
-                break;
-            default:
-                matvec_bf16_m<4>(xi, kp, w, j0, j1, yi, ldy);
-                break;
-            }
-        }
-    }
-}
-
-template<WeightType T>
-void matvec_avx512(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
-                   int64_t r1, float* y, int64_t ldy)
-{
-    // Activation rows in groups of up to 4 (R·M = 16 accumulators). For m > 4 the weight rows
-    // are taken 32 at a time (at most 32·k·2 bytes, L2-resident) so that the later groups
-    // read them from L2, not from memory.
-    const int64_t rstep = m > 4 ? 32 : r1 - r0;
-    for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
-        const int64_t j1 = std::min(r1, j0 + rstep);
-        for (int64_t i = 0; i < m; i += 4) {
-            const float* xi = x + i * ldx;
-            float* yi = y + i * ldy;
-            switch (std::min<int64_t>(4, m - i)) {
-            case 1:
-                matvec_m<T, 1>(xi, ldx, w, j0, j1, yi, ldy);
-                break;
-            case 2:
-                matvec_m<T, 2>(xi, ldx, w, j0, j1, yi, ldy);
-                break;
-            case 3:
-                matvec_m<T, 3>(xi, ldx, w, j0, j1, yi, ldy);
-                break;
-            default:
-                matvec_m<T, 4>(xi, ldx, w, j0, j1, yi, ldy);
-                break;
-            }
-        }
-    }
-}
-
-#endif // IRIS_LOWP_AVX512
-
 } // namespace
 
 void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst)
@@ -326,26 +210,26 @@ void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst)
     }
     const uint16_t* src = row16(w, r0);
     const int64_t n = (r1 - r0) * k;
-    int64_t i = 0;
-#if IRIS_LOWP_AVX512
-    if (w.type == WeightType::bf16) {
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16<WeightType::bf16>(src + i));
-    } else {
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, load16<WeightType::f16>(src + i));
-    }
-#endif
-    for (; i < n; ++i) dst[i] = widen(src[i], w.type);
+    const bool bf16 = w.type == WeightType::bf16;
+    if (const OpsAvx512* simd = ops_avx512()) return simd->widen(bf16, src, n, dst);
+    (bf16 ? widen_n<true> : widen_n<false>)(src, n, dst);
 }
 
 void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
                  int64_t r1, float* y, int64_t ldy, bool portable)
 {
     if (m <= 0 || r1 <= r0) return;
-#if IRIS_LOWP_AVX512
-    if (!portable && w.type == WeightType::bf16) return matvec_bf16(x, m, ldx, w, r0, r1, y, ldy);
-    if (!portable && w.type == WeightType::f16)
-        return matvec_avx512<WeightType::f16>(x, m, ldx, w, r0, r1, y, ldy);
-#endif
+    const bool bf16 = w.type == WeightType::bf16;
+    const OpsAvx512* simd = portable ? nullptr : ops_avx512();
+    if (simd && (bf16 || w.type == WeightType::f16)) {
+        thread_local std::vector<float> xp;
+        const size_t need = bf16 ? size_t(m * ((w.cols + 31) / 32 * 32)) : 0;
+        if (xp.size() < need) xp.resize(need);
+        return simd->matvec(bf16, x, m, ldx, row16(w, 0), w.cols, r0, r1, y, ldy, xp.data());
+    }
+    if (!portable && cpu_level() == CpuLevel::avx2 && (bf16 || w.type == WeightType::f16))
+        return (bf16 ? matvec_avx2<true> : matvec_avx2<false>)(x, m, ldx, row16(w, 0), w.cols, r0,
+                                                               r1, y, ldy);
     const QuantKernels* q = portable ? nullptr : quant_kernels();
     if (q && q->supports(w.type)) {
         uint8_t* acts = act_scratch(size_t(m) * act_row_bytes(w.cols));

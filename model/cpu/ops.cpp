@@ -2,6 +2,8 @@
 
 #include "core/core.h"
 #include "model/cpu/attention-decode.h"
+#include "model/cpu/ops-avx512.h"
+#include "model/cpu/quant-dot.h"
 #include "model/cpu/vec-math.h"
 
 #include <cblas.h>
@@ -23,6 +25,13 @@ void init_blas()
 {
     static std::once_flag once;
     std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+const OpsAvx512* ops_avx512()
+{
+    static const OpsAvx512* const chosen
+        = cpu_level() == CpuLevel::avx512 ? &ops_avx512_kernels() : nullptr;
+    return chosen;
 }
 
 int n_threads()
@@ -297,85 +306,12 @@ void attention_full(const float* qkv, int64_t n_seq, int64_t n_tok, int n_heads,
 
 namespace {
 
-// Decoding's attention products with the cached keys and values read in place (f32, or f16
-// widened in registers): at most kFusedRows query rows (the heads of a GQA group) against n
-// tokens of one KV head. The small products cost OpenBLAS more in call overhead and packing
-// than in arithmetic, and the f16 rows would first have to be widened into a buffer.
-constexpr int64_t kFusedRows = 8;
-
-#if defined(__AVX512F__)
-// GCC 12 reports the _mm512_undefined_*() inside its reductions as "may be used uninitialized";
-// the values are fully defined (as in vec-math.h).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-template<KvType T> inline __m512 load_kv(const uint8_t* row, int64_t c)
+// Whether a run's products can take the fused path of ops-avx512.h (the cached rows read in
+// place by a few query rows).
+bool fused_run(const OpsAvx512* simd, const KvRun& run, int64_t rows, int64_t d)
 {
-    if constexpr (T == KvType::f32)
-        return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + c);
-    else
-        return _mm512_cvtph_ps(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * size_t(c))));
-}
-
-// sc[r, j] = scale · q[r] · k[j] for r < rows, j < n; d a multiple of 16.
-template<KvType T>
-void fused_scores(const float* q, int64_t rows, const uint8_t* k, size_t row_bytes, int64_t n,
-                  int64_t d, float scale, float* sc, int64_t ldsc)
-{
-    for (int64_t j = 0; j < n; ++j) {
-        const uint8_t* kj = k + size_t(j) * row_bytes;
-        __m512 acc[kFusedRows];
-        for (int64_t r = 0; r < rows; ++r) acc[r] = _mm512_setzero_ps();
-        for (int64_t c = 0; c < d; c += 16) {
-            const __m512 kv = load_kv<T>(kj, c);
-            for (int64_t r = 0; r < rows; ++r)
-                acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(q + r * d + c), kv, acc[r]);
-        }
-        for (int64_t r = 0; r < rows; ++r) sc[r * ldsc + j] = scale * _mm512_reduce_add_ps(acc[r]);
-    }
-}
-
-// out[r] += Σ_j p[r, j] · v[j] for r < rows; d a multiple of 16, at most 256 (16 registers a row
-// would spill: the columns go 64 at a time).
-template<KvType T>
-void fused_values(const float* p, int64_t ldp, int64_t rows, const uint8_t* v, size_t row_bytes,
-                  int64_t n, int64_t d, float* out)
-{
-    for (int64_t c0 = 0; c0 < d; c0 += 64) {
-        const int64_t nc = std::min<int64_t>(4, (d - c0) / 16);
-        __m512 acc[kFusedRows][4];
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t i = 0; i < nc; ++i) acc[r][i] = _mm512_loadu_ps(out + r * d + c0 + 16 * i);
-        for (int64_t j = 0; j < n; ++j) {
-            const uint8_t* vj = v + size_t(j) * row_bytes;
-            __m512 vv[4];
-            for (int64_t i = 0; i < nc; ++i) vv[i] = load_kv<T>(vj, c0 + 16 * i);
-            for (int64_t r = 0; r < rows; ++r) {
-                const __m512 pr = _mm512_set1_ps(p[r * ldp + j]);
-                for (int64_t i = 0; i < nc; ++i) acc[r][i] = _mm512_fmadd_ps(pr, vv[i], acc[r][i]);
-            }
-        }
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t i = 0; i < nc; ++i) _mm512_storeu_ps(out + r * d + c0 + 16 * i, acc[r][i]);
-    }
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
-
-// Whether a run's products can take the fused path.
-bool fused_run(const KvRun& run, int64_t rows, int64_t d)
-{
-#if defined(__AVX512F__)
-    return rows <= kFusedRows && d % 16 == 0 && run.k_type == run.v_type
+    return simd && rows <= kFusedRows && d % 16 == 0 && run.k_type == run.v_type
         && (run.k_type == KvType::f32 || run.k_type == KvType::f16);
-#else
-    (void)run, (void)rows, (void)d;
-    return false;
-#endif
 }
 
 } // namespace
@@ -442,6 +378,7 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                   kv_dequantize_rows(type, src, n, head_dim, dst);
           };
 
+    const OpsAvx512* simd = ops_avx512();
     std::atomic<int64_t> next {0};
     auto body = [&](int tid) {
         float* qg = scratch[size_t(tid)].data(); // [rows, D]
@@ -478,7 +415,7 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                 const KvRun& run = runs[i];
                 int64_t bn = 0;
                 const float *kr = kbuf, *vr = vbuf;
-                const bool fused = fused_run(run, rows, d);
+                const bool fused = fused_run(simd, run, rows, d);
                 if (fused) {
                     bn = std::min(run.n_tokens, n_keys - key0);
                     ++i;
@@ -511,16 +448,12 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                     }
                     qk = qp;
                 }
-#if defined(__AVX512F__)
-                const uint8_t* kraw = run.k + size_t(g) * run.k_head_stride;
-                const uint8_t* vraw = run.v + size_t(g) * run.v_head_stride;
+                const bool f16 = run.k_type == KvType::f16;
                 const size_t kv_row = fused ? kv_row_bytes(run.k_type, head_dim) : 0;
-                if (fused && run.k_type == KvType::f16)
-                    fused_scores<KvType::f16>(qk, rows, kraw, kv_row, bn, d, scale, sc, bn);
-                else if (fused)
-                    fused_scores<KvType::f32>(qk, rows, kraw, kv_row, bn, d, scale, sc, bn);
+                if (fused)
+                    simd->fused_scores(f16, qk, rows, run.k + size_t(g) * run.k_head_stride, kv_row,
+                                       bn, d, scale, sc, bn);
                 else
-#endif
                     gemm_st(rows, bn, d, scale, qk, d, kr, d, true, 0.f, sc, bn);
                 // Online softmax: rescale what earlier runs summed when the maximum grows.
                 for (int64_t t = t0; t < t1; ++t) {
@@ -547,15 +480,11 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
                     // it) and scattered to the channels once, below.
                     gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, ov, d);
                     ov_perm = run.v_perm + g * d;
+                } else if (fused) {
+                    simd->fused_values(f16, sc, bn, rows, run.v + size_t(g) * run.v_head_stride,
+                                       kv_row, bn, d, og);
                 } else {
-#if defined(__AVX512F__)
-                    if (fused && run.v_type == KvType::f16)
-                        fused_values<KvType::f16>(sc, bn, rows, vraw, kv_row, bn, d, og);
-                    else if (fused)
-                        fused_values<KvType::f32>(sc, bn, rows, vraw, kv_row, bn, d, og);
-                    else
-#endif
-                        gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, og, d);
+                    gemm_st(rows, d, bn, 1.f, sc, bn, vr, d, false, 1.f, og, d);
                 }
                 key0 += bn;
             }

@@ -13,8 +13,15 @@
 // correct, but serial).
 //
 // Thread safety: ops are reentrant; concurrent calls from several threads share the pool.
+//
+// Instruction sets: everything is compiled for x86-64-v3 (AVX2, FMA, F16C), and the loops that
+// gain from more come in per-ISA translation units chosen at run time by cpu_level()
+// (quant-dot.h): the quantized products (quant-dot.h), decoding's attention
+// (attention-decode.h) and the AVX-512 loops of the rest (ops-avx512.h). IRIS_CPU=avx2 or
+// portable forces a lesser set.
 #pragma once
 
+#include "model/backend.h"
 #include "model/cpu/quant.h"
 #include "model/model.h"
 
@@ -44,29 +51,7 @@ void parallel_range(int64_t n, int64_t grain,
 // ---------------------------------------------------------------------------------------------
 // Products
 
-// A read-only weight matrix [rows, cols], row-major and contiguous, in its stored type
-// (quant.h; usually a view into the memory-mapped checkpoint). BF16 and F16 checkpoints are
-// computed on in place (half the memory and half the bytes streamed per decoded token), and so
-// are llama.cpp's quantized blocks.
-struct WeightMatrix
-{
-    const void* data = nullptr;
-    WeightType type = WeightType::f32;
-    int64_t rows = 0, cols = 0;
-    // BF16 products of many rows may round the activations to bf16 (--precision bf16).
-    bool bf16_activations = false;
-
-    explicit operator bool() const { return data != nullptr; }
-    size_t row_bytes() const { return weight_row_bytes(type, cols); }
-    const void* row(int64_t r) const
-    {
-        return static_cast<const char*>(data) + size_t(r) * row_bytes();
-    }
-    static WeightMatrix f32(const float* data, int64_t rows, int64_t cols)
-    {
-        return {data, WeightType::f32, rows, cols, false};
-    }
-};
+// WeightMatrix, KvRun and SkvqFormat are the seam's (model/backend.h).
 
 // y[m, n] (row stride ldy) = x[m, k] (row stride ldx) · w[n, k]ᵀ + bias[n] (bias may be null).
 // m == 1 takes a matrix-vector path (bandwidth bound); larger m goes to cblas_sgemm with the
@@ -157,30 +142,6 @@ void rope_apply(float* x, int64_t n_tokens, int n_heads, int head_dim, int64_t l
 // out [n_seq·n_tok, n_heads·D].
 void attention_full(const float* qkv, int64_t n_seq, int64_t n_tok, int n_heads, int head_dim,
                     float scale, float* out);
-
-// A run of consecutive cached tokens whose keys and values are each stored in one KvType (a
-// block of the paged KV cache). Per KV head h, n_tokens rows of kv_row_bytes(type, D) bytes:
-// keys from k + h·k_head_stride, values from v + h·v_head_stride.
-// SKVQ runs (k_type / v_type skvq) hold rows in their stored channel order: perm [n_kv, D]
-// says which channel each stored position holds, and fmt how the row is coded.
-struct SkvqFormat
-{
-    int bits = 2; // bits per stored code: 2, 4 or 8
-    int levels = 4; // codes 0..levels-1: 2^bits, or 3 for the 1.5-bit ternary format
-    int group = 32; // channels per group
-};
-
-struct KvRun
-{
-    const uint8_t* k = nullptr;
-    const uint8_t* v = nullptr;
-    size_t k_head_stride = 0, v_head_stride = 0;
-    int64_t n_tokens = 0;
-    KvType k_type = KvType::f32, v_type = KvType::f32;
-    const int32_t* k_perm = nullptr; // skvq only
-    const int32_t* v_perm = nullptr;
-    SkvqFormat k_fmt, v_fmt;
-};
 
 // Causal GQA attention of n_new query tokens at positions n_past..n_past+n_new-1 against the
 // keys/values 0..n_past+n_new-1 that `runs` hold in order (the new tokens' rotated keys

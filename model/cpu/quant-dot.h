@@ -18,12 +18,14 @@
 // (llama.cpp's q8_K for its k-quants has one scale per 256, which is coarser); the price is
 // one f32 multiply per block of 32 and activation row.
 //
-// Run-time choice: one binary carries an AVX-512 VNNI and an AVX2 version of each kernel, each
-// compiled in its own translation unit with its own target flags (quant-dot-avx512.cpp,
-// quant-dot-avx2.cpp over quant-dot-impl.h), and quant_kernels() picks the best the CPU runs.
-// IRIS_CPU=avx2 forces the AVX2 kernels on an AVX-512 machine, so both are tested anywhere.
-// The interface is plain pointers: an inline function of a shared header compiled with AVX-512
-// flags could otherwise be the copy the linker keeps for every caller.
+// Run-time choice: the project is compiled for x86-64-v3 (AVX2, FMA, F16C), and one binary
+// carries an AVX-512 VNNI and an AVX2 version of each kernel, each compiled in its own
+// translation unit with its own target flags (quant-dot-avx512.cpp, quant-dot-avx2.cpp over
+// quant-dot-impl.h). cpu_level() settles once on the best instruction set the CPU runs, or a
+// lesser one that IRIS_CPU names (avx2 forces the AVX2 kernels on an AVX-512 machine, so both
+// are tested anywhere; portable none), and quant_kernels(), decode_attention() and ops_avx512()
+// all follow it. The interface is plain pointers: an inline function of a shared header
+// compiled with AVX-512 flags could otherwise be the copy the linker keeps for every caller.
 #pragma once
 
 #include "model/cpu/quant.h"
@@ -77,15 +79,23 @@ struct QuantKernels
                       int64_t r1, float* y, int64_t ldy, uint8_t* scratch);
 };
 
-// The kernels for this CPU: AVX-512 VNNI where present, else AVX2, else null (the caller
-// then dequantizes). IRIS_CPU=avx2 forces AVX2, IRIS_CPU=portable none. Chosen once.
+// The instruction set of the kernels chosen at run time: AVX-512 where the CPU runs x86-64-v4,
+// else AVX2 where it runs x86-64-v3's arithmetic, unless IRIS_CPU=avx2 or IRIS_CPU=portable
+// (none: the compiled code alone) asks for less. Settled once.
+enum class CpuLevel { portable, avx2, avx512 };
+CpuLevel cpu_level();
+
+// The kernels for this CPU at cpu_level(): AVX-512 VNNI where present, else AVX2, else null
+// (the caller then dequantizes). Chosen once.
 const QuantKernels* quant_kernels();
 // A kernel set by name if this CPU can run it, else null (for tests and benchmarks).
 const QuantKernels* quant_kernels_named(const char* isa);
 
-// Whether the CPU runs the AVX2 kernel sets (AVX2, FMA, F16C: x86-64-v3's arithmetic), here
-// and in attention-decode.h.
+// Whether the CPU runs the AVX2 kernel sets (AVX2, FMA, F16C: x86-64-v3's arithmetic), and the
+// AVX-512 ones (x86-64-v4: AVX-512 F, BW, CD, DQ, VL, their target), here and in
+// attention-decode.h and ops-avx512.h.
 bool cpu_runs_avx2();
+bool cpu_runs_avx512();
 
 // The two sets, defined in their translation units.
 const QuantKernels& quant_kernels_avx512();

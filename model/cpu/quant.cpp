@@ -3,7 +3,7 @@
 //
 // Exactness rests on three things:
 //   - this file is compiled with -ffp-contract=off (model/CMakeLists.txt). ggml's reference
-//     code is plain ISO C built without fused multiply-add; with -march=native the compiler
+//     code is plain ISO C built without fused multiply-add; with x86-64-v3's FMA the compiler
 //     would otherwise fuse a·b + c (and nearest_int's x·s + 1.5·2^23) into one rounding;
 //   - every expression keeps ggml's operand order and types (w·x·l is (w·x)·l, an int level
 //     meets a float scale as a float), since float arithmetic is not associative;

@@ -72,7 +72,7 @@ inline std::vector<float> reference_attention(const std::vector<float>& q,
 // (rows of q [n_total, n_heads·D]) over the cache's `runs`, against reference_attention on the
 // rows kd, vd the cache should hold.
 inline double attention_error(const std::vector<float>& q, const std::vector<float>& kd,
-                              const std::vector<float>& vd, std::span<const model::cpu::KvRun> runs,
+                              const std::vector<float>& vd, std::span<const model::KvRun> runs,
                               int n_past, int n_new, int n_heads, int n_kv, int d, float scale)
 {
     std::vector<float> out(size_t(n_new * n_heads * d));

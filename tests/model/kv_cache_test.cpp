@@ -170,7 +170,7 @@ TEST(KvBlocks, GrowingNeverMovesOrRewritesEarlierBlocks)
     cache.reserve(16);
     ASSERT_EQ(cache.blocks[0].size(), 1u);
     for (int l = 0; l < 2; ++l) cache.store(l, 0, 16, k.data(), v.data());
-    const uint8_t* first = cache.blocks[1][0].get();
+    const uint8_t* first = cache.blocks[1][0].as<uint8_t>();
     std::vector<uint8_t> saved(first, first + cache.block_bytes);
     for (int at = 16; at < 100; at += 12) {
         const int n = std::min(12, 100 - at);
@@ -179,7 +179,7 @@ TEST(KvBlocks, GrowingNeverMovesOrRewritesEarlierBlocks)
             cache.store(l, at, n, k.data() + size_t(at) * 128, v.data() + size_t(at) * 128);
     }
     EXPECT_EQ(cache.blocks[1].size(), 7u); // ceil(100 / 16)
-    EXPECT_EQ(cache.blocks[1][0].get(), first);
+    EXPECT_EQ(cache.blocks[1][0].as<uint8_t>(), first);
     EXPECT_EQ(std::memcmp(first, saved.data(), saved.size()), 0);
 }
 

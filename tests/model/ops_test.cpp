@@ -17,7 +17,7 @@
 #include <vector>
 
 using namespace iris;
-using model::cpu::WeightMatrix;
+using model::WeightMatrix;
 using model::cpu::WeightType;
 
 namespace {

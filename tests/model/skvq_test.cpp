@@ -22,8 +22,10 @@ using model::KvCacheOptions;
 using model::KvSkvqOptions;
 using model::KvType;
 namespace cpu = model::cpu;
+using model::KvRun;
+using model::SkvqFormat;
 
-std::vector<uint8_t> quantize(const cpu::SkvqFormat& f, const std::vector<float>& x,
+std::vector<uint8_t> quantize(const SkvqFormat& f, const std::vector<float>& x,
                               const int32_t* perm = nullptr, const float* clip = nullptr)
 {
     std::vector<uint8_t> row(cpu::skvq_row_bytes(f, int(x.size())));
@@ -31,7 +33,7 @@ std::vector<uint8_t> quantize(const cpu::SkvqFormat& f, const std::vector<float>
     return row;
 }
 
-std::vector<float> dequantize(const cpu::SkvqFormat& f, const std::vector<uint8_t>& row, int d)
+std::vector<float> dequantize(const SkvqFormat& f, const std::vector<uint8_t>& row, int d)
 {
     std::vector<float> x(static_cast<size_t>(d));
     cpu::skvq_dequantize_rows(f, row.data(), 1, d, x.data());
@@ -278,7 +280,7 @@ Held held(model::KvCache::Impl& cache, int h)
 {
     const int d = cache.head_dim;
     Held out;
-    for (const cpu::KvRun& run : cache.runs(0, cache.n_tokens)) {
+    for (const KvRun& run : cache.runs(0, cache.n_tokens)) {
         for (int64_t i = 0; i < run.n_tokens; ++i) {
             std::vector<float> k(static_cast<size_t>(d)), v(static_cast<size_t>(d));
             const bool q = run.k_type == KvType::skvq;
