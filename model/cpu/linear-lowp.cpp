@@ -223,7 +223,8 @@ void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, 
     const OpsAvx512* simd = portable ? nullptr : ops_avx512();
     if (simd && (bf16 || w.type == WeightType::f16)) {
         thread_local std::vector<float> xp;
-        const size_t need = bf16 ? size_t(m * ((w.cols + 31) / 32 * 32)) : 0;
+        const size_t need
+            = bf16 ? size_t(std::min(m, kMatvecChunk) * ((w.cols + 31) / 32 * 32)) : 0;
         if (xp.size() < need) xp.resize(need);
         return simd->matvec(bf16, x, m, ldx, row16(w, 0), w.cols, r0, r1, y, ldy, xp.data());
     }
@@ -249,7 +250,11 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
         return;
     }
     if (m <= 0 || n <= 0) return;
-    const bool matvec = m <= kMatvecMaxRows;
+    // BF16 (unless its activations may be rounded) and F16 weights of a prompt or the ViT take
+    // the AVX-512 matrix-vector kernel too: widening blocks for SGEMM cost a third more time.
+    const bool matvec = m <= kMatvecMaxRows
+        || (ops_avx512()
+            && (w.type == WeightType::f16 || (w.type == WeightType::bf16 && !w.bf16_activations)));
     // The int8 kernels' types run on them, as llama.cpp's products do: a prompt on the set's
     // GEMM where it has one, else q8_0 and q4_0 on the matrix-vector kernel whatever m is.
     // The other types' prompts then dequantize and call SGEMM, which their matrix-vector

@@ -337,49 +337,66 @@ template<bool BF16>
 void matvec_16(const float* x, int64_t m, int64_t ldx, const uint16_t* w, int64_t k, int64_t r0,
                int64_t r1, float* y, int64_t ldy)
 {
-    // Activation rows in groups of up to 4. For m > 4 the weight rows are taken 32 at a time
-    // (at most 32·k·2 bytes, L2-resident) so that the later groups read them from L2, not from
-    // memory.
-    const int64_t rstep = m > 4 ? 32 : r1 - r0;
-    for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
-        const int64_t j1 = std::min(r1, j0 + rstep);
-        for (int64_t i = 0; i < m; i += 4) {
-            const float* xi = x + i * ldx;
-            float* yi = y + i * ldy;
-            switch (std::min<int64_t>(4, m - i)) {
-            case 1:
-                matvec_m<BF16, 1>(xi, ldx, w, k, j0, j1, yi, ldy);
-                break;
-            case 2:
-                matvec_m<BF16, 2>(xi, ldx, w, k, j0, j1, yi, ldy);
-                break;
-            case 3:
-                matvec_m<BF16, 3>(xi, ldx, w, k, j0, j1, yi, ldy);
-                break;
-            default:
-                matvec_m<BF16, 4>(xi, ldx, w, k, j0, j1, yi, ldy);
-                break;
+    // Activation rows in groups of G: 4 weight rows × G activation rows of accumulators, with
+    // each widened weight vector feeding G FMAs. F16 takes 6 (24 of the 32 registers); BF16
+    // holds each activation vector twice (even and odd lanes), so 4. For m > G (a prompt, the
+    // ViT) blocks of kMatvecChunk activation rows (L2) meet the weight rows 32 at a time (at
+    // most 32·k·2 bytes, also L2), so that after the first group both come from cache.
+    constexpr int64_t G = BF16 ? 4 : 6;
+    const int64_t rstep = m > G ? 32 : r1 - r0;
+    for (int64_t i0 = 0; i0 < m; i0 += kMatvecChunk)
+        for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
+            const int64_t j1 = std::min(r1, j0 + rstep), i1 = std::min(m, i0 + kMatvecChunk);
+            for (int64_t i = i0; i < i1; i += G) {
+                const float* xi = x + i * ldx;
+                float* yi = y + i * ldy;
+                switch (std::min(G, i1 - i)) {
+                case 1:
+                    matvec_m<BF16, 1>(xi, ldx, w, k, j0, j1, yi, ldy);
+                    break;
+                case 2:
+                    matvec_m<BF16, 2>(xi, ldx, w, k, j0, j1, yi, ldy);
+                    break;
+                case 3:
+                    matvec_m<BF16, 3>(xi, ldx, w, k, j0, j1, yi, ldy);
+                    break;
+                case 4:
+                    matvec_m<BF16, 4>(xi, ldx, w, k, j0, j1, yi, ldy);
+                    break;
+                default:
+                    if constexpr (!BF16) {
+                        if (i1 - i == 5)
+                            matvec_m<BF16, 5>(xi, ldx, w, k, j0, j1, yi, ldy);
+                        else
+                            matvec_m<BF16, 6>(xi, ldx, w, k, j0, j1, yi, ldy);
+                    }
+                    break;
+                }
             }
         }
-    }
 }
 
 void matvec(bool bf16, const float* x, int64_t m, int64_t ldx, const uint16_t* w, int64_t k,
             int64_t r0, int64_t r1, float* y, int64_t ldy, float* xp)
 {
     if (!bf16) return matvec_16<false>(x, m, ldx, w, k, r0, r1, y, ldy);
+    // BF16: kMatvecChunk activation rows at a time de-interleaved into xp, so that the
+    // scratch stays small whatever m is.
     const int64_t kp = (k + 31) / 32 * 32;
-    for (int64_t i = 0; i < m; ++i) {
-        const float* xi = x + i * ldx;
-        float* dst = xp + i * kp;
-        for (int64_t base = 0; base < kp; base += 32)
-            for (int64_t lane = 0; lane < 16; ++lane) {
-                const int64_t e = base + 2 * lane, o = e + 1;
-                dst[base + lane] = e < k ? xi[e] : 0.f;
-                dst[base + 16 + lane] = o < k ? xi[o] : 0.f;
-            }
+    for (int64_t i0 = 0; i0 < m; i0 += kMatvecChunk) {
+        const int64_t n = std::min(m - i0, kMatvecChunk);
+        for (int64_t i = 0; i < n; ++i) {
+            const float* xi = x + (i0 + i) * ldx;
+            float* dst = xp + i * kp;
+            for (int64_t base = 0; base < kp; base += 32)
+                for (int64_t lane = 0; lane < 16; ++lane) {
+                    const int64_t e = base + 2 * lane, o = e + 1;
+                    dst[base + lane] = e < k ? xi[e] : 0.f;
+                    dst[base + 16 + lane] = o < k ? xi[o] : 0.f;
+                }
+        }
+        matvec_16<true>(xp, n, kp, w, k, r0, r1, y + i0 * ldy, ldy);
     }
-    matvec_16<true>(xp, m, kp, w, k, r0, r1, y, ldy);
 }
 
 void fused_scores(bool f16, const float* q, int64_t rows, const uint8_t* k, size_t row_bytes,

@@ -21,6 +21,9 @@ namespace iris::model::cpu {
 // The most query rows that attention_causal's fused products take (ops.cpp).
 constexpr int64_t kFusedRows = 8;
 
+// Activation rows the BF16/F16 products take at a time (held in L2 with the weight rows).
+constexpr int64_t kMatvecChunk = 60;
+
 struct OpsAvx512
 {
     // vec-math.h's functions.
@@ -44,8 +47,10 @@ struct OpsAvx512
     // linear-lowp.cpp's, on BF16 (bf16) or F16 weights.
     // n values widened to f32.
     void (*widen)(bool bf16, const uint16_t* src, int64_t n, float* dst);
-    // y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1), w [rows, k]; single-threaded.
-    // BF16 uses xp, m·⌈k/32⌉·32 floats of scratch (the activations, de-interleaved).
+    // y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1), w [rows, k]; single-threaded,
+    // for any m (prompts and the ViT too: the f32 products of the widened weights, tiled in
+    // registers). BF16 uses xp, min(m, kMatvecChunk)·⌈k/32⌉·32 floats of scratch (the
+    // activations, de-interleaved).
     void (*matvec)(bool bf16, const float* x, int64_t m, int64_t ldx, const uint16_t* w, int64_t k,
                    int64_t r0, int64_t r1, float* y, int64_t ldy, float* xp);
 
