@@ -196,10 +196,9 @@ int cmd_kv_eval(int argc, char** argv)
         std::vector<model::KvCacheOptions> all = {f16};
         all.insert(all.end(), settings.begin(), settings.end());
         for (const auto& kv : all) {
-            reasoning::EngineOptions eo;
-            eo.kv_cache = kv;
-            eo.mmproj = args.str("--mmproj");
-            auto e = reasoning::Engine::load(dir, eo);
+            reasoning::EngineOptions each = eo;
+            each.kv_cache = kv;
+            auto e = reasoning::Engine::load(dir, each);
             ProgressBar bar("eval " + model::kv_cache_name(kv));
             const auto report = reasoning::evaluate(
                 *e, items, 64, [&](size_t i, const reasoning::EvalPrediction&) {
