@@ -9,10 +9,22 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #if IRIS_HAVE_CUDA
 #include <cuda_runtime_api.h>
+#endif
+
+// The optional modules built in (apps/CMakeLists.txt).
+#ifndef IRIS_WITH_MEMORY
+#define IRIS_WITH_MEMORY 0
+#endif
+#ifndef IRIS_WITH_PERCEPTION
+#define IRIS_WITH_PERCEPTION 0
+#endif
+#ifndef IRIS_WITH_SERVER
+#define IRIS_WITH_SERVER 0
 #endif
 
 namespace iris::app {
@@ -40,6 +52,8 @@ int cmd_info(int argc, char** argv)
     std::printf("build:\n");
     std::printf("  compiler      %s\n", __VERSION__);
     // The engine runs on the CPU only; a CUDA build links the runtime to list the GPUs.
+    std::printf("  modules       engine%s%s%s\n", IRIS_WITH_MEMORY ? ", memory" : "",
+                IRIS_WITH_PERCEPTION ? ", perception" : "", IRIS_WITH_SERVER ? ", server" : "");
     std::printf("  backends      cpu\n");
 #if IRIS_HAVE_CUDA
     std::printf("  cuda runtime  linked (device list only: no CUDA backend yet)\n");
@@ -84,14 +98,20 @@ const Command commands[] = {
     {"info", iris::app::cmd_info, "print the version, build features and the devices found"},
     {"ask", iris::app::cmd_ask, "answer a question about images, streaming the answer"},
     {"chat", iris::app::cmd_chat, "interactive multi-turn chat"},
+#if IRIS_WITH_PERCEPTION
     {"watch", iris::app::cmd_watch,
      "watch a video (and listen) and remember it in a memory folder"},
     {"live", iris::app::cmd_live, "watch the camera, listen, remember, and answer from memory"},
     {"recall", iris::app::cmd_recall, "answer a question from memory, with the times it used"},
     {"memory", iris::app::cmd_memory, "list, show, delete or export remembered entries"},
+#endif
+#if IRIS_WITH_SERVER
     {"serve", iris::app::cmd_serve, "serve the OpenAI chat API, document QA and memory search"},
+#endif
+#if IRIS_WITH_MEMORY
     {"compose", iris::app::cmd_compose,
      "write an article with images from a pool, or a self-contained web page"},
+#endif
     {"eval", iris::app::cmd_eval, "score a generated question set (exact match per task)"},
     {"tokenize", iris::app::cmd_tokenize, "print the token ids of a text"},
     {"prompt", iris::app::cmd_prompt, "print the ids of the full templated prompt"},
@@ -139,6 +159,21 @@ int main(int argc, char** argv)
             std::printf("iris %s\n", iris::version());
             return 0;
         }
+        // The commands of modules this build left out say which options bring them.
+        const char* memory = IRIS_WITH_MEMORY ? nullptr : "IRIS_BUILD_MEMORY=ON";
+        const char* watching
+            = IRIS_WITH_PERCEPTION ? nullptr : "IRIS_BUILD_MEMORY=ON and IRIS_BUILD_PERCEPTION=ON";
+        const char* server = IRIS_WITH_SERVER ? nullptr : "IRIS_BUILD_SERVER=ON";
+        const std::pair<const char*, const char*> left_out[] = {
+            {"watch", watching}, {"live", watching},  {"recall", watching},
+            {"memory", watching}, {"serve", server}, {"compose", memory},
+        };
+        for (const auto& [name, options] : left_out)
+            if (options && cmd == name) {
+                std::fprintf(stderr, "iris: '%s' is not in this build (configure with %s)\n",
+                             name, options);
+                return 2;
+            }
         std::fprintf(stderr, "iris: unknown command '%s'\n\n", cmd.c_str());
         usage(stderr);
         return 2;
