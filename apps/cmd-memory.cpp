@@ -95,9 +95,7 @@ std::vector<mem::Hit> find_memories(const reasoning::Engine& engine, const mem::
     q.text = question;
     q.k = k;
     q.with_frames = false;
-    int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
+    const int64_t now = wall_us();
     if (auto when = mem::parse_time_phrase(question, now)) {
         q.t_from_us = when->range.from_us;
         q.t_to_us = when->range.to_us;

@@ -161,6 +161,8 @@ std::string base64_encode(std::span<const uint8_t> bytes);
 
 // Monotonic time in microseconds since an arbitrary start.
 int64_t now_us();
+// Wall-clock time in microseconds since the Unix epoch (memory entries, time phrases).
+int64_t wall_us();
 
 // Version string of this build, e.g. "0.1.0".
 const char* version();

@@ -273,4 +273,10 @@ int64_t now_us()
     return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+int64_t wall_us()
+{
+    using namespace std::chrono;
+    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 } // namespace iris

@@ -20,13 +20,6 @@ struct SpeechItem
 // Progress is reported about this often in stream time.
 constexpr int64_t progress_interval_us = 1'000'000;
 
-int64_t unix_now_us()
-{
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // Publishes once no lossless subscriber is full, so that a slow consumer slows the source down
 // instead of making publish time out. False when the message was not delivered because the bus
 // closed or stop was requested while waiting.
@@ -117,7 +110,7 @@ void Pipeline::start()
         audio_.emplace(options_.audio, audio_options, stop_.get_token());
         recognizer_.emplace(options_.asr);
     }
-    origin_unix_us_ = options_.origin_unix_us != 0 ? options_.origin_unix_us : unix_now_us();
+    origin_unix_us_ = options_.origin_unix_us != 0 ? options_.origin_unix_us : wall_us();
     started_ = true;
     if (video_) threads_.emplace_back([this] { run_video(stop_.get_token()); });
     if (audio_) {

@@ -7,13 +7,6 @@ namespace iris::perception {
 
 namespace {
 
-int64_t unix_now_us()
-{
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 bool is_word_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\''
@@ -71,7 +64,7 @@ Query typed_query(std::string_view text)
     query.text = trim(text);
     if (query.text.empty()) throw Error(ErrorKind::invalid_argument, "the question is empty");
     query.source = QuerySource::typed;
-    query.unix_us = unix_now_us();
+    query.unix_us = wall_us();
     return query;
 }
 

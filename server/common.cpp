@@ -6,12 +6,6 @@
 
 namespace iris::server {
 
-int64_t wall_us()
-{
-    using namespace std::chrono;
-    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 void bad_request(std::string message, std::string param)
 {
     throw ApiError {400, std::move(message), "invalid_request_error", std::move(param)};

@@ -31,8 +31,6 @@ struct ApiError
     std::string type = "invalid_request_error";
     std::string param; // the offending field, when there is one
 };
-// Wall-clock microseconds since the Unix epoch (now_us() is monotonic).
-int64_t wall_us();
 
 [[noreturn]] void bad_request(std::string message, std::string param = "");
 // An iris::Error from a module, as the client should see it (bad input 400, limits 413, ...).

@@ -18,13 +18,6 @@ constexpr float kMinSimilarity = 0.35f;
 constexpr int kTimelineMax = 200;
 constexpr int kThumbnailSide = 96;
 
-int64_t nowUnixUs()
-{
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 TimelineEntry timelineEntry(const memory::Entry& e)
 {
     TimelineEntry t {.id = e.id,
@@ -116,7 +109,7 @@ std::vector<memory::Hit> MemoryLibrary::search(const Snapshot& s, const std::str
     q.k = k;
     q.with_frames = withFrames;
     // "in the last hour", "between 9:00 and 10:00", "today" narrow the time range.
-    if (auto when = memory::parse_time_phrase(text, nowUnixUs())) {
+    if (auto when = memory::parse_time_phrase(text, wall_us())) {
         q.t_from_us = when->range.from_us;
         q.t_to_us = when->range.to_us;
         q.text = when->rest;

@@ -16,13 +16,6 @@ namespace {
 // Key frames are stored at most this large, as `iris watch` stores them.
 constexpr int kKeyFrameSide = 448;
 
-int64_t nowUnixUs()
-{
-    return std::chrono::duration_cast<std::chrono::microseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 reasoning::Image keyFrameImage(const perception::VideoFrame& f)
 {
     reasoning::Image image = toReasoningImage(f);
@@ -121,7 +114,7 @@ QString Recorder::start(std::shared_ptr<const reasoning::Engine> engine)
             while (transcripts.size() > 64) transcripts.pop_front();
             auto frame = frames.receive_for(std::chrono::milliseconds(50));
             if (!frame) continue;
-            if (!originUs) originUs = nowUnixUs() - frame->pts_us;
+            if (!originUs) originUs = wall_us() - frame->pts_us;
             auto step = sampler.offer(*frame);
             if (step.closed_before) store();
             if (step.sampled) clip.push_back(step.sampled->frame);

@@ -37,9 +37,7 @@ void VoiceInput::start(const QString& input, const QString& wakePhrase)
             perception::Vad vad;
             // Transcripts go on the bus too, where the recorder files them with the clips.
             auto transcripts = m_bus.topic<perception::Transcript>(perception::topic_transcripts);
-            const int64_t origin = std::chrono::duration_cast<std::chrono::microseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count();
+            const int64_t origin = wall_us();
             auto hear = [&](const perception::SpeechSegment& segment) {
                 perception::Transcript t = recognizer.recognize(segment);
                 t.origin_unix_us = origin;

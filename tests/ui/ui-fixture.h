@@ -41,9 +41,7 @@ inline int prepareMemory(const std::string& dir, const reasoning::Engine& engine
 {
     const int dim = 2 * engine.config().llm.hidden_size;
     memory::Store store = memory::Store::open(dir, {.dim = dim});
-    const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const int64_t now = wall_us();
     const int64_t step = 600'000'000;
     int64_t start = now - step * int64_t(std::size(kFixtureEntries));
     for (const FixtureEntry& f : kFixtureEntries) {
