@@ -130,8 +130,11 @@ public:
     void rope_tables(int64_t pos0, int64_t n, double base, int head_dim, float pos_scale,
                      float* cos_out, float* sin_out) override
     {
-        std::vector<float> inv_freq(static_cast<size_t>(head_dim / 2));
-        std::vector<int64_t> pos(static_cast<size_t>(n));
+        // Kept per thread, so that a decode step allocates nothing.
+        thread_local std::vector<float> inv_freq;
+        thread_local std::vector<int64_t> pos;
+        inv_freq.resize(static_cast<size_t>(head_dim / 2));
+        pos.resize(static_cast<size_t>(n));
         cpu::rope_inv_freq(head_dim, base, inv_freq.data());
         for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = pos0 + i;
         cpu::rope_tables(pos.data(), n, inv_freq.data(), head_dim, pos_scale, cos_out, sin_out);
