@@ -152,18 +152,18 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
     std::fprintf(stderr, "memory: %s, %lld entries\n", store.dir().c_str(),
                  (long long)store.count());
     Bus bus;
-    auto frames = bus.topic<perc::FrameEvent>(perc::topic_frames).subscribe({.name = "watch"});
-    auto clips = bus.topic<perc::ClipEvent>(perc::topic_clips).subscribe({.name = "watch"});
+    auto frames = bus.topic<perc::FrameEvent>(perc::kTopicFrames).subscribe({.name = "watch"});
+    auto clips = bus.topic<perc::ClipEvent>(perc::kTopicClips).subscribe({.name = "watch"});
     auto transcripts
-        = bus.topic<perc::Transcript>(perc::topic_transcripts).subscribe({.name = "watch"});
-    auto queries = bus.topic<perc::Query>(perc::topic_queries).subscribe({.name = "watch"});
-    auto voice = bus.topic<perc::VoiceEvent>(perc::topic_voice).subscribe({.name = "watch"});
-    auto progress = bus.topic<perc::Progress>(perc::topic_progress)
+        = bus.topic<perc::Transcript>(perc::kTopicTranscripts).subscribe({.name = "watch"});
+    auto queries = bus.topic<perc::Query>(perc::kTopicQueries).subscribe({.name = "watch"});
+    auto voice = bus.topic<perc::VoiceEvent>(perc::kTopicVoice).subscribe({.name = "watch"});
+    auto progress = bus.topic<perc::Progress>(perc::kTopicProgress)
                         .subscribe({.delivery = Delivery::latest, .capacity = 8, .name = "watch"});
     // Queries are answered from memory by the responder on its own thread; the answers stream
     // back over the bus, so ingestion never stops for them.
-    auto questions = bus.topic<reasoning::Question>(reasoning::topic_questions);
-    auto answers = bus.topic<reasoning::AnswerPiece>(reasoning::topic_answers)
+    auto questions = bus.topic<reasoning::Question>(reasoning::kTopicQuestions);
+    auto answers = bus.topic<reasoning::AnswerPiece>(reasoning::kTopicAnswers)
                        .subscribe({.capacity = 4096, .name = "watch"});
     std::optional<reasoning::Responder> responder;
     if (answer_queries)

@@ -44,7 +44,7 @@ struct Preset
     const char* llm_name_or_path;
 };
 
-const Preset presets[] = {
+const Preset kPresets[] = {
     {"internvl2_5-1b", LlmArch::qwen2, 24, 896, 14, 2, 4864, 151674, 1e-6, true, 24, 1024, 16, 4096,
      "Qwen/Qwen2.5-0.5B-Instruct"},
     {"internvl3-1b", LlmArch::qwen2, 24, 896, 14, 2, 4864, 151674, 1e-6, true, 24, 1024, 16, 4096,
@@ -57,15 +57,15 @@ const Preset presets[] = {
     {"tiny-internlm2", LlmArch::internlm2, 2, 96, 6, 2, 256, 809, 1e-5, true, 2, 64, 4, 256, ""},
 };
 
-constexpr int image_size = 448;
-constexpr int patch_size = 14;
+constexpr int kImageSize = 448;
+constexpr int kPatchSize = 14;
 
 const Preset& find_preset(const std::string& name)
 {
-    for (const auto& p : presets)
+    for (const auto& p : kPresets)
         if (name == p.name) return p;
     std::string list;
-    for (const auto& p : presets) list += std::string(list.empty() ? "" : ", ") + p.name;
+    for (const auto& p : kPresets) list += std::string(list.empty() ? "" : ", ") + p.name;
     throw Error(ErrorKind::invalid_argument,
                 "--like '" + name + "' is not a known shape; one of: " + list);
 }
@@ -101,13 +101,13 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
     const auto scale = [](int64_t n) { return TensorSpec {{}, {n}, 0.1f, 0.01f}; };
     const TensorSpec absent;
     const int64_t c = p.vit_hidden, f = p.vit_ffn;
-    const int64_t grid = image_size / patch_size;
+    const int64_t grid = kImageSize / kPatchSize;
     const int64_t h = p.hidden, c4 = 4 * c;
     const int64_t d = p.hidden / p.heads, q = p.heads * d, kv = p.kv_heads * d, ff = p.ffn;
     const int64_t v = p.vocab;
     const std::map<std::string_view, TensorSpec> shapes = {
         {"v.class_embd", matrix({1, 1, c})},
-        {"v.patch_embd.weight", matrix({c, 3, patch_size, patch_size})},
+        {"v.patch_embd.weight", matrix({c, 3, kPatchSize, kPatchSize})},
         {"v.patch_embd.bias", matrix({c})},
         {"v.position_embd.weight", matrix({1, grid * grid + 1, c})},
         {"v.blk.%d.ln1.weight", gain(c)},
@@ -241,7 +241,7 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
         {"dropout", 0.0},
         {"hidden_act", "gelu"},
         {"hidden_size", p.vit_hidden},
-        {"image_size", image_size},
+        {"image_size", kImageSize},
         {"initializer_factor", 1.0},
         {"initializer_range", 0.02},
         {"intermediate_size", p.vit_ffn},
@@ -251,7 +251,7 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
         {"num_attention_heads", p.vit_heads},
         {"num_channels", 3},
         {"num_hidden_layers", p.vit_layers},
-        {"patch_size", patch_size},
+        {"patch_size", kPatchSize},
         {"qk_normalization", false},
         {"qkv_bias", true},
         {"torch_dtype", torch_dtype},
@@ -268,7 +268,7 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
           {"AutoModelForCausalLM", "modeling_internvl_chat.InternVLChatModel"}}},
         {"downsample_ratio", 0.5},
         {"dynamic_image_size", true},
-        {"force_image_size", image_size},
+        {"force_image_size", kImageSize},
         {"hidden_size", p.hidden},
         {"llm_config", llm},
         {"max_dynamic_patch", 12},
@@ -333,16 +333,16 @@ uint64_t hash_name(std::string_view s)
     return h;
 }
 
-constexpr int64_t rng_chunk = int64_t(1) << 16; // values per independent stream (even)
+constexpr int64_t kRngChunk = int64_t(1) << 16; // values per independent stream (even)
 
 // Fills out[0, n) with mean + std * N(0, 1) for elements [first, first + n) of the tensor whose
-// stream key is `key`; `first` is a multiple of rng_chunk. Box-Muller, two values per draw.
+// stream key is `key`; `first` is a multiple of kRngChunk. Box-Muller, two values per draw.
 void fill_normal(uint64_t key, int64_t first, float* out, int64_t n, float mean, float std)
 {
-    for (int64_t c0 = 0; c0 < n; c0 += rng_chunk) {
-        uint64_t state = key ^ (uint64_t(first + c0) / rng_chunk) * 0xD1B54A32D192ED03ull;
+    for (int64_t c0 = 0; c0 < n; c0 += kRngChunk) {
+        uint64_t state = key ^ (uint64_t(first + c0) / kRngChunk) * 0xD1B54A32D192ED03ull;
         splitmix64(state);
-        const int64_t end = std::min(n, c0 + rng_chunk);
+        const int64_t end = std::min(n, c0 + kRngChunk);
         for (int64_t i = c0; i < end; i += 2) {
             const uint64_t r = splitmix64(state);
             const float u1 = float((r >> 40) + 1) * 0x1p-24f; // (0, 1]
@@ -404,7 +404,7 @@ void write_weights(const fs::path& path, std::vector<TensorSpec> specs, model::D
     write_all(header.data(), header.size());
 
     // Slices of whole rng chunks: generated in parallel, then written in order.
-    constexpr int64_t slice = 256 * rng_chunk;
+    constexpr int64_t slice = 256 * kRngChunk;
     std::vector<float> values;
     std::vector<uint16_t> half;
     uint64_t done = 0;
@@ -416,9 +416,9 @@ void write_weights(const fs::path& path, std::vector<TensorSpec> specs, model::D
             const int64_t count = std::min(slice, n - first);
             values.resize(size_t(count));
             half.resize(dtype == model::DType::f32 ? 0 : size_t(count));
-            const int64_t chunks = (count + rng_chunk - 1) / rng_chunk;
+            const int64_t chunks = (count + kRngChunk - 1) / kRngChunk;
             pool.parallel_for(0, chunks, [&](int64_t c) {
-                const int64_t lo = c * rng_chunk, m = std::min(rng_chunk, count - lo);
+                const int64_t lo = c * kRngChunk, m = std::min(kRngChunk, count - lo);
                 fill_normal(key, first + lo, values.data() + lo, m, s.mean, s.std);
                 if (dtype == model::DType::bf16)
                     for (int64_t i = lo; i < lo + m; ++i)
@@ -456,7 +456,7 @@ void write_weights(const fs::path& path, std::vector<TensorSpec> specs, model::D
 // merges of word-like tokens, which ordinary text seldom reaches.
 
 // Most frequent first.
-const char* const english_words
+const char* const kEnglishWords
     = "the of and to a in is it you that he was for on are with as I his they be at one have "
       "this from or had by not word but what some we can out other were all there when up use "
       "your how said an each she which do their time if will way about many then them write "
@@ -498,7 +498,7 @@ const char* const english_words
 
 // Whole pre-tokens (Qwen2's pre-tokenizer keeps a leading space with punctuation and splits
 // contractions and single digits), weighted like frequent words.
-const char* const frequent_symbols[] = {
+const char* const kFrequentSymbols[] = {
     ".",   ",",    "?",  "!",   ":",     ";",   "'",   "\"",    " \"", "(",    " (",     ")",  ").",
     "),",  "-",    " -", " –",  "/",     " /",  "*",   " *",    "**",  " **",  "#",      " #", "##",
     "###", "`",    " `", "```", "=",     " =",  "<",   ">",     " <",  "_",    "[",      "]",  " [",
@@ -510,7 +510,7 @@ const char* const frequent_symbols[] = {
 
 // The default system message of the internvl2_5 template (spec §7.1): its characters become
 // single tokens, as in the real vocabularies.
-const char* const chinese_text
+const char* const kChineseText
     = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合"
       "开发的多模态大语言模型。图片中有什么请描述这张的内容一个和了在我们";
 
@@ -546,7 +546,7 @@ std::vector<std::pair<std::string, int64_t>> corpus()
         if (f > 0 && seen.insert(w).second) words.emplace_back(std::move(w), f);
     };
     int rank = 0;
-    for (const auto& w : split_spaces(english_words)) {
+    for (const auto& w : split_spaces(kEnglishWords)) {
         const int64_t f = 10'000'000 / (rank++ + 10); // Zipf
         std::string cap = w;
         cap[0] = char(std::toupper(static_cast<unsigned char>(cap[0])));
@@ -555,8 +555,8 @@ std::vector<std::pair<std::string, int64_t>> corpus()
         add(" " + cap, f / 8);
         add(cap, f / 12);
     }
-    for (const char* s : frequent_symbols) add(s, 400'000);
-    for (const auto& ch : split_utf8_chars(chinese_text))
+    for (const char* s : kFrequentSymbols) add(s, 400'000);
+    for (const auto& ch : split_utf8_chars(kChineseText))
         if (static_cast<unsigned char>(ch[0]) >= 0x80) add(ch, 60'000);
     return words;
 }

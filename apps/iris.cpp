@@ -94,7 +94,7 @@ struct Command
     const char* help;
 };
 
-const Command commands[] = {
+const Command kCommands[] = {
     {"info", iris::app::cmd_info, "print the version, build features and the devices found"},
     {"ask", iris::app::cmd_ask, "answer a question about images, streaming the answer"},
     {"chat", iris::app::cmd_chat, "interactive multi-turn chat"},
@@ -135,7 +135,7 @@ void usage(FILE* out)
                  "usage: iris <command> [options]\n"
                  "\n"
                  "commands:\n");
-    for (const auto& c : commands) std::fprintf(out, "  %-12s %s\n", c.name, c.help);
+    for (const auto& c : kCommands) std::fprintf(out, "  %-12s %s\n", c.name, c.help);
     std::fprintf(out, "\nRun 'iris <command> --help' for a command's options.\n");
 }
 
@@ -149,7 +149,7 @@ int main(int argc, char** argv)
     }
     std::string cmd = argv[1];
     try {
-        for (const auto& c : commands)
+        for (const auto& c : kCommands)
             if (cmd == c.name) return c.run(argc - 2, argv + 2);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             usage(stdout);
@@ -165,13 +165,13 @@ int main(int argc, char** argv)
             = IRIS_WITH_PERCEPTION ? nullptr : "IRIS_BUILD_MEMORY=ON and IRIS_BUILD_PERCEPTION=ON";
         const char* server = IRIS_WITH_SERVER ? nullptr : "IRIS_BUILD_SERVER=ON";
         const std::pair<const char*, const char*> left_out[] = {
-            {"watch", watching}, {"live", watching},  {"recall", watching},
-            {"memory", watching}, {"serve", server}, {"compose", memory},
+            {"watch", watching},  {"live", watching}, {"recall", watching},
+            {"memory", watching}, {"serve", server},  {"compose", memory},
         };
         for (const auto& [name, options] : left_out)
             if (options && cmd == name) {
-                std::fprintf(stderr, "iris: '%s' is not in this build (configure with %s)\n",
-                             name, options);
+                std::fprintf(stderr, "iris: '%s' is not in this build (configure with %s)\n", name,
+                             options);
                 return 2;
             }
         std::fprintf(stderr, "iris: unknown command '%s'\n\n", cmd.c_str());

@@ -119,7 +119,7 @@ public:
     {
         std::mt19937 rng(uint32_t(i) * 2654435761u + 1);
         mem::Entry e;
-        e.t_start_us = t0_us + i * 5'000'000;
+        e.t_start_us = kT0Us + i * 5'000'000;
         e.t_end_us = e.t_start_us + 5'000'000;
         e.caption = words(rng, 8 + int(rng() % 7));
         if (rng() % 2) e.transcript = words(rng, 5 + int(rng() % 20));
@@ -131,7 +131,7 @@ public:
         return e;
     }
 
-    static constexpr int64_t t0_us = 1'704'067'200'000'000; // 2024-01-01 00:00 UTC
+    static constexpr int64_t kT0Us = 1'704'067'200'000'000; // 2024-01-01 00:00 UTC
 
 private:
     int dim_;
@@ -273,7 +273,7 @@ int main(int argc, char** argv)
                 open_s, close_s);
 
     // Queries.
-    const int64_t t_last = Corpus::t0_us + o.n * 5'000'000;
+    const int64_t t_last = Corpus::kT0Us + o.n * 5'000'000;
     struct Kind
     {
         const char* name;

@@ -33,7 +33,7 @@ using namespace iris::perception;
 namespace {
 
 // What espeak-ng says in the sample clip (SPEECH in tools/demo/make_samples.py).
-const char* const clip_speech = "Look, the blue square is moving to the right. Now a green star "
+const char* const kClipSpeech = "Look, the blue square is moving to the right. Now a green star "
                                 "appears. Remember to buy milk.";
 
 double cpu_seconds()
@@ -104,8 +104,8 @@ Row bench_asr(const std::string& path, const std::string& label)
     row.what = "ASR " + label;
     row.wall_s = wall_seconds() - wall0;
     row.cpu_s = cpu_seconds() - cpu0;
-    row.stream_s = double(audio.stats().n_samples) / sample_rate;
-    row.note = iris::strfmt("WER %.2f", word_error_rate(clip_speech, heard));
+    row.stream_s = double(audio.stats().n_samples) / kSampleRate;
+    row.note = iris::strfmt("WER %.2f", word_error_rate(kClipSpeech, heard));
     std::printf("%s heard: \"%s\"\n", label.c_str(), heard.c_str());
     return row;
 }

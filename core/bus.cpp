@@ -100,13 +100,13 @@ void heavy_barrier() noexcept
 
 namespace {
 std::atomic<int> spinners {0};
-const int max_spinners = std::max(1, int(std::thread::hardware_concurrency() / 2));
+const int kMaxSpinners = std::max(1, int(std::thread::hardware_concurrency() / 2));
 } // namespace
 
 bool start_spinning() noexcept
 {
     int n = spinners.load(std::memory_order_relaxed);
-    while (n < max_spinners)
+    while (n < kMaxSpinners)
         if (spinners.compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) return true;
     return false;
 }
@@ -173,12 +173,12 @@ HazardRecord* acquire_hazard_record()
 
 std::atomic<const void*>* nested_hazard_slot(HazardRecord& record, const TopicCore& topic)
 {
-    for (int i = 1; i < HazardRecord::n_slots; ++i)
+    for (int i = 1; i < HazardRecord::kNSlots; ++i)
         if (record.slots[i].load(std::memory_order_relaxed) == nullptr) return &record.slots[i];
     throw Error(ErrorKind::internal,
                 strfmt("bus: publish on topic '%s' nested %d deep (a message's copy constructor "
                        "publishing?)",
-                       topic.name_.c_str(), HazardRecord::n_slots));
+                       topic.name_.c_str(), HazardRecord::kNSlots));
 }
 
 // ---------------------------------------------------------------------------------------------

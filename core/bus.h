@@ -112,7 +112,7 @@ struct SubscribeOptions
 };
 
 // Publish calls wait at most this long for a full lossless subscriber unless told otherwise.
-inline constexpr std::chrono::milliseconds default_publish_timeout {1000};
+inline constexpr std::chrono::milliseconds kDefaultPublishTimeout {1000};
 
 enum class PublishStatus : uint8_t {
     ok, // every subscriber that was subscribed and open queued the message
@@ -162,7 +162,7 @@ template<class T> class Subscription;
 namespace detail {
 
 using Clock = std::chrono::steady_clock;
-inline constexpr size_t cache_line = 64;
+inline constexpr size_t kCacheLine = 64;
 
 inline void cpu_relax() noexcept
 {
@@ -205,14 +205,14 @@ void init_barriers() noexcept;
 // Spinning pays only while the thread being waited for runs; more spinners than spare CPUs just
 // take their time away. A waiter spins only if it gets one of hardware_concurrency() / 2 (at
 // least one) process-wide spinning places; otherwise it sleeps at once.
-inline constexpr std::chrono::nanoseconds busy_spin {std::chrono::microseconds(2)};
-inline constexpr std::chrono::nanoseconds yield_lost {std::chrono::microseconds(20)};
+inline constexpr std::chrono::nanoseconds kBusySpin {std::chrono::microseconds(2)};
+inline constexpr std::chrono::nanoseconds kYieldLost {std::chrono::microseconds(20)};
 void yield_cpu() noexcept;
 bool start_spinning() noexcept;
 void stop_spinning() noexcept;
 
 // Polls ready() until it returns true (then returns true) or until `end`. It pauses for
-// busy_spin, then yields the CPU between polls, so that the thread it waits for can run if it
+// kBusySpin, then yields the CPU between polls, so that the thread it waits for can run if it
 // shares this CPU. When a yield took longer than yield_lost, some other thread had the CPU:
 // it stops early, because on a contended CPU a sleeping waiter is woken sooner than a yielding
 // one is given the CPU back.
@@ -225,7 +225,7 @@ template<class Ready> bool spin_until(Clock::time_point end, Ready&& ready) noex
         if ((n & 15) == 0) {
             const Clock::time_point now = Clock::now();
             if (now >= end) return false;
-            if (now - start >= busy_spin) break;
+            if (now - start >= kBusySpin) break;
         }
     }
     for (;;) {
@@ -233,7 +233,7 @@ template<class Ready> bool spin_until(Clock::time_point end, Ready&& ready) noex
         const Clock::time_point before = Clock::now();
         yield_cpu();
         const Clock::time_point after = Clock::now();
-        if (after >= end || after - before >= yield_lost) return ready();
+        if (after >= end || after - before >= kYieldLost) return ready();
     }
 }
 
@@ -270,7 +270,7 @@ class EventCount
 public:
     uint32_t prepare_wait() noexcept
     {
-        const auto key = uint32_t(state_.fetch_add(one_waiter, std::memory_order_seq_cst));
+        const auto key = uint32_t(state_.fetch_add(kOneWaiter, std::memory_order_seq_cst));
         heavy_barrier();
         return key;
     }
@@ -280,7 +280,7 @@ public:
     {
         uint64_t s = state_.load(std::memory_order_relaxed);
         while (uint32_t(s) == key && (s >> 32) != 0)
-            if (state_.compare_exchange_weak(s, s - one_waiter, std::memory_order_relaxed)) return;
+            if (state_.compare_exchange_weak(s, s - kOneWaiter, std::memory_order_relaxed)) return;
     }
     // Sleeps until notified after prepare_wait() returned `key`, or until `deadline`; may return
     // early, so callers re-check their condition and the clock.
@@ -294,7 +294,7 @@ public:
     }
 
 private:
-    static constexpr uint64_t one_waiter = uint64_t(1) << 32;
+    static constexpr uint64_t kOneWaiter = uint64_t(1) << 32;
     void notify_slow() noexcept;
     // Low half: the epoch, which is the futex word (little-endian); high half: waiters not yet
     // notified.
@@ -405,9 +405,9 @@ private:
     };
     const uint64_t mask_;
     const std::unique_ptr<Slot[]> slots_;
-    alignas(cache_line) std::atomic<uint64_t> tail_ {0}; // producers' line
-    alignas(cache_line) std::atomic<uint64_t> head_ {0}; // consumers' line
-    char pad_[cache_line - sizeof(std::atomic<uint64_t>)];
+    alignas(kCacheLine) std::atomic<uint64_t> tail_ {0}; // producers' line
+    alignas(kCacheLine) std::atomic<uint64_t> head_ {0}; // consumers' line
+    char pad_[kCacheLine - sizeof(std::atomic<uint64_t>)];
 };
 
 // The type-independent part of a subscription.
@@ -429,12 +429,12 @@ public:
     const std::chrono::nanoseconds spin_;
 
     // Read on every operation, written only by sleepers and close.
-    alignas(cache_line) std::atomic<bool> closed_ {false};
+    alignas(kCacheLine) std::atomic<bool> closed_ {false};
     EventCount not_empty_; // consumers sleep here
     EventCount not_full_; // lossless publishers sleep here
 
     // Written by publishers on the slow paths (a new high-water mark, eviction, refusal).
-    alignas(cache_line) std::atomic<uint64_t> head_seen_ {0}; // a recent head, to skip most checks
+    alignas(kCacheLine) std::atomic<uint64_t> head_seen_ {0}; // a recent head, to skip most checks
     std::atomic<uint64_t> depth_max_ {0};
     std::atomic<uint64_t> evicted_ {0};
     std::atomic<uint64_t> refused_ {0};
@@ -460,10 +460,10 @@ struct Snapshot
 // slot names it. This keeps shared counters (and their cache-line traffic) off the publish path.
 // Records belong to threads and are reused after a thread exits; they live as long as the
 // process. Slots nest, in case a message's copy constructor publishes.
-struct alignas(cache_line) HazardRecord // one line each: its owner writes it on every publish
+struct alignas(kCacheLine) HazardRecord // one line each: its owner writes it on every publish
 {
-    static constexpr int n_slots = 4;
-    std::atomic<const void*> slots[n_slots] = {}; // slot 0 unless publishes nest
+    static constexpr int kNSlots = 4;
+    std::atomic<const void*> slots[kNSlots] = {}; // slot 0 unless publishes nest
     std::atomic<bool> in_use {false};
     uint32_t index = 0; // 0, 1, 2... in creation order; picks a publish counter
     HazardRecord* next = nullptr; // set before the record is published
@@ -492,32 +492,32 @@ public:
 
     // Publish counts, one per publishing thread (by hazard record index) so that counting is a
     // plain increment by the only writer rather than a locked one on a shared line; threads past
-    // the first n_counters share the last, atomically.
-    static constexpr uint32_t n_counters = 16;
+    // the first kNCounters share the last, atomically.
+    static constexpr uint32_t kNCounters = 16;
     void count_publish(uint32_t record_index) noexcept
     {
-        if (record_index < n_counters - 1) [[likely]] {
+        if (record_index < kNCounters - 1) [[likely]] {
             std::atomic<uint64_t>& n = published_[record_index].n;
             n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         } else {
-            published_[n_counters - 1].n.fetch_add(1, std::memory_order_relaxed);
+            published_[kNCounters - 1].n.fetch_add(1, std::memory_order_relaxed);
         }
     }
 
     // Read by every publish, written only by subscribe, unsubscribe and close.
-    alignas(cache_line) std::atomic<bool> closed_;
+    alignas(kCacheLine) std::atomic<bool> closed_;
     std::atomic<const Snapshot*> current_ {nullptr};
     std::atomic<uint64_t> failed_ {0}; // written only when a publish fails
-    struct alignas(cache_line) Counter
+    struct alignas(kCacheLine) Counter
     {
         std::atomic<uint64_t> n {0};
     };
-    Counter published_[n_counters];
+    Counter published_[kNCounters];
 
 private:
     void install_locked(); // publishes a new Snapshot of subs_, retires the old one
     void reclaim_locked() noexcept; // frees retired snapshots that no hazard slot names
-    alignas(cache_line) mutable std::mutex mutex_;
+    alignas(kCacheLine) mutable std::mutex mutex_;
     std::vector<std::shared_ptr<SubCore>> subs_; // guarded by mutex_
     std::vector<const Snapshot*> retired_; // guarded by mutex_
 };
@@ -580,7 +580,7 @@ struct PushContext
 };
 
 // Short spin a lossless publisher allows itself before it sleeps on a full queue.
-inline constexpr std::chrono::nanoseconds publish_spin {std::chrono::microseconds(20)};
+inline constexpr std::chrono::nanoseconds kPublishSpin {std::chrono::microseconds(20)};
 
 template<class T> class SubState final : public SubCore
 {
@@ -730,7 +730,7 @@ private:
                     // Wait for a run of free slots, not just one: refilling slot by slot right
                     // behind the consumer would bounce each cache line between two cores twice.
                     const uint64_t run = std::min<uint64_t>(ring_.capacity() / 4, 64);
-                    spin_until(std::min(now + publish_spin, context.deadline),
+                    spin_until(std::min(now + kPublishSpin, context.deadline),
                                [&] { return ring_.writable_run(run) || is_closed(); });
                     continue;
                 }
@@ -891,7 +891,7 @@ public:
     // `timeout` has passed since its first wait. Throws Error(timeout) naming the subscribers
     // that did not get the message (the others did), Error(closed) if the bus is closed; an
     // exception from T's copy constructor propagates.
-    void publish(T message, std::chrono::nanoseconds timeout = default_publish_timeout) const
+    void publish(T message, std::chrono::nanoseconds timeout = kDefaultPublishTimeout) const
     {
         std::string why;
         const uint64_t result = detail::publish(core(), message, timeout, &why);
@@ -900,7 +900,7 @@ public:
     }
     // Same without exceptions for timeout and close: the result says what happened.
     PublishResult try_publish(T message,
-                              std::chrono::nanoseconds timeout = default_publish_timeout) const
+                              std::chrono::nanoseconds timeout = kDefaultPublishTimeout) const
     {
         return detail::unpack_result(detail::publish(core(), message, timeout, nullptr));
     }

@@ -42,8 +42,8 @@ namespace {
 
 static_assert(std::endian::native == std::endian::little, "index files are little-endian");
 
-constexpr char file_magic[8] = {'I', 'R', 'I', 'S', 'V', 'E', 'C', '1'};
-constexpr uint32_t file_version = 1;
+constexpr char kFileMagic[8] = {'I', 'R', 'I', 'S', 'V', 'E', 'C', '1'};
+constexpr uint32_t kFileVersion = 1;
 
 struct FileHeader
 {
@@ -70,12 +70,12 @@ struct SpanRecord
 // time no later than the next id's, so that starts stay sorted in a time-ordered store.
 TimeSpan dead_span(int64_t start_us)
 {
-    return {start_us, time_min};
+    return {start_us, kTimeMin};
 }
 
 bool live(const TimeSpan& s)
 {
-    return s.end_us != time_min; // Store::add accepts no entry that ends then
+    return s.end_us != kTimeMin; // Store::add accepts no entry that ends then
 }
 
 // Independent partial sums let the compiler vectorize the loop (a single running sum would
@@ -286,7 +286,7 @@ bool VectorIndex::remove(int64_t id)
     faiss::Index::idx_t key = id;
     faiss::IDSelectorArray one(1, &key);
     if (ivf_->remove_ids(one) == 0) return false;
-    spans_[size_t(id)].end_us = time_min;
+    spans_[size_t(id)].end_us = kTimeMin;
     return true;
 }
 
@@ -310,7 +310,7 @@ std::vector<ScoredId> VectorIndex::search(const float* q, int k, int64_t from_us
         for (size_t i = 0; i < n_probe; ++i) probe.push_back(near[i].second);
     }
 
-    const bool filtered = from_us != time_min || to_us != time_max;
+    const bool filtered = from_us != kTimeMin || to_us != kTimeMax;
     // Ids outside [lo, hi] are out of range without a look at their (scattered) spans.
     const auto [lo, hi] = id_range(from_us, to_us);
     auto worse = [](const ScoredId& a, const ScoredId& b) { return a.score > b.score; };
@@ -345,11 +345,11 @@ std::vector<ScoredId> VectorIndex::search(const float* q, int k, int64_t from_us
 
 std::pair<int64_t, int64_t> VectorIndex::id_range(int64_t from_us, int64_t to_us) const
 {
-    if (!time_ordered_ || (from_us == time_min && to_us == time_max))
+    if (!time_ordered_ || (from_us == kTimeMin && to_us == kTimeMax))
         return {0, int64_t(spans_.size()) - 1};
     // Starts are sorted by id: the overlapping entries start in [from - max_span, to].
     int64_t start_lo = from_us;
-    if (__builtin_sub_overflow(from_us, max_span_us_, &start_lo)) start_lo = time_min;
+    if (__builtin_sub_overflow(from_us, max_span_us_, &start_lo)) start_lo = kTimeMin;
     auto first = std::partition_point(spans_.begin(), spans_.end(),
                                       [&](const TimeSpan& s) { return s.start_us < start_lo; });
     auto last = std::partition_point(first, spans_.end(),
@@ -364,8 +364,8 @@ void VectorIndex::save(const std::string& path, uint64_t store_id) const
     if (file.fd < 0) io_fail("cannot create", tmp);
     try {
         FileHeader h {};
-        std::memcpy(h.magic, file_magic, sizeof file_magic);
-        h.version = file_version;
+        std::memcpy(h.magic, kFileMagic, sizeof kFileMagic);
+        h.version = kFileVersion;
         h.dim = uint32_t(dim_);
         h.store_id = store_id;
         FdWriter w(file.fd);
@@ -426,11 +426,11 @@ VectorIndex VectorIndex::load(const std::string& path, int dim, const IndexParam
 
     FileHeader h;
     std::memcpy(&h, bytes, sizeof h);
-    if (std::memcmp(h.magic, file_magic, sizeof file_magic) != 0)
+    if (std::memcmp(h.magic, kFileMagic, sizeof kFileMagic) != 0)
         bad_file(path, "is not an Iris index file");
     if (h.header_crc32 != crc32_of(&h, offsetof(FileHeader, header_crc32)))
         bad_file(path, "has a corrupt header");
-    if (h.version != file_version) bad_file(path, strfmt("has version %u", h.version));
+    if (h.version != kFileVersion) bad_file(path, strfmt("has version %u", h.version));
     if (int(h.dim) != dim) bad_file(path, strfmt("holds %u-dim vectors, not %d", h.dim, dim));
     if (size - sizeof h != h.payload_bytes)
         bad_file(path,
@@ -444,7 +444,7 @@ VectorIndex VectorIndex::load(const std::string& path, int dim, const IndexParam
         bad_file(path, "has a bad entry count");
 
     VectorIndex index(dim, params);
-    index.spans_.assign(size_t(h.max_id) + 1, dead_span(time_min));
+    index.spans_.assign(size_t(h.max_id) + 1, dead_span(kTimeMin));
     for (int64_t i = 0; i < h.n_entries; ++i) {
         SpanRecord r;
         std::memcpy(&r, payload.data() + size_t(i) * sizeof r, sizeof r);

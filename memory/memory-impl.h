@@ -187,11 +187,11 @@ private:
     int dim_;
     IndexParams params_;
     std::unique_ptr<faiss::IndexIVFFlat> ivf_;
-    std::vector<TimeSpan> spans_; // by id; removed and unused ids end at time_min
+    std::vector<TimeSpan> spans_; // by id; removed and unused ids end at kTimeMin
     int64_t max_span_us_ = 0;
     bool time_ordered_ = true;
     int64_t top_id_ = 0; // the highest id added
-    int64_t last_start_us_ = time_min; // its start
+    int64_t last_start_us_ = kTimeMin; // its start
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ struct Store::Impl
 // Reads the frames of entry `id`, checking each checksum.
 std::vector<KeyFrame> read_frames(sqlite3* db, const std::string& dir, int64_t id);
 // The columns every entry query selects, in read_entry's order.
-inline constexpr const char* entry_columns
+inline constexpr const char* kEntryColumns
     = "id, t_start_us, t_end_us, caption, transcript, embedding";
 
 } // namespace iris::memory

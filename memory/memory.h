@@ -45,8 +45,8 @@
 
 namespace iris::memory {
 
-inline constexpr int64_t time_min = std::numeric_limits<int64_t>::min();
-inline constexpr int64_t time_max = std::numeric_limits<int64_t>::max();
+inline constexpr int64_t kTimeMin = std::numeric_limits<int64_t>::min();
+inline constexpr int64_t kTimeMax = std::numeric_limits<int64_t>::max();
 
 // ---------------------------------------------------------------------------------------------
 // Long-term entries
@@ -101,8 +101,8 @@ struct StoreOptions
 // Which entries list() returns: those overlapping [t_from_us, t_to_us], ordered by start time.
 struct ListOptions
 {
-    int64_t t_from_us = time_min;
-    int64_t t_to_us = time_max;
+    int64_t t_from_us = kTimeMin;
+    int64_t t_to_us = kTimeMax;
     int64_t offset = 0;
     int64_t limit = 100; // < 0: no limit
     bool newest_first = true;
@@ -192,8 +192,8 @@ struct Query
     std::vector<float> embedding; // [dim] or empty; need not be unit length
     int k = 5; // results wanted
     // Only entries overlapping [t_from_us, t_to_us].
-    int64_t t_from_us = time_min;
-    int64_t t_to_us = time_max;
+    int64_t t_from_us = kTimeMin;
+    int64_t t_to_us = kTimeMax;
     // With an embedding: results less similar than this (cosine) are left out.
     float min_similarity = -1.0f;
     bool with_frames = true;
@@ -240,8 +240,8 @@ private:
 
 struct TimeRange
 {
-    int64_t from_us = time_min;
-    int64_t to_us = time_max;
+    int64_t from_us = kTimeMin;
+    int64_t to_us = kTimeMax;
 };
 
 struct TimePhrase
@@ -298,10 +298,10 @@ public:
     void add_transcript(Text transcript);
 
     // Snapshots, oldest first, of the items at or after since_us (by t_us / t_end_us).
-    std::vector<Frame> frames(int64_t since_us = time_min) const;
+    std::vector<Frame> frames(int64_t since_us = kTimeMin) const;
     std::vector<Frame> latest_frames(size_t n) const;
-    std::vector<Text> captions(int64_t since_us = time_min) const;
-    std::vector<Text> transcripts(int64_t since_us = time_min) const;
+    std::vector<Text> captions(int64_t since_us = kTimeMin) const;
+    std::vector<Text> transcripts(int64_t since_us = kTimeMin) const;
     void clear();
 
 private:
@@ -312,7 +312,7 @@ private:
     std::deque<Frame> frames_;
     std::deque<Text> captions_;
     std::deque<Text> transcripts_;
-    int64_t newest_us_ = time_min; // the window ends at the newest time seen
+    int64_t newest_us_ = kTimeMin; // the window ends at the newest time seen
 };
 
 } // namespace iris::memory

@@ -24,10 +24,10 @@ namespace {
 
 // A time range holding at most this many entries is searched exhaustively (every IVF list),
 // which is exact and costs little when the selector rejects nearly everything.
-constexpr int64_t exact_range_max = 4096;
+constexpr int64_t kExactRangeMax = 4096;
 
 // The text search uses at most this many words of the query.
-constexpr size_t max_words = 16;
+constexpr size_t kMaxWords = 16;
 
 bool is_stopword(std::string_view w)
 {
@@ -55,7 +55,7 @@ std::vector<std::string> fts_words(std::string_view text)
     };
     std::vector<std::string> words;
     size_t i = 0;
-    while (words.size() < max_words) {
+    while (words.size() < kMaxWords) {
         while (i < text.size() && !word_byte(i)) ++i;
         size_t start = i;
         while (i < text.size() && word_byte(i)) ++i;
@@ -87,8 +87,8 @@ struct Candidate
 struct TimeFilter
 {
     bool on = false;
-    int64_t from_us = time_min, to_us = time_max;
-    int64_t start_lo_us = time_min; // lowest start of an entry that can overlap the range
+    int64_t from_us = kTimeMin, to_us = kTimeMax;
+    int64_t start_lo_us = kTimeMin; // lowest start of an entry that can overlap the range
 };
 
 // Rowids [lo, hi] that hold every entry of the range, when the store's ids follow start times
@@ -115,7 +115,7 @@ std::vector<int64_t> text_ranking(sqlite3* db, const std::vector<std::string>& w
 {
     // A time filter narrows the rowids to scan when ids follow start times; the join below
     // keeps the filter exact either way.
-    int64_t lo = 1, hi = time_max;
+    int64_t lo = 1, hi = kTimeMax;
     if (t.on && time_ordered) {
         std::tie(lo, hi) = id_bounds(db, t);
         if (lo > hi) return {};
@@ -189,12 +189,12 @@ std::vector<Hit> Retriever::search(const Query& query) const
     if (!q.empty()) normalize_embedding(q, m.options.dim, "the query's embedding");
     const int64_t n_cand = std::max(options_.n_candidates, query.k);
     TimeFilter t;
-    t.on = query.t_from_us != time_min || query.t_to_us != time_max;
+    t.on = query.t_from_us != kTimeMin || query.t_to_us != kTimeMax;
     t.from_us = query.t_from_us;
     t.to_us = query.t_to_us;
     t.start_lo_us = m.start_bound(query.t_from_us);
     bool time_ordered;
-    int64_t n_in_range = exact_range_max + 1; // or an upper bound of it
+    int64_t n_in_range = kExactRangeMax + 1; // or an upper bound of it
     {
         std::shared_lock lock(m.index_mutex);
         time_ordered = m.index->time_ordered();
@@ -214,7 +214,7 @@ std::vector<Hit> Retriever::search(const Query& query) const
                       "SELECT count(*) FROM (SELECT 1 FROM entries WHERE t_start_us "
                       "BETWEEN ? AND ? AND t_end_us >= ? LIMIT ?)");
         in_range.bind(1, t.start_lo_us).bind(2, t.to_us).bind(3, t.from_us);
-        in_range.bind(4, exact_range_max + 1);
+        in_range.bind(4, kExactRangeMax + 1);
         n_in_range = in_range.step() ? in_range.int64(0) : 0;
     }
     if (!q.empty() && n_in_range > 0) {
@@ -222,7 +222,7 @@ std::vector<Hit> Retriever::search(const Query& query) const
         {
             std::shared_lock lock(m.index_mutex);
             near = m.index->search(q.data(), int(n_cand), t.from_us, t.to_us,
-                                   n_in_range <= exact_range_max);
+                                   n_in_range <= kExactRangeMax);
         }
         int rank = 0;
         for (const ScoredId& s : near) {
@@ -260,7 +260,7 @@ std::vector<Hit> Retriever::search(const Query& query) const
     }
 
     Stmt row(db.get(),
-             (std::string("SELECT ") + entry_columns + " FROM entries WHERE id = ?").c_str());
+             (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?").c_str());
     for (int64_t id : order) {
         if (int(hits.size()) == query.k) break;
         row.reset();

@@ -89,7 +89,7 @@ void ShortTerm::clear()
     frames_.clear();
     captions_.clear();
     transcripts_.clear();
-    newest_us_ = time_min;
+    newest_us_ = kTimeMin;
 }
 
 } // namespace iris::memory

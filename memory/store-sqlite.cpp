@@ -30,9 +30,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int schema_version = 1;
+constexpr int kSchemaVersion = 1;
 
-constexpr const char* schema_sql = R"sql(
+constexpr const char* kSchemaSql = R"sql(
 CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 CREATE TABLE entries(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -62,7 +62,7 @@ END;
 )sql";
 
 // Rows per FAISS add while re-indexing: large enough to amortise, small enough to stream.
-constexpr int64_t reindex_chunk = 8192;
+constexpr int64_t kReindexChunk = 8192;
 
 int64_t query_int(sqlite3* db, const char* sql)
 {
@@ -80,7 +80,7 @@ int64_t query_int(sqlite3* db, const char* sql, int64_t arg)
 int64_t sat_sub(int64_t a, int64_t b)
 {
     int64_t r;
-    return __builtin_sub_overflow(a, b, &r) ? time_min : r;
+    return __builtin_sub_overflow(a, b, &r) ? kTimeMin : r;
 }
 
 bool looks_like_jpeg(const Buffer& b)
@@ -94,7 +94,7 @@ bool looks_like_jpeg(const Buffer& b)
     throw Error(ErrorKind::unsupported,
                 strfmt("%s has schema version %lld; this Iris reads up to version %d (upgrade "
                        "Iris to open it)",
-                       db_path.c_str(), (long long)version, schema_version));
+                       db_path.c_str(), (long long)version, kSchemaVersion));
 }
 
 // Creates the schema and meta rows of a new store in one transaction, so a crash leaves either
@@ -103,15 +103,15 @@ void create_or_check_schema(sqlite3* db, const std::string& db_path, int dim)
 {
     Transaction tx(db, true);
     int64_t version = query_int(db, "PRAGMA user_version");
-    if (version > schema_version) newer_schema(db_path, version);
+    if (version > kSchemaVersion) newer_schema(db_path, version);
     if (version != 0) return;
     if (query_int(db, "SELECT count(*) FROM sqlite_master") != 0)
         throw Error(ErrorKind::invalid_input, db_path + " is not an Iris memory store");
     if (dim == 0)
         throw Error(ErrorKind::invalid_argument,
                     db_path + " is a new store: its embedding dim must be given");
-    sqlite_exec(db, schema_sql);
-    sqlite_exec(db, strfmt("PRAGMA user_version = %d", schema_version).c_str());
+    sqlite_exec(db, kSchemaSql);
+    sqlite_exec(db, strfmt("PRAGMA user_version = %d", kSchemaVersion).c_str());
     std::random_device rd;
     uint64_t store_id = (uint64_t(rd()) << 32) | rd();
     Stmt put(db, "INSERT INTO meta(key, value) VALUES (?, ?)");
@@ -209,7 +209,7 @@ Entry Store::Impl::read_entry(sqlite3* db, Stmt& row, bool with_frames) const
 
 int64_t Store::Impl::start_bound(int64_t from_us) const
 {
-    if (from_us == time_min) return time_min;
+    if (from_us == kTimeMin) return kTimeMin;
     std::shared_lock lock(index_mutex);
     return sat_sub(from_us, index->max_span_us());
 }
@@ -254,7 +254,7 @@ void index_rows(VectorIndex& index, Stmt& rows, int64_t n_expected, const std::s
         spans.push_back({rows.int64(1), rows.int64(2)});
         x.resize(x.size() + dim);
         std::memcpy(x.data() + x.size() - dim, emb.data(), emb.size());
-        if (int64_t(ids.size()) == reindex_chunk) flush();
+        if (int64_t(ids.size()) == kReindexChunk) flush();
     }
     if (!ids.empty()) flush();
 }
@@ -435,7 +435,7 @@ Store Store::open(const std::string& dir, const StoreOptions& options)
         int64_t version = query_int(db.get(), "PRAGMA user_version");
         if (version == 0)
             throw Error(ErrorKind::invalid_input, impl->db_path + " is not an Iris memory store");
-        if (version > schema_version) newer_schema(impl->db_path, version);
+        if (version > kSchemaVersion) newer_schema(impl->db_path, version);
         Stmt meta(db.get(), "SELECT key, value FROM meta");
         int64_t stored_dim = 0;
         while (meta.step()) {
@@ -476,7 +476,7 @@ std::vector<int64_t> Store::add(std::span<const Entry> entries)
         std::string what = strfmt("entry %zu of %zu", i + 1, entries.size());
         if (e.t_end_us < e.t_start_us)
             throw Error(ErrorKind::invalid_argument, what + " ends before it starts");
-        if (e.t_start_us == time_min) // the index marks removed entries with this time
+        if (e.t_start_us == kTimeMin) // the index marks removed entries with this time
             throw Error(ErrorKind::invalid_argument, what + " has no start time");
         std::vector<float> v = e.embedding;
         normalize_embedding(v, m.options.dim, what + "'s embedding");
@@ -532,7 +532,7 @@ std::optional<Entry> Store::get(int64_t id, bool with_frames) const
     ReaderPool::Lease db = impl_->readers.acquire();
     Transaction snapshot(db.get(), false);
     Stmt row(db.get(),
-             (std::string("SELECT ") + entry_columns + " FROM entries WHERE id = ?").c_str());
+             (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?").c_str());
     row.bind(1, id);
     if (!row.step()) return std::nullopt;
     return impl_->read_entry(db.get(), row, with_frames);
@@ -540,7 +540,7 @@ std::optional<Entry> Store::get(int64_t id, bool with_frames) const
 
 std::vector<Entry> Store::list(const ListOptions& options) const
 {
-    std::string sql = std::string("SELECT ") + entry_columns
+    std::string sql = std::string("SELECT ") + kEntryColumns
         + " FROM entries WHERE t_start_us BETWEEN ? AND ? AND t_end_us >= ? ORDER BY t_start_us "
         + (options.newest_first ? "DESC, id DESC" : "ASC, id ASC") + " LIMIT ? OFFSET ?";
     ReaderPool::Lease db = impl_->readers.acquire();
@@ -630,7 +630,7 @@ int64_t Store::export_to(const std::string& out_dir) const
     ReaderPool::Lease db = impl_->readers.acquire();
     Transaction snapshot(db.get(), false);
     Stmt rows(db.get(),
-              (std::string("SELECT ") + entry_columns + " FROM entries ORDER BY id").c_str());
+              (std::string("SELECT ") + kEntryColumns + " FROM entries ORDER BY id").c_str());
     int64_t n = 0;
     while (rows.step()) {
         Entry e = impl_->read_entry(db.get(), rows, true);

@@ -14,7 +14,7 @@ namespace iris::memory {
 
 namespace {
 
-constexpr int64_t us_per_s = 1'000'000;
+constexpr int64_t kUsPerS = 1'000'000;
 
 const std::regex& last_re()
 {
@@ -65,22 +65,22 @@ int64_t unit_us(const std::string& unit)
 {
     switch (unit[0]) {
     case 's':
-        return us_per_s;
+        return kUsPerS;
     case 'm':
-        return 60 * us_per_s;
+        return 60 * kUsPerS;
     case 'h':
-        return 3600 * us_per_s;
+        return 3600 * kUsPerS;
     case 'd':
-        return 86400 * us_per_s;
+        return 86400 * kUsPerS;
     default:
-        return 7 * 86400 * us_per_s; // weeks
+        return 7 * 86400 * kUsPerS; // weeks
     }
 }
 
 // Local midnight `day_offset` days from the day of now_us, plus hour:minute; in microseconds.
 int64_t local_time_us(int64_t now_us, int day_offset, int hour, int minute)
 {
-    time_t now_s = time_t(now_us / us_per_s);
+    time_t now_s = time_t(now_us / kUsPerS);
     std::tm tm {};
     localtime_r(&now_s, &tm);
     tm.tm_mday += day_offset;
@@ -88,7 +88,7 @@ int64_t local_time_us(int64_t now_us, int day_offset, int hour, int minute)
     tm.tm_min = minute;
     tm.tm_sec = 0;
     tm.tm_isdst = -1; // let mktime decide for that date
-    return int64_t(std::mktime(&tm)) * us_per_s;
+    return int64_t(std::mktime(&tm)) * kUsPerS;
 }
 
 // 12-hour clock to 24-hour: 12am is 0, 12pm is 12.

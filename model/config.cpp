@@ -21,18 +21,18 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr uint64_t max_config_size = 16u << 20; // real ones are ~5 KiB
-constexpr int max_json_depth = 64;
+constexpr uint64_t kMaxConfigSize = 16u << 20; // real ones are ~5 KiB
+constexpr int kMaxJsonDepth = 64;
 
 // Sanity caps: far above any real checkpoint, low enough that derived sizes cannot overflow.
-constexpr int max_hidden = 1 << 16;
-constexpr int max_intermediate = 1 << 18;
-constexpr int max_layers = 512;
-constexpr int max_heads = 1024;
-constexpr int max_vocab = 10'000'000;
-constexpr int max_positions = 1 << 24;
-constexpr int max_image_size = 1 << 14;
-constexpr int max_patches = 4096; // dynamic tiles per image
+constexpr int kMaxHidden = 1 << 16;
+constexpr int kMaxIntermediate = 1 << 18;
+constexpr int kMaxLayers = 512;
+constexpr int kMaxHeads = 1024;
+constexpr int kMaxVocab = 10'000'000;
+constexpr int kMaxPositions = 1 << 24;
+constexpr int kMaxImageSize = 1 << 14;
+constexpr int kMaxPatches = 4096; // dynamic tiles per image
 
 // Reads typed fields of one JSON object, naming errors "<origin>: <path>.<key> ...".
 class Fields
@@ -160,7 +160,7 @@ json parse_json(std::string_view text, const std::string& origin)
 {
     // The depth cap keeps hostile nesting from exhausting the stack or memory.
     auto cb = [&](int depth, json::parse_event_t, json&) {
-        if (depth > max_json_depth)
+        if (depth > kMaxJsonDepth)
             throw Error(ErrorKind::invalid_input, origin + ": JSON nested too deeply");
         return true;
     };
@@ -174,12 +174,12 @@ json parse_json(std::string_view text, const std::string& origin)
 VisionConfig parse_vision(const Fields& f)
 {
     VisionConfig v;
-    v.hidden_size = f.integer("hidden_size", 1, max_hidden);
-    v.num_hidden_layers = f.integer("num_hidden_layers", 1, max_layers);
-    v.num_attention_heads = f.integer("num_attention_heads", 1, max_heads);
-    v.intermediate_size = f.integer("intermediate_size", 1, max_intermediate);
-    v.patch_size = f.integer("patch_size", 1, max_image_size);
-    v.image_size = f.integer("image_size", 1, max_image_size);
+    v.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+    v.num_hidden_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+    v.num_attention_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+    v.intermediate_size = f.integer("intermediate_size", 1, kMaxIntermediate);
+    v.patch_size = f.integer("patch_size", 1, kMaxImageSize);
+    v.image_size = f.integer("image_size", 1, kMaxImageSize);
     v.num_channels = f.integer("num_channels", 1, 16);
     v.layer_norm_eps = static_cast<float>(f.number("layer_norm_eps", 0, 1));
     v.rms_norm = f.one_of("norm_type", {"layer_norm", "rms_norm"}) == "rms_norm";
@@ -213,13 +213,13 @@ LlmConfig parse_llm(const Fields& f)
                ErrorKind::unsupported);
     l.arch = info->arch;
 
-    l.hidden_size = f.integer("hidden_size", 1, max_hidden);
-    l.intermediate_size = f.integer("intermediate_size", 1, max_intermediate);
-    l.num_hidden_layers = f.integer("num_hidden_layers", 1, max_layers);
-    l.num_attention_heads = f.integer("num_attention_heads", 1, max_heads);
-    l.num_key_value_heads = f.integer("num_key_value_heads", 1, max_heads);
-    l.vocab_size = f.integer("vocab_size", 1, max_vocab);
-    l.max_position_embeddings = f.integer("max_position_embeddings", 1, max_positions);
+    l.hidden_size = f.integer("hidden_size", 1, kMaxHidden);
+    l.intermediate_size = f.integer("intermediate_size", 1, kMaxIntermediate);
+    l.num_hidden_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
+    l.num_attention_heads = f.integer("num_attention_heads", 1, kMaxHeads);
+    l.num_key_value_heads = f.integer("num_key_value_heads", 1, kMaxHeads);
+    l.vocab_size = f.integer("vocab_size", 1, kMaxVocab);
+    l.max_position_embeddings = f.integer("max_position_embeddings", 1, kMaxPositions);
     l.rms_norm_eps = static_cast<float>(f.number("rms_norm_eps", 0, 1));
     l.rope_theta = static_cast<float>(f.number("rope_theta", 0, 1e12));
     if (f.find("hidden_act")) f.one_of("hidden_act", {"silu"});
@@ -297,7 +297,7 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& or
     c.llm = parse_llm(top.object("llm_config"));
 
     // The reference uses force_image_size when set, else vision_config.image_size.
-    c.force_image_size = top.integer_or("force_image_size", 1, max_image_size, c.vision.image_size);
+    c.force_image_size = top.integer_or("force_image_size", 1, kMaxImageSize, c.vision.image_size);
     if (c.force_image_size % c.vision.patch_size != 0)
         top.fail("force_image_size",
                  strfmt("(%d) must be a multiple of vision_config.patch_size (%d)",
@@ -323,8 +323,8 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& or
         // An empty message means "use the template's default" (spec §7).
         if (!sm->get_ref<const std::string&>().empty()) c.system_message = sm->get<std::string>();
     }
-    c.min_dynamic_patch = top.integer("min_dynamic_patch", 1, max_patches);
-    c.max_dynamic_patch = top.integer("max_dynamic_patch", 1, max_patches);
+    c.min_dynamic_patch = top.integer("min_dynamic_patch", 1, kMaxPatches);
+    c.max_dynamic_patch = top.integer("max_dynamic_patch", 1, kMaxPatches);
     if (c.min_dynamic_patch > c.max_dynamic_patch)
         top.fail("min_dynamic_patch",
                  strfmt("(%d) must not exceed max_dynamic_patch (%d)", c.min_dynamic_patch,
@@ -344,7 +344,7 @@ ModelConfig ModelConfig::load(const std::string& config_json_path)
     }
     if (!S_ISREG(sb.st_mode))
         throw Error(ErrorKind::invalid_input, config_json_path + ": not a regular file");
-    if (static_cast<uint64_t>(sb.st_size) > max_config_size)
+    if (static_cast<uint64_t>(sb.st_size) > kMaxConfigSize)
         throw Error(ErrorKind::invalid_input,
                     config_json_path + ": file is too large for a config.json");
     std::ifstream in(config_json_path, std::ios::binary);

@@ -29,15 +29,15 @@ using ull = unsigned long long;
 
 constexpr uint32_t kGgmlTypeCount = 43;
 
-constexpr GgmlTypeTraits no_type {nullptr, 0, 0};
+constexpr GgmlTypeTraits kNoType {nullptr, 0, 0};
 
-constexpr GgmlTypeTraits ggml_types[kGgmlTypeCount] = {
+constexpr GgmlTypeTraits kGgmlTypes[kGgmlTypeCount] = {
     {"f32", 1, 4}, // 0
     {"f16", 1, 2}, // 1
     {"q4_0", 32, 18}, // 2
     {"q4_1", 32, 20}, // 3
-    no_type, // 4: q4_2, removed
-    no_type, // 5: q4_3, removed
+    kNoType, // 4: q4_2, removed
+    kNoType, // 5: q4_3, removed
     {"q5_0", 32, 22}, // 6
     {"q5_1", 32, 24}, // 7
     {"q8_0", 32, 34}, // 8
@@ -63,14 +63,14 @@ constexpr GgmlTypeTraits ggml_types[kGgmlTypeCount] = {
     {"f64", 1, 8}, // 28
     {"iq1_m", 256, 56}, // 29
     {"bf16", 1, 2}, // 30
-    no_type, // 31: q4_0_4_4, removed from GGUF files
-    no_type, // 32: q4_0_4_8
-    no_type, // 33: q4_0_8_8
+    kNoType, // 31: q4_0_4_4, removed from GGUF files
+    kNoType, // 32: q4_0_4_8
+    kNoType, // 33: q4_0_8_8
     {"tq1_0", 256, 54}, // 34
     {"tq2_0", 256, 66}, // 35
-    no_type, // 36: iq4_nl_4_4, removed
-    no_type, // 37: iq4_nl_4_8
-    no_type, // 38: iq4_nl_8_8
+    kNoType, // 36: iq4_nl_4_4, removed
+    kNoType, // 37: iq4_nl_4_8
+    kNoType, // 38: iq4_nl_8_8
     {"mxfp4", 32, 17}, // 39
     {"nvfp4", 64, 36}, // 40
     {"q1_0", 128, 18}, // 41
@@ -299,8 +299,8 @@ private:
 
 const GgmlTypeTraits* ggml_type_traits(uint32_t ggml_type)
 {
-    if (ggml_type >= kGgmlTypeCount || ggml_types[ggml_type].name == nullptr) return nullptr;
-    return &ggml_types[ggml_type];
+    if (ggml_type >= kGgmlTypeCount || kGgmlTypes[ggml_type].name == nullptr) return nullptr;
+    return &kGgmlTypes[ggml_type];
 }
 
 std::string ggml_type_name(uint32_t ggml_type)

@@ -443,8 +443,7 @@ void embed_into(Backend& be, const LlmWeights& w, const LlmConfig& c, std::span<
         size_t j = i;
         if (ids[i] == img_context_id) {
             while (j < ids.size() && ids[j] == img_context_id) ++j;
-            be.upload(out + i * size_t(h), visual.data() + next_visual * size_t(h),
-                      (j - i) * row);
+            be.upload(out + i * size_t(h), visual.data() + next_visual * size_t(h), (j - i) * row);
             next_visual += j - i;
         } else {
             while (j < ids.size() && ids[j] != img_context_id) ++j;

@@ -180,8 +180,7 @@ void KvCache::Impl::reserve(int n_total)
     const size_t need
         = (size_t(n_total) + size_t(options.block_tokens) - 1) / size_t(options.block_tokens);
     for (auto& layer : blocks)
-        while (layer.size() < need)
-            layer.push_back(backend.alloc(block_bytes));
+        while (layer.size() < need) layer.push_back(backend.alloc(block_bytes));
 }
 
 void KvCache::Impl::store(int layer, int pos0, int n, const float* k_new, const float* v_new)
@@ -237,8 +236,8 @@ void KvCache::Impl::settle(int layer, int n_total)
         const int64_t src_ld = int64_t(bt) * d;
         backend.skvq_store(k_fmt, src, n_kv_heads, src_ld, head_dim, k_perm_l, d, k_clip_l,
                            n_groups, block + slot * k_row_bytes, size_t(bt) * k_row_bytes);
-        backend.skvq_store(v_fmt, src + fp_block_floats / 2, n_kv_heads, src_ld, head_dim,
-                           v_perm_l, d, v_clip_l, n_groups, block + v_offset + slot * v_row_bytes,
+        backend.skvq_store(v_fmt, src + fp_block_floats / 2, n_kv_heads, src_ld, head_dim, v_perm_l,
+                           d, v_clip_l, n_groups, block + v_offset + slot * v_row_bytes,
                            size_t(bt) * v_row_bytes);
     }
     // Blocks whose tokens are all quantized now (none in the sink) need no f32 copy.

@@ -21,11 +21,11 @@ namespace iris::model {
 namespace {
 
 // Same cap as the reference implementation (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
-constexpr uint64_t max_header_size = 100'000'000;
+constexpr uint64_t kMaxHeaderSize = 100'000'000;
 // A real checkpoint has a few thousand tensors; 100k dummy entries is a known CPU/memory attack.
-constexpr size_t max_tensors = 65'536;
-constexpr size_t max_metadata_entries = 65'536;
-constexpr size_t max_dims = 8;
+constexpr size_t kMaxTensors = 65'536;
+constexpr size_t kMaxMetadataEntries = 65'536;
+constexpr size_t kMaxDims = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Dtypes
@@ -36,7 +36,7 @@ struct DTypeName
     std::optional<DType> dtype; // nullopt: a valid safetensors dtype this build does not load
 };
 
-constexpr DTypeName all_dtypes[] = {
+constexpr DTypeName kAllDtypes[] = {
     {"F32", DType::f32},       {"F16", DType::f16},       {"BF16", DType::bf16},
     {"I32", DType::i32},       {"I64", DType::i64},       {"F64", std::nullopt},
     {"I8", std::nullopt},      {"U8", DType::u8},         {"I16", std::nullopt},
@@ -171,9 +171,9 @@ public:
                 in_metadata_key_ = true;
             } else {
                 in_metadata_key_ = false;
-                if (entries.size() >= max_tensors) {
+                if (entries.size() >= kMaxTensors) {
                     unsupported = true;
-                    return fail(strfmt("more than %zu tensors in the header", max_tensors));
+                    return fail(strfmt("more than %zu tensors in the header", kMaxTensors));
                 }
                 cur_ = RawEntry {};
                 cur_.name = std::move(k);
@@ -203,9 +203,9 @@ public:
         }
         if (state_ == State::metadata) {
             if (metadata.count(k) != 0) return fail("duplicate __metadata__ key \"" + k + "\"");
-            if (metadata.size() >= max_metadata_entries) {
+            if (metadata.size() >= kMaxMetadataEntries) {
                 unsupported = true;
-                return fail(strfmt("more than %zu __metadata__ entries", max_metadata_entries));
+                return fail(strfmt("more than %zu __metadata__ entries", kMaxMetadataEntries));
             }
             meta_key_ = std::move(k);
             state_ = State::metadata_value;
@@ -289,9 +289,9 @@ private:
     bool number(uint64_t v)
     {
         if (state_ == State::shape) {
-            if (cur_.shape.size() >= max_dims)
+            if (cur_.shape.size() >= kMaxDims)
                 return fail(strfmt("tensor \"%s\" has more than %zu dimensions", cur_.name.c_str(),
-                                   max_dims));
+                                   kMaxDims));
             if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
                 return fail("tensor \"" + cur_.name + "\" has a dimension that is too large");
             cur_.shape.push_back(static_cast<int64_t>(v));
@@ -575,10 +575,10 @@ SafeTensors SafeTensors::open(const std::string& path)
     // Header length: little-endian u64.
     uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
-    if (n > max_header_size)
+    if (n > kMaxHeaderSize)
         throw bad(strfmt("header length %llu exceeds the %llu-byte limit",
                          static_cast<unsigned long long>(n),
-                         static_cast<unsigned long long>(max_header_size)));
+                         static_cast<unsigned long long>(kMaxHeaderSize)));
     if (n > file_size - 8)
         throw bad(strfmt("header length %llu runs past the end of the %llu-byte file",
                          static_cast<unsigned long long>(n),
@@ -614,7 +614,7 @@ SafeTensors SafeTensors::open(const std::string& path)
     im.tensors.reserve(sax.entries.size());
     for (RawEntry& e : sax.entries) {
         const DTypeName* dn = nullptr;
-        for (const DTypeName& d : all_dtypes)
+        for (const DTypeName& d : kAllDtypes)
             if (e.dtype == d.name) dn = &d;
         if (!dn) throw bad("tensor \"" + e.name + "\" has an unknown dtype \"" + e.dtype + "\"");
         if (!dn->dtype)
@@ -722,7 +722,7 @@ void SafeTensorsWriter::add(const std::string& name, DType dtype, std::vector<in
         if (e.name == name)
             throw Error(ErrorKind::invalid_argument,
                         "SafeTensorsWriter: tensor \"" + name + "\" added twice");
-    if (shape.size() > max_dims)
+    if (shape.size() > kMaxDims)
         throw Error(ErrorKind::invalid_argument,
                     "SafeTensorsWriter: tensor \"" + name + "\" has too many dimensions");
     TensorInfo probe;
@@ -804,7 +804,7 @@ void SafeTensorsWriter::write(const std::string& path) const
     }
     header += '}';
     header.append((8 - header.size() % 8) % 8, ' '); // keeps the data section 8-byte aligned
-    if (header.size() > max_header_size)
+    if (header.size() > kMaxHeaderSize)
         throw Error(ErrorKind::invalid_argument, path + ": header would exceed the size limit");
 
     uint8_t len[8];

@@ -19,7 +19,7 @@ namespace {
 
 // A real index is tens of KiB (about 100 bytes per tensor); the cap bounds the JSON tree built
 // from it.
-constexpr uint64_t max_index_size = 16u << 20;
+constexpr uint64_t kMaxIndexSize = 16u << 20;
 
 bool is_file(const std::string& path)
 {
@@ -118,7 +118,7 @@ WeightSet WeightSet::open_dir(const std::string& dir_in)
                           "model.safetensors.index.json");
 
     nlohmann::json index
-        = parse_json_no_duplicates(read_small_file(index_path, max_index_size), index_path);
+        = parse_json_no_duplicates(read_small_file(index_path, kMaxIndexSize), index_path);
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
         throw Error(ErrorKind::invalid_input, index_path + ": weight_map must be an object");
     const nlohmann::json& weight_map = index["weight_map"];

@@ -85,7 +85,7 @@ private:
         in_rate_ = f.sample_rate;
         AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO; // FFmpeg 5 takes it non-const
         SwrContext* swr = nullptr;
-        int err = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_S16, sample_rate, &in_layout_,
+        int err = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_S16, kSampleRate, &in_layout_,
                                       AVSampleFormat(f.format), f.sample_rate, 0, nullptr);
         swr_.reset(swr);
         if (err >= 0) err = swr_init(swr);
@@ -141,7 +141,7 @@ std::optional<AudioChunk> AudioSource::read()
 {
     if (ended_) return std::nullopt;
     std::optional<std::vector<int16_t>> samples = backend_->read();
-    const int64_t limit = options_.duration_us > 0 ? options_.duration_us * sample_rate / 1'000'000
+    const int64_t limit = options_.duration_us > 0 ? options_.duration_us * kSampleRate / 1'000'000
                                                    : std::numeric_limits<int64_t>::max();
     if (!samples || n_samples_ >= limit) {
         ended_ = true;
@@ -149,13 +149,13 @@ std::optional<AudioChunk> AudioSource::read()
     }
     if (int64_t(samples->size()) > limit - n_samples_) samples->resize(size_t(limit - n_samples_));
     AudioChunk chunk;
-    chunk.pts_us = n_samples_ * 1'000'000 / sample_rate;
+    chunk.pts_us = n_samples_ * 1'000'000 / kSampleRate;
     chunk.samples = std::move(*samples);
     n_samples_ += int64_t(chunk.samples.size());
     if (options_.realtime && !backend_->info.live) {
         // A chunk is due once its last sample would have been heard.
         if (pace_wall_us_ == 0) pace_wall_us_ = now_us();
-        if (!sleep_until_us(pace_wall_us_ + n_samples_ * 1'000'000 / sample_rate, backend_->stop)) {
+        if (!sleep_until_us(pace_wall_us_ + n_samples_ * 1'000'000 / kSampleRate, backend_->stop)) {
             ended_ = true;
             return std::nullopt;
         }

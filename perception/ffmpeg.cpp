@@ -20,16 +20,16 @@ namespace {
 
 // Demuxers of self-contained media files. Everything else is refused, above all the playlist
 // and manifest demuxers (hls, dash, concat, ...) that open further URLs named in the file.
-constexpr std::array<std::string_view, 35> allowed_demuxers
+constexpr std::array<std::string_view, 35> kAllowedDemuxers
     = {"mov",       "matroska", "webm", "avi", "flv", "mpegts",       "mpeg", "ogg",  "asf",
        "nut",       "mxf",      "dv",   "rm",  "ivf", "yuv4mpegpipe", "h264", "hevc", "m4v",
        "mpegvideo", "mjpeg",    "gif",  "wav", "w64", "mp3",          "flac", "aac",  "aiff",
        "caf",       "au",       "wv",   "ape", "tta", "ac3",          "eac3", "amr"};
 
 // Reads that fail in a row before a source gives up (a camera unplugged, a file gone).
-constexpr int max_read_failures = 100;
+constexpr int kMaxReadFailures = 100;
 
-constexpr std::array<std::string_view, 3> test_patterns = {"testsrc", "testsrc2", "smptebars"};
+constexpr std::array<std::string_view, 3> kTestPatterns = {"testsrc", "testsrc2", "smptebars"};
 
 bool demuxer_allowed(const AVInputFormat* format)
 {
@@ -37,8 +37,8 @@ bool demuxer_allowed(const AVInputFormat* format)
     while (!names.empty()) {
         const size_t comma = names.find(',');
         const std::string_view name = names.substr(0, comma);
-        if (std::find(allowed_demuxers.begin(), allowed_demuxers.end(), name)
-            != allowed_demuxers.end())
+        if (std::find(kAllowedDemuxers.begin(), kAllowedDemuxers.end(), name)
+            != kAllowedDemuxers.end())
             return true;
         names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
     }
@@ -143,7 +143,7 @@ Input open_input(const std::string& input, AVMediaType type, const OpenOptions& 
     int err = 0;
 
     const bool pattern
-        = std::find(test_patterns.begin(), test_patterns.end(), input) != test_patterns.end();
+        = std::find(kTestPatterns.begin(), kTestPatterns.end(), input) != kTestPatterns.end();
     if (pattern || input.starts_with("/dev/video") || input.starts_with("/dev/v4l/")) {
         if (type != AVMEDIA_TYPE_VIDEO)
             throw Error(ErrorKind::unsupported,
@@ -318,7 +318,7 @@ bool StreamDecoder::feed()
     }
     if (err < 0) {
         ++n_corrupt_;
-        if (++read_failures_ > max_read_failures)
+        if (++read_failures_ > kMaxReadFailures)
             throw Error(ErrorKind::io,
                         strfmt("'%s': reading failed %d times in a row: %s", name_.c_str(),
                                read_failures_, av_error_text(err).c_str()));

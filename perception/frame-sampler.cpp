@@ -7,26 +7,26 @@ namespace iris::perception {
 
 namespace {
 
-constexpr int thumb_side = 32;
+constexpr int kThumbSide = 32;
 
 // A 32x32 grey thumbnail: each cell is the mean BT.601 luma of its block of the frame. Averaging
 // whole blocks makes the measure insensitive to sensor noise and to the frame size.
 std::vector<uint8_t> thumbnail(const VideoFrame& frame)
 {
-    std::vector<uint64_t> sum(thumb_side * thumb_side, 0);
-    std::vector<uint32_t> count(thumb_side * thumb_side, 0);
+    std::vector<uint64_t> sum(kThumbSide * kThumbSide, 0);
+    std::vector<uint32_t> count(kThumbSide * kThumbSide, 0);
     std::vector<int> column(frame.width);
-    for (int x = 0; x < frame.width; ++x) column[x] = int(int64_t(x) * thumb_side / frame.width);
+    for (int x = 0; x < frame.width; ++x) column[x] = int(int64_t(x) * kThumbSide / frame.width);
     const uint8_t* rgb = frame.rgb.data();
     for (int y = 0; y < frame.height; ++y) {
-        const int cell_row = int(int64_t(y) * thumb_side / frame.height) * thumb_side;
+        const int cell_row = int(int64_t(y) * kThumbSide / frame.height) * kThumbSide;
         const uint8_t* p = rgb + size_t(y) * frame.width * 3;
         for (int x = 0; x < frame.width; ++x, p += 3) {
             sum[cell_row + column[x]] += 77u * p[0] + 150u * p[1] + 29u * p[2];
             ++count[cell_row + column[x]];
         }
     }
-    std::vector<uint8_t> out(thumb_side * thumb_side, 0);
+    std::vector<uint8_t> out(kThumbSide * kThumbSide, 0);
     for (size_t i = 0; i < out.size(); ++i)
         if (count[i]) out[i] = uint8_t(sum[i] / count[i] >> 8);
     return out;

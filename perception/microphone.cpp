@@ -99,8 +99,8 @@ public:
         params.channelCount = 1;
         params.sampleFormat = paInt16;
         params.suggestedLatency = device_info->defaultLowInputLatency;
-        rate_ = Pa_IsFormatSupported(&params, nullptr, sample_rate) == paFormatIsSupported
-            ? sample_rate
+        rate_ = Pa_IsFormatSupported(&params, nullptr, kSampleRate) == paFormatIsSupported
+            ? kSampleRate
             : int(device_info->defaultSampleRate);
         frames_ = std::max(1, rate_ * std::max(1, options.chunk_ms) / 1000);
         PaStream* raw = nullptr;
@@ -114,10 +114,10 @@ public:
             throw Error(ErrorKind::io,
                         strfmt("cannot open the microphone '%s' at %d Hz: %s", device_info->name,
                                rate_, Pa_GetErrorText(err)));
-        if (rate_ != sample_rate) {
+        if (rate_ != kSampleRate) {
             AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO; // FFmpeg 5 takes it non-const
             SwrContext* swr = nullptr;
-            int averr = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_S16, sample_rate, &mono,
+            int averr = swr_alloc_set_opts2(&swr, &mono, AV_SAMPLE_FMT_S16, kSampleRate, &mono,
                                             AV_SAMPLE_FMT_S16, rate_, 0, nullptr);
             swr_.reset(swr);
             if (averr >= 0) averr = swr_init(swr);
@@ -153,7 +153,7 @@ private:
     PortAudio portaudio_; // first in, last out
     std::unique_ptr<PaStream, StreamCloser> stream_;
     SwrPtr swr_;
-    int rate_ = sample_rate;
+    int rate_ = kSampleRate;
     int frames_ = 0;
 };
 

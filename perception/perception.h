@@ -54,12 +54,12 @@ class AudioBackend;
 // =============================================================================================
 // Bus messages and their topics
 
-inline constexpr const char* topic_frames = "perception.frames"; // FrameEvent
-inline constexpr const char* topic_clips = "perception.clips"; // ClipEvent
-inline constexpr const char* topic_voice = "perception.voice"; // VoiceEvent
-inline constexpr const char* topic_transcripts = "perception.transcripts"; // Transcript
-inline constexpr const char* topic_queries = "perception.queries"; // Query
-inline constexpr const char* topic_progress = "perception.progress"; // Progress
+inline constexpr const char* kTopicFrames = "perception.frames"; // FrameEvent
+inline constexpr const char* kTopicClips = "perception.clips"; // ClipEvent
+inline constexpr const char* kTopicVoice = "perception.voice"; // VoiceEvent
+inline constexpr const char* kTopicTranscripts = "perception.transcripts"; // Transcript
+inline constexpr const char* kTopicQueries = "perception.queries"; // Query
+inline constexpr const char* kTopicProgress = "perception.progress"; // Progress
 
 // A decoded video frame.
 struct VideoFrame
@@ -262,7 +262,7 @@ private:
 // =============================================================================================
 // Audio
 
-inline constexpr int sample_rate = 16000; // every AudioChunk and SpeechSegment: 16 kHz mono
+inline constexpr int kSampleRate = 16000; // every AudioChunk and SpeechSegment: 16 kHz mono
 
 struct AudioOptions
 {
@@ -362,7 +362,7 @@ public:
 private:
     void on_frame(const int16_t* frame, std::vector<SpeechSegment>& out);
     SpeechSegment cut(int64_t end_sample);
-    int64_t time_us(int64_t sample) const { return sample * 1'000'000 / sample_rate; }
+    int64_t time_us(int64_t sample) const { return sample * 1'000'000 / kSampleRate; }
 
     VadOptions options_;
     int frame_len_ = 0, start_frames_ = 0, end_frames_ = 0, pad_len_ = 0, max_len_ = 0;

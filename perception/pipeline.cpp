@@ -18,7 +18,7 @@ struct SpeechItem
 };
 
 // Progress is reported about this often in stream time.
-constexpr int64_t progress_interval_us = 1'000'000;
+constexpr int64_t kProgressIntervalUs = 1'000'000;
 
 // Publishes once no lossless subscriber is full, so that a slow consumer slows the source down
 // instead of making publish time out. False when the message was not delivered because the bus
@@ -57,12 +57,12 @@ std::string error_text(const std::exception_ptr& error)
 struct Pipeline::Channels
 {
     explicit Channels(Bus& bus)
-        : frames(bus.topic<FrameEvent>(topic_frames))
-        , clips(bus.topic<ClipEvent>(topic_clips))
-        , voice(bus.topic<VoiceEvent>(topic_voice))
-        , transcripts(bus.topic<Transcript>(topic_transcripts))
-        , queries(bus.topic<Query>(topic_queries))
-        , progress(bus.topic<Progress>(topic_progress))
+        : frames(bus.topic<FrameEvent>(kTopicFrames))
+        , clips(bus.topic<ClipEvent>(kTopicClips))
+        , voice(bus.topic<VoiceEvent>(kTopicVoice))
+        , transcripts(bus.topic<Transcript>(kTopicTranscripts))
+        , queries(bus.topic<Query>(kTopicQueries))
+        , progress(bus.topic<Progress>(kTopicProgress))
         , speech(internal.topic<SpeechItem>("speech"))
         , speech_in(speech.subscribe({.capacity = 64, .name = "asr"}))
     { }
@@ -175,7 +175,7 @@ void Pipeline::run_video(std::stop_token stop)
             progress.pts_us = frame->pts_us;
             if (frame->pts_us >= next_report_us) {
                 report();
-                next_report_us = frame->pts_us + progress_interval_us;
+                next_report_us = frame->pts_us + kProgressIntervalUs;
             }
         }
         // What was seen before a stop still makes a clip.
@@ -226,7 +226,7 @@ void Pipeline::run_audio(std::stop_token stop)
             progress.pts_us = chunk->pts_us;
             if (chunk->pts_us >= next_report_us) {
                 report();
-                next_report_us = chunk->pts_us + progress_interval_us;
+                next_report_us = chunk->pts_us + kProgressIntervalUs;
             }
         }
         if (std::optional<SpeechSegment> segment = vad.flush()) ended(std::move(*segment));

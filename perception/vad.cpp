@@ -9,7 +9,7 @@ namespace {
 
 // How fast the noise floor may rise, per frame: slow enough that speech does not lift it
 // between its pauses, fast enough to follow a fan switched on (about 2.5 dB/s at 20 ms frames).
-constexpr float floor_rise_db = 0.05f;
+constexpr float kFloorRiseDb = 0.05f;
 
 float energy_db(const int16_t* samples, int n)
 {
@@ -37,11 +37,11 @@ Vad::Vad(VadOptions options)
     : options_(options)
 {
     options_.validate();
-    frame_len_ = sample_rate * options_.frame_ms / 1000;
+    frame_len_ = kSampleRate * options_.frame_ms / 1000;
     start_frames_ = std::max(1, options_.start_ms / options_.frame_ms);
     end_frames_ = std::max(1, options_.end_ms / options_.frame_ms);
-    pad_len_ = sample_rate * options_.pad_ms / 1000;
-    max_len_ = sample_rate * options_.max_ms / 1000;
+    pad_len_ = kSampleRate * options_.pad_ms / 1000;
+    max_len_ = kSampleRate * options_.max_ms / 1000;
     // Full scale: the first frame sets the floor, and quieter ones lower it.
     floor_db_ = 0.f;
 }
@@ -71,7 +71,7 @@ void Vad::on_frame(const int16_t* frame, std::vector<SpeechSegment>& out)
 
     const float e = energy_db(frame, frame_len_);
     const bool speech = e > floor_db_ + options_.threshold_db && e > options_.min_db;
-    floor_db_ = e < floor_db_ ? e : std::min(e, floor_db_ + floor_rise_db);
+    floor_db_ = e < floor_db_ ? e : std::min(e, floor_db_ + kFloorRiseDb);
 
     if (!speaking_) {
         if (speech) {

@@ -420,9 +420,9 @@ struct Remembered
 // local time: the form the demo model learnt.
 std::string memory_prompt(std::vector<Remembered> memories, const std::string& question);
 
-inline constexpr const char* topic_questions = "reasoning.questions"; // Question
-inline constexpr const char* topic_answers = "reasoning.answers"; // AnswerPiece
-inline constexpr const char* topic_cancels = "reasoning.cancels"; // CancelQuestion
+inline constexpr const char* kTopicQuestions = "reasoning.questions"; // Question
+inline constexpr const char* kTopicAnswers = "reasoning.answers"; // AnswerPiece
+inline constexpr const char* kTopicCancels = "reasoning.cancels"; // CancelQuestion
 
 // An earlier turn of a conversation, replayed before a question.
 struct PastTurn

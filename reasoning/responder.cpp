@@ -33,9 +33,9 @@ struct Responder::State
         : engine(e)
         , recall(std::move(r))
         , options(std::move(o))
-        , questions(bus.topic<Question>(topic_questions))
-        , answers(bus.topic<AnswerPiece>(topic_answers))
-        , cancels(bus.topic<CancelQuestion>(topic_cancels))
+        , questions(bus.topic<Question>(kTopicQuestions))
+        , answers(bus.topic<AnswerPiece>(kTopicAnswers))
+        , cancels(bus.topic<CancelQuestion>(kTopicCancels))
     { }
 
     const Engine& engine;

@@ -9,9 +9,9 @@ namespace iris::ui {
 Assistant::Assistant(Bus& bus, QObject* parent)
     : QObject(parent)
     , m_bus(bus)
-    , m_questions(bus.topic<reasoning::Question>(reasoning::topic_questions))
-    , m_cancels(bus.topic<reasoning::CancelQuestion>(reasoning::topic_cancels))
-    , m_answers(bus.topic<reasoning::AnswerPiece>(reasoning::topic_answers)
+    , m_questions(bus.topic<reasoning::Question>(reasoning::kTopicQuestions))
+    , m_cancels(bus.topic<reasoning::CancelQuestion>(reasoning::kTopicCancels))
+    , m_answers(bus.topic<reasoning::AnswerPiece>(reasoning::kTopicAnswers)
                     .subscribe({.capacity = 4096, .name = "ui.assistant"}),
                 this, [this](reasoning::AnswerPiece p) { onAnswer(std::move(p)); })
 { }

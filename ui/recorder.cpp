@@ -71,7 +71,7 @@ QString Recorder::start(std::shared_ptr<const reasoning::Engine> engine)
         = m_bus.topic<perception::VideoFrame>(kTopicVideo)
               .subscribe({.delivery = Delivery::latest, .capacity = 8, .name = "ui.record"});
     auto heard
-        = m_bus.topic<perception::Transcript>(perception::topic_transcripts)
+        = m_bus.topic<perception::Transcript>(perception::kTopicTranscripts)
               .subscribe({.delivery = Delivery::latest, .capacity = 64, .name = "ui.record"});
     m_recording = true;
     m_worker = std::jthread([this, engine, frames = std::move(frames),

@@ -36,7 +36,7 @@ void VoiceInput::start(const QString& input, const QString& wakePhrase)
             perception::Recognizer recognizer;
             perception::Vad vad;
             // Transcripts go on the bus too, where the recorder files them with the clips.
-            auto transcripts = m_bus.topic<perception::Transcript>(perception::topic_transcripts);
+            auto transcripts = m_bus.topic<perception::Transcript>(perception::kTopicTranscripts);
             const int64_t origin = wall_us();
             auto hear = [&](const perception::SpeechSegment& segment) {
                 perception::Transcript t = recognizer.recognize(segment);

@@ -27,7 +27,7 @@ constexpr int kTile = 64; // tokens per tile: its scores stay in L1, its value r
 constexpr int kRows = 8; // query rows per pass over the keys: one 8-lane vector per token
 
 #if IRIS_AD_AVX512
-constexpr int W = 16;
+constexpr int kW = 16;
 using vf = __m512;
 inline vf vzero()
 {
@@ -90,7 +90,7 @@ inline __m256 hsum8(const vf* a)
     return _mm512_castps512_ps256(t);
 }
 #else
-constexpr int W = 8;
+constexpr int kW = 8;
 using vf = __m256;
 inline vf vzero()
 {
@@ -179,14 +179,14 @@ inline __m512 exp2_16(__m512 x)
 }
 #endif
 
-// One row of a cached type: W channels from channel c (a multiple of W) as f32.
+// One row of a cached type: kW channels from channel c (a multiple of kW) as f32.
 template<KvType T, int D> struct Row
 {
-    static constexpr int G = D % 32 == 0 ? 32 : 16; // kv_group_size for the D we take
-    static constexpr size_t bytes = T == KvType::f32 ? 4 * D
-        : T == KvType::f16                           ? 2 * D
-        : T == KvType::q8                            ? D / G * (2 + G)
-                                                     : D / G * (2 + G / 2);
+    static constexpr int kG = D % 32 == 0 ? 32 : 16; // kv_group_size for the D we take
+    static constexpr size_t kBytes = T == KvType::f32 ? 4 * D
+        : T == KvType::f16                            ? 2 * D
+        : T == KvType::q8                             ? D / kG * (2 + kG)
+                                                      : D / kG * (2 + kG / 2);
     static vf load(const uint8_t* row, int c)
     {
         if constexpr (T == KvType::f32) {
@@ -194,14 +194,14 @@ template<KvType T, int D> struct Row
         } else if constexpr (T == KvType::f16) {
             return cvt_f16(row + 2 * c);
         } else if constexpr (T == KvType::q8) {
-            const uint8_t* blk = row + c / G * (2 + G);
-            return vmul(cvt_i8(blk + 2 + c % G), vset1(load_f16(blk)));
+            const uint8_t* blk = row + c / kG * (2 + kG);
+            return vmul(cvt_i8(blk + 2 + c % kG), vset1(load_f16(blk)));
         } else {
-            // Byte j of a group holds codes j (low nibble) and j + G/2 (high).
-            const uint8_t* blk = row + c / G * (2 + G / 2);
-            const int cb = c % G;
+            // Byte j of a group holds codes j (low nibble) and j + kG/2 (high).
+            const uint8_t* blk = row + c / kG * (2 + kG / 2);
+            const int cb = c % kG;
             const float d = load_f16(blk);
-            const vf x = cvt_u4(blk + 2 + cb % (G / 2), cb >= G / 2, W > G / 2);
+            const vf x = cvt_u4(blk + 2 + cb % (kG / 2), cb >= kG / 2, kW > kG / 2);
             return vfma(x, vset1(d), vset1(-8.f * d));
         }
     }
@@ -211,34 +211,34 @@ template<KvType T, int D> struct Row
 // asked for a tile ahead (~1 µs of work, several times the memory latency).
 template<KvType T, int D> inline void prefetch_row(const uint8_t* row)
 {
-    for (size_t b = 0; b < Row<T, D>::bytes; b += 64)
+    for (size_t b = 0; b < Row<T, D>::kBytes; b += 64)
         _mm_prefetch(reinterpret_cast<const char*>(row + b), _MM_HINT_T0);
-    if constexpr (Row<T, D>::bytes % 64 != 0)
-        _mm_prefetch(reinterpret_cast<const char*>(row + Row<T, D>::bytes - 1), _MM_HINT_T0);
+    if constexpr (Row<T, D>::kBytes % 64 != 0)
+        _mm_prefetch(reinterpret_cast<const char*>(row + Row<T, D>::kBytes - 1), _MM_HINT_T0);
 }
 
-// sc[j·8 + r] = q[r]·k_j for r < R, j < n: each key row converted once, its W-channel chunks
+// sc[j·8 + r] = q[r]·k_j for r < R, j < n: each key row converted once, its kW-channel chunks
 // multiplied into every row's accumulator, the R sums reduced together (rows past R give 0).
 // Meanwhile the next tile's key rows (pk, null if none) are prefetched, a row a key.
 template<KvType T, int D, int R>
 void tile_scores(const float* q, const uint8_t* k, int n, const uint8_t* pk, float* sc)
 {
-    constexpr int NV = D / W, KC = std::min(NV, IRIS_AD_AVX512 ? 4 : 2);
+    constexpr int NV = D / kW, KC = std::min(NV, IRIS_AD_AVX512 ? 4 : 2);
     for (int j = 0; j < n; ++j) {
-        const uint8_t* kr = k + size_t(j) * Row<T, D>::bytes;
-        if (pk) prefetch_row<T, D>(pk + size_t(j) * Row<T, D>::bytes);
+        const uint8_t* kr = k + size_t(j) * Row<T, D>::kBytes;
+        if (pk) prefetch_row<T, D>(pk + size_t(j) * Row<T, D>::kBytes);
         vf acc[kRows];
         for (int r = 0; r < kRows; ++r) acc[r] = vzero();
 #pragma GCC unroll 16
         for (int c0 = 0; c0 < NV; c0 += KC) {
             vf kv[KC];
 #pragma GCC unroll 16
-            for (int i = 0; i < KC; ++i) kv[i] = Row<T, D>::load(kr, (c0 + i) * W);
+            for (int i = 0; i < KC; ++i) kv[i] = Row<T, D>::load(kr, (c0 + i) * kW);
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
                 for (int i = 0; i < KC; ++i)
-                    acc[r] = vfma(vload(q + r * D + (c0 + i) * W), kv[i], acc[r]);
+                    acc[r] = vfma(vload(q + r * D + (c0 + i) * kW), kv[i], acc[r]);
         }
         if constexpr (R == 1) {
 #if IRIS_AD_AVX512
@@ -262,7 +262,7 @@ template<KvType T, int D, int R>
 void tile_values(const float* p, const uint8_t* v, int n, const uint8_t* pv, const float* corr,
                  float* o)
 {
-    constexpr int NV = D / W;
+    constexpr int NV = D / kW;
 #if IRIS_AD_AVX512
     constexpr int VC0 = R <= 3 ? 4 : R <= 7 ? 2 : 1;
 #else
@@ -275,13 +275,13 @@ void tile_values(const float* p, const uint8_t* v, int n, const uint8_t* pv, con
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
             for (int i = 0; i < VC; ++i)
-                acc[r][i] = vmul(vload(o + r * D + (c0 + i) * W), vset1(corr[r]));
+                acc[r][i] = vmul(vload(o + r * D + (c0 + i) * kW), vset1(corr[r]));
         for (int j = 0; j < n; ++j) {
-            const uint8_t* vr = v + size_t(j) * Row<T, D>::bytes;
-            if (pv && c0 == 0) prefetch_row<T, D>(pv + size_t(j) * Row<T, D>::bytes);
+            const uint8_t* vr = v + size_t(j) * Row<T, D>::kBytes;
+            if (pv && c0 == 0) prefetch_row<T, D>(pv + size_t(j) * Row<T, D>::kBytes);
             vf vv[VC];
 #pragma GCC unroll 16
-            for (int i = 0; i < VC; ++i) vv[i] = Row<T, D>::load(vr, (c0 + i) * W);
+            for (int i = 0; i < VC; ++i) vv[i] = Row<T, D>::load(vr, (c0 + i) * kW);
 #pragma GCC unroll 16
             for (int r = 0; r < R; ++r) {
                 const vf pr = vset1(p[j * kRows + r]);
@@ -292,7 +292,7 @@ void tile_values(const float* p, const uint8_t* v, int n, const uint8_t* pv, con
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-            for (int i = 0; i < VC; ++i) vstore(o + r * D + (c0 + i) * W, acc[r][i]);
+            for (int i = 0; i < VC; ++i) vstore(o + r * D + (c0 + i) * kW, acc[r][i]);
     }
 }
 
@@ -350,12 +350,12 @@ template<int D> struct Tables
         return {tile_values<T, D, int(R) + 1>...};
     }
     // [type: f32, f16, q8, q4][rows - 1]
-    static constexpr std::array<std::array<ScoresFn, kRows>, 4> scores {
+    static constexpr std::array<std::array<ScoresFn, kRows>, 4> kScores {
         scores_of<KvType::f32>(std::make_index_sequence<kRows>()),
         scores_of<KvType::f16>(std::make_index_sequence<kRows>()),
         scores_of<KvType::q8>(std::make_index_sequence<kRows>()),
         scores_of<KvType::q4>(std::make_index_sequence<kRows>())};
-    static constexpr std::array<std::array<ValuesFn, kRows>, 4> values {
+    static constexpr std::array<std::array<ValuesFn, kRows>, 4> kValues {
         values_of<KvType::f32>(std::make_index_sequence<kRows>()),
         values_of<KvType::f16>(std::make_index_sequence<kRows>()),
         values_of<KvType::q8>(std::make_index_sequence<kRows>()),
@@ -408,8 +408,8 @@ void attend_d(const float* q, int rows, float scale, const KvRun* runs, size_t n
             const KvRun& run = runs[i];
             const int64_t a = std::max(t0, pos) - pos, b = std::min(t1, pos + run.n_tokens) - pos;
             if (a >= b) continue;
-            const ScoresFn sf = Tables<D>::scores[size_t(type_index(run.k_type))][size_t(nr - 1)];
-            const ValuesFn vfn = Tables<D>::values[size_t(type_index(run.v_type))][size_t(nr - 1)];
+            const ScoresFn sf = Tables<D>::kScores[size_t(type_index(run.k_type))][size_t(nr - 1)];
+            const ValuesFn vfn = Tables<D>::kValues[size_t(type_index(run.v_type))][size_t(nr - 1)];
             const size_t kb = kv_row_bytes(run.k_type, D), vb = kv_row_bytes(run.v_type, D);
             const uint8_t* k = run.k + size_t(g) * run.k_head_stride;
             const uint8_t* v = run.v + size_t(g) * run.v_head_stride;

@@ -322,8 +322,8 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
 {
     if (n_new == 1) {
         if (scratch.empty()) scratch.resize(1);
-        if (attention_decode(decode_attention(), q, n_heads, n_kv_heads, head_dim, runs,
-                             n_past + 1, scale, out, scratch[0]))
+        if (attention_decode(decode_attention(), q, n_heads, n_kv_heads, head_dim, runs, n_past + 1,
+                             scale, out, scratch[0]))
             return;
     }
     const int group = n_heads / n_kv_heads;

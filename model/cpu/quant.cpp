@@ -29,7 +29,7 @@ namespace {
 
 constexpr int QK = 32; // values per block of the 32-value formats
 constexpr int QK_K = 256; // values per super-block of the k-quants
-constexpr float group_max_eps = 1e-15f; // below this max |x| a group counts as all zero
+constexpr float kGroupMaxEps = 1e-15f; // below this max |x| a group counts as all zero
 
 // fp16 as ggml converts it. Finite values round to nearest even, exactly like the project's
 // f32_to_f16 / f16_to_f32 (checked over all 2^32 floats); NaNs differ: ggml writes the
@@ -141,7 +141,7 @@ struct BlockQ6_K
 };
 
 // name, GGML_TYPE_* id, values per block, bytes per block (in WeightType order).
-constexpr WeightTypeInfo type_table[kWeightTypeCount] = {
+constexpr WeightTypeInfo kTypeTable[kWeightTypeCount] = {
     {"f32", 0, 1, 4},
     {"bf16", 30, 1, 2},
     {"f16", 1, 1, 2},
@@ -163,7 +163,7 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
               && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210);
 
 // The 16 levels of iq4_nl (int8 in ggml), in ascending order.
-constexpr float iq4nl_values[16]
+constexpr float kIq4nlValues[16]
     = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ inline int nearest_int(float v)
 // branches, so the 32 lookups of a block vectorize (the search is most of iq4_nl's time).
 inline void best_index_iq4nl(float id, const float* x, uint8_t* L)
 {
-    const float* val = iq4nl_values;
+    const float* val = kIq4nlValues;
     for (int j = 0; j < QK; ++j) {
         const float a = id * x[j];
         int lo = 0;
@@ -222,7 +222,7 @@ inline float signed_absmax(const float* x, int n)
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L)
 {
     const float max = signed_absmax(x, n);
-    if (std::fabs(max) < group_max_eps) {
+    if (std::fabs(max) < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -262,7 +262,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L)
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L)
 {
     const float max = signed_absmax(x, n);
-    if (std::fabs(max) < group_max_eps) {
+    if (std::fabs(max) < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -604,7 +604,7 @@ void dequantize_q5_1(const BlockQ5_1* x, float* y, int64_t nb)
 void quantize_iq4_nl(const float* x, BlockIq4nl* y, int64_t nb)
 {
     constexpr int ntry = 7;
-    const float* values = iq4nl_values;
+    const float* values = kIq4nlValues;
     for (int64_t i = 0; i < nb; ++i, x += QK) {
         float weight[QK];
         for (int j = 0; j < QK; ++j) weight[j] = x[j] * x[j];
@@ -621,7 +621,7 @@ void quantize_iq4_nl(const float* x, BlockIq4nl* y, int64_t nb)
             }
         };
         float d = 0;
-        if (amax >= group_max_eps) {
+        if (amax >= kGroupMaxEps) {
             d = -max / values[0];
             float sumqx, sumq2;
             fit(1 / d, sumqx, sumq2);
@@ -647,8 +647,8 @@ void dequantize_iq4_nl(const BlockIq4nl* x, float* y, int64_t nb)
     for (int64_t i = 0; i < nb; ++i, y += QK) {
         const float d = x[i].d.get();
         for (int j = 0; j < QK / 2; ++j) {
-            y[j] = d * iq4nl_values[x[i].qs[j] & 0xF];
-            y[j + QK / 2] = d * iq4nl_values[x[i].qs[j] >> 4];
+            y[j] = d * kIq4nlValues[x[i].qs[j] & 0xF];
+            y[j + QK / 2] = d * kIq4nlValues[x[i].qs[j] >> 4];
         }
     }
 }
@@ -917,7 +917,7 @@ void quantize_q6_K(const float* x, BlockQ6_K* y, int64_t nb)
             scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
         const float max_scale = signed_absmax(scales, QK_K / 16);
         BlockQ6_K& b = y[i];
-        if (std::fabs(max_scale) < group_max_eps) {
+        if (std::fabs(max_scale) < kGroupMaxEps) {
             std::memset(&b, 0, sizeof b); // all zero, d = +0 included
             continue;
         }
@@ -983,20 +983,20 @@ const WeightTypeInfo& weight_type_info(WeightType type)
     if (i >= size_t(kWeightTypeCount))
         throw Error(ErrorKind::invalid_argument,
                     strfmt("weight_type_info: unknown weight type %zu", i));
-    return type_table[i];
+    return kTypeTable[i];
 }
 
 std::optional<WeightType> weight_type_from_ggml(uint32_t ggml_type)
 {
     for (int i = 0; i < kWeightTypeCount; ++i)
-        if (type_table[i].ggml_type == ggml_type) return WeightType(i);
+        if (kTypeTable[i].ggml_type == ggml_type) return WeightType(i);
     return std::nullopt;
 }
 
 std::optional<WeightType> weight_type_from_name(std::string_view name)
 {
     for (int i = 0; i < kWeightTypeCount; ++i) {
-        const std::string_view n = type_table[i].name;
+        const std::string_view n = kTypeTable[i].name;
         if (n.size() == name.size()
             && std::equal(n.begin(), n.end(), name.begin(),
                           [](char a, char b) { return ascii_lower(a) == ascii_lower(b); }))

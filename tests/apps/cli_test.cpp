@@ -18,7 +18,7 @@ using iris::model::SafeTensorsWriter;
 
 namespace {
 
-const fs::path golden = iris::test::golden_dir();
+const fs::path kGolden = iris::test::golden_dir();
 
 using iris::test::quoted;
 using iris::test::Result;
@@ -44,7 +44,7 @@ fs::path temp_dir()
 
 nlohmann::json index()
 {
-    std::ifstream in(golden / "index.json");
+    std::ifstream in(kGolden / "index.json");
     return nlohmann::json::parse(in);
 }
 
@@ -102,11 +102,11 @@ TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
     const auto idx = index();
     for (auto& [name, c] : idx["cases"]["full"].items()) {
         SCOPED_TRACE(name);
-        Result r = run_iris("prompt --json --model " + q(golden / c["model"].get<std::string>())
-                            + " --image " + q(golden / c["image"].get<std::string>()) + " "
+        Result r = run_iris("prompt --json --model " + q(kGolden / c["model"].get<std::string>())
+                            + " --image " + q(kGolden / c["image"].get<std::string>()) + " "
                             + q(c["question"].get<std::string>()));
         ASSERT_EQ(r.status, 0);
-        auto st = SafeTensors::open((golden / c["file"].get<std::string>()).string());
+        auto st = SafeTensors::open((kGolden / c["file"].get<std::string>()).string());
         EXPECT_EQ(json_ids(r.out), st.get("input_ids").to_i64());
     }
 }
@@ -114,7 +114,7 @@ TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)
 TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
 {
     IRIS_REQUIRE_GOLDEN();
-    std::ifstream in(golden / "tokenizers/tokenizer_goldens.json");
+    std::ifstream in(kGolden / "tokenizers/tokenizer_goldens.json");
     auto goldens = nlohmann::json::parse(in);
     fs::path dir = temp_dir();
     for (const char* name : {"tiny_qwen2", "tiny_internlm2"}) {
@@ -124,13 +124,13 @@ TEST(Cli, TokenizeReadsFilesByteForByteAndAddsBosWhereTheTokenizerDoes)
             if (checked++ == 5) break;
             fs::path f = dir / "text.txt";
             std::ofstream(f, std::ios::binary) << c["text"].get<std::string>();
-            Result r = run_iris("tokenize --json --model " + q(golden / "models" / name)
+            Result r = run_iris("tokenize --json --model " + q(kGolden / "models" / name)
                                 + " --file " + q(f));
             ASSERT_EQ(r.status, 0);
             EXPECT_EQ(json_ids(r.out), c["ids"].get<std::vector<int64_t>>()) << c["text"];
         }
     }
-    Result r = run_iris("tokenize --json --no-bos --model " + q(golden / "models/tiny_internlm2")
+    Result r = run_iris("tokenize --json --no-bos --model " + q(kGolden / "models/tiny_internlm2")
                         + " 'a'");
     ASSERT_EQ(r.status, 0);
     EXPECT_NE(json_ids(r.out).front(), 1);
@@ -141,19 +141,19 @@ TEST(Cli, PreprocessWritesTheOfficialPixelValuesAndTheGrid)
     IRIS_REQUIRE_GOLDEN();
     fs::path out = temp_dir() / "pv.safetensors";
     ASSERT_EQ(
-        run_iris("preprocess --image " + q(golden / "images/img_448x448.png") + " --out " + q(out))
+        run_iris("preprocess --image " + q(kGolden / "images/img_448x448.png") + " --out " + q(out))
             .status,
         0);
     auto got = SafeTensors::open(out.string());
     auto expect
-        = SafeTensors::open((golden / "preprocess/img_448x448_pixel_values.safetensors").string());
+        = SafeTensors::open((kGolden / "preprocess/img_448x448_pixel_values.safetensors").string());
     EXPECT_EQ(got.get("pixel_values").shape, expect.get("pixel_values").shape);
     EXPECT_LE(max_abs_diff(got.get("pixel_values").to_f32(), expect.get("pixel_values").to_f32()),
               1e-6f);
     EXPECT_EQ(got.metadata().at("grid"), "1x1");
 
     ASSERT_EQ(
-        run_iris("preprocess --image " + q(golden / "images/img_800x600.png") + " --out " + q(out))
+        run_iris("preprocess --image " + q(kGolden / "images/img_800x600.png") + " --out " + q(out))
             .status,
         0);
     auto grid = SafeTensors::open(out.string());
@@ -171,11 +171,11 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
         SCOPED_TRACE(name);
         fs::path pv = dir / "pv.safetensors", in = dir / "in.safetensors",
                  out = dir / "out.safetensors";
-        ASSERT_EQ(run_iris("preprocess --image " + q(golden / c["image"].get<std::string>())
+        ASSERT_EQ(run_iris("preprocess --image " + q(kGolden / c["image"].get<std::string>())
                            + " --out " + q(pv))
                       .status,
                   0);
-        auto full = SafeTensors::open((golden / c["file"].get<std::string>()).string());
+        auto full = SafeTensors::open((kGolden / c["file"].get<std::string>()).string());
         auto pixels = SafeTensors::open(pv.string());
         SafeTensorsWriter w;
         auto ids = full.get("input_ids").to_i64();
@@ -184,7 +184,7 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
                   pixels.get("pixel_values").to_f32());
         w.write(in.string());
 
-        std::string model = q(golden / c["model"].get<std::string>());
+        std::string model = q(kGolden / c["model"].get<std::string>());
         ASSERT_EQ(run_iris("forward --model " + model + " --in " + q(in) + " --out " + q(out)
                            + " 2>/dev/null")
                       .status,
@@ -204,15 +204,15 @@ TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
 {
     IRIS_REQUIRE_GOLDEN();
     fs::path dir = temp_dir();
-    std::string model = q(golden / "models/tiny_qwen2");
+    std::string model = q(kGolden / "models/tiny_qwen2");
     Result r = run_iris("ask --model " + model + " --max-new-tokens 4 --image "
-                        + q(golden / "images/img_448x448.png") + " 'What is it?' 2>/dev/null");
+                        + q(kGolden / "images/img_448x448.png") + " 'What is it?' 2>/dev/null");
     EXPECT_EQ(r.status, 0);
     EXPECT_FALSE(r.out.empty());
 
     fs::path bad = dir / "bad.png";
     {
-        std::ifstream src(golden / "images/img_448x448.png", std::ios::binary);
+        std::ifstream src(kGolden / "images/img_448x448.png", std::ios::binary);
         std::string bytes((std::istreambuf_iterator<char>(src)), {});
         std::ofstream(bad, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
     }
@@ -226,10 +226,10 @@ TEST(Cli, SkvqCacheOptionsCalibrateKvAndKvEvalRunOnATinyModel)
     IRIS_REQUIRE_GOLDEN();
     const fs::path dir = temp_dir() / "skvq-model";
     fs::create_directories(dir);
-    for (const auto& e : fs::directory_iterator(golden / "models/tiny_qwen2"))
+    for (const auto& e : fs::directory_iterator(kGolden / "models/tiny_qwen2"))
         if (!fs::exists(dir / e.path().filename()))
             fs::create_symlink(e.path(), dir / e.path().filename());
-    const std::string model = q(dir), image = q(golden / "images/img_448x448.png");
+    const std::string model = q(dir), image = q(kGolden / "images/img_448x448.png");
     Result r = run_iris("ask --model " + model
                         + " --max-new-tokens 4 --kv skvq --kv-bits K4V4 "
                           "--kv-window 0 --kv-group 32 --image "
@@ -269,7 +269,7 @@ TEST(Cli, SkvqCacheOptionsCalibrateKvAndKvEvalRunOnATinyModel)
 TEST(Cli, QuantizeWritesBothGgufFilesAndReplacesThemOnlyWithForce)
 {
     IRIS_REQUIRE_GOLDEN();
-    const std::string model = q(golden / "models" / "tiny_internlm2");
+    const std::string model = q(kGolden / "models" / "tiny_internlm2");
     const fs::path out = temp_dir() / "quantize";
     fs::remove_all(out);
     Result h = run_iris("quantize --help");

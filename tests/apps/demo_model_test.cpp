@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path source = IRIS_SOURCE_DIR;
-const fs::path demo_model = source / "resources/models/iris-demo";
+const fs::path kSource = IRIS_SOURCE_DIR;
+const fs::path kDemoModel = kSource / "resources/models/iris-demo";
 
 using iris::test::Result;
 using iris::test::run_shell;
@@ -41,7 +41,7 @@ fs::path temp_dir(const std::string& name)
 fs::path generate(int seed, int count)
 {
     fs::path out = temp_dir("seed" + std::to_string(seed));
-    auto r = run_shell(std::string(IRIS_PYTHON3) + " " + q(source / "tools/demo/generate.py")
+    auto r = run_shell(std::string(IRIS_PYTHON3) + " " + q(kSource / "tools/demo/generate.py")
                        + " --seed " + std::to_string(seed) + " --count " + std::to_string(count)
                        + " --out " + q(out) + " >&2");
     EXPECT_EQ(r.status, 0) << "generate.py failed";
@@ -63,7 +63,7 @@ std::vector<nlohmann::json> read_jsonl(const fs::path& path)
 TEST(DemoModel, AnswersTheReadmeQuestionWithNoModelOption)
 {
     auto r = run_shell(std::string(IRIS_BINARY) + " ask --image "
-                       + q(source / "resources/samples/document-sign.png")
+                       + q(kSource / "resources/samples/document-sign.png")
                        + " 'Describe the image briefly.'");
     ASSERT_EQ(r.status, 0);
     EXPECT_EQ(r.out, "a sign\n");
@@ -75,12 +75,12 @@ TEST(DemoModel, GreedyAnswersEqualThePythonModelsOnTwoHundredHeldOutPrompts)
 {
     fs::path data = generate(4242, 200);
     fs::path pred = data / "predictions.jsonl";
-    auto r = run_shell(std::string(IRIS_BINARY) + " eval --model " + q(demo_model) + " --data "
+    auto r = run_shell(std::string(IRIS_BINARY) + " eval --model " + q(kDemoModel) + " --data "
                        + q(data) + " --predictions " + q(pred) + " >&2");
     ASSERT_EQ(r.status, 0);
     std::map<std::string, std::string> python;
     for (const auto& row :
-         read_jsonl(source / "tools/demo/parity/python-answers-seed4242-first200.jsonl"))
+         read_jsonl(kSource / "tools/demo/parity/python-answers-seed4242-first200.jsonl"))
         python[row["id"].get<std::string>()] = row["answer"].get<std::string>();
     ASSERT_EQ(python.size(), 200u);
     auto rows = read_jsonl(pred);
@@ -111,7 +111,7 @@ TEST(DemoModel, EvalFailsAndNamesEachTaskBelowTheThresholds)
         }
     }
     std::string eval
-        = std::string(IRIS_BINARY) + " eval --model " + q(demo_model) + " --data " + q(set);
+        = std::string(IRIS_BINARY) + " eval --model " + q(kDemoModel) + " --data " + q(set);
     auto scored = run_shell(eval + " --json 2>/dev/null");
     ASSERT_EQ(scored.status, 0);
     auto report = nlohmann::json::parse(scored.out);

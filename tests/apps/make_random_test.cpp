@@ -124,7 +124,7 @@ std::map<std::string, std::vector<int64_t>> expected_tensors(const ModelConfig& 
     return t;
 }
 
-const char* const sample_texts[] = {
+const char* const kSampleTexts[] = {
     "Hello, world!",
     "The quick brown fox jumps over the lazy dog.\n\nPlease describe the image in detail.",
     "Numbers 12345, symbols #$%&*, tabs\tand  double  spaces; unseen words: xylophone zephyr",
@@ -204,7 +204,7 @@ void check_tiny_checkpoint(const std::string& like, LlmArch arch, int vocab)
     // The tokenizer: the real layout of special tokens, and a lossless round trip.
     auto tok = Tokenizer::load(p.string());
     EXPECT_EQ(tok->size(), vocab);
-    for (const char* text : sample_texts) {
+    for (const char* text : kSampleTexts) {
         const auto ids = tok->encode(text, false);
         EXPECT_EQ(tok->decode(ids, false), text);
         for (int32_t id : ids) EXPECT_TRUE(id >= 0 && id < vocab);
@@ -295,7 +295,7 @@ TEST(MakeRandom, TheRealQwen2TokenizerHasTheRealSizeAndSpecialTokenIds)
     EXPECT_FALSE(tok->adds_bos());
     EXPECT_EQ(tok->token_text(0), "!");
     EXPECT_EQ(tok->token_text(220), "\xC4\xA0"); // Ġ, the space byte (GPT-2 byte order)
-    for (const char* text : sample_texts)
+    for (const char* text : kSampleTexts)
         EXPECT_EQ(tok->decode(tok->encode(text, false), false), text);
     // Common English words are single tokens, as in the real vocabulary.
     const auto ids = tok->encode("The quick brown fox jumps over the lazy dog.", false);
@@ -357,7 +357,7 @@ TEST(MakeRandom, TheRealInternLM2TokenizerIsAValidSentencePieceModelOfTheRealLay
     EXPECT_EQ(ids.front(), 1);
     EXPECT_EQ(ids[1], 92543);
     EXPECT_EQ(ids.back(), 92542);
-    for (const char* text : sample_texts)
+    for (const char* text : kSampleTexts)
         EXPECT_EQ(tok->decode(tok->encode(text, false), false), text);
     EXPECT_EQ(tok->encode("The quick brown fox jumps over the lazy dog.", false).size(), 10u);
 }

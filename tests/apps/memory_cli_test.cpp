@@ -27,8 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path source = IRIS_SOURCE_DIR;
-const fs::path clip = source / "resources/samples/clip-shapes.mp4";
+const fs::path kSource = IRIS_SOURCE_DIR;
+const fs::path kClip = kSource / "resources/samples/clip-shapes.mp4";
 
 using iris::test::integrity_check;
 using iris::test::Result;
@@ -58,7 +58,7 @@ fs::path temp_dir(const std::string& name)
 TEST(MemoryCli, WatchRemembersTheSampleClipWithItsSpeechAndRecallNamesItsTimeRange)
 {
     fs::path db = temp_dir("sample");
-    auto w = run("watch --fast --video " + q(clip) + " --audio " + q(clip) + " --db " + q(db));
+    auto w = run("watch --fast --video " + q(kClip) + " --audio " + q(kClip) + " --db " + q(db));
     ASSERT_EQ(w.status, 0);
     EXPECT_NE(w.out.find("stored #1 "), std::string::npos) << w.out;
 

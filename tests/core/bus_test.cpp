@@ -18,9 +18,9 @@ namespace {
 
 // Under ThreadSanitizer every atomic is ~10x slower; the assertions are the same.
 #if defined(__SANITIZE_THREAD__)
-constexpr int k_messages = 5000;
+constexpr int kMessages = 5000;
 #else
-constexpr int k_messages = 20000;
+constexpr int kMessages = 20000;
 #endif
 
 // A message that says who sent it and in which order.
@@ -209,31 +209,31 @@ TEST(Bus, LosslessDeliversEveryMessageExactlyOnceInProducerOrder)
     std::vector<std::thread> consumers;
     for (int c = 0; c < n_consumers; ++c)
         consumers.emplace_back([&, c] {
-            for (int n = 0; n < n_producers * k_messages; ++n) {
+            for (int n = 0; n < n_producers * kMessages; ++n) {
                 std::optional<Stamp> s = subs[size_t(c)].receive();
                 ASSERT_TRUE(s) << "closed early";
                 seen[size_t(c)].add(*s);
             }
         });
-    run_producers(topic, n_producers, k_messages);
+    run_producers(topic, n_producers, kMessages);
     for (auto& t : consumers) t.join();
 
-    std::vector<uint32_t> expected(k_messages);
+    std::vector<uint32_t> expected(kMessages);
     std::iota(expected.begin(), expected.end(), 0u);
     for (int c = 0; c < n_consumers; ++c) {
         for (int p = 0; p < n_producers; ++p)
             ASSERT_EQ(seen[size_t(c)].by_producer[size_t(p)], expected)
                 << "consumer " << c << ", producer " << p;
         const iris::SubscriptionStats s = subs[size_t(c)].stats();
-        EXPECT_EQ(s.published, uint64_t(n_producers * k_messages));
-        EXPECT_EQ(s.delivered, uint64_t(n_producers * k_messages));
+        EXPECT_EQ(s.published, uint64_t(n_producers * kMessages));
+        EXPECT_EQ(s.delivered, uint64_t(n_producers * kMessages));
         EXPECT_EQ(s.dropped, 0u);
         EXPECT_EQ(s.depth, 0u);
         EXPECT_GE(s.depth_max, 1u);
         EXPECT_LE(s.depth_max, 64u);
         EXPECT_EQ(subs[size_t(c)].try_receive(), std::nullopt);
     }
-    EXPECT_EQ(topic.stats().published, uint64_t(n_producers * k_messages));
+    EXPECT_EQ(topic.stats().published, uint64_t(n_producers * kMessages));
     EXPECT_EQ(topic.stats().failed, 0u);
 }
 
@@ -253,10 +253,10 @@ TEST(Bus, ThreadsSharingOneSubscriptionSplitTheMessagesExactlyOnce)
                 ++received;
             }
         });
-    run_producers(topic, n_producers, k_messages);
+    run_producers(topic, n_producers, kMessages);
     // Close only once every message reached a receiver: close discards what is still queued,
     // including a message a receiver has taken off the queue but not yet returned.
-    while (received.load() != n_producers * k_messages) std::this_thread::sleep_for(1ms);
+    while (received.load() != n_producers * kMessages) std::this_thread::sleep_for(1ms);
     bus.close();
     for (auto& t : receivers) t.join();
 
@@ -269,7 +269,7 @@ TEST(Bus, ThreadsSharingOneSubscriptionSplitTheMessagesExactlyOnce)
             all.insert(all.end(), got.begin(), got.end());
         }
         std::sort(all.begin(), all.end());
-        std::vector<uint32_t> expected(k_messages);
+        std::vector<uint32_t> expected(kMessages);
         std::iota(expected.begin(), expected.end(), 0u);
         ASSERT_EQ(all, expected) << "producer " << p;
     }
@@ -307,7 +307,7 @@ TEST(Bus, LatestNeverBlocksThePublisherAndDeliveredPlusDroppedEqualsPublished)
     std::vector<std::thread> producers;
     for (int p = 0; p < n_producers; ++p)
         producers.emplace_back([&, p] {
-            for (int i = 0; i < k_messages; ++i)
+            for (int i = 0; i < kMessages; ++i)
                 if (!topic.try_publish(Stamp {uint32_t(p), uint32_t(i)}, 0ns).ok()) ++not_ok;
         });
     for (auto& t : producers) t.join();
@@ -315,7 +315,7 @@ TEST(Bus, LatestNeverBlocksThePublisherAndDeliveredPlusDroppedEqualsPublished)
     for (auto& t : consumers) t.join();
 
     EXPECT_EQ(not_ok.load(), 0);
-    const uint64_t published = uint64_t(n_producers * k_messages);
+    const uint64_t published = uint64_t(n_producers * kMessages);
     for (int c = 0; c < n_consumers; ++c) {
         const iris::SubscriptionStats s = subs[size_t(c)].stats();
         EXPECT_EQ(s.published, published);

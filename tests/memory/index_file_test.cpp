@@ -14,15 +14,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int dim = 16;
+constexpr int kDim = 16;
 
 // A store with n entries, entry i's embedding along axis i, closed (so index.faiss is saved).
-void fill(const std::string& dir, int first, int n, const StoreOptions& options = {.dim = dim})
+void fill(const std::string& dir, int first, int n, const StoreOptions& options = {.dim = kDim})
 {
     Store store = Store::open(dir, options);
     for (int i = first; i < first + n; ++i)
         store.add(
-            make_entry(i * 10, "entry " + std::to_string(i), embedding_near(dim, i, uint32_t(i))));
+            make_entry(i * 10, "entry " + std::to_string(i), embedding_near(kDim, i, uint32_t(i))));
 }
 
 // Opens the store, checks that the index matches memory.db and that it finds entry i by its
@@ -34,7 +34,7 @@ StoreStats reopen_and_check(const std::string& dir, int i, const StoreOptions& o
     EXPECT_EQ(s.n_indexed, s.n_entries);
     Retriever r(store);
     auto hits = r.search(
-        {.embedding = embedding_near(dim, i, uint32_t(i)), .k = 1, .with_frames = false});
+        {.embedding = embedding_near(kDim, i, uint32_t(i)), .k = 1, .with_frames = false});
     EXPECT_EQ(hits.size(), 1u);
     if (!hits.empty()) {
         EXPECT_EQ(hits[0].entry.caption, "entry " + std::to_string(i));
@@ -113,7 +113,7 @@ TEST(MemoryIndexFile, OlderCopyThatStillHoldsRemovedEntriesIsRebuilt)
     {
         Store store = Store::open(dir.path());
         ASSERT_TRUE(store.remove(store.list({.limit = 1, .newest_first = false})[0].id));
-        store.add(make_entry(500, "entry 11", embedding_near(dim, 11, 11)));
+        store.add(make_entry(500, "entry 11", embedding_near(kDim, 11, 11)));
     }
     write_bytes(dir.file("index.faiss"), old);
     StoreStats s = reopen_and_check(dir.path(), 11);
@@ -170,9 +170,10 @@ TEST(MemoryIndexFile, ReadOnlyStoreCatchesUpInMemoryWithoutWriting)
 TEST(MemoryIndexFile, IsSavedPeriodicallyWhileAdding)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim, .index_save_min = 4});
+    Store store = Store::open(dir.path(), {.dim = kDim, .index_save_min = 4});
     for (int i = 0; i < 9; ++i)
-        store.add(make_entry(i, "entry " + std::to_string(i), embedding_near(dim, i, uint32_t(i))));
+        store.add(
+            make_entry(i, "entry " + std::to_string(i), embedding_near(kDim, i, uint32_t(i))));
     // Saved after the 4th and 8th adds; the 9th is not in the file yet.
     ASSERT_TRUE(fs::exists(dir.file("index.faiss")));
     TempDir copy;
@@ -187,12 +188,12 @@ TEST(MemoryIndexFile, IsSavedPeriodicallyWhileAdding)
 TEST(MemoryIndexFile, IvfListsAreTrainedAtTheThresholdAndSurviveReopenAndRebuild)
 {
     TempDir dir;
-    StoreOptions options {.dim = dim, .ivf_threshold = 320, .ivf_nlist = 8, .ivf_nprobe = 8};
+    StoreOptions options {.dim = kDim, .ivf_threshold = 320, .ivf_nlist = 8, .ivf_nprobe = 8};
     {
         Store store = Store::open(dir.path(), options);
         for (int i = 0; i < 360; ++i)
             store.add(
-                make_entry(i, "entry " + std::to_string(i), embedding_near(dim, i, uint32_t(i))));
+                make_entry(i, "entry " + std::to_string(i), embedding_near(kDim, i, uint32_t(i))));
         EXPECT_EQ(store.stats().index_nlist, 8);
         EXPECT_EQ(store.stats().n_indexed, 360);
         ASSERT_TRUE(store.remove(store.list({.limit = 1})[0].id));

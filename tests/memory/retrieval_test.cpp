@@ -11,7 +11,7 @@ using iris::test::TempDir;
 
 namespace {
 
-constexpr int dim = 32;
+constexpr int kDim = 32;
 
 class MemoryRetrieval : public ::testing::Test
 {
@@ -28,13 +28,13 @@ protected:
         };
         for (int i = 0; i < 5; ++i)
             ids.push_back(store.add(make_entry(1000 + 100 * i, captions[i],
-                                               embedding_near(dim, i, uint32_t(i)), 1,
+                                               embedding_near(kDim, i, uint32_t(i)), 1,
                                                i == 3 ? "where did I put my umbrella" : "")));
     }
     int64_t t(int i) const { return (1000 + 100 * i) * int64_t(1'000'000); } // start of clip i
 
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
+    Store store = Store::open(dir.path(), {.dim = kDim});
     Retriever retriever {store};
     std::vector<int64_t> ids;
 };
@@ -66,7 +66,7 @@ TEST_F(MemoryRetrieval, HybridSearchRanksTheNearestEmbeddingFirst)
 {
     // "bicycle" matches clips 0 and 2 equally well in text; the embedding is clip 2's.
     auto hits
-        = retriever.search({.text = "bicycle", .embedding = embedding_near(dim, 2, 77), .k = 3});
+        = retriever.search({.text = "bicycle", .embedding = embedding_near(kDim, 2, 77), .k = 3});
     ASSERT_GE(hits.size(), 2u);
     EXPECT_EQ(hits[0].entry.id, ids[2]);
     EXPECT_EQ(hits[0].rank_vector, 1);
@@ -80,7 +80,7 @@ TEST_F(MemoryRetrieval, HybridSearchRanksTheNearestEmbeddingFirst)
 
 TEST_F(MemoryRetrieval, VectorSearchAloneOrdersBySimilarity)
 {
-    auto hits = retriever.search({.embedding = embedding_near(dim, 4, 5), .k = 5});
+    auto hits = retriever.search({.embedding = embedding_near(kDim, 4, 5), .k = 5});
     ASSERT_EQ(hits.size(), 5u);
     EXPECT_EQ(hits[0].entry.id, ids[4]);
     for (size_t i = 1; i < hits.size(); ++i) EXPECT_GE(hits[i - 1].similarity, hits[i].similarity);
@@ -90,7 +90,7 @@ TEST_F(MemoryRetrieval, TimeFilterExcludesEntriesOutsideTheRange)
 {
     // Only clips 2 and 3 overlap [t2, t3 + 1 s]; clip 1 ends at t1 + 5 s, before it.
     Query q {.text = "cat bicycle newspaper",
-             .embedding = embedding_near(dim, 1, 8),
+             .embedding = embedding_near(kDim, 1, 8),
              .k = 5,
              .t_from_us = t(2),
              .t_to_us = t(3) + 1'000'000};
@@ -114,7 +114,7 @@ TEST_F(MemoryRetrieval, TimeFilterExcludesEntriesOutsideTheRange)
 TEST_F(MemoryRetrieval, SimilarityThresholdDropsDistantEntries)
 {
     auto hits = retriever.search(
-        {.text = "cat", .embedding = embedding_near(dim, 4, 3), .k = 5, .min_similarity = 0.8f});
+        {.text = "cat", .embedding = embedding_near(kDim, 4, 3), .k = 5, .min_similarity = 0.8f});
     // Clip 1 matches "cat" but its embedding is orthogonal to the query: it is left out.
     ASSERT_EQ(hits.size(), 1u);
     EXPECT_EQ(hits[0].entry.id, ids[4]);
@@ -162,7 +162,7 @@ TEST_F(MemoryRetrieval, UserTextIsNeverParsedAsFts5Syntax)
 TEST_F(MemoryRetrieval, QueryEmbeddingMustHaveTheStoresDim)
 {
     try {
-        retriever.search({.embedding = std::vector<float>(dim + 1, 1.0f)});
+        retriever.search({.embedding = std::vector<float>(kDim + 1, 1.0f)});
         FAIL();
     } catch (const Error& e) {
         EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
@@ -172,7 +172,7 @@ TEST_F(MemoryRetrieval, QueryEmbeddingMustHaveTheStoresDim)
 TEST_F(MemoryRetrieval, RemovedEntriesAreNotReturned)
 {
     ASSERT_TRUE(store.remove(ids[2]));
-    auto hits = retriever.search({.text = "bicycle", .embedding = embedding_near(dim, 2, 77)});
+    auto hits = retriever.search({.text = "bicycle", .embedding = embedding_near(kDim, 2, 77)});
     for (const Hit& h : hits) EXPECT_NE(h.entry.id, ids[2]);
     EXPECT_EQ(hits.at(0).entry.id, ids[0]);
 }
@@ -186,12 +186,12 @@ TEST(MemoryRetrievalScale, NarrowTimeRangeIsExactOnAnIvfIndex)
         SCOPED_TRACE(reversed ? "reversed" : "in time order");
         TempDir dir;
         Store store = Store::open(
-            dir.path(), {.dim = dim, .ivf_threshold = 650, .ivf_nlist = 16, .ivf_nprobe = 1});
+            dir.path(), {.dim = kDim, .ivf_threshold = 650, .ivf_nlist = 16, .ivf_nprobe = 1});
         std::vector<Entry> batch;
         for (int n = 0; n < 700; ++n) {
             int i = reversed ? 699 - n : n;
             batch.push_back(
-                make_entry(10 * i, "clip", embedding_near(dim, i, uint32_t(i), 0.3f), 0));
+                make_entry(10 * i, "clip", embedding_near(kDim, i, uint32_t(i), 0.3f), 0));
         }
         std::vector<int64_t> ids = store.add(batch);
         if (reversed) std::reverse(ids.begin(), ids.end()); // ids[i]: the entry at 10 * i s
@@ -201,7 +201,7 @@ TEST(MemoryRetrievalScale, NarrowTimeRangeIsExactOnAnIvfIndex)
             Retriever retriever(s);
             for (int probe : {3, 250, 251, 699}) {
                 // The query points away from the entry: only the time range singles it out.
-                auto hits = retriever.search({.embedding = embedding_near(dim, probe + 9, 1),
+                auto hits = retriever.search({.embedding = embedding_near(kDim, probe + 9, 1),
                                               .k = 3,
                                               .t_from_us = int64_t(10 * probe) * 1'000'000,
                                               .t_to_us = int64_t(10 * probe + 1) * 1'000'000});
@@ -224,11 +224,11 @@ TEST(MemoryRetrievalScale, CommonWordsGiveWayToRareOnesWithinTheTextBudget)
     // 400 entries that all say "room"; the oldest also says "zebra". With a budget of 50
     // matching rows, "room" is too common to rank in full.
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
+    Store store = Store::open(dir.path(), {.dim = kDim});
     std::vector<Entry> batch;
     for (int i = 0; i < 400; ++i)
         batch.push_back(make_entry(10 * i, i == 0 ? "a zebra in the room" : "an empty room",
-                                   embedding_near(dim, i, uint32_t(i)), 0));
+                                   embedding_near(kDim, i, uint32_t(i)), 0));
     std::vector<int64_t> ids = store.add(batch);
     Retriever retriever(store, {.text_budget = 50});
 

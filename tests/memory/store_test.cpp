@@ -20,15 +20,15 @@ using iris::test::thrown_kind;
 
 namespace {
 
-constexpr int dim = 16;
+constexpr int kDim = 16;
 
 } // namespace
 
 TEST(MemoryStore, AddedEntryReadsBackWithItsFramesAndChecksums)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
-    Entry in = make_entry(1000, "a red bicycle by the wall", embedding_near(dim, 3, 1), 3,
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    Entry in = make_entry(1000, "a red bicycle by the wall", embedding_near(kDim, 3, 1), 3,
                           "I left it here");
     int64_t id = store.add(in);
     EXPECT_GT(id, 0);
@@ -49,9 +49,9 @@ TEST(MemoryStore, AddedEntryReadsBackWithItsFramesAndChecksums)
         EXPECT_NE(f.crc32, 0u);
     }
     // The embedding comes back at unit length, pointing the same way.
-    ASSERT_EQ(out->embedding.size(), size_t(dim));
+    ASSERT_EQ(out->embedding.size(), size_t(kDim));
     double norm = 0, dot = 0, in_norm = 0;
-    for (int i = 0; i < dim; ++i) {
+    for (int i = 0; i < kDim; ++i) {
         norm += out->embedding[size_t(i)] * out->embedding[size_t(i)];
         dot += out->embedding[size_t(i)] * in.embedding[size_t(i)];
         in_norm += in.embedding[size_t(i)] * in.embedding[size_t(i)];
@@ -68,18 +68,18 @@ TEST(MemoryStore, EntriesSurviveReopeningAndIdsAreNeverReused)
     TempDir dir;
     int64_t last = 0;
     {
-        Store store = Store::open(dir.path(), {.dim = dim});
+        Store store = Store::open(dir.path(), {.dim = kDim});
         for (int i = 0; i < 5; ++i)
-            last = store.add(make_entry(i * 10, "clip", embedding_near(dim, i, i)));
+            last = store.add(make_entry(i * 10, "clip", embedding_near(kDim, i, i)));
         EXPECT_TRUE(store.remove(last));
         EXPECT_FALSE(store.remove(last));
         EXPECT_EQ(store.count(), 4);
     }
     Store store = Store::open(dir.path()); // dim from the store
-    EXPECT_EQ(store.dim(), dim);
+    EXPECT_EQ(store.dim(), kDim);
     EXPECT_EQ(store.count(), 4);
     EXPECT_FALSE(store.get(last));
-    EXPECT_GT(store.add(make_entry(99, "again", embedding_near(dim, 1, 9))), last);
+    EXPECT_GT(store.add(make_entry(99, "again", embedding_near(kDim, 1, 9))), last);
     StoreStats s = store.stats();
     EXPECT_EQ(s.n_entries, 5);
     EXPECT_EQ(s.n_indexed, 5);
@@ -88,9 +88,9 @@ TEST(MemoryStore, EntriesSurviveReopeningAndIdsAreNeverReused)
 TEST(MemoryStore, RemoveTakesTheEntryOutOfEveryTableAndTheIndex)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
-    int64_t keep = store.add(make_entry(10, "keep this", embedding_near(dim, 1, 1)));
-    int64_t gone = store.add(make_entry(20, "unicorn sighting", embedding_near(dim, 2, 2)));
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    int64_t keep = store.add(make_entry(10, "keep this", embedding_near(kDim, 1, 1)));
+    int64_t gone = store.add(make_entry(20, "unicorn sighting", embedding_near(kDim, 2, 2)));
     ASSERT_TRUE(store.remove(gone));
     EXPECT_EQ(store.stats().n_indexed, 1);
     RawDb raw(dir.path());
@@ -98,7 +98,7 @@ TEST(MemoryStore, RemoveTakesTheEntryOutOfEveryTableAndTheIndex)
               "0");
     EXPECT_EQ(raw.text("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'unicorn'"), "0");
     Retriever r(store);
-    auto hits = r.search({.embedding = embedding_near(dim, 2, 2), .k = 5});
+    auto hits = r.search({.embedding = embedding_near(kDim, 2, 2), .k = 5});
     ASSERT_EQ(hits.size(), 1u);
     EXPECT_EQ(hits[0].entry.id, keep);
 }
@@ -106,8 +106,8 @@ TEST(MemoryStore, RemoveTakesTheEntryOutOfEveryTableAndTheIndex)
 TEST(MemoryStore, ListFiltersByTimeAndPages)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
-    for (int i = 0; i < 10; ++i) store.add(make_entry(100 * i, "clip", embedding_near(dim, i, i)));
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    for (int i = 0; i < 10; ++i) store.add(make_entry(100 * i, "clip", embedding_near(kDim, i, i)));
     std::vector<Entry> all = store.list({.limit = -1});
     ASSERT_EQ(all.size(), 10u);
     EXPECT_EQ(all.front().t_start_us, 900'000'000); // newest first
@@ -131,16 +131,16 @@ TEST(MemoryStore, ListFiltersByTimeAndPages)
 TEST(MemoryStore, InvalidEntriesAreRejectedAndNothingOfTheBatchIsStored)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim});
-    Entry good = make_entry(1, "fine", embedding_near(dim, 0, 1));
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    Entry good = make_entry(1, "fine", embedding_near(kDim, 0, 1));
     auto batch_with = [&](Entry bad) { return std::vector<Entry> {good, std::move(bad)}; };
 
     Entry short_emb = good;
-    short_emb.embedding.resize(dim - 1);
+    short_emb.embedding.resize(kDim - 1);
     Entry nan_emb = good;
     nan_emb.embedding[3] = std::nanf("");
     Entry zero_emb = good;
-    zero_emb.embedding.assign(dim, 0.0f);
+    zero_emb.embedding.assign(kDim, 0.0f);
     Entry backwards = good;
     backwards.t_end_us = backwards.t_start_us - 1;
     Entry not_jpeg = good;
@@ -165,8 +165,8 @@ TEST(MemoryStore, CorruptKeyFrameGivesAClearErrorNamingTheEntry)
     TempDir dir;
     int64_t id = 0;
     {
-        Store store = Store::open(dir.path(), {.dim = dim});
-        id = store.add(make_entry(5, "a cat on the sofa", embedding_near(dim, 1, 1), 2));
+        Store store = Store::open(dir.path(), {.dim = kDim});
+        id = store.add(make_entry(5, "a cat on the sofa", embedding_near(kDim, 1, 1), 2));
     }
     {
         // Flip one byte of the second frame's JPEG, as a bad disk sector would.
@@ -206,10 +206,10 @@ TEST(MemoryStore, CorruptKeyFrameGivesAClearErrorNamingTheEntry)
 TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
 {
     TempDir dir, out;
-    Store store = Store::open(dir.path(), {.dim = dim});
-    Entry e = make_entry(42, "caption with \"quotes\"", embedding_near(dim, 2, 1), 2, "said this");
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    Entry e = make_entry(42, "caption with \"quotes\"", embedding_near(kDim, 2, 1), 2, "said this");
     int64_t id = store.add(e);
-    store.add(make_entry(43, "second", embedding_near(dim, 3, 1), 1));
+    store.add(make_entry(43, "second", embedding_near(kDim, 3, 1), 1));
     EXPECT_EQ(store.export_to(out.path()), 2);
 
     std::ifstream in(out.file("entries.jsonl"));
@@ -220,7 +220,7 @@ TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
     EXPECT_EQ(j["caption"], e.caption);
     EXPECT_EQ(j["transcript"], "said this");
     EXPECT_EQ(j["t_start_us"], e.t_start_us);
-    EXPECT_EQ(j["embedding"].size(), size_t(dim));
+    EXPECT_EQ(j["embedding"].size(), size_t(kDim));
     ASSERT_EQ(j["key_frames"].size(), 2u);
     std::string file = out.file(j["key_frames"][1]["file"].get<std::string>());
     std::ifstream jpeg(file, std::ios::binary);
@@ -234,7 +234,7 @@ TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
 TEST(MemoryStore, NewerSchemaVersionIsRefusedWithAClearError)
 {
     TempDir dir;
-    Store::open(dir.path(), {.dim = dim});
+    Store::open(dir.path(), {.dim = kDim});
     RawDb(dir.path()).exec("PRAGMA user_version = 7");
     EXPECT_EQ(thrown_kind([&] { Store::open(dir.path()); }, "schema version 7"),
               ErrorKind::unsupported);
@@ -247,13 +247,13 @@ TEST(MemoryStore, ForeignOrDamagedDatabasesAreRefused)
     TempDir other, garbage, empty;
     RawDb(other.path()).exec("CREATE TABLE notes(x)");
     EXPECT_EQ(
-        thrown_kind([&] { Store::open(other.path(), {.dim = dim}); }, "not an Iris memory store"),
+        thrown_kind([&] { Store::open(other.path(), {.dim = kDim}); }, "not an Iris memory store"),
         ErrorKind::invalid_input);
     {
         std::ofstream f(garbage.file("memory.db"), std::ios::binary);
         f << std::string(8192, 'x');
     }
-    EXPECT_EQ(thrown_kind([&] { Store::open(garbage.path(), {.dim = dim}); }),
+    EXPECT_EQ(thrown_kind([&] { Store::open(garbage.path(), {.dim = kDim}); }),
               ErrorKind::invalid_input);
     EXPECT_EQ(thrown_kind([&] { Store::open(empty.file("none"), {.read_only = true}); }),
               ErrorKind::not_found);
@@ -264,7 +264,7 @@ TEST(MemoryStore, ForeignOrDamagedDatabasesAreRefused)
 TEST(MemoryStore, DimMustMatchTheStore)
 {
     TempDir dir;
-    Store::open(dir.path(), {.dim = dim});
+    Store::open(dir.path(), {.dim = kDim});
     EXPECT_EQ(thrown_kind([&] { Store::open(dir.path(), {.dim = 32}); }, "16-dim"),
               ErrorKind::invalid_argument);
 }
@@ -272,23 +272,23 @@ TEST(MemoryStore, DimMustMatchTheStore)
 TEST(MemoryStore, OnlyOneWriterAtATimeButReadersMayJoin)
 {
     TempDir dir;
-    Store writer = Store::open(dir.path(), {.dim = dim});
-    writer.add(make_entry(1, "first", embedding_near(dim, 0, 1)));
+    Store writer = Store::open(dir.path(), {.dim = kDim});
+    writer.add(make_entry(1, "first", embedding_near(kDim, 0, 1)));
     EXPECT_EQ(thrown_kind([&] { Store::open(dir.path()); }, "open for writing"),
               ErrorKind::resource);
     Store reader = Store::open(dir.path(), {.read_only = true});
     EXPECT_EQ(reader.count(), 1);
-    EXPECT_EQ(thrown_kind([&] { reader.add(make_entry(2, "x", embedding_near(dim, 0, 2))); },
+    EXPECT_EQ(thrown_kind([&] { reader.add(make_entry(2, "x", embedding_near(kDim, 0, 2))); },
                           "read-only"),
               ErrorKind::invalid_argument);
-    writer.add(make_entry(3, "later", embedding_near(dim, 0, 3)));
+    writer.add(make_entry(3, "later", embedding_near(kDim, 0, 3)));
     EXPECT_EQ(reader.count(), 2); // SQLite reads see new commits at once
 }
 
 TEST(MemoryStore, ReadersDuringIngestionSeeOnlyWholeEntries)
 {
     TempDir dir;
-    Store store = Store::open(dir.path(), {.dim = dim, .index_save_min = 50});
+    Store store = Store::open(dir.path(), {.dim = kDim, .index_save_min = 50});
     Retriever retriever(store);
     constexpr int n_entries = 300, n_frames = 3;
     std::atomic<bool> done {false};
@@ -308,7 +308,7 @@ TEST(MemoryStore, ReadersDuringIngestionSeeOnlyWholeEntries)
     std::thread writer([&] {
         try {
             for (int i = 0; i < n_entries; ++i) {
-                Entry e = make_entry(i, "", embedding_near(dim, i, uint32_t(i)), n_frames);
+                Entry e = make_entry(i, "", embedding_near(kDim, i, uint32_t(i)), n_frames);
                 e.caption = "clip " + std::to_string(e.t_start_us);
                 store.add(e);
             }
@@ -327,7 +327,7 @@ TEST(MemoryStore, ReadersDuringIngestionSeeOnlyWholeEntries)
                             check(e);
                     } else {
                         Query q {
-                            .text = "clip", .embedding = embedding_near(dim, t * 7, 3), .k = 10};
+                            .text = "clip", .embedding = embedding_near(kDim, t * 7, 3), .k = 10};
                         for (const Hit& h : retriever.search(q)) check(h.entry);
                     }
                     n_reads++;

@@ -10,7 +10,7 @@ using namespace iris::memory;
 
 namespace {
 
-constexpr int64_t s = 1'000'000;
+constexpr int64_t kS = 1'000'000;
 
 class MemoryTimePhrases : public ::testing::Test
 {
@@ -35,7 +35,7 @@ protected:
     {
         std::tm tm {};
         tm.tm_year = y - 1900, tm.tm_mon = mo - 1, tm.tm_mday = d, tm.tm_hour = h, tm.tm_min = mi;
-        return int64_t(::timegm(&tm)) * s;
+        return int64_t(::timegm(&tm)) * kS;
     }
 
     const int64_t now = utc(2024, 3, 15, 14, 30); // a Friday afternoon
@@ -48,15 +48,15 @@ TEST_F(MemoryTimePhrases, LastNUnitsEndsNow)
 {
     auto p = parse_time_phrase("what did I see in the last 10 minutes?", now);
     ASSERT_TRUE(p);
-    EXPECT_EQ(p->range.from_us, now - 600 * s);
+    EXPECT_EQ(p->range.from_us, now - 600 * kS);
     EXPECT_EQ(p->range.to_us, now);
     EXPECT_EQ(p->rest, "what did I see ?");
 
-    EXPECT_EQ(parse_time_phrase("in the last hour", now)->range.from_us, now - 3600 * s);
-    EXPECT_EQ(parse_time_phrase("In The Past Two Hours", now)->range.from_us, now - 7200 * s);
-    EXPECT_EQ(parse_time_phrase("last 30 secs", now)->range.from_us, now - 30 * s);
-    EXPECT_EQ(parse_time_phrase("over the past 3 days", now)->range.from_us, now - 3 * 86400 * s);
-    EXPECT_EQ(parse_time_phrase("in the last minute", now)->range.from_us, now - 60 * s);
+    EXPECT_EQ(parse_time_phrase("in the last hour", now)->range.from_us, now - 3600 * kS);
+    EXPECT_EQ(parse_time_phrase("In The Past Two Hours", now)->range.from_us, now - 7200 * kS);
+    EXPECT_EQ(parse_time_phrase("last 30 secs", now)->range.from_us, now - 30 * kS);
+    EXPECT_EQ(parse_time_phrase("over the past 3 days", now)->range.from_us, now - 3 * 86400 * kS);
+    EXPECT_EQ(parse_time_phrase("in the last minute", now)->range.from_us, now - 60 * kS);
 }
 
 TEST_F(MemoryTimePhrases, BetweenClockTimesIsTodayOrYesterday)

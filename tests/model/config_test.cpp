@@ -16,7 +16,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const fs::path golden_dir = iris::test::golden_dir();
+const fs::path kGoldenDir = iris::test::golden_dir();
 
 // The fields the loader reads, shaped like InternVL2.5-1B (with the tiny model's sizes).
 json base_config()
@@ -95,7 +95,7 @@ TEST(ModelConfig, LoadsTheGoldenQwen2Config)
 {
     IRIS_REQUIRE_GOLDEN();
     for (const char* name : {"tiny_qwen2", "tiny_qwen2_bf16"}) {
-        ModelConfig c = ModelConfig::load((golden_dir / "models" / name / "config.json").string());
+        ModelConfig c = ModelConfig::load((kGoldenDir / "models" / name / "config.json").string());
         EXPECT_EQ(c.llm.arch, LlmArch::qwen2);
         EXPECT_EQ(c.llm.hidden_size, 64);
         EXPECT_EQ(c.llm.intermediate_size, 176);
@@ -141,7 +141,7 @@ TEST(ModelConfig, LoadsTheGoldenQwen2Config)
 TEST(ModelConfig, LoadsTheGoldenInternLM2Config)
 {
     IRIS_REQUIRE_GOLDEN();
-    ModelConfig c = ModelConfig::load((golden_dir / "models/tiny_internlm2/config.json").string());
+    ModelConfig c = ModelConfig::load((kGoldenDir / "models/tiny_internlm2/config.json").string());
     EXPECT_EQ(c.llm.arch, LlmArch::internlm2);
     EXPECT_EQ(c.llm.hidden_size, 96);
     EXPECT_EQ(c.llm.intermediate_size, 256);

@@ -31,8 +31,8 @@ using iris::test::write_bytes;
 namespace {
 
 // GGML_TYPE_* ids used below.
-constexpr uint32_t t_f32 = 0, t_f16 = 1, t_q4_0 = 2, t_q8_0 = 8, t_q4_K = 12, t_iq2_xxs = 16,
-                   t_bf16 = 30, t_mxfp4 = 39;
+constexpr uint32_t kTF32 = 0, kTF16 = 1, kTQ40 = 2, kTQ80 = 8, kTQ4K = 12, kTIq2Xxs = 16,
+                   kTBf16 = 30, kTMxfp4 = 39;
 
 // A GGUF file assembled field by field from the spec: every number little-endian, written one
 // byte at a time, strings as a u64 length and the bytes.
@@ -99,7 +99,7 @@ private:
 };
 
 // One f32 tensor "t" of 4 values at offset 0: a base to break one field at a time.
-std::string one_tensor_file(std::vector<uint64_t> ne = {4}, uint32_t type = t_f32,
+std::string one_tensor_file(std::vector<uint64_t> ne = {4}, uint32_t type = kTF32,
                             uint64_t offset = 0, size_t data = 16, std::string name = "t")
 {
     Bytes b;
@@ -167,11 +167,11 @@ std::string small_valid_file()
     w.set_i32_array("tokenizer.ggml.token_type", types);
     std::vector<float> scores = {0.f, -1.f, -2.5f, -3.f, -4.f};
     w.set_f32_array("tokenizer.ggml.scores", scores);
-    w.add_tensor("token_embd.weight", t_f32, {8, 5}, pattern_bytes(160, 1));
-    w.add_tensor("blk.0.attn_q.weight", t_q8_0, {64, 3}, pattern_bytes(3 * 68, 2));
-    w.add_tensor("blk.0.ffn_down.weight", t_q4_K, {256, 1}, pattern_bytes(144, 3));
-    w.add_tensor("blk.0.attn_norm.weight", t_f16, {7}, pattern_bytes(14, 4));
-    w.add_tensor("output_norm.weight", t_f32, {3}, pattern_bytes(12, 5));
+    w.add_tensor("token_embd.weight", kTF32, {8, 5}, pattern_bytes(160, 1));
+    w.add_tensor("blk.0.attn_q.weight", kTQ80, {64, 3}, pattern_bytes(3 * 68, 2));
+    w.add_tensor("blk.0.ffn_down.weight", kTQ4K, {256, 1}, pattern_bytes(144, 3));
+    w.add_tensor("blk.0.attn_norm.weight", kTF16, {7}, pattern_bytes(14, 4));
+    w.add_tensor("output_norm.weight", kTF32, {3}, pattern_bytes(12, 5));
     w.write(dir.file("small.gguf"));
     return read_bytes(dir.file("small.gguf"));
 }
@@ -303,10 +303,10 @@ TEST(GgufFile, ReadsAHandBuiltFileWithEveryValueType)
     b.array_key("k.u64s", 10, 2).u64(7).u64(0xFFFFFFFFFFFFFFFFull);
     b.key("general.alignment", 4).u32(32);
     // Tensors: offsets relative to the data section, each a multiple of 32.
-    b.tensor("a.weight", {3, 2}, t_f32, 0); // 24 bytes
-    b.tensor("b.q8", {64}, t_q8_0, 32); // 2 blocks of 34: 68 bytes
-    b.tensor("c.f16", {5, 1, 1}, t_f16, 128); // 10 bytes
-    b.tensor("d.iq2", {256, 1, 1, 2}, t_iq2_xxs, 160); // 2 blocks of 66: 132 bytes
+    b.tensor("a.weight", {3, 2}, kTF32, 0); // 24 bytes
+    b.tensor("b.q8", {64}, kTQ80, 32); // 2 blocks of 34: 68 bytes
+    b.tensor("c.f16", {5, 1, 1}, kTF16, 128); // 10 bytes
+    b.tensor("d.iq2", {256, 1, 1, 2}, kTIq2Xxs, 160); // 2 blocks of 66: 132 bytes
     const size_t header_end = b.size();
     b.pad(32);
     const size_t data_start = b.size();
@@ -388,10 +388,10 @@ TEST(GgufFile, ReadsAHandBuiltFileWithEveryValueType)
         int seed;
     };
     const Want want[] = {
-        {"a.weight", t_f32, WeightType::f32, {3, 2}, 0, 24, 1},
-        {"b.q8", t_q8_0, WeightType::q8_0, {64}, 32, 68, 2},
-        {"c.f16", t_f16, WeightType::f16, {5, 1, 1}, 128, 10, 3},
-        {"d.iq2", t_iq2_xxs, std::nullopt, {256, 1, 1, 2}, 160, 132, 4},
+        {"a.weight", kTF32, WeightType::f32, {3, 2}, 0, 24, 1},
+        {"b.q8", kTQ80, WeightType::q8_0, {64}, 32, 68, 2},
+        {"c.f16", kTF16, WeightType::f16, {5, 1, 1}, 128, 10, 3},
+        {"d.iq2", kTIq2Xxs, std::nullopt, {256, 1, 1, 2}, 160, 132, 4},
     };
     for (size_t i = 0; i < 4; ++i) {
         const GgufTensor& t = f.tensors()[i];
@@ -449,7 +449,7 @@ TEST(GgufFile, AcceptsZeroSizedDimensionsAsLlamaCppDoes)
     // ne may be 0 (llama.cpp's reader only rejects negative dims): a tensor of no bytes.
     TempDir dir;
     Bytes b;
-    b.header(2, 0).tensor("empty", {0, 5}, t_q8_0, 0).tensor("t", {4}, t_f32, 0).pad(32).fill(16);
+    b.header(2, 0).tensor("empty", {0, 5}, kTQ80, 0).tensor("t", {4}, kTF32, 0).pad(32).fill(16);
     GgufFile f = open_bytes(dir, b.str());
     EXPECT_EQ(f.get("empty").nbytes, 0u);
     EXPECT_EQ(f.get("empty").numel(), 0);
@@ -461,14 +461,14 @@ TEST(GgufFile, AcceptsTheLargestNameAndAnyPowerOfTwoAlignment)
 {
     TempDir dir;
     std::string name(63, 'n');
-    GgufFile f = open_bytes(dir, one_tensor_file({4}, t_f32, 0, 16, name));
+    GgufFile f = open_bytes(dir, one_tensor_file({4}, kTF32, 0, 16, name));
     EXPECT_EQ(f.tensors()[0].name, name);
     for (uint32_t a : {1u, 8u, 64u, 4096u}) {
         Bytes b;
         b.header(1, 1)
             .key("general.alignment", 4)
             .u32(a)
-            .tensor("t", {4}, t_f32, 0)
+            .tensor("t", {4}, kTF32, 0)
             .pad(a)
             .fill(16);
         GgufFile g = open_bytes(dir, b.str(), "a.gguf");
@@ -623,14 +623,14 @@ TEST(GgufWriter, RoundTripsMetadataOfEveryTypeInOrderAndTensorsOfSeveralTypes)
     std::vector<float> f32(21);
     for (size_t i = 0; i < f32.size(); ++i) f32[i] = 0.5f * static_cast<float>(i) - 3.f;
     w.add_tensor_view("f32.weight", WeightType::f32, {7, 3}, f32.data(), f32.size() * 4);
-    w.add_tensor("f16.bias", t_f16, {5}, pattern_bytes(10, 1));
+    w.add_tensor("f16.bias", kTF16, {5}, pattern_bytes(10, 1));
     const size_t q8_bytes = 3 * cpu::weight_row_bytes(WeightType::q8_0, 96);
     w.add_tensor("q8.weight", WeightType::q8_0, {96, 3}, pattern_bytes(q8_bytes, 2));
     const size_t q4k_row = cpu::weight_row_bytes(WeightType::q4_K, 512);
     std::vector<uint8_t> q4k = pattern_bytes(q4k_row * 2 * 3, 3);
     w.add_tensor_view("q4k.weight", WeightType::q4_K, {512, 2, 3}, q4k.data(), q4k.size());
     int produced = 0;
-    w.add_tensor_stream("streamed.weight", t_q4_0, {64, 5}, [&](const GgufWriter::Emit& emit) {
+    w.add_tensor_stream("streamed.weight", kTQ40, {64, 5}, [&](const GgufWriter::Emit& emit) {
         ++produced;
         std::vector<uint8_t> all = pattern_bytes(5 * 36, 4);
         for (int r = 0; r < 5; ++r) emit(all.data() + 36 * r, 36);
@@ -713,8 +713,8 @@ TEST(GgufWriter, UsesGeneralAlignmentWhenSet)
     TempDir dir;
     GgufWriter w;
     w.set_u32("general.alignment", 128);
-    w.add_tensor("a", t_f32, {3}, pattern_bytes(12, 1));
-    w.add_tensor("b", t_bf16, {3}, pattern_bytes(6, 2));
+    w.add_tensor("a", kTF32, {3}, pattern_bytes(12, 1));
+    w.add_tensor("b", kTBf16, {3}, pattern_bytes(6, 2));
     w.write(dir.file("a.gguf"));
     GgufFile f = GgufFile::open(dir.file("a.gguf"));
     EXPECT_EQ(f.alignment(), 128u);
@@ -765,7 +765,7 @@ TEST(GgufWriter, WritingIntoAMissingFolderIsAnIoErrorAndLeavesNothing)
     TempDir dir;
     std::string path = dir.file("no/such/folder/x.gguf");
     GgufWriter w;
-    w.add_tensor("a", t_f32, {1}, pattern_bytes(4, 1));
+    w.add_tensor("a", kTF32, {1}, pattern_bytes(4, 1));
     expect_error([&] { w.write(path); }, ErrorKind::io, {"no/such/folder/x.gguf.tmp-"});
     EXPECT_TRUE(dir.listing().empty());
     EXPECT_FALSE(fs::exists(path));
@@ -778,8 +778,8 @@ TEST(GgufWriter, AFailingProducerLeavesAnExistingFileUntouchedAndNoTemporary)
     write_bytes(path, "precious");
     {
         GgufWriter w;
-        w.add_tensor("a", t_f32, {1}, pattern_bytes(4, 1));
-        w.add_tensor_stream("b", t_f32, {4}, [](const GgufWriter::Emit& emit) {
+        w.add_tensor("a", kTF32, {1}, pattern_bytes(4, 1));
+        w.add_tensor_stream("b", kTF32, {4}, [](const GgufWriter::Emit& emit) {
             float x = 1.f;
             emit(&x, 4);
             throw Error(ErrorKind::cancelled, "stop");
@@ -788,7 +788,7 @@ TEST(GgufWriter, AFailingProducerLeavesAnExistingFileUntouchedAndNoTemporary)
     }
     {
         GgufWriter w; // emits too little
-        w.add_tensor_stream("short", t_f32, {4}, [](const GgufWriter::Emit& emit) {
+        w.add_tensor_stream("short", kTF32, {4}, [](const GgufWriter::Emit& emit) {
             float x[3] = {};
             emit(x, sizeof x);
         });
@@ -796,7 +796,7 @@ TEST(GgufWriter, AFailingProducerLeavesAnExistingFileUntouchedAndNoTemporary)
     }
     {
         GgufWriter w; // emits too much
-        w.add_tensor_stream("long", t_f32, {4}, [](const GgufWriter::Emit& emit) {
+        w.add_tensor_stream("long", kTF32, {4}, [](const GgufWriter::Emit& emit) {
             float x[5] = {};
             emit(x, sizeof x);
         });
@@ -809,26 +809,26 @@ TEST(GgufWriter, AFailingProducerLeavesAnExistingFileUntouchedAndNoTemporary)
 TEST(GgufWriter, RejectsTensorsTheReaderWouldRejectNamingThem)
 {
     GgufWriter w;
-    w.add_tensor("ok", t_f32, {2}, pattern_bytes(8, 1));
+    w.add_tensor("ok", kTF32, {2}, pattern_bytes(8, 1));
     auto add = [&](const std::string& name, uint32_t type, std::vector<int64_t> ne, size_t n) {
         return [&w, name, type, ne, n] { w.add_tensor(name, type, ne, pattern_bytes(n, 1)); };
     };
-    expect_error(add("ok", t_f32, {2}, 8), ErrorKind::invalid_argument, {"\"ok\"", "twice"});
-    expect_error(add("", t_f32, {2}, 8), ErrorKind::invalid_argument, {"empty name"});
-    expect_error(add(std::string(64, 'x'), t_f32, {2}, 8), ErrorKind::invalid_argument,
+    expect_error(add("ok", kTF32, {2}, 8), ErrorKind::invalid_argument, {"\"ok\"", "twice"});
+    expect_error(add("", kTF32, {2}, 8), ErrorKind::invalid_argument, {"empty name"});
+    expect_error(add(std::string(64, 'x'), kTF32, {2}, 8), ErrorKind::invalid_argument,
                  {"longer than 63"});
-    expect_error(add("n", t_f32, {2}, 12), ErrorKind::invalid_argument,
+    expect_error(add("n", kTF32, {2}, 12), ErrorKind::invalid_argument,
                  {"\"n\"", "12 bytes given", "needs 8"});
-    expect_error(add("n", t_q8_0, {48}, 51), ErrorKind::invalid_argument,
+    expect_error(add("n", kTQ80, {48}, 51), ErrorKind::invalid_argument,
                  {"\"n\"", "48", "q8_0 block of 32"});
-    expect_error(add("n", t_f32, {}, 4), ErrorKind::invalid_argument, {"0 dimensions"});
-    expect_error(add("n", t_f32, {1, 1, 1, 1, 1}, 4), ErrorKind::invalid_argument,
+    expect_error(add("n", kTF32, {}, 4), ErrorKind::invalid_argument, {"0 dimensions"});
+    expect_error(add("n", kTF32, {1, 1, 1, 1, 1}, 4), ErrorKind::invalid_argument,
                  {"5 dimensions"});
-    expect_error(add("n", t_f32, {-1}, 4), ErrorKind::invalid_argument, {"negative"});
+    expect_error(add("n", kTF32, {-1}, 4), ErrorKind::invalid_argument, {"negative"});
     expect_error(add("n", 4, {1}, 4), ErrorKind::invalid_argument, {"unknown ggml type 4"});
-    expect_error(add("n", t_f32, {int64_t(1) << 62, 8}, 4), ErrorKind::invalid_argument,
+    expect_error(add("n", kTF32, {int64_t(1) << 62, 8}, 4), ErrorKind::invalid_argument,
                  {"overflow"});
-    expect_error([&] { w.add_tensor_view("v", t_f32, {1}, nullptr, 4); },
+    expect_error([&] { w.add_tensor_view("v", kTF32, {1}, nullptr, 4); },
                  ErrorKind::invalid_argument, {"null data"});
     expect_error([&] { w.set_u32("", 1); }, ErrorKind::invalid_argument, {"empty key"});
     EXPECT_EQ(w.tensor_count(), 1u);
@@ -964,7 +964,7 @@ TEST(GgufFile, RejectsABadAlignment)
         b.header(1, 1)
             .key("general.alignment", 4)
             .u32(a)
-            .tensor("t", {4}, t_f32, 0)
+            .tensor("t", {4}, kTF32, 0)
             .pad(64)
             .fill(16);
         expect_open_error(
@@ -979,9 +979,9 @@ TEST(GgufFile, RejectsABadAlignment)
 TEST(GgufFile, RejectsADuplicateTensorName)
 {
     Bytes b;
-    b.header(2, 0).tensor("t", {4}, t_f32, 0);
+    b.header(2, 0).tensor("t", {4}, kTF32, 0);
     const size_t second = b.size();
-    b.tensor("t", {4}, t_f32, 32).pad(32).fill(48);
+    b.tensor("t", {4}, kTF32, 32).pad(32).fill(48);
     expect_open_error(b.str(),
                       {"duplicate tensor name \"t\"", "at byte " + std::to_string(second)});
 }
@@ -989,7 +989,7 @@ TEST(GgufFile, RejectsADuplicateTensorName)
 TEST(GgufFile, RejectsATensorNameLongerThanLlamaCppAllows)
 {
     // The spec says at most 64 bytes; llama.cpp's reader needs room for a NUL: at most 63.
-    expect_open_error(one_tensor_file({4}, t_f32, 0, 16, std::string(64, 'n')),
+    expect_open_error(one_tensor_file({4}, kTF32, 0, 16, std::string(64, 'n')),
                       {"name of tensor 0", "64 bytes long", "limit of 63", "at byte 24"});
 }
 
@@ -1027,42 +1027,42 @@ TEST(GgufFile, RejectsAnUnknownGgmlType)
 
 TEST(GgufFile, RejectsARowLengthThatIsNotAMultipleOfTheBlock)
 {
-    expect_open_error(one_tensor_file({100, 2}, t_q4_K, 0, 288),
+    expect_open_error(one_tensor_file({100, 2}, kTQ4K, 0, 288),
                       {"tensor \"t\"", "ne[0] = 100", "q4_K block of 256"});
-    expect_open_error(one_tensor_file({16}, t_mxfp4, 0, 17), {"mxfp4 block of 32"});
+    expect_open_error(one_tensor_file({16}, kTMxfp4, 0, 17), {"mxfp4 block of 32"});
 }
 
 TEST(GgufFile, RejectsAMisalignedOffset)
 {
-    expect_open_error(one_tensor_file({4}, t_f32, 4, 32),
+    expect_open_error(one_tensor_file({4}, kTF32, 4, 32),
                       {"tensor \"t\"", "data offset 4", "alignment 32", "at byte 49"});
 }
 
 TEST(GgufFile, RejectsATensorPastTheEndOfTheFile)
 {
-    expect_open_error(one_tensor_file({4}, t_f32, 0, 15),
+    expect_open_error(one_tensor_file({4}, kTF32, 0, 15),
                       {"truncated", "tensor \"t\"", "16 bytes at data offset 0", "past the end"});
-    expect_open_error(one_tensor_file({4}, t_f32, 32, 40), {"tensor \"t\"", "past the end"});
+    expect_open_error(one_tensor_file({4}, kTF32, 32, 40), {"tensor \"t\"", "past the end"});
     // An aligned offset so large that offset + size wraps.
-    expect_open_error(one_tensor_file({4}, t_f32, ~uint64_t(31), 16),
+    expect_open_error(one_tensor_file({4}, kTF32, ~uint64_t(31), 16),
                       {"tensor \"t\"", "past the end"});
     // The data section itself starting past the end.
     Bytes b;
-    b.header(1, 0).tensor("t", {1}, t_f32, 0);
+    b.header(1, 0).tensor("t", {1}, kTF32, 0);
     expect_open_error(b.str(), {"truncated", "data section would start at byte 64"});
 }
 
 TEST(GgufFile, RejectsOverlappingTensors)
 {
     Bytes b;
-    b.header(3, 0).tensor("a", {16}, t_f32, 0).tensor("b", {4}, t_f32, 64);
+    b.header(3, 0).tensor("a", {16}, kTF32, 0).tensor("b", {4}, kTF32, 64);
     const size_t third = b.size();
-    b.tensor("c", {16}, t_f32, 32).pad(32).fill(96);
+    b.tensor("c", {16}, kTF32, 32).pad(32).fill(96);
     expect_open_error(b.str(),
                       {"tensor \"c\"", "[32, 96)", "overlaps tensor \"a\"", "[0, 64)",
                        "at byte " + std::to_string(third)});
     Bytes same;
-    same.header(2, 0).tensor("a", {4}, t_f32, 0).tensor("b", {4}, t_f32, 0).pad(32).fill(16);
+    same.header(2, 0).tensor("a", {4}, kTF32, 0).tensor("b", {4}, kTF32, 0).pad(32).fill(16);
     expect_open_error(same.str(), {"overlaps"});
 }
 
@@ -1163,8 +1163,8 @@ TEST(GgufFile, SurvivesRandomByteFlipsOfAHandBuiltFileWithEveryValueType)
     b.array_key("d", 8, 3).str("x").str("yy").str("zzz");
     b.array_key("e", 6, 2).f32(1.f).f32(2.f);
     b.key("general.alignment", 4).u32(16);
-    b.tensor("t0", {32, 2}, t_q8_0, 0)
-        .tensor("t1", {3}, t_f32, 80)
+    b.tensor("t0", {32, 2}, kTQ80, 0)
+        .tensor("t1", {3}, kTF32, 80)
         .pad(16)
         .fill(68 * 2)
         .pad(16)

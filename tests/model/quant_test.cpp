@@ -30,7 +30,7 @@ namespace fs = std::filesystem;
 namespace cpu = model::cpu;
 using cpu::WeightType;
 
-constexpr WeightType quantized_types[] = {
+constexpr WeightType kQuantizedTypes[] = {
     WeightType::q8_0, WeightType::q4_0,   WeightType::q4_1, WeightType::q5_0,
     WeightType::q5_1, WeightType::iq4_nl, WeightType::q2_K, WeightType::q3_K,
     WeightType::q4_K, WeightType::q5_K,   WeightType::q6_K,
@@ -157,7 +157,7 @@ TEST(QuantGolden, EveryTypeQuantizesToGgmlsBytesAndDequantizesToItsValuesExactly
                               << " values differ in the row)";
         }
     }
-    for (WeightType t : quantized_types)
+    for (WeightType t : kQuantizedTypes)
         EXPECT_TRUE(covered[size_t(t)]) << cpu::weight_type_name(t) << " has no golden file";
 }
 
@@ -174,7 +174,7 @@ struct GgmlType
 };
 
 // As ggml defines them (GGML_TYPE_* ids, block sizes).
-constexpr GgmlType ggml_types[] = {
+constexpr GgmlType kGgmlTypes[] = {
     {WeightType::f32, "f32", 0, 1, 4},          {WeightType::bf16, "bf16", 30, 1, 2},
     {WeightType::f16, "f16", 1, 1, 2},          {WeightType::q8_0, "q8_0", 8, 32, 34},
     {WeightType::q4_0, "q4_0", 2, 32, 18},      {WeightType::q4_1, "q4_1", 3, 32, 20},
@@ -186,9 +186,9 @@ constexpr GgmlType ggml_types[] = {
 
 TEST(WeightTypes, InfoMatchesGgmlsIdsNamesAndBlocksAndRoundTrips)
 {
-    ASSERT_EQ(std::size(ggml_types), size_t(cpu::kWeightTypeCount));
-    for (size_t i = 0; i < std::size(ggml_types); ++i) {
-        const GgmlType& g = ggml_types[i];
+    ASSERT_EQ(std::size(kGgmlTypes), size_t(cpu::kWeightTypeCount));
+    for (size_t i = 0; i < std::size(kGgmlTypes); ++i) {
+        const GgmlType& g = kGgmlTypes[i];
         SCOPED_TRACE(g.name);
         EXPECT_EQ(size_t(g.type), i); // the enum is dense, in table order
         const cpu::WeightTypeInfo& info = cpu::weight_type_info(g.type);
@@ -236,7 +236,7 @@ TEST(WeightTypes, RowBytesAreWholeBlocksAndOtherWidthsAreRejectedNamingTheType)
     EXPECT_EQ(cpu::weight_row_bytes(WeightType::f32, 896), 3584u);
     EXPECT_EQ(cpu::weight_row_bytes(WeightType::bf16, 896), 1792u);
     EXPECT_EQ(cpu::weight_row_bytes(WeightType::f16, 7), 14u);
-    for (const GgmlType& g : ggml_types) EXPECT_EQ(cpu::weight_row_bytes(g.type, 0), 0u);
+    for (const GgmlType& g : kGgmlTypes) EXPECT_EQ(cpu::weight_row_bytes(g.type, 0), 0u);
 
     // 896 = 3.5 super-blocks: a k-quant cannot store a Qwen2.5-0.5B hidden row.
     expect_error([] { cpu::weight_row_bytes(WeightType::q4_K, 896); }, ErrorKind::invalid_argument,
@@ -386,8 +386,8 @@ std::vector<int64_t> widths(WeightType type)
     return {32, 96, 896, 4864};
 }
 
-constexpr uint32_t seeds[] = {1, 2, 3};
-constexpr int rows_per_seed = 8; // two of each shape
+constexpr uint32_t kSeeds[] = {1, 2, 3};
+constexpr int kRowsPerSeed = 8; // two of each shape
 
 // How far fp16 rounding can move v: half an ulp, 2^-11 relative for normal halves and 2^-25
 // absolute below 2^-14 (the subnormal spacing is 2^-24).
@@ -451,9 +451,9 @@ TEST(QuantizedRows, ScaleFormulaFormatsStayWithinHalfAStepPlusTheFp16RoundingOfT
         const char* name = cpu::weight_type_name(type);
         double worst = 0; // of error / bound: the bound must be reached, not only hold
         for (int64_t n : widths(type))
-            for (uint32_t seed : seeds) {
+            for (uint32_t seed : kSeeds) {
                 std::mt19937 rng(seed);
-                for (int r = 0; r < rows_per_seed; ++r) {
+                for (int r = 0; r < kRowsPerSeed; ++r) {
                     const std::vector<float> x = random_row(rng, n, r);
                     const std::vector<float> y = dequantize(type, quantize(type, x), n);
                     for (int64_t j = 0; j < n; ++j) {
@@ -537,21 +537,21 @@ struct SearchedFormat
     WeightType type;
     double measured; // worst error / max |x| measured as above
 };
-constexpr SearchedFormat searched_formats[] = {
+constexpr SearchedFormat kSearchedFormats[] = {
     {WeightType::iq4_nl, 0.1429}, {WeightType::q2_K, 0.4346}, {WeightType::q3_K, 0.2840},
     {WeightType::q4_K, 0.1126},   {WeightType::q5_K, 0.0630}, {WeightType::q6_K, 0.0220},
 };
 
 TEST(QuantizedRows, SearchedFormatsPickTheNearestStoredLevelAndStayUnderTheirCeilings)
 {
-    for (const SearchedFormat& f : searched_formats) {
+    for (const SearchedFormat& f : kSearchedFormats) {
         const char* name = cpu::weight_type_name(f.type);
         const cpu::WeightTypeInfo& info = cpu::weight_type_info(f.type);
         double worst = 0;
         for (int64_t n : widths(f.type))
-            for (uint32_t seed : seeds) {
+            for (uint32_t seed : kSeeds) {
                 std::mt19937 rng(seed);
-                for (int r = 0; r < rows_per_seed; ++r) {
+                for (int r = 0; r < kRowsPerSeed; ++r) {
                     const std::vector<float> x = random_row(rng, n, r);
                     const std::vector<uint8_t> q = quantize(f.type, x);
                     const std::vector<float> y = dequantize(f.type, q, n);
@@ -596,9 +596,9 @@ TEST(QuantizedRows, ScaleFormulaFormatsAreIdempotent)
                             WeightType::q5_1}) {
         const char* name = cpu::weight_type_name(type);
         for (int64_t n : widths(type))
-            for (uint32_t seed : seeds) {
+            for (uint32_t seed : kSeeds) {
                 std::mt19937 rng(seed);
-                for (int r = 0; r < rows_per_seed; ++r) {
+                for (int r = 0; r < kRowsPerSeed; ++r) {
                     const std::vector<uint8_t> q = quantize(type, random_row(rng, n, r));
                     const std::vector<uint8_t> again = quantize(type, dequantize(type, q, n));
                     ASSERT_EQ(again, q) << name << " n " << n << " seed " << seed << " row " << r;
@@ -610,7 +610,7 @@ TEST(QuantizedRows, ScaleFormulaFormatsAreIdempotent)
 // All-zero blocks take each format's zero path (a zero scale; ggml's early returns).
 TEST(QuantizedRows, ZeroRowsComeBackAsZeros)
 {
-    for (WeightType type : quantized_types) {
+    for (WeightType type : kQuantizedTypes) {
         const int64_t n = 512;
         const std::vector<uint8_t> q = quantize(type, std::vector<float>(size_t(n), 0.f));
         const std::vector<float> y = dequantize(type, q, n);

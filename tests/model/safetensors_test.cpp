@@ -26,7 +26,7 @@ using iris::test::write_bytes;
 
 namespace {
 
-const fs::path golden_dir = iris::test::golden_dir();
+const fs::path kGoldenDir = iris::test::golden_dir();
 
 std::string le64(uint64_t n)
 {
@@ -85,7 +85,7 @@ std::string small_valid_file()
 }
 
 // The same file shape as above, without the writer: a base to break one field at a time.
-const std::string good_entry = R"("t":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]})";
+const std::string kGoodEntry = R"("t":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]})";
 
 } // namespace
 
@@ -95,9 +95,9 @@ const std::string good_entry = R"("t":{"dtype":"F32","shape":[4,4],"data_offsets
 TEST(SafeTensors, ReadsEveryGoldenModelWithTheShapesTheIndexLists)
 {
     IRIS_REQUIRE_GOLDEN();
-    nlohmann::json index = nlohmann::json::parse(read_bytes((golden_dir / "index.json").string()));
+    nlohmann::json index = nlohmann::json::parse(read_bytes((kGoldenDir / "index.json").string()));
     int models = 0;
-    for (const auto& entry : fs::directory_iterator(golden_dir / "models")) {
+    for (const auto& entry : fs::directory_iterator(kGoldenDir / "models")) {
         std::string file = (entry.path() / "model.safetensors").string();
         if (!fs::exists(file)) continue;
         SafeTensors st = SafeTensors::open(file);
@@ -126,9 +126,9 @@ TEST(SafeTensors, Bf16GoldenModelHoldsExactlyTheF32ModelsValues)
 {
     IRIS_REQUIRE_GOLDEN();
     SafeTensors f32
-        = SafeTensors::open((golden_dir / "models/tiny_qwen2/model.safetensors").string());
+        = SafeTensors::open((kGoldenDir / "models/tiny_qwen2/model.safetensors").string());
     SafeTensors bf16
-        = SafeTensors::open((golden_dir / "models/tiny_qwen2_bf16/model.safetensors").string());
+        = SafeTensors::open((kGoldenDir / "models/tiny_qwen2_bf16/model.safetensors").string());
     ASSERT_EQ(f32.tensors().size(), bf16.tensors().size());
     for (const TensorInfo& t : f32.tensors()) {
         const TensorInfo& u = bf16.get(t.name);
@@ -149,13 +149,13 @@ TEST(SafeTensors, Bf16GoldenModelHoldsExactlyTheF32ModelsValues)
 TEST(SafeTensors, ReadsEveryGoldenTensorFileWithTheDtypesAndShapesTheIndexLists)
 {
     IRIS_REQUIRE_GOLDEN();
-    nlohmann::json index = nlohmann::json::parse(read_bytes((golden_dir / "index.json").string()));
+    nlohmann::json index = nlohmann::json::parse(read_bytes((kGoldenDir / "index.json").string()));
     int files = 0;
     for (const auto& [category, cases] : index["cases"].items()) {
         if (!cases.is_object()) continue;
         for (const auto& [case_name, c] : cases.items()) {
             if (!c.is_object() || !c.contains("file") || !c.contains("tensors")) continue;
-            std::string file = (golden_dir / c["file"].get<std::string>()).string();
+            std::string file = (kGoldenDir / c["file"].get<std::string>()).string();
             SafeTensors st = SafeTensors::open(file);
             EXPECT_EQ(st.tensors().size(), c["tensors"].size()) << file;
             for (const auto& [tname, desc] : c["tensors"].items()) {
@@ -180,14 +180,14 @@ TEST(SafeTensors, ReadsEveryGoldenTensorFileWithTheDtypesAndShapesTheIndexLists)
     EXPECT_GE(files, 8);
     // The pixel-values file is not listed per tensor; it still must open.
     SafeTensors pv = SafeTensors::open(
-        (golden_dir / "preprocess/img_448x448_pixel_values.safetensors").string());
+        (kGoldenDir / "preprocess/img_448x448_pixel_values.safetensors").string());
     EXPECT_FALSE(pv.tensors().empty());
 }
 
 TEST(SafeTensors, GetOfAMissingTensorIsNotFoundNamingTheFile)
 {
     IRIS_REQUIRE_GOLDEN();
-    std::string file = (golden_dir / "models/tiny_qwen2/model.safetensors").string();
+    std::string file = (kGoldenDir / "models/tiny_qwen2/model.safetensors").string();
     SafeTensors st = SafeTensors::open(file);
     EXPECT_EQ(st.find("no.such.tensor"), nullptr);
     expect_error([&] { st.get("no.such.tensor"); }, ErrorKind::not_found, {file, "no.such.tensor"});
@@ -197,7 +197,7 @@ TEST(WeightSet, OpensEveryGoldenModelFolder)
 {
     IRIS_REQUIRE_GOLDEN();
     for (const char* name : {"tiny_qwen2", "tiny_qwen2_bf16", "tiny_internlm2"}) {
-        std::string dir = (golden_dir / "models" / name).string();
+        std::string dir = (kGoldenDir / "models" / name).string();
         WeightSet ws = WeightSet::open_dir(dir);
         SafeTensors st = SafeTensors::open(dir + "/model.safetensors");
         EXPECT_EQ(ws.names().size(), st.tensors().size());
@@ -500,7 +500,7 @@ TEST(SafeTensors, RejectsAHeaderThatIsNotAnObject)
 
 TEST(SafeTensors, RejectsDuplicateTensorNames)
 {
-    expect_open_error(craft("{" + good_entry + "," + good_entry + "}", data_bytes(64)),
+    expect_open_error(craft("{" + kGoodEntry + "," + kGoodEntry + "}", data_bytes(64)),
                       ErrorKind::invalid_input, {"duplicate", "\"t\""});
 }
 
@@ -659,7 +659,7 @@ TEST(SafeTensors, RejectsOffsetsThatLeaveAGap)
 
 TEST(SafeTensors, RejectsOffsetsPastTheEndOfTheFile)
 {
-    expect_open_error(craft("{" + good_entry + "}", data_bytes(63)), ErrorKind::invalid_input,
+    expect_open_error(craft("{" + kGoodEntry + "}", data_bytes(63)), ErrorKind::invalid_input,
                       {"\"t\"", "past"});
     expect_open_error(
         craft(
@@ -669,7 +669,7 @@ TEST(SafeTensors, RejectsOffsetsPastTheEndOfTheFile)
 
 TEST(SafeTensors, RejectsBytesLeftOverAfterTheLastTensor)
 {
-    expect_open_error(craft("{" + good_entry + "}", data_bytes(65)), ErrorKind::invalid_input,
+    expect_open_error(craft("{" + kGoodEntry + "}", data_bytes(65)), ErrorKind::invalid_input,
                       {"cover 64", "65"});
     expect_open_error(craft("{}", "x"), ErrorKind::invalid_input, {"cover 0"});
 }

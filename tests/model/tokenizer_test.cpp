@@ -21,7 +21,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const fs::path golden_dir = iris::test::golden_dir();
+const fs::path kGoldenDir = iris::test::golden_dir();
 
 std::string read_text(const fs::path& p)
 {
@@ -62,7 +62,7 @@ struct TempDir
 const json& goldens()
 {
     static const json g
-        = json::parse(read_text(golden_dir / "tokenizers" / "tokenizer_goldens.json"));
+        = json::parse(read_text(kGoldenDir / "tokenizers" / "tokenizer_goldens.json"));
     return g;
 }
 
@@ -73,7 +73,7 @@ const Tokenizer& tokenizer(const std::string& name)
     auto& slot = cache[name];
     if (!slot)
         slot = Tokenizer::load(
-            (golden_dir / goldens()["tokenizers"][name]["dir"].get<std::string>()).string());
+            (kGoldenDir / goldens()["tokenizers"][name]["dir"].get<std::string>()).string());
     return *slot;
 }
 
@@ -236,7 +236,7 @@ TEST(Tokenizer, TinyInternLM2ReproducesEveryOfficialGoldenIncludingTheDecodeQuir
 TEST(Tokenizer, TokenizerJsonGivesTheSameIdsWithMergesAsStringsOrArrays)
 {
     IRIS_REQUIRE_GOLDEN();
-    const fs::path src = golden_dir / "models" / "tiny_qwen2";
+    const fs::path src = kGoldenDir / "models" / "tiny_qwen2";
     for (bool arrays : {false, true}) {
         TempDir dir;
         write_tokenizer_json(src, dir.path, arrays); // no vocab.json/merges.txt, no config
@@ -343,9 +343,9 @@ TEST(Tokenizer, DecodeWithSkipSpecialGivesTheOfficialChatResponses)
 {
     // chat(): decode(generated ids, skip_special_tokens=True), cut at <|im_end|>, strip.
     IRIS_REQUIRE_GOLDEN();
-    const json index = json::parse(read_text(golden_dir / "index.json"));
+    const json index = json::parse(read_text(kGoldenDir / "index.json"));
     for (const auto& [name, c] : index["cases"]["full"].items()) {
-        auto tok = Tokenizer::load((golden_dir / c["model"].get<std::string>()).string());
+        auto tok = Tokenizer::load((kGoldenDir / c["model"].get<std::string>()).string());
         const auto ids = c["official_generate_tokens"].get<std::vector<int32_t>>();
         auto answer = [](std::string text) {
             text = text.substr(0, text.find("<|im_end|>"));
@@ -442,7 +442,7 @@ TEST(Tokenizer, RandomBytesNeverThrowAndDecodeToTheirSanitisedText)
 TEST(Tokenizer, AddedTokensMatchEarliestThenLongestAndHonourLstripRstrip)
 {
     IRIS_REQUIRE_GOLDEN();
-    const fs::path src = golden_dir / "models" / "tiny_qwen2";
+    const fs::path src = kGoldenDir / "models" / "tiny_qwen2";
     TempDir dir;
     dir.copy_from(src, {"vocab.json", "merges.txt"});
     json cfg = json::parse(read_text(src / "tokenizer_config.json"));
@@ -482,7 +482,7 @@ TEST(Tokenizer, SentencePieceWithoutDummyPrefixEncodesLikeSpecVector)
     // the flag turned off (an appended NormalizerSpec{add_dummy_prefix: false}, which protobuf
     // merges into the first) must encode each segment without the ▁.
     IRIS_REQUIRE_GOLDEN();
-    const fs::path src = golden_dir / "models" / "tiny_internlm2";
+    const fs::path src = kGoldenDir / "models" / "tiny_internlm2";
     TempDir dir;
     dir.copy_from(src, {"tokenizer_config.json", "added_tokens.json", "special_tokens_map.json"});
     write_text(dir.path / "tokenizer.model",

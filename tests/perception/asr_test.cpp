@@ -43,13 +43,13 @@ std::string joined(const std::vector<Transcript>& transcripts)
 // stellar appears remember to my email") and 0.72 on the 32 kb/s AAC soundtrack (Debian 12's
 // pocketsphinx 5prealpha; bench/perception_bench prints the figures). The decoder is
 // deterministic; the bounds catch a broken chain (wrong rate or sample format, silence).
-constexpr double max_wer_wav = 0.45;
-constexpr double max_wer_mp4 = 0.8;
+constexpr double kMaxWerWav = 0.45;
+constexpr double kMaxWerMp4 = 0.8;
 
 TEST(Recognizer, TranscribesTheSpokenSampleWithTimes)
 {
     Recognizer asr;
-    const std::vector<Transcript> transcripts = transcribe(iris::test::clip_wav, asr);
+    const std::vector<Transcript> transcripts = transcribe(iris::test::kClipWav, asr);
     ASSERT_FALSE(transcripts.empty());
     int64_t last_end = 0;
     for (const Transcript& t : transcripts) {
@@ -59,18 +59,18 @@ TEST(Recognizer, TranscribesTheSpokenSampleWithTimes)
         last_end = t.end_us;
     }
     const double wer
-        = iris::perception::word_error_rate(iris::test::clip_speech, joined(transcripts));
+        = iris::perception::word_error_rate(iris::test::kClipSpeech, joined(transcripts));
     RecordProperty("wer_wav", std::to_string(wer));
-    EXPECT_LE(wer, max_wer_wav) << "heard: " << joined(transcripts);
+    EXPECT_LE(wer, kMaxWerWav) << "heard: " << joined(transcripts);
 }
 
 TEST(Recognizer, TranscribesTheSoundtrackOfTheSampleClip)
 {
     Recognizer asr;
-    const std::string heard = joined(transcribe(iris::test::clip_video, asr));
-    const double wer = iris::perception::word_error_rate(iris::test::clip_speech, heard);
+    const std::string heard = joined(transcribe(iris::test::kClipVideo, asr));
+    const double wer = iris::perception::word_error_rate(iris::test::kClipSpeech, heard);
     RecordProperty("wer_mp4", std::to_string(wer));
-    EXPECT_LE(wer, max_wer_mp4) << "heard: " << heard;
+    EXPECT_LE(wer, kMaxWerMp4) << "heard: " << heard;
 }
 
 TEST(Recognizer, AnEmptySegmentHasNoWords)

@@ -39,7 +39,7 @@ double rms(const std::vector<int16_t>& samples)
 
 TEST(AudioSource, ReadsTheSixteenKilohertzWaveUnchanged)
 {
-    AudioSource audio(iris::test::clip_wav);
+    AudioSource audio(iris::test::kClipWav);
     EXPECT_FALSE(audio.info().live);
     EXPECT_NEAR(double(audio.info().duration_us), 7.502e6, 1e4);
     const std::vector<int16_t> samples = read_all(audio);
@@ -50,8 +50,8 @@ TEST(AudioSource, ReadsTheSixteenKilohertzWaveUnchanged)
 
 TEST(AudioSource, TakesTheSoundtrackOfAVideoFile)
 {
-    AudioSource wav(iris::test::clip_wav);
-    AudioSource mp4(iris::test::clip_video);
+    AudioSource wav(iris::test::kClipWav);
+    AudioSource mp4(iris::test::kClipVideo);
     const std::vector<int16_t> reference = read_all(wav);
     const std::vector<int16_t> track = read_all(mp4);
     // AAC adds its priming and frame padding: at most a few frames of 1024 samples.
@@ -78,7 +78,7 @@ TEST(AudioSource, ResamplesStereoFortyFourKilohertzToSixteenKilohertzMono)
 
 TEST(AudioSource, StopsAtTheAskedDuration)
 {
-    AudioSource audio(iris::test::clip_wav, {.duration_us = 1'000'000});
+    AudioSource audio(iris::test::kClipWav, {.duration_us = 1'000'000});
     EXPECT_EQ(read_all(audio).size(), 16000u);
 }
 

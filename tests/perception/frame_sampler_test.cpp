@@ -158,7 +158,7 @@ TEST(FrameSampler, RejectsOptionsThatCannotWork)
 
 TEST(FrameSampler, TheSampleClipIsSevenFramesInOneClip)
 {
-    VideoSource video(iris::test::clip_video);
+    VideoSource video(iris::test::kClipVideo);
     FrameSampler sampler;
     Sampled run;
     while (auto f = video.read(sampler.next_pts_us())) run.take(sampler.offer(*f));

@@ -12,12 +12,12 @@
 
 namespace iris::test {
 
-inline const std::string samples = IRIS_SOURCE_DIR "/resources/samples/";
+inline const std::string kSamples = IRIS_SOURCE_DIR "/resources/samples/";
 // 224x224, 12 fps, 84 frames (7 s), H.264 + AAC; the soundtrack is clip_speech.
-inline const std::string clip_video = samples + "clip-shapes.mp4";
-inline const std::string clip_wav = samples + "clip-speech-16k.wav"; // 97951 samples
+inline const std::string kClipVideo = kSamples + "clip-shapes.mp4";
+inline const std::string kClipWav = kSamples + "clip-speech-16k.wav"; // 97951 samples
 // What espeak-ng says in both (SPEECH in tools/demo/make_samples.py).
-inline const std::string clip_speech
+inline const std::string kClipSpeech
     = "Look, the blue square is moving to the right. Now a green star appears. "
       "Remember to buy milk.";
 

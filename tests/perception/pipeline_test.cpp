@@ -25,15 +25,15 @@ template<class T> std::vector<T> drain(iris::Subscription<T>& sub)
 TEST(Pipeline, WatchesAndListensToTheSampleClip)
 {
     iris::Bus bus;
-    auto frames = bus.topic<FrameEvent>(topic_frames).subscribe({.name = "test"});
-    auto clips = bus.topic<ClipEvent>(topic_clips).subscribe({.name = "test"});
-    auto voice = bus.topic<VoiceEvent>(topic_voice).subscribe({.name = "test"});
-    auto transcripts = bus.topic<Transcript>(topic_transcripts).subscribe({.name = "test"});
-    auto progress = bus.topic<Progress>(topic_progress).subscribe({.name = "test"});
+    auto frames = bus.topic<FrameEvent>(kTopicFrames).subscribe({.name = "test"});
+    auto clips = bus.topic<ClipEvent>(kTopicClips).subscribe({.name = "test"});
+    auto voice = bus.topic<VoiceEvent>(kTopicVoice).subscribe({.name = "test"});
+    auto transcripts = bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
+    auto progress = bus.topic<Progress>(kTopicProgress).subscribe({.name = "test"});
 
     Pipeline watch(bus,
-                   {.video = iris::test::clip_video,
-                    .audio = iris::test::clip_video,
+                   {.video = iris::test::kClipVideo,
+                    .audio = iris::test::kClipVideo,
                     .realtime = false,
                     .origin_unix_us = 1'700'000'000'000'000});
     watch.start();
@@ -77,12 +77,12 @@ TEST(Pipeline, WatchesAndListensToTheSampleClip)
 TEST(Pipeline, AWakePhraseInATranscriptBecomesASpokenQuery)
 {
     iris::Bus bus;
-    auto transcripts = bus.topic<Transcript>(topic_transcripts).subscribe({.name = "test"});
-    auto queries = bus.topic<Query>(topic_queries).subscribe({.name = "test"});
+    auto transcripts = bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
+    auto queries = bus.topic<Query>(kTopicQueries).subscribe({.name = "test"});
     // pocketsphinx hears "look the blue square is moving to the riots and really stellar appears
     // remember to my email" in the sample.
     Pipeline listen(
-        bus, {.audio = iris::test::clip_wav, .realtime = false, .wake = {.phrase = "blue square"}});
+        bus, {.audio = iris::test::kClipWav, .realtime = false, .wake = {.phrase = "blue square"}});
     listen.start();
     listen.wait();
     const auto t = drain(transcripts);
@@ -97,7 +97,7 @@ TEST(Pipeline, AWakePhraseInATranscriptBecomesASpokenQuery)
 TEST(Pipeline, ASlowConsumerSlowsAFileDownInsteadOfLosingFrames)
 {
     iris::Bus bus;
-    auto frames = bus.topic<FrameEvent>(topic_frames).subscribe({.capacity = 1, .name = "slow"});
+    auto frames = bus.topic<FrameEvent>(kTopicFrames).subscribe({.capacity = 1, .name = "slow"});
     Pipeline watch(
         bus,
         {.video = "testsrc",
@@ -119,8 +119,8 @@ TEST(Pipeline, ASlowConsumerSlowsAFileDownInsteadOfLosingFrames)
 TEST(Pipeline, StopEndsALiveStreamAndClosesItsClip)
 {
     iris::Bus bus;
-    auto frames = bus.topic<FrameEvent>(topic_frames).subscribe({.name = "test"});
-    auto clips = bus.topic<ClipEvent>(topic_clips).subscribe({.name = "test"});
+    auto frames = bus.topic<FrameEvent>(kTopicFrames).subscribe({.name = "test"});
+    auto clips = bus.topic<ClipEvent>(kTopicClips).subscribe({.name = "test"});
     Pipeline watch(bus,
                    {.video = "testsrc",
                     .realtime = true,
@@ -138,7 +138,7 @@ TEST(Pipeline, StopEndsALiveStreamAndClosesItsClip)
 TEST(Pipeline, TypedQuestionsGoOnTheBus)
 {
     iris::Bus bus;
-    auto queries = bus.topic<Query>(topic_queries).subscribe({.name = "test"});
+    auto queries = bus.topic<Query>(kTopicQueries).subscribe({.name = "test"});
     Pipeline watch(bus, {});
     watch.ask("  what moved?  ");
     std::optional<Query> q = queries.try_receive();

@@ -15,7 +15,7 @@ using iris::perception::VadOptions;
 
 namespace {
 
-constexpr int rate = 16000;
+constexpr int kRate = 16000;
 
 // A signal of consecutive parts: noise at `db` dBFS (RMS) for `ms` milliseconds.
 struct Part
@@ -31,7 +31,7 @@ std::vector<int16_t> signal(const std::vector<Part>& parts, uint32_t seed = 1)
     std::vector<int16_t> out;
     for (const Part& p : parts) {
         const double amplitude = 32768.0 * std::pow(10.0, p.db / 20.0);
-        for (int i = 0; i < p.ms * rate / 1000; ++i)
+        for (int i = 0; i < p.ms * kRate / 1000; ++i)
             out.push_back(int16_t(std::clamp(gauss(rng) * amplitude, -32768.0, 32767.0)));
     }
     return out;
@@ -65,9 +65,9 @@ TEST(Vad, FindsTwoUtterancesInAQuietRoomWithPadding)
     EXPECT_NEAR(segments[1].start_us, 3'000'000, 20'000);
     EXPECT_NEAR(segments[1].end_us, 4'000'000, 20'000);
     for (const SpeechSegment& s : segments)
-        EXPECT_EQ(int64_t(s.samples.size()), (s.end_us - s.start_us) * rate / 1'000'000);
+        EXPECT_EQ(int64_t(s.samples.size()), (s.end_us - s.start_us) * kRate / 1'000'000);
     // The samples are the input's.
-    EXPECT_EQ(segments[0].samples[0], samples[segments[0].start_us * rate / 1'000'000]);
+    EXPECT_EQ(segments[0].samples[0], samples[segments[0].start_us * kRate / 1'000'000]);
 }
 
 TEST(Vad, ChunkSizeDoesNotChangeTheSegments)

@@ -40,7 +40,7 @@ std::string read_all(const std::string& path)
 
 TEST(VideoSource, DecodesEveryFrameOfTheSampleClipAsRgbWithTimestamps)
 {
-    VideoSource video(iris::test::clip_video);
+    VideoSource video(iris::test::kClipVideo);
     EXPECT_EQ(video.info().codec, "h264");
     EXPECT_EQ(video.info().width, 224);
     EXPECT_NEAR(video.info().fps, 12.0, 1e-6);
@@ -71,12 +71,12 @@ TEST(VideoSource, DecodedColoursMatchTheImagesTheClipWasMadeFrom)
     // gives its exact RGB.
     ScratchDir dir("video_colours");
     const std::string raw = dir.file("frame10.rgb");
-    ASSERT_TRUE(iris::test::ffmpeg("-i " + iris::test::samples
+    ASSERT_TRUE(iris::test::ffmpeg("-i " + iris::test::kSamples
                                    + "clip-frame1.png -f rawvideo -pix_fmt rgb24 " + raw));
     const std::string expected = read_all(raw);
     ASSERT_EQ(expected.size(), size_t(224 * 224 * 3));
 
-    VideoSource video(iris::test::clip_video);
+    VideoSource video(iris::test::kClipVideo);
     std::optional<VideoFrame> f = video.read(10 * 1'000'000 / 12);
     ASSERT_TRUE(f);
     double diff[3] = {0, 0, 0};
@@ -88,7 +88,7 @@ TEST(VideoSource, DecodedColoursMatchTheImagesTheClipWasMadeFrom)
 
 TEST(VideoSource, FramesBeforeTheWantedTimeAreDecodedButNotConverted)
 {
-    VideoSource video(iris::test::clip_video);
+    VideoSource video(iris::test::kClipVideo);
     std::optional<VideoFrame> f = video.read(3'000'000);
     ASSERT_TRUE(f);
     EXPECT_EQ(f->pts_us, 3'000'000);
@@ -98,7 +98,7 @@ TEST(VideoSource, FramesBeforeTheWantedTimeAreDecodedButNotConverted)
 
 TEST(VideoSource, ScalesToTheAskedWidthKeepingTheAspectRatio)
 {
-    VideoSource video(iris::test::clip_video, {.width = 112});
+    VideoSource video(iris::test::kClipVideo, {.width = 112});
     std::optional<VideoFrame> f = video.read();
     ASSERT_TRUE(f);
     EXPECT_EQ(f->width, 112);
@@ -124,7 +124,7 @@ TEST(VideoSource, PlaysTheTestPatternForTheAskedDuration)
 
 TEST(VideoSource, RealTimePlaybackTakesAtLeastTheStreamTime)
 {
-    VideoSource video(iris::test::clip_video, {.realtime = true, .duration_us = 500'000});
+    VideoSource video(iris::test::kClipVideo, {.realtime = true, .duration_us = 500'000});
     const int64_t t0 = iris::now_us();
     int n = 0;
     while (video.read()) ++n;
@@ -158,7 +158,7 @@ TEST(VideoSource, RefusesPlaylistsEvenAsLocalFiles)
     const std::string m3u8 = dir.write("list.m3u8",
                                        "#EXTM3U\n#EXT-X-TARGETDURATION:10\n"
                                        "#EXTINF:10,\n"
-                                           + iris::test::clip_video + "\n#EXT-X-ENDLIST\n");
+                                           + iris::test::kClipVideo + "\n#EXT-X-ENDLIST\n");
     auto error = open_error(m3u8);
     ASSERT_TRUE(error);
     EXPECT_EQ(error->first, ErrorKind::unsupported);
@@ -166,7 +166,7 @@ TEST(VideoSource, RefusesPlaylistsEvenAsLocalFiles)
     EXPECT_NE(error->second.find("not playlists"), std::string::npos) << error->second;
 
     const std::string concat = dir.write(
-        "list.ffconcat", "ffconcat version 1.0\nfile '" + iris::test::clip_video + "'\n");
+        "list.ffconcat", "ffconcat version 1.0\nfile '" + iris::test::kClipVideo + "'\n");
     error = open_error(concat);
     ASSERT_TRUE(error);
     EXPECT_EQ(error->first, ErrorKind::unsupported);
@@ -175,7 +175,7 @@ TEST(VideoSource, RefusesPlaylistsEvenAsLocalFiles)
 
 TEST(VideoSource, AcceptsFileUrls)
 {
-    VideoSource video("file://" + iris::test::clip_video);
+    VideoSource video("file://" + iris::test::kClipVideo);
     EXPECT_TRUE(video.read());
 }
 
@@ -195,7 +195,7 @@ TEST(VideoSource, NamesMissingFilesDevicesAndNonMediaFiles)
     ASSERT_TRUE(error);
     EXPECT_EQ(error->first, ErrorKind::invalid_input) << error->second;
 
-    error = open_error(iris::test::clip_wav);
+    error = open_error(iris::test::kClipWav);
     ASSERT_TRUE(error);
     EXPECT_EQ(error->first, ErrorKind::invalid_input);
     EXPECT_NE(error->second.find("no video stream"), std::string::npos) << error->second;
@@ -204,7 +204,7 @@ TEST(VideoSource, NamesMissingFilesDevicesAndNonMediaFiles)
 TEST(VideoSource, CorruptPacketsAreSkippedAndCountedNotFatal)
 {
     ScratchDir dir("video_corrupt");
-    std::string bytes = read_all(iris::test::clip_video);
+    std::string bytes = read_all(iris::test::kClipVideo);
     ASSERT_GT(bytes.size(), 20000u);
     // Garbage over the middle of the file: inside the H.264 packets, not the moov index.
     for (size_t i = bytes.size() / 3; i < bytes.size() / 3 + 3000; i += 7) bytes[i] = char(i * 131);

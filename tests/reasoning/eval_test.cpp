@@ -12,7 +12,7 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = iris::test::golden_dir();
+const fs::path kGolden = iris::test::golden_dir();
 
 fs::path make_set(const std::string& name, const std::vector<std::string>& lines)
 {
@@ -64,11 +64,11 @@ TEST(Eval, ASetNamedByItsFileReadsTheSameItemsWithImagesBesideIt)
 TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)
 {
     IRIS_REQUIRE_GOLDEN();
-    std::ifstream in(golden / "index.json");
+    std::ifstream in(kGolden / "index.json");
     auto c = nlohmann::json::parse(in)["cases"]["full"]["tiny_qwen2"];
     nlohmann::json right = {{"id", "right"},
                             {"task", "caption"},
-                            {"images", {(golden / c["image"].get<std::string>()).string()}},
+                            {"images", {(kGolden / c["image"].get<std::string>()).string()}},
                             {"question", c["question"]},
                             {"answer", c["official_chat_response_text"]}};
     nlohmann::json wrong = right;
@@ -78,7 +78,7 @@ TEST(Eval, ScoresTheEngineAnswersPerTaskAndOverall)
     fs::path dir = make_set("ok", {right.dump(), wrong.dump()});
     auto items = load_eval_set(dir.string());
     ASSERT_EQ(items.size(), 2u);
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
     std::vector<EvalPrediction> seen;
     auto report
         = evaluate(*engine, items, 16, [&](size_t, const EvalPrediction& p) { seen.push_back(p); });

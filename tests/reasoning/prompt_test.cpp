@@ -12,11 +12,11 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = iris::test::golden_dir();
+const fs::path kGolden = iris::test::golden_dir();
 
 nlohmann::json golden_index()
 {
-    std::ifstream in(golden / "index.json");
+    std::ifstream in(kGolden / "index.json");
     return nlohmann::json::parse(in);
 }
 
@@ -70,16 +70,16 @@ TEST(Prompt, TemplatedPromptIdsEqualTheOfficialChatInputIds)
     auto index = golden_index();
     for (auto& [name, c] : index["cases"]["full"].items()) {
         SCOPED_TRACE(name);
-        auto tok = iris::model::Tokenizer::load((golden / c["model"].get<std::string>()).string());
+        auto tok = iris::model::Tokenizer::load((kGolden / c["model"].get<std::string>()).string());
         auto cfg = iris::model::ModelConfig::load(
-            (golden / c["model"].get<std::string>() / "config.json").string());
+            (kGolden / c["model"].get<std::string>() / "config.json").string());
         const auto& tmpl = chat_template(c["template"].get<std::string>());
         std::string text = render_prompt(tmpl, cfg.system_message.value_or(""), {},
                                          "<image>\n" + c["question"].get<std::string>());
         text = expand_image_placeholders(text, {c["num_tiles"].get<int>() * cfg.num_image_token()});
         std::vector<int32_t> ids = tok->encode(text, /*add_bos=*/true);
 
-        auto st = iris::model::SafeTensors::open((golden / c["file"].get<std::string>()).string());
+        auto st = iris::model::SafeTensors::open((kGolden / c["file"].get<std::string>()).string());
         std::vector<int64_t> expect = st.get("input_ids").to_i64();
         ASSERT_EQ(ids.size(), expect.size());
         for (size_t i = 0; i < ids.size(); ++i) ASSERT_EQ(ids[i], expect[i]) << "position " << i;

@@ -69,7 +69,7 @@ TEST(Responder, AnswersAQuestionFromTheBusWithTheRecalledMemories)
 {
     auto engine = Engine::load(kDemo);
     iris::Bus bus;
-    auto answers = bus.topic<AnswerPiece>(topic_answers).subscribe({.name = "test"});
+    auto answers = bus.topic<AnswerPiece>(kTopicAnswers).subscribe({.name = "test"});
     std::string asked;
     Responder responder(*engine, bus, [&](const std::string& q, int k) {
         asked = q;
@@ -77,7 +77,7 @@ TEST(Responder, AnswersAQuestionFromTheBusWithTheRecalledMemories)
         return memories();
     });
     const std::string question = "When did I see a green star?";
-    ASSERT_TRUE(bus.topic<Question>(topic_questions)
+    ASSERT_TRUE(bus.topic<Question>(kTopicQuestions)
                     .try_publish(Question {.id = 7, .text = question})
                     .ok());
     auto got = collect(answers, 7);
@@ -105,11 +105,11 @@ TEST(Responder, AFailedRecallComesBackAsAnErrorMessage)
 {
     auto engine = Engine::load(kDemo);
     iris::Bus bus;
-    auto answers = bus.topic<AnswerPiece>(topic_answers).subscribe({.name = "test"});
+    auto answers = bus.topic<AnswerPiece>(kTopicAnswers).subscribe({.name = "test"});
     Responder responder(*engine, bus, [](const std::string&, int) -> std::vector<Remembered> {
         throw iris::Error(iris::ErrorKind::io, "the memory store is gone");
     });
-    bus.topic<Question>(topic_questions).publish(Question {.id = 9, .text = "What did I see?"});
+    bus.topic<Question>(kTopicQuestions).publish(Question {.id = 9, .text = "What did I see?"});
     auto got = collect(answers, 9);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_TRUE(got[0].done);
@@ -123,12 +123,12 @@ TEST(Responder, StoppingCancelsTheAnswerInProgress)
     auto engine = Engine::load(kDemo);
     iris::Bus bus;
     auto answers
-        = bus.topic<AnswerPiece>(topic_answers).subscribe({.capacity = 1 << 16, .name = "test"});
+        = bus.topic<AnswerPiece>(kTopicAnswers).subscribe({.capacity = 1 << 16, .name = "test"});
     ResponderOptions opts;
     opts.ask.ignore_eos = true;
     opts.ask.sampling.max_new_tokens = 30000;
     auto responder = std::make_unique<Responder>(*engine, bus, nullptr, opts);
-    bus.topic<Question>(topic_questions).publish(Question {.id = 1, .text = "What did I see?"});
+    bus.topic<Question>(kTopicQuestions).publish(Question {.id = 1, .text = "What did I see?"});
     ASSERT_TRUE(answers.receive_for(std::chrono::seconds(30))) << "no answer started";
     auto t0 = std::chrono::steady_clock::now();
     responder.reset();

@@ -14,7 +14,7 @@ using namespace iris::reasoning;
 
 namespace {
 
-const fs::path golden = iris::test::golden_dir();
+const fs::path kGolden = iris::test::golden_dir();
 
 std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector<int32_t>& ids,
                                          const std::vector<float>& visual, int n_new)
@@ -40,17 +40,17 @@ std::vector<int32_t> greedy_from_scratch(const Engine& engine, const std::vector
 TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
 {
     IRIS_REQUIRE_GOLDEN();
-    std::ifstream in(golden / "index.json");
+    std::ifstream in(kGolden / "index.json");
     auto index = nlohmann::json::parse(in);
     for (auto& [name, c] : index["cases"]["full"].items()) {
         SCOPED_TRACE(name);
-        auto engine = Engine::load((golden / c["model"].get<std::string>()).string());
+        auto engine = Engine::load((kGolden / c["model"].get<std::string>()).string());
         Session session(*engine);
         AskOptions opts;
         opts.sampling.max_new_tokens = 16;
         std::string streamed;
         Answer a = session.ask(c["question"].get<std::string>(),
-                               {load_image((golden / c["image"].get<std::string>()).string())},
+                               {load_image((kGolden / c["image"].get<std::string>()).string())},
                                opts, [&](std::string_view piece) {
                                    streamed += piece;
                                    return true;
@@ -71,11 +71,11 @@ TEST(Session, FirstAnswerEqualsTheOfficialGreedyContinuation)
 TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
     Session session(*engine);
     AskOptions opts;
     opts.sampling.max_new_tokens = 6;
-    auto image = load_image((golden / "images/img_640x320.png").string());
+    auto image = load_image((kGolden / "images/img_640x320.png").string());
     session.ask("Describe it.", {image}, opts, {});
 
     std::vector<int32_t> ids = session.prompt_ids("And the colours?", {});
@@ -91,7 +91,7 @@ TEST(Session, SecondTurnReusesTheCacheAndMatchesAFreshForward)
 TEST(Session, CancellingFromTheCallbackStopsGeneration)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_internlm2").string());
     Session session(*engine);
     AskOptions opts;
     opts.sampling.max_new_tokens = 50;
@@ -107,7 +107,7 @@ TEST(Session, CancellingFromTheCallbackStopsGeneration)
 TEST(Session, CancelPollStopsGenerationWithinOneDecodeStep)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_internlm2").string());
     Session session(*engine);
     AskOptions opts;
     opts.sampling.max_new_tokens = 50;
@@ -124,10 +124,10 @@ TEST(Session, CancelPollStopsGenerationWithinOneDecodeStep)
 TEST(Session, ReplayedTurnsGiveTheSameAnswerAsGeneratedOnes)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
     AskOptions opts;
     opts.sampling.max_new_tokens = 5;
-    auto image = load_image((golden / "images/img_640x320.png").string());
+    auto image = load_image((kGolden / "images/img_640x320.png").string());
     Session live(*engine);
     Answer first = live.ask("Describe it.", {image}, opts, {});
     Answer second = live.ask("And the colours?", std::vector<Image> {}, opts, {});
@@ -144,10 +144,10 @@ TEST(Session, ReplayedTurnsGiveTheSameAnswerAsGeneratedOnes)
 TEST(Session, EncodedImagesGiveTheSameAnswerAsImages)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
     AskOptions opts;
     opts.sampling.max_new_tokens = 6;
-    auto image = load_image((golden / "images/img_640x320.png").string());
+    auto image = load_image((kGolden / "images/img_640x320.png").string());
     Answer want = Session(*engine).ask("Describe it.", {image}, opts, {});
     EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
     Answer got = Session(*engine).ask("Describe it.", {enc}, opts, {});
@@ -161,8 +161,8 @@ TEST(Session, EncodedImagesGiveTheSameAnswerAsImages)
 TEST(Session, AnswerLogprobsFollowTheLogitsWhateverWasScoredBefore)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
-    auto image = load_image((golden / "images/img_640x320.png").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
+    auto image = load_image((kGolden / "images/img_640x320.png").string());
     EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
     const std::string text = "a red circle and a blue square";
     const auto ids = engine->tokenizer().encode(text, false);
@@ -186,7 +186,7 @@ TEST(Session, AnswerLogprobsFollowTheLogitsWhateverWasScoredBefore)
 TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_internlm2").string());
+    auto engine = Engine::load((kGolden / "models/tiny_internlm2").string());
     AskOptions opts;
     opts.sampling.max_new_tokens = 40;
     opts.ignore_eos = true;
@@ -202,8 +202,8 @@ TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
 TEST(Session, APromptOfSeveralChunksIsPrefilledInFullPrecisionWithSkvq)
 {
     IRIS_REQUIRE_GOLDEN();
-    auto engine = Engine::load((golden / "models/tiny_qwen2").string());
-    auto image = load_image((golden / "images/img_640x320.png").string());
+    auto engine = Engine::load((kGolden / "models/tiny_qwen2").string());
+    auto image = load_image((kGolden / "images/img_640x320.png").string());
     EncodedImage enc = engine->encode(preprocess_image(image, engine->tiling(0)));
     iris::model::KvCacheOptions skvq;
     skvq.k_type = skvq.v_type = iris::model::KvType::skvq;

@@ -20,7 +20,7 @@ private slots:
     void theWordsAfterTheWakePhraseBecomeAQuestion()
     {
         Bus bus;
-        auto transcripts = bus.topic<perception::Transcript>(perception::topic_transcripts)
+        auto transcripts = bus.topic<perception::Transcript>(perception::kTopicTranscripts)
                                .subscribe({.name = "test"});
         VoiceInput voice(bus);
         QSignalSpy asked(&voice, &VoiceInput::asked);
