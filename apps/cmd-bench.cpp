@@ -1,5 +1,5 @@
 // iris bench: prompt processing, decode and vision throughput of a checkpoint on this machine,
-// printed like llama-bench so the figures can be set beside llama.cpp's (shared/research).
+// printed like llama-bench, to set the figures beside llama.cpp's (docs/HOWTO-add-model.md §7).
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "model/arch.h"

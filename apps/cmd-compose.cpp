@@ -1,7 +1,9 @@
 // iris compose: an article with images chosen from a pool, or a self-contained web page.
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "assistant/assistant.h"
 #include "memory/memory.h"
+#include "reasoning/composer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -63,28 +65,6 @@ std::vector<reasoning::PoolImage> folder_pool(const std::string& dir)
     return pool;
 }
 
-// The key frame in the middle of each memory that best matches the instruction.
-std::vector<reasoning::PoolImage>
-memory_pool(const reasoning::Engine& engine, const std::string& dir, const std::string& text, int k)
-{
-    memory::StoreOptions so;
-    so.read_only = true;
-    memory::Store store = memory::Store::open(dir, so);
-    memory::Query q;
-    q.text = text;
-    q.k = k;
-    q.embedding = reasoning::memory_embedding(engine, {}, text);
-    std::vector<reasoning::PoolImage> pool;
-    for (const auto& hit : memory::Retriever(store).search(q)) {
-        const auto& frames = hit.entry.key_frames;
-        if (frames.empty()) continue;
-        const auto& jpeg = frames[frames.size() / 2].jpeg;
-        pool.push_back({strfmt("memory %lld", static_cast<long long>(hit.entry.id)),
-                        reasoning::decode_image({jpeg.data(), jpeg.size()})});
-    }
-    return pool;
-}
-
 reasoning::ComposeOptions compose_options(const Args& args, ProgressBar& bar)
 {
     reasoning::ComposeOptions o;
@@ -121,8 +101,10 @@ int compose_article(int argc, char** argv)
     apply_threads(args);
     auto engine = load_engine(args);
     if (args.has("--db")) {
-        auto p = memory_pool(*engine, args.str("--db"), req.instruction,
-                             int(args.integer("--db-k", 12, 1, 1000)));
+        memory::Store store = memory::Store::open(args.str("--db"), {.read_only = true});
+        auto p = assistant::memory_pool(
+            engine.get(), store, req.instruction,
+            int(args.integer("--db-k", assistant::kMemoryPoolSize, 1, 1000)));
         req.pool.insert(req.pool.end(), p.begin(), p.end());
     }
     ProgressBar bar("compose");

@@ -1,6 +1,7 @@
 // iris eval: scores a generated question set with the engine (greedy, exact match).
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "reasoning/eval.h"
 
 #include <cstdio>
 #include <fstream>

@@ -1,9 +1,10 @@
 // iris calibrate-kv and iris kv-eval: the SKVQ calibration of a model and how each KV cache
-// setting changes the model's outputs on long multimodal prompts (spec/skvq.md §6).
+// setting changes the model's outputs on long multimodal prompts (docs/skvq.md §6).
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "apps/prompts.h"
 #include "model/model.h"
+#include "reasoning/eval.h"
 
 #include <algorithm>
 #include <cmath>
@@ -60,7 +61,7 @@ int cmd_calibrate_kv(int argc, char** argv)
         std::printf(
             "usage: iris calibrate-kv [--model DIR] --data FILE... [--out FILE] [--max-tokens N]\n"
             "\n"
-            "Computes the SKVQ calibration of the model's KV cache (spec/skvq.md §2): per layer,\n"
+            "Computes the SKVQ calibration of the model's KV cache (docs/skvq.md §2): per layer,\n"
             "K/V and KV head, the channel order that groups channels of similar range, and the\n"
             "clipping factor of every group at every bit width. Each --data file is a prompt:\n"
             "a text file, or an image (PNG, JPEG, WebP, BMP) with filler text up to\n"

@@ -2,8 +2,10 @@
 // captions each clip and answers from what was remembered.
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "assistant/assistant.h"
 #include "memory/memory.h"
 #include "perception/perception.h"
+#include "reasoning/responder.h"
 
 #include <atomic>
 #include <chrono>
@@ -24,8 +26,6 @@ namespace mem = iris::memory;
 namespace perc = iris::perception;
 using namespace std::chrono_literals;
 
-// Key frames are stored at most this large (the demo model sees 224 px, real ones 448 px tiles).
-constexpr int kKeyFrameSide = 448;
 // Speech that ends this long after a clip may still belong to it (VAD end time plus padding).
 constexpr int64_t kTranscriptLagUs = 1'500'000;
 
@@ -39,16 +39,6 @@ std::string clock_text(int64_t unix_us, bool seconds)
     return buf;
 }
 
-reasoning::Image to_image(const perc::VideoFrame& f)
-{
-    reasoning::Image img {f.width, f.height, {f.rgb.data(), f.rgb.data() + f.rgb.size()}};
-    int side = std::max(f.width, f.height);
-    if (side <= kKeyFrameSide) return img;
-    int w = std::max(1, int(int64_t(f.width) * kKeyFrameSide / side));
-    int h = std::max(1, int(int64_t(f.height) * kKeyFrameSide / side));
-    return reasoning::resize_bicubic(img, w, h);
-}
-
 // A closed clip waiting for its transcript.
 struct PendingClip
 {
@@ -56,83 +46,25 @@ struct PendingClip
     std::vector<perc::VideoFrame> frames;
 };
 
-// Turns a clip into a long-term entry: the first, middle and last sampled frames as key frames,
-// the model's caption of the middle one, the speech heard during the clip, and the embedding of
-// memory_embedding (visual tokens of the key frames, token embeddings of caption + transcript).
-mem::Entry compress(const reasoning::Engine& engine, const PendingClip& p,
-                    const std::string& transcript, int64_t origin_unix_us)
+// The clip as the memory takes it: wall-clock times, the frames' pixels shared with the bus.
+assistant::Clip wall_clock_clip(const PendingClip& p, int64_t origin_unix_us)
 {
-    mem::Entry e;
-    e.t_start_us = origin_unix_us + p.clip.start_us;
-    e.t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us);
-    e.transcript = transcript;
-    std::vector<reasoning::Image> images;
-    for (size_t i : reasoning::clip_key_frames(p.frames.size())) {
-        images.push_back(to_image(p.frames[i]));
-        e.key_frames.push_back({.t_us = origin_unix_us + p.frames[i].pts_us,
-                                .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
-    }
-    reasoning::ClipDescription d = reasoning::describe_clip(engine, images, transcript);
-    e.caption = std::move(d.caption);
-    e.embedding = std::move(d.embedding);
-    return e;
+    assistant::Clip clip {.t_start_us = origin_unix_us + p.clip.start_us,
+                          .t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us)};
+    for (const perc::VideoFrame& f : p.frames)
+        clip.frames.push_back({.t_us = origin_unix_us + f.pts_us,
+                               .width = f.width,
+                               .height = f.height,
+                               .rgb = f.rgb});
+    return clip;
 }
 
 mem::Store open_store(const Args& args, const reasoning::Engine* engine, bool read_only)
 {
     mem::StoreOptions o;
     o.read_only = read_only;
-    if (engine) o.dim = 2 * engine->config().llm.hidden_size;
+    if (engine) o.dim = assistant::embedding_dim(*engine);
     return mem::Store::open(args.required("--db"), o);
-}
-
-// The entries a question is about: its time phrase ("in the last hour") narrows the range and
-// the rest is matched by words and by embedding.
-std::vector<mem::Hit> find_memories(const reasoning::Engine& engine, const mem::Store& store,
-                                    const std::string& question, int k)
-{
-    mem::Query q;
-    q.text = question;
-    q.k = k;
-    q.with_frames = false;
-    const int64_t now = wall_us();
-    if (auto when = mem::parse_time_phrase(question, now)) {
-        q.t_from_us = when->range.from_us;
-        q.t_to_us = when->range.to_us;
-        q.text = when->rest;
-    }
-    q.embedding = reasoning::memory_embedding(engine, {}, q.text);
-    return mem::Retriever(store).search(q);
-}
-
-reasoning::Remembered remembered(const mem::Entry& e)
-{
-    return {.id = e.id,
-            .t_start_us = e.t_start_us,
-            .t_end_us = e.t_end_us,
-            .caption = e.caption,
-            .transcript = e.transcript};
-}
-
-struct Recall
-{
-    reasoning::Answer answer;
-    std::vector<mem::Hit> hits;
-};
-
-Recall recall(const reasoning::Engine& engine, const mem::Store& store, const std::string& question,
-              int k, const reasoning::SamplingParams& sampling, const reasoning::TextCallback& out)
-{
-    Recall r;
-    r.hits = find_memories(engine, store, question, k);
-    std::vector<reasoning::Remembered> used;
-    for (const auto& h : r.hits) used.push_back(remembered(h.entry));
-    reasoning::Session session(engine);
-    reasoning::AskOptions opts;
-    opts.sampling = sampling;
-    r.answer = session.ask(reasoning::memory_prompt(used, question),
-                           std::vector<reasoning::Image> {}, opts, out);
-    return r;
 }
 
 void print_hits(const std::vector<mem::Hit>& hits)
@@ -168,10 +100,7 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
     std::optional<reasoning::Responder> responder;
     if (answer_queries)
         responder.emplace(*engine, bus, [&](const std::string& question, int k) {
-            std::vector<reasoning::Remembered> used;
-            for (const auto& h : find_memories(*engine, store, question, k))
-                used.push_back(remembered(h.entry));
-            return used;
+            return assistant::recall(engine.get(), store, question, k);
         });
     uint64_t n_asked = 0, n_answered = 0;
     bool has_audio = !popts.audio.empty();
@@ -197,7 +126,7 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
 
     std::map<uint64_t, std::vector<perc::VideoFrame>> open_frames;
     std::deque<PendingClip> pending;
-    std::vector<perc::Transcript> heard;
+    std::vector<mem::Text> heard; // wall-clock times
     // A clip is stored once its transcript is complete: the audio has passed its end, nobody is
     // speaking, and every speech segment that ended has been transcribed.
     int64_t audio_pts = 0;
@@ -213,18 +142,18 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
                 || (audio_pts >= p.clip.end_us + kTranscriptLagUs && !speaking
                     && n_transcripts >= n_segments);
             if (!all && !heard_all) break;
-            std::string text;
-            for (const auto& t : heard)
-                if (t.end_us >= p.clip.start_us && t.start_us < p.clip.end_us && !t.text.empty())
-                    text += (text.empty() ? "" : " ") + t.text;
-            mem::Entry e = compress(*engine, p, text, pipeline.origin_unix_us());
+            const int64_t origin = pipeline.origin_unix_us();
+            assistant::Clip clip = wall_clock_clip(p, origin);
+            clip.transcript
+                = assistant::heard_during(heard, clip.t_start_us, origin + p.clip.end_us);
+            mem::Entry e = assistant::clip_entry(*engine, clip);
             int64_t id = store.add(e);
             ++stored;
             // One line per acknowledged entry: it is durable once printed.
             std::printf("stored #%lld %s-%s %s%s%s\n", (long long)id,
                         clock_text(e.t_start_us, true).c_str(),
                         clock_text(e.t_end_us, true).c_str(), e.caption.c_str(),
-                        text.empty() ? "" : " | heard: ", text.c_str());
+                        e.transcript.empty() ? "" : " | heard: ", e.transcript.c_str());
             std::fflush(stdout);
             pending.pop_front();
         }
@@ -246,7 +175,9 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
         while (auto t = transcripts.try_receive()) {
             ++n_transcripts;
             if (!t->text.empty()) std::fprintf(stderr, "\r\033[K[heard] %s\n", t->text.c_str());
-            heard.push_back(std::move(*t));
+            heard.push_back({.t_start_us = t->origin_unix_us + t->start_us,
+                             .t_end_us = t->origin_unix_us + t->end_us,
+                             .text = std::move(t->text)});
             idle = false;
         }
         while (auto p = progress.try_receive()) {
@@ -401,14 +332,17 @@ int cmd_recall(int argc, char** argv)
     auto engine = load_engine(args);
     mem::Store store = open_store(args, engine.get(), true);
     bool json = args.flag("--json");
-    auto r = recall(*engine, store, args.positionals()[0], int(args.integer("--k", 5, 1, 100)),
-                    sampling_from_args(args), [&](std::string_view piece) {
-                        if (!json) {
-                            std::fwrite(piece.data(), 1, piece.size(), stdout);
-                            std::fflush(stdout);
-                        }
-                        return true;
-                    });
+    reasoning::AskOptions ask;
+    ask.sampling = sampling_from_args(args);
+    auto r = assistant::answer_from_memory(
+        *engine, store, args.positionals()[0], int(args.integer("--k", 5, 1, 100)), ask,
+        [&](std::string_view piece) {
+            if (!json) {
+                std::fwrite(piece.data(), 1, piece.size(), stdout);
+                std::fflush(stdout);
+            }
+            return true;
+        });
     if (json) {
         nlohmann::json j {{"answer", r.answer.text}, {"used", nlohmann::json::array()}};
         for (const auto& h : r.hits)

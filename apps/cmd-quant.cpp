@@ -5,6 +5,7 @@
 #include "apps/common.h"
 #include "apps/prompts.h"
 #include "model/model.h"
+#include "reasoning/eval.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -31,7 +31,7 @@ using model::LlmArch;
 using nlohmann::json;
 
 // =============================================================================================
-// Shapes (spec §0, §1; the tiny ones are the golden models' sizes)
+// Shapes (docs/model.md §1, §2; the tiny ones are the golden models' sizes)
 
 struct Preset
 {
@@ -139,7 +139,7 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
         {"mm.model.mlp.3.bias", matrix({h})},
         {"token_embd.weight", matrix({v, h})},
         {"output_norm.weight", gain(h)},
-        {"output.weight", matrix({v, h})}, // untied (spec §1.3)
+        {"output.weight", matrix({v, h})}, // untied (docs/model.md §2.5)
         {"blk.%d.attn_norm.weight", gain(h)},
         {"blk.%d.attn_q.weight", matrix({q, h})},
         {"blk.%d.attn_q.bias", matrix({q})},
@@ -147,8 +147,8 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
         {"blk.%d.attn_k.bias", matrix({kv})},
         {"blk.%d.attn_v.weight", matrix({kv, h})},
         {"blk.%d.attn_v.bias", matrix({kv})},
-        // InternLM2's wqkv: fused and interleaved by KV group (spec §9.2); random values make
-        // the order moot. Its config.json says "bias": false.
+        // InternLM2's wqkv: fused and interleaved by KV group (docs/model.md §7.2); random values
+        // make the order moot. Its config.json says "bias": false.
         {"blk.%d.attn_qkv.weight", matrix({q + 2 * kv, h})},
         {"blk.%d.attn_qkv.bias", absent},
         {"blk.%d.attn_output.weight", matrix({h, q})},
@@ -180,7 +180,7 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
 }
 
 // =============================================================================================
-// config.json (spec §0: top-level internvl_chat fields + llm_config + vision_config)
+// config.json (docs/model.md §1: top-level internvl_chat fields + llm_config + vision_config)
 
 json rope_scaling(const Preset& p)
 {
@@ -508,8 +508,8 @@ const char* const kFrequentSymbols[] = {
     " &",  "+",    " +", "|",   " |",    "。",  "，",  "：",    "？",  "！",   "、",     "（", "）",
 };
 
-// The default system message of the internvl2_5 template (spec §7.1): its characters become
-// single tokens, as in the real vocabularies.
+// The default system message of the internvl2_5 template (docs/tokenizer.md §1): its characters
+// become single tokens, as in the real vocabularies.
 const char* const kChineseText
     = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合"
       "开发的多模态大语言模型。图片中有什么请描述这张的内容一个和了在我们";
@@ -666,7 +666,7 @@ bool is_ascii_letters(std::string_view s)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Qwen2: byte-level BPE (spec §10.1) + 31 added tokens (spec §7.2)
+// Qwen2: byte-level BPE (docs/tokenizer.md §6) + 31 added tokens (§2)
 
 struct AddedToken
 {
@@ -713,7 +713,7 @@ void byte_to_unicode(std::string (&map)[256], std::vector<int>& order)
 
 void write_qwen2_tokenizer(const fs::path& dir, int32_t vocab_size)
 {
-    // Spec §7.2, in id order from <|endoftext|> = 151643.
+    // docs/tokenizer.md §2, in id order from <|endoftext|> = 151643.
     const auto added = split_spaces(
         "<|endoftext|> <|im_start|> <|im_end|> <|object_ref_start|> <|object_ref_end|> "
         "<|box_start|> <|box_end|> <|quad_start|> <|quad_end|> <|vision_start|> <|vision_end|> "
@@ -794,7 +794,7 @@ void write_qwen2_tokenizer(const fs::path& dir, int32_t vocab_size)
 }
 
 // ---------------------------------------------------------------------------------------------
-// InternLM2: SentencePiece BPE tokenizer.model (spec §10.2) + relabelled and added tokens (§7.3)
+// InternLM2: SentencePiece BPE tokenizer.model (docs/tokenizer.md §7) + special tokens (§3)
 
 // Protocol-buffer wire format, enough for sentencepiece_model.proto.
 struct Proto

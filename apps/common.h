@@ -2,7 +2,7 @@
 #pragma once
 
 #include "apps/args.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
 
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 // core/bus — the slow paths of the message bus: sleeping and waking, subscribing, closing,
-// statistics and error text. The hot paths (publish, receive) are templates in bus.h.
+// statistics and error text. The hot paths (publish, receive) are templates in bus-impl.h.
 #include "core/bus.h"
 
 #include <algorithm>
@@ -174,7 +174,7 @@ HazardRecord* acquire_hazard_record()
 std::atomic<const void*>* nested_hazard_slot(HazardRecord& record, const TopicCore& topic)
 {
     for (int i = 1; i < HazardRecord::kNSlots; ++i)
-        if (record.slots[i].load(std::memory_order_relaxed) == nullptr) return &record.slots[i];
+        if (record.slot[i].load(std::memory_order_relaxed) == nullptr) return &record.slot[i];
     throw Error(ErrorKind::internal,
                 strfmt("bus: publish on topic '%s' nested %d deep (a message's copy constructor "
                        "publishing?)",
@@ -355,7 +355,7 @@ void TopicCore::reclaim_locked() noexcept
     heavy_barrier();
     auto in_use = [](const Snapshot* s) {
         for (HazardRecord* r = hazard_records.load(std::memory_order_acquire); r; r = r->next)
-            for (const auto& slot : r->slots)
+            for (const auto& slot : r->slot)
                 if (slot.load(std::memory_order_acquire) == s) return true;
         return false;
     };

@@ -1,24 +1,18 @@
-// core — errors, logging, configuration and the thread pool shared by every Iris module.
+// core — errors, logging, clocks and the thread pool shared by every Iris module.
 //
 //   iris::log_set_sink([](iris::LogLevel lvl, std::string_view msg) { ... });  // optional
 //   IRIS_LOG_INFO("loaded %zu tensors in %.1f ms", n, ms);
-//
-//   iris::Config cfg = iris::Config::load("iris.conf");   // key = value lines, '#' comments
-//   cfg.apply_overrides({"model=/models/x", "threads=4"}); // command-line overrides win
-//   int threads = cfg.get_int("threads", 0);
 //
 //   iris::ThreadPool pool(4);
 //   pool.parallel_for(0, n, [&](int64_t i) { ... });      // blocks until every index ran
 //
 // Thread safety: logging and ThreadPool::submit/parallel_for may be called from any thread.
-// Config is a value type; share it read-only.
 //
 // The message bus that connects modules is in core/bus.h.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -87,34 +81,6 @@ void log_write(LogLevel level, const char* fmt, ...) __attribute__((format(print
 #define IRIS_LOG_INFO(...) ::iris::log_write(::iris::LogLevel::info, __VA_ARGS__)
 #define IRIS_LOG_WARN(...) ::iris::log_write(::iris::LogLevel::warn, __VA_ARGS__)
 #define IRIS_LOG_ERROR(...) ::iris::log_write(::iris::LogLevel::error, __VA_ARGS__)
-
-// ---------------------------------------------------------------------------------------------
-// Configuration: a file of `key = value` lines plus command-line overrides (`key=value`).
-
-class Config
-{
-public:
-    Config() = default;
-    // Throws Error(not_found) if the file is missing, Error(invalid_input) naming the line if a
-    // line is malformed.
-    static Config load(const std::string& path);
-    static Config parse(std::string_view text, const std::string& origin = "<string>");
-
-    // Each override is "key=value"; throws Error(invalid_argument) otherwise.
-    void apply_overrides(const std::vector<std::string>& overrides);
-    void set(const std::string& key, const std::string& value) { values_[key] = value; }
-
-    bool has(const std::string& key) const { return values_.count(key) != 0; }
-    std::string get(const std::string& key, const std::string& fallback = "") const;
-    // Typed getters throw Error(invalid_argument) naming the key when the value does not parse.
-    int64_t get_int(const std::string& key, int64_t fallback) const;
-    double get_double(const std::string& key, double fallback) const;
-    bool get_bool(const std::string& key, bool fallback) const;
-    const std::map<std::string, std::string>& values() const { return values_; }
-
-private:
-    std::map<std::string, std::string> values_;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Thread pool

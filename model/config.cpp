@@ -1,4 +1,4 @@
-// ModelConfig: config.json of an `internvl_chat` checkpoint (spec/internvl.md §0).
+// ModelConfig: config.json of an `internvl_chat` checkpoint (docs/model.md §1).
 //
 // Only the fields the engine uses are read; each is type- and range-checked, and every error
 // names the field's path. Fields that save_pretrained always writes are required, so a
@@ -320,7 +320,7 @@ ModelConfig ModelConfig::parse(std::string_view json_text, const std::string& or
     c.template_name = top.string("template");
     if (const json* sm = top.find("system_message")) {
         if (!sm->is_string()) top.fail("system_message", "must be a string or null");
-        // An empty message means "use the template's default" (spec §7).
+        // An empty message means "use the template's default" (docs/tokenizer.md §1).
         if (!sm->get_ref<const std::string&>().empty()) c.system_message = sm->get<std::string>();
     }
     c.min_dynamic_patch = top.integer("min_dynamic_patch", 1, kMaxPatches);

@@ -1,5 +1,5 @@
-// InternVL: checkpoint loading, the vision → LLM hand-over (<IMG_CONTEXT> replacement, spec
-// §7.4) and the public entry points of the network.
+// InternVL: checkpoint loading, the vision → LLM hand-over (<IMG_CONTEXT> replacement,
+// docs/model.md §3.1) and the public entry points of the network.
 #include "model/arch.h"
 #include "model/cpu/ops.h"
 #include "model/network-impl.h"
@@ -337,7 +337,8 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& model, const LoadOpt
                   impl->config.llm.num_hidden_layers, double(now_us() - t0) / 1000.0,
                   double(impl->bytes_owned) / 1e6, double(impl->bytes_mapped) / 1e6,
                   cpu::n_threads());
-    return std::make_unique<InternVL>(std::move(impl));
+    // The constructor is private, out of make_unique's reach.
+    return std::unique_ptr<InternVL>(new InternVL(std::move(impl)));
 }
 
 const char* precision_name(Precision p)
@@ -402,9 +403,10 @@ std::vector<float> InternVL::encode_images(std::span<const float> pixel_values, 
 std::unique_ptr<KvCache> InternVL::new_cache(const KvCacheOptions& options) const
 {
     const LlmConfig& c = impl_->config.llm;
-    return std::make_unique<KvCache>(std::make_unique<KvCache::Impl>(
+    auto impl = std::make_unique<KvCache::Impl>(
         c.num_hidden_layers, c.num_key_value_heads, c.head_dim, c.max_position_embeddings, options,
-        impl_->kv_calibration ? &*impl_->kv_calibration : nullptr, *impl_->backend));
+        impl_->kv_calibration ? &*impl_->kv_calibration : nullptr, *impl_->backend);
+    return std::unique_ptr<KvCache>(new KvCache(std::move(impl))); // a private constructor
 }
 
 const KvCalibration* InternVL::kv_calibration() const
@@ -473,7 +475,7 @@ std::span<const float> InternVL::forward(KvCache& cache, std::span<const int32_t
 {
     const LlmConfig& c = impl_->config.llm;
     if (ids.empty()) throw Error(ErrorKind::invalid_argument, "forward: no tokens");
-    KvCache::Impl& kv = cache.impl();
+    KvCache::Impl& kv = cache_impl(cache);
     // The embeddings go to the cache's scratch: a decode step allocates nothing.
     float* buf = grow<float>(kv.backend, kv.scratch.embed, ids.size() * size_t(c.hidden_size));
     embed_into(kv.backend, impl_->llm, c, ids, visual, img_context_id, buf);
@@ -489,7 +491,7 @@ std::span<const float> InternVL::forward_embeddings(KvCache& cache,
         throw Error(ErrorKind::invalid_argument,
                     strfmt("forward_embeddings: %zu values for %d tokens of width %d",
                            embeddings.size(), n_tokens, c.hidden_size));
-    KvCache::Impl& kv = cache.impl();
+    KvCache::Impl& kv = cache_impl(cache);
     float* buf = grow<float>(kv.backend, kv.scratch.embed, embeddings.size());
     kv.backend.upload(buf, embeddings.data(), embeddings.size() * sizeof(float));
     return llm_forward(impl_->llm, c, kv, buf, n_tokens, all_logits, trace);

@@ -1,4 +1,4 @@
-// SKVQ calibration (spec/skvq.md §2): the channel order and clipping factors of the skvq KV
+// SKVQ calibration (docs/skvq.md §2): the channel order and clipping factors of the skvq KV
 // cache, computed from keys and values of calibration prompts, and their sidecar file.
 //
 // Deviations from SKVQ's calibration.py, for the attention kernel's sake: clusters are formed
@@ -260,7 +260,7 @@ KvCalibration calibrate_kv(const InternVL& net, std::span<const std::vector<floa
         const int n = int(prompts[i].size() / size_t(h));
         auto cache = net.new_cache({KvType::f32, KvType::f32, 64});
         net.forward_embeddings(*cache, prompts[i], n);
-        const KvCache::Impl& c = cache->impl();
+        const KvCache::Impl& c = cache_impl(*cache);
         std::vector<uint8_t> block(c.block_bytes);
         for (int l = 0; l < n_layers; ++l) {
             for (int t = 0, loaded = -1; t < n; ++t) {

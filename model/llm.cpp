@@ -1,5 +1,5 @@
-// The decoder (spec §9): Qwen2 and InternLM2 share one pre-norm block; they differ only in
-// tensor names, InternLM2's fused wqkv (split at load, §9.2) and which biases exist.
+// The decoder (docs/model.md §7): Qwen2 and InternLM2 share one pre-norm block; they differ only in
+// tensor names, InternLM2's fused wqkv (split at load, §7.2) and which biases exist.
 #include "model/arch.h"
 #include "model/network-impl.h"
 
@@ -11,7 +11,7 @@ namespace iris::model {
 
 namespace {
 
-// InternLM2's wqkv rows are [kv_head][q_0..q_{G-1}, k, v][D] (spec §9.2). Splits a weight
+// InternLM2's wqkv rows are [kv_head][q_0..q_{G-1}, k, v][D] (docs/model.md §7.2). Splits a weight
 // [(Nh + 2Nkv)·D, cols] (cols = 1 for the bias) into contiguous q [Nh·D], k and v [Nkv·D] rows,
 // query head kvh·G + g coming from slot g of group kvh. The rows keep their stored precision
 // (a matrix from get_matrix) or are f32 (a bias from get).
@@ -69,7 +69,7 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
         throw Error(ErrorKind::invalid_input, "llm_config: inconsistent sizes");
     const bool internlm2 = c.arch == LlmArch::internlm2;
 
-    // spec §1.3: InternVLChatConfig forces untied embeddings, so the reference builds its own
+    // docs/model.md §2.5: InternVLChatConfig forces untied embeddings; the reference builds its own
     // lm_head and expects it in the file. If it is missing the reference would run with random
     // weights; tying is our best guess, and it must be loud.
     const bool tied = !ld.has("output.weight");
@@ -142,8 +142,8 @@ void load_llm(WeightLoader& ld, const LlmConfig& c, LlmWeights& out)
 }
 
 // The RoPE base for a forward whose sequence ends at total_len tokens, following the
-// reference's dynamic-NTK state rules (spec §9.1); plain rope_theta while the sequence fits in
-// max_position_embeddings.
+// reference's dynamic-NTK state rules (docs/model.md §7.1); plain rope_theta while the sequence
+// fits in max_position_embeddings.
 double rope_base(const LlmConfig& c, KvCache::Impl& cache, int64_t total_len)
 {
     if (c.rope_scaling_type != "dynamic") return double(c.rope_theta);

@@ -294,8 +294,8 @@ public:
 //
 // Weights: F32 tensors are used in place from the memory-mapped files; BF16/F16 tensors are
 // converted to f32 at load (twice their file size in memory). InternLM2's fused wqkv is split
-// into q/k/v at load (spec §9.2). A missing lm_head falls back to the input embedding with a
-// warning (spec §1.3).
+// into q/k/v at load (docs/model.md §7.2). A missing lm_head falls back to the input embedding
+// with a warning (docs/model.md §2.5).
 // Threads: iris::default_thread_pool() (sized by IRIS_THREADS); OpenBLAS is set to 1 thread.
 // Thread safety: an InternVL is immutable after load and may be used from several threads at
 // once, each with its own KvCache; one KvCache must not be used by two threads at once.
@@ -350,13 +350,13 @@ struct LlmTrace
     std::vector<float> attention;
 };
 
-// How the KV cache stores keys and values (spec/skvq.md). Keys are stored after RoPE. The
+// How the KV cache stores keys and values (docs/kv-cache.md). Keys are stored after RoPE. The
 // quantized types work per token and per head, in groups of channels that never cross a head:
 //   f32   4 bytes per value, the reference
 //   f16   2 bytes per value (IEEE half, round to nearest even)
 //   q8    llama.cpp's q8_0: an fp16 scale and 32 int8 per group, 8.5 bits per value
 //   q4    llama.cpp's q4_0: an fp16 scale and 32 nibbles per group, 4.5 bits per value
-//   skvq  SKVQ (spec §2-§4): asymmetric min/scale groups of KvSkvqOptions::group channels after
+//   skvq  SKVQ (docs/skvq.md): asymmetric min/scale groups of KvSkvqOptions::group channels after
 //         a calibrated channel order, clipped, the first `sink` and the last `window` tokens
 //         kept in f32 (K and V are then both skvq)
 // q8 and q4 use groups of 32 channels (gcd(head_dim, 32) when 32 does not divide head_dim, e.g.
@@ -367,7 +367,7 @@ const char* kv_type_name(KvType type); // "f32", "f16", "q8", "q4", "skvq"
 // The type of a name kv_type_name gives; throws Error(invalid_argument) listing the names.
 KvType kv_type_from_name(std::string_view name);
 
-// The SKVQ settings (spec/skvq.md). Bits: keys 2, 4 or 8; values 1.5 (three levels, stored in
+// The SKVQ settings (docs/skvq.md §1). Bits: keys 2, 4 or 8; values 1.5 (three levels, stored in
 // 2 bits), 2, 4 or 8. Groups hold min(group, head_dim) channels of one head (the calibrated
 // clusters are kept inside a head, so attention dequantizes one head at a time). Scale and
 // minimum are fp16. Prefill attention sees the new tokens in full precision; a token is
@@ -412,7 +412,6 @@ class KvCache
 {
 public:
     struct Impl; // model-internal (model/network-impl.h)
-    explicit KvCache(std::unique_ptr<Impl> impl);
     ~KvCache();
     KvCache(const KvCache&) = delete;
     KvCache& operator=(const KvCache&) = delete;
@@ -438,14 +437,14 @@ public:
     void append_random(int n, uint64_t seed);
     const KvCacheOptions& options() const;
 
-    Impl& impl() { return *impl_; } // for the model module's implementation
-    const Impl& impl() const { return *impl_; }
-
 private:
+    friend class InternVL; // makes caches (new_cache)
+    friend Impl& cache_impl(KvCache& cache); // the model module's access (model/network-impl.h)
+    explicit KvCache(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
-// The SKVQ calibration of a model (spec/skvq.md §2): per layer, K/V and KV head, the channel
+// The SKVQ calibration of a model (docs/skvq.md §2): per layer, K/V and KV head, the channel
 // order that puts channels of similar range into one group, and a clipping factor per group
 // for each bit width. Groups are clusters of exactly `group` channels of one head (SKVQ's
 // k-means clusters span heads and vary in size; see kv-calibrate.cpp). Stored beside the model
@@ -530,10 +529,9 @@ public:
                                               int n_tokens, bool all_logits = false,
                                               LlmTrace* trace = nullptr) const;
 
+private:
     struct Impl; // model-internal (model/network-impl.h)
     explicit InternVL(std::unique_ptr<Impl> impl);
-
-private:
     std::unique_ptr<Impl> impl_;
 };
 

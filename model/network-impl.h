@@ -262,7 +262,7 @@ void load_llm(WeightLoader& loader, const LlmConfig& config, LlmWeights& out);
 void place(Backend& backend, LlmWeights& w);
 
 // The RoPE base for a forward that brings the cache to total_len tokens: rope_theta, or the
-// dynamic-NTK base of spec §9.1 once the sequence passes max_position_embeddings. Updates the
+// dynamic-NTK base (docs/model.md §7.1) past max_position_embeddings. Updates the
 // cache's rope_len with the reference's rules (InternLM2: grows, never shrinks; Qwen2: grows,
 // resets when a forward fits again).
 double rope_base(const LlmConfig& config, KvCache::Impl& cache, int64_t total_len);
@@ -285,14 +285,14 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
 // Blocks are allocated as the context grows and never move; truncate() frees the blocks past
 // the new end.
 //
-// SKVQ (spec/skvq.md §4) keeps the same blocks for its quantized rows (cpu::skvq_row_bytes,
+// SKVQ (docs/skvq.md §4) keeps the same blocks for its quantized rows (cpu::skvq_row_bytes,
 // in the layer's channel order). Tokens [0, sink) and [q_end, n_tokens) are held in f32
 // instead, in fp[l][b]: a block of the same shape in f32, allocated when a token of the block
 // is stored and freed once every token of it is quantized. store() writes new tokens there;
 // settle() quantizes, after the layer's attention, the tokens that left the window, so the
 // prefill attends to its own tokens in full precision. runs() cuts each block into f32 and
 // quantized runs. Keys are cached after RoPE, like the other types: with dynamic NTK the
-// reference keeps cached keys in their old rotation (spec/internvl.md §9.1), which re-rotating
+// reference keeps cached keys in their old rotation (docs/model.md §7.1), which re-rotating
 // pre-RoPE keys would change, and a per-position rotation table read with every cached key
 // would outweigh the 2-bit key rows in memory traffic.
 struct KvCache::Impl
@@ -327,7 +327,7 @@ struct KvCache::Impl
     size_t fp_block_floats = 0; // 2·n_kv_heads·T·D
 
     // Sequence length the rotary frequencies were last computed for, for the dynamic-NTK rules
-    // of spec §9.1 (the reference keeps this state across calls).
+    // of docs/model.md §7.1 (the reference keeps this state across calls).
     int64_t rope_len;
 
     // Scratch of the forward pass in backend memory, grown on demand and reused (decoding
@@ -366,6 +366,12 @@ private:
     // SKVQ: the identity order and default clipping, or the calibration's.
     void skvq_tables(const KvCalibration* calibration);
 };
+
+// The state behind a cache, which model.h keeps private.
+inline KvCache::Impl& cache_impl(KvCache& cache)
+{
+    return *cache.impl_;
+}
 
 // SKVQ calibration (kv-calibrate.cpp), exposed for tests: the channel order of one head whose
 // channels span [lo[c], hi[c]] over the calibration tokens, as balanced clusters of g channels

@@ -1,4 +1,4 @@
-// Qwen2's byte-level BPE (spec §10.1), as transformers' slow Qwen2Tokenizer computes it: NFC,
+// Qwen2's byte-level BPE (docs/tokenizer.md §6), as transformers' slow Qwen2Tokenizer does: NFC,
 // added tokens split out, the pre-tokenizer regex (implemented by hand over code points), the
 // GPT-2 byte->unicode map, and merges by rank. Vocabulary from vocab.json + merges.txt, or from
 // tokenizer.json.

@@ -1,4 +1,4 @@
-// InternLM2's SentencePiece tokenizer (spec §10.2) through libsentencepiece, wrapped like the
+// InternLM2's SentencePiece tokenizer (docs/tokenizer.md §7) via libsentencepiece, wrapped like the
 // official InternLM2Tokenizer: added tokens split out first, each remaining segment encoded on
 // its own (so it gets its own dummy prefix when the model has add_dummy_prefix), BOS prepended.
 #include "model/tokenizer-impl.h"

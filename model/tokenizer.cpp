@@ -1,5 +1,5 @@
 // Tokenizer loading and the layer both families share: the checkpoint's added and special
-// tokens (spec §10 steps 2-4), UTF-8 helpers, and the Hugging Face decode rules.
+// tokens (docs/tokenizer.md §5, steps 2-4), UTF-8 helpers, and the Hugging Face decode rules.
 #include "model/gguf.h"
 #include "model/tokenizer-impl.h"
 

@@ -1,4 +1,4 @@
-// InternViT (spec §4), pixel shuffle (§5) and the mlp1 projector (§6) on a backend.
+// InternViT (docs/model.md §4), pixel shuffle (§5) and the mlp1 projector (§6) on a backend.
 #include "model/arch.h"
 #include "model/network-impl.h"
 

@@ -205,7 +205,7 @@ private:
 };
 
 // =============================================================================================
-// Frame sampling and clips (OmniLive, spec/ixc25-omnilive.md B.3)
+// Frame sampling and clips (OmniLive, docs/memory.md §2.1)
 
 struct SamplerOptions
 {

@@ -1,6 +1,6 @@
 // Self-contained HTML: Markdown rendered by cmark, pages repaired and cut off from the network
 // with libxml2's HTML parser.
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
 
 #include <cmark.h>
 #include <libxml/HTMLparser.h>

@@ -1,6 +1,6 @@
-// Articles with images and web pages, written by the model in steps (see reasoning.h).
+// Articles with images and web pages, written by the model in steps (see composer.h).
+#include "reasoning/composer.h"
 #include "reasoning/composer-impl.h"
-#include "reasoning/reasoning.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,5 @@
-#include "reasoning/reasoning.h"
+#include "reasoning/eval.h"
+#include "reasoning/engine.h"
 
 #include <algorithm>
 #include <cctype>

@@ -5,7 +5,9 @@
 // function whose frame holds no object with a destructor, and everything those stages need
 // (the output buffers included) is allocated by the C++ caller beforehand, so a longjmp never
 // skips a destructor and never crosses a C++ frame.
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
+
+#include "core/core.h"
 
 #include <png.h>
 

@@ -3,7 +3,9 @@
 // libjpeg reports errors through longjmp; the only call that can fail on valid input is an
 // allocation, so the error manager turns any fatal error into an Error after unwinding to the
 // one setjmp below, and nothing with a destructor lives between setjmp and the libjpeg calls.
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
+
+#include "core/core.h"
 
 #include <csetjmp>
 #include <cstdio>

@@ -1,7 +1,7 @@
 // Dynamic-resolution tiling exactly as the official InternVL `dynamic_preprocess`, Pillow's
-// BICUBIC resize bit for bit, torchvision's ToTensor + Normalize, and the official video frame
-// index rule (spec/internvl.md §3).
-#include "reasoning/reasoning.h"
+// BICUBIC resize bit for bit, and torchvision's ToTensor + Normalize (docs/image-tiling.md §2-§6).
+#include "model/model.h"
+#include "reasoning/image.h"
 
 #include <algorithm>
 #include <cmath>
@@ -439,39 +439,6 @@ PreparedImage preprocess_image(const Image& image, const TilingOptions& options)
     p.image_size = options.image_size;
     p.pixel_values = pixel_values(tiles);
     return p;
-}
-
-std::vector<int> video_frame_indices(int n_frames, int num_segments, double fps,
-                                     std::optional<std::pair<double, double>> bound)
-{
-    if (n_frames < 1 || num_segments < 1)
-        throw Error(ErrorKind::invalid_argument,
-                    strfmt("video frames: need n_frames >= 1 and num_segments >= 1 (got %d, %d)",
-                           n_frames, num_segments));
-    if (!(fps > 0) || !std::isfinite(fps))
-        throw Error(ErrorKind::invalid_argument, strfmt("video frames: fps %g is invalid", fps));
-    // get_index(): Python's round() and np.round both round half to even, like nearbyint in
-    // the default rounding mode.
-    const double start = bound ? bound->first : -100000.0;
-    const double end = bound ? bound->second : 100000.0;
-    if (!std::isfinite(start) || !std::isfinite(end) || end < start)
-        throw Error(ErrorKind::invalid_argument,
-                    strfmt("video frames: bound (%g, %g) is invalid", start, end));
-    // Clamping before the integer conversion changes nothing: the results are clamped to
-    // 0..max_frame right after, or rejected.
-    auto round_index = [](double v) { return int64_t(std::nearbyint(std::clamp(v, -1e15, 1e15))); };
-    const int64_t max_frame = n_frames - 1;
-    const int64_t start_idx = std::max<int64_t>(0, round_index(start * fps));
-    const int64_t end_idx = std::min<int64_t>(round_index(end * fps), max_frame);
-    if (start_idx > end_idx)
-        throw Error(ErrorKind::invalid_argument,
-                    strfmt("video frames: bound (%g, %g) s at %g fps holds no frame of %d", start,
-                           end, fps, n_frames));
-    const double seg = double(end_idx - start_idx) / num_segments;
-    std::vector<int> out(static_cast<size_t>(num_segments));
-    for (int k = 0; k < num_segments; ++k)
-        out[size_t(k)] = int(double(start_idx) + seg / 2 + std::nearbyint(seg * k));
-    return out;
 }
 
 } // namespace iris::reasoning

@@ -1,5 +1,5 @@
-// The memory index's vector for a clip (see memory_embedding in reasoning.h).
-#include "reasoning/reasoning.h"
+// The memory index's vector for a clip (see memory_embedding in responder.h).
+#include "reasoning/responder.h"
 
 #include <cmath>
 

@@ -1,4 +1,6 @@
-#include "reasoning/reasoning.h"
+#include "reasoning/prompt.h"
+
+#include "core/core.h"
 
 namespace iris::reasoning {
 namespace {

@@ -1,5 +1,5 @@
 // Answering from memory over the bus: questions in, answer pieces out, on a worker thread.
-#include "reasoning/reasoning.h"
+#include "reasoning/responder.h"
 
 #include <algorithm>
 #include <atomic>

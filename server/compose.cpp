@@ -1,4 +1,6 @@
-// POST /v1/compose/article and /v1/compose/webpage: the composer (reasoning.h) over HTTP.
+// POST /v1/compose/article and /v1/compose/webpage: the composer (reasoning/composer.h) over HTTP.
+#include "assistant/assistant.h"
+#include "reasoning/composer.h"
 #include "server/internal.h"
 
 namespace iris::server {
@@ -115,17 +117,8 @@ void compose_article(const httplib::Request& http_req, httplib::Response& res, c
     double queue_ms = 0;
     auto place = take_turn(res, ctx, queue_ms);
     if (use_memory) {
-        memory::Query q;
-        q.text = req.instruction;
-        q.k = 12;
-        q.embedding = reasoning::memory_embedding(ctx.engine, {}, req.instruction);
-        for (const auto& hit : memory::Retriever(*ctx.store).search(q)) {
-            const auto& frames = hit.entry.key_frames;
-            if (frames.empty()) continue;
-            const auto& jpeg = frames[frames.size() / 2].jpeg;
-            req.pool.push_back({strfmt("memory %lld", static_cast<long long>(hit.entry.id)),
-                                reasoning::decode_image({jpeg.data(), jpeg.size()})});
-        }
+        auto pool = assistant::memory_pool(&ctx.engine, *ctx.store, req.instruction);
+        req.pool.insert(req.pool.end(), pool.begin(), pool.end());
     }
     reasoning::Article a = reasoning::compose_article(ctx.engine, req, compose_options(ctx));
     count(ctx, a.stats);

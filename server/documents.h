@@ -11,7 +11,7 @@
 #pragma once
 
 #include "core/core.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "memory/memory.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
 #include "server/server.h"
 
 #include <httplib.h>
@@ -168,7 +168,8 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx);
 // The session for the request with its earlier turns replayed (runs the vision encoder).
 std::unique_ptr<reasoning::Session> prepare_session(const ChatRequest& req, const Context& ctx);
 
-// Route handlers; they throw ApiError (or iris::Error) for the client's mistakes.
+// Route handlers, served as the route table says (kRoutes, server.cpp); they throw ApiError (or
+// iris::Error) for the client's mistakes.
 void chat_completions(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void documents_qa(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void memory_search(const httplib::Request& req, httplib::Response& res, const Context& ctx);

@@ -1,4 +1,5 @@
 // POST /v1/memory/search and GET /v1/memory/{id}: what the assistant remembers.
+#include "assistant/assistant.h"
 #include "server/internal.h"
 
 #include <ctime>
@@ -41,22 +42,14 @@ void memory_search(const httplib::Request& http_req, httplib::Response& res, con
 {
     json body = parse_body(http_req.body, ctx.options.max_json_depth);
     Fields f {body, ""};
-    memory::Query q;
-    q.text = f.str("query", 2000).value_or("");
-    q.k = int(f.integer("k", 1, 100).value_or(5));
-    q.with_frames = false;
-    if (auto v = time_field(f, "from")) q.t_from_us = *v;
-    if (auto v = time_field(f, "to")) q.t_to_us = *v;
-    if (q.t_from_us > q.t_to_us) bad_request("from must not be after to", "from");
-    // A time phrase in the query ("in the last hour") narrows the range, as `iris recall` does.
-    if (auto when = memory::parse_time_phrase(q.text, wall_us())) {
-        q.t_from_us = std::max(q.t_from_us, when->range.from_us);
-        q.t_to_us = std::min(q.t_to_us, when->range.to_us);
-        q.text = when->rest;
-    }
-    std::vector<float> emb = reasoning::memory_embedding(ctx.engine, {}, q.text);
-    if (int(emb.size()) == ctx.store->dim()) q.embedding = std::move(emb);
-    std::vector<memory::Hit> hits = memory::Retriever(*ctx.store).search(q);
+    const std::string text = f.str("query", 2000).value_or("");
+    assistant::FindOptions o;
+    o.k = int(f.integer("k", 1, 100).value_or(5));
+    if (auto v = time_field(f, "from")) o.t_from_us = *v;
+    if (auto v = time_field(f, "to")) o.t_to_us = *v;
+    if (o.t_from_us > o.t_to_us) bad_request("from must not be after to", "from");
+    // A time phrase in the query ("in the last hour") narrows the range further.
+    std::vector<memory::Hit> hits = assistant::find_memories(&ctx.engine, *ctx.store, text, o);
     json data = json::array();
     for (const auto& h : hits) {
         json j = entry_json(h.entry);

@@ -60,16 +60,89 @@ bool same_secret(std::string_view given, std::string_view key)
     return CRYPTO_memcmp(a, b, sizeof a) == 0;
 }
 
-// The route a request matched, as metrics label it (the path itself could be anything).
+void health(const httplib::Request&, httplib::Response& res, const Context&)
+{
+    res.set_content("{\"status\":\"ok\"}", "application/json");
+}
+
+void metrics_text(const httplib::Request&, httplib::Response& res, const Context& ctx)
+{
+    res.set_content(ctx.metrics.text(ctx.queue.depth()), "text/plain; version=0.0.4");
+}
+
+void models(const httplib::Request&, httplib::Response& res, const Context& ctx)
+{
+    const auto& cfg = ctx.engine.config();
+    json model = {{"id", ctx.options.model_name},
+                  {"object", "model"},
+                  {"created", 0},
+                  {"owned_by", "iris"},
+                  {"meta",
+                   {{"llm", model::llm_arch(cfg.llm.arch).display},
+                    {"context_length", cfg.llm.max_position_embeddings},
+                    {"image_size", cfg.force_image_size},
+                    {"tokens_per_tile", ctx.engine.network().num_image_token()}}}};
+    res.set_content(json {{"object", "list"}, {"data", json::array({model})}}.dump(),
+                    "application/json");
+}
+
+enum class Method { get, post };
+enum class Auth { none, key }; // key: the API key is needed when the server has one
+using Handler = void (*)(const httplib::Request&, httplib::Response&, const Context&);
+
+struct Route
+{
+    Method method;
+    const char* pattern; // a path, or a regular expression whose groups are in req.matches
+    const char* label; // the route in metrics and the log
+    Auth auth;
+    Handler handler;
+    bool needs_memory = false; // served only with a memory store
+};
+
+// Every route: what is served, how metrics and the log name it, and who may call it.
+constexpr Route kRoutes[] = {
+    {Method::get, "/health", "/health", Auth::none, health},
+    {Method::get, "/metrics", "/metrics", Auth::key, metrics_text},
+    {Method::get, "/v1/models", "/v1/models", Auth::key, models},
+    {Method::post, "/v1/chat/completions", "/v1/chat/completions", Auth::key, chat_completions},
+    {Method::post, "/v1/documents/qa", "/v1/documents/qa", Auth::key, documents_qa},
+    {Method::post, "/v1/compose/article", "/v1/compose/article", Auth::key, compose_article},
+    {Method::post, "/v1/compose/webpage", "/v1/compose/webpage", Auth::key, compose_webpage},
+    {Method::post, "/v1/memory/search", "/v1/memory/search", Auth::key, memory_search,
+     /*needs_memory=*/true},
+    {Method::get, R"(/v1/memory/([^/]+))", "/v1/memory/{id}", Auth::key, memory_get,
+     /*needs_memory=*/true},
+};
+
+// The route a path belongs to, whatever the method and whether it is served: the route of that
+// exact path, else the first whose pattern starts like the path up to its first group (a
+// malformed id is still that route's traffic). Null for a path of no route.
+const Route* find_route(std::string_view path)
+{
+    for (const Route& r : kRoutes)
+        if (path == r.pattern) return &r;
+    for (const Route& r : kRoutes) {
+        const std::string_view pattern = r.pattern;
+        const size_t group = pattern.find('(');
+        if (group != std::string_view::npos && path.starts_with(pattern.substr(0, group)))
+            return &r;
+    }
+    return nullptr;
+}
+
+// The route a request is counted under (the path itself could be anything).
 std::string route_label(const httplib::Request& req)
 {
-    static const char* fixed[]
-        = {"/health",          "/metrics",          "/v1/models",          "/v1/chat/completions",
-           "/v1/documents/qa", "/v1/memory/search", "/v1/compose/article", "/v1/compose/webpage"};
-    for (const char* r : fixed)
-        if (req.path == r) return r;
-    if (req.path.starts_with("/v1/memory/")) return "/v1/memory/{id}";
-    return "other";
+    const Route* r = find_route(req.path);
+    return r ? r->label : "other";
+}
+
+// Whether a request must carry the API key (when the server has one): unknown paths do too.
+bool needs_key(const httplib::Request& req)
+{
+    const Route* r = find_route(req.path);
+    return !r || r->auth == Auth::key;
 }
 
 // The listening socket, to widen its accept queue: Debian's compiled cpp-httplib listens with a
@@ -110,20 +183,19 @@ struct Server::Impl
 
     // Requests are counted before their response is written, so a client that has its answer
     // also finds it in /metrics.
-    using Route = std::function<void(const httplib::Request&, httplib::Response&, const Context&)>;
-    httplib::Server::Handler wrap(Route route)
+    httplib::Server::Handler wrap(Handler handler)
     {
-        return [this, route](const httplib::Request& req, httplib::Response& res) {
-            handle(route, req, res);
+        return [this, handler](const httplib::Request& req, httplib::Response& res) {
+            handle(handler, req, res);
             metrics.request(route_label(req),
                             res.status < 0 ? 200 : res.status); // -1: httplib's 200
         };
     }
 
-    void handle(const Route& route, const httplib::Request& req, httplib::Response& res)
+    void handle(Handler handler, const httplib::Request& req, httplib::Response& res)
     {
         try {
-            route(req, res, ctx);
+            handler(req, res, ctx);
         } catch (const ApiError& e) {
             send_error(res, e);
         } catch (const Error& e) {
@@ -161,7 +233,7 @@ struct Server::Impl
                 return 413;
             }
         }
-        if (!options.api_key.empty() && req.path != "/health") {
+        if (!options.api_key.empty() && needs_key(req)) {
             const std::string& auth = req.get_header_value("Authorization");
             bool bearer = auth.size() > 7
                 && std::equal(auth.begin(), auth.begin() + 7, "bearer ",
@@ -261,37 +333,12 @@ struct Server::Impl
                       req.method.c_str(), route_label(req).c_str(), res.status);
         });
 
-        http.Get("/health",
-                 wrap([](const httplib::Request&, httplib::Response& res, const Context&) {
-                     res.set_content("{\"status\":\"ok\"}", "application/json");
-                 }));
-        http.Get("/metrics",
-                 wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
-                     res.set_content(metrics.text(queue.depth()), "text/plain; version=0.0.4");
-                 }));
-        http.Get("/v1/models",
-                 wrap([this](const httplib::Request&, httplib::Response& res, const Context&) {
-                     const auto& cfg = engine.config();
-                     json model = {{"id", options.model_name},
-                                   {"object", "model"},
-                                   {"created", 0},
-                                   {"owned_by", "iris"},
-                                   {"meta",
-                                    {{"llm", model::llm_arch(cfg.llm.arch).display},
-                                     {"context_length", cfg.llm.max_position_embeddings},
-                                     {"image_size", cfg.force_image_size},
-                                     {"tokens_per_tile", engine.network().num_image_token()}}}};
-                     res.set_content(
-                         json {{"object", "list"}, {"data", json::array({model})}}.dump(),
-                         "application/json");
-                 }));
-        http.Post("/v1/chat/completions", wrap(chat_completions));
-        http.Post("/v1/documents/qa", wrap(documents_qa));
-        http.Post("/v1/compose/article", wrap(compose_article));
-        http.Post("/v1/compose/webpage", wrap(compose_webpage));
-        if (store) {
-            http.Post("/v1/memory/search", wrap(memory_search));
-            http.Get(R"(/v1/memory/([^/]+))", wrap(memory_get));
+        for (const Route& r : kRoutes) {
+            if (r.needs_memory && !store) continue;
+            if (r.method == Method::get)
+                http.Get(r.pattern, wrap(r.handler));
+            else
+                http.Post(r.pattern, wrap(r.handler));
         }
     }
 };

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "core/bus.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/responder.h"
 #include "ui/bus-listener.h"
 
 #include <QImage>

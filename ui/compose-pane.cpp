@@ -1,5 +1,6 @@
 #include "ui/compose-pane.h"
 
+#include "assistant/assistant.h"
 #include "ui/assistant.h"
 #include "ui/images.h"
 #include "ui/memory-library.h"
@@ -20,9 +21,6 @@
 namespace iris::ui {
 
 namespace {
-
-// How many memories lend their key frames to an article's pool.
-constexpr int kMemoryFrames = 12;
 
 std::vector<reasoning::PoolImage> folderPool(const QString& dir)
 {
@@ -201,7 +199,7 @@ void ComposePane::compose()
                 req.instruction = instruction;
                 if (!folder.isEmpty()) req.pool = folderPool(folder);
                 if (useMemory && m_memory) {
-                    auto frames = m_memory->keyFrames(instruction, kMemoryFrames);
+                    auto frames = m_memory->keyFrames(instruction, assistant::kMemoryPoolSize);
                     req.pool.insert(req.pool.end(), frames.begin(), frames.end());
                 }
                 reasoning::Article a = reasoning::compose_article(*engine, req, options);

@@ -3,7 +3,7 @@
 // runs on a worker thread; progress and the result come back to the UI thread as queued calls.
 #pragma once
 
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
 
 #include <QImage>
 #include <QString>

@@ -30,11 +30,6 @@ reasoning::Image toReasoningImage(const QImage& image)
     return {image.width(), image.height(), packedRgb(image)};
 }
 
-reasoning::Image toReasoningImage(const perception::VideoFrame& frame)
-{
-    return {frame.width, frame.height, {frame.rgb.data(), frame.rgb.data() + frame.rgb.size()}};
-}
-
 QImage toQImage(const perception::VideoFrame& frame)
 {
     return fromPackedRgb(frame.rgb.data(), frame.width, frame.height);

@@ -2,14 +2,13 @@
 #pragma once
 
 #include "perception/perception.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
 
 #include <QImage>
 
 namespace iris::ui {
 
 reasoning::Image toReasoningImage(const QImage& image);
-reasoning::Image toReasoningImage(const perception::VideoFrame& frame);
 QImage toQImage(const perception::VideoFrame& frame);
 QImage toQImage(const reasoning::Image& image);
 perception::VideoFrame toVideoFrame(const QImage& image, int64_t ptsUs);

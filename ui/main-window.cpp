@@ -1,5 +1,6 @@
 #include "ui/main-window.h"
 
+#include "assistant/assistant.h"
 #include "ui/assistant.h"
 #include "ui/chat-input.h"
 #include "ui/chat-pane.h"
@@ -223,7 +224,7 @@ void MainWindow::openMemory()
     const QString dir
         = m_options.memoryDir.isEmpty() ? m_settings.resolvedMemoryDir() : m_options.memoryDir;
     auto engine = m_assistant->engine();
-    const int dim = engine ? 2 * engine->config().llm.hidden_size : 0;
+    const int dim = engine ? assistant::embedding_dim(*engine) : 0;
     if (QString problem = m_memory->open(dir, dim); !problem.isEmpty()) say(problem);
     updateMemoryCount();
 }

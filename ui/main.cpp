@@ -80,7 +80,7 @@ void scheduleScreenshot(MainWindow& window, const QString& path, bool waitForFra
 int main(int argc, char** argv)
 {
     // Qt 6.4 picks GStreamer by default; its FFmpeg backend needs no extra plugins and reads
-    // cameras through V4L2 as well (research/deps.md P6).
+    // cameras through V4L2 as well (docs/platform.md §1).
     if (qEnvironmentVariableIsEmpty("QT_MEDIA_BACKEND")) qputenv("QT_MEDIA_BACKEND", "ffmpeg");
     // Without a display Qt would abort; the window still runs (and --screenshot works).
     const bool noDisplay = qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")

@@ -1,10 +1,9 @@
 #include "ui/memory-library.h"
 
+#include "assistant/assistant.h"
 #include "ui/images.h"
 
 #include <QDir>
-
-#include <chrono>
 
 namespace iris::ui {
 
@@ -101,24 +100,6 @@ MemoryLibrary::Snapshot MemoryLibrary::snapshot() const
     return {m_store, m_engine};
 }
 
-std::vector<memory::Hit> MemoryLibrary::search(const Snapshot& s, const std::string& text, int k,
-                                               bool withFrames)
-{
-    memory::Query q;
-    q.text = text;
-    q.k = k;
-    q.with_frames = withFrames;
-    // "in the last hour", "between 9:00 and 10:00", "today" narrow the time range.
-    if (auto when = memory::parse_time_phrase(text, wall_us())) {
-        q.t_from_us = when->range.from_us;
-        q.t_to_us = when->range.to_us;
-        q.text = when->rest;
-    }
-    if (s.engine && s.engine->config().llm.hidden_size * 2 == s.store->dim())
-        q.embedding = reasoning::memory_embedding(*s.engine, {}, q.text);
-    return memory::Retriever(*s.store).search(q);
-}
-
 void MemoryLibrary::refresh(const QString& query)
 {
     const quint64 generation = ++m_generation;
@@ -132,7 +113,8 @@ void MemoryLibrary::refresh(const QString& query)
                 for (const auto& e : s.store->list({.limit = kTimelineMax, .with_frames = true}))
                     entries.push_back(timelineEntry(e));
             } else {
-                for (const auto& hit : search(s, text, kTimelineMax, true))
+                for (const auto& hit : assistant::find_memories(
+                         s.engine.get(), *s.store, text, {.k = kTimelineMax, .with_frames = true}))
                     if (hit.rank_text > 0 || hit.similarity >= kMinSimilarity)
                         entries.push_back(timelineEntry(hit.entry));
             }
@@ -185,30 +167,15 @@ qint64 MemoryLibrary::count() const
 std::vector<reasoning::Remembered> MemoryLibrary::recall(const std::string& question, int k) const
 {
     Snapshot s = snapshot();
-    std::vector<reasoning::Remembered> used;
-    if (!s.store) return used;
-    for (const auto& h : search(s, question, k, false))
-        used.push_back({.id = h.entry.id,
-                        .t_start_us = h.entry.t_start_us,
-                        .t_end_us = h.entry.t_end_us,
-                        .caption = h.entry.caption,
-                        .transcript = h.entry.transcript});
-    return used;
+    if (!s.store) return {};
+    return assistant::recall(s.engine.get(), *s.store, question, k);
 }
 
 std::vector<reasoning::PoolImage> MemoryLibrary::keyFrames(const std::string& text, int k) const
 {
     Snapshot s = snapshot();
-    std::vector<reasoning::PoolImage> pool;
-    if (!s.store) return pool;
-    for (const auto& h : search(s, text, k, true)) {
-        const auto& frames = h.entry.key_frames;
-        if (frames.empty()) continue;
-        const Buffer& jpeg = frames[frames.size() / 2].jpeg;
-        pool.push_back({"memory #" + std::to_string(h.entry.id),
-                        reasoning::decode_image({jpeg.data(), jpeg.size()})});
-    }
-    return pool;
+    if (!s.store) return {};
+    return assistant::memory_pool(s.engine.get(), *s.store, text, k);
 }
 
 int64_t MemoryLibrary::add(const memory::Entry& entry)

@@ -3,7 +3,8 @@
 #pragma once
 
 #include "memory/memory.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
+#include "reasoning/responder.h"
 
 #include <QImage>
 #include <QList>
@@ -75,9 +76,6 @@ private:
         std::shared_ptr<const reasoning::Engine> engine;
     };
     Snapshot snapshot() const;
-    // Hybrid search; a time phrase in `text` narrows the range.
-    static std::vector<memory::Hit> search(const Snapshot& s, const std::string& text, int k,
-                                           bool withFrames);
 
     mutable std::mutex m_mutex; // guards m_store and m_engine
     std::shared_ptr<memory::Store> m_store;

@@ -1,53 +1,14 @@
 #include "ui/recorder.h"
 
+#include "assistant/assistant.h"
 #include "memory/memory.h"
 #include "perception/perception.h"
-#include "ui/images.h"
 #include "ui/memory-library.h"
 #include "ui/video-feed.h"
 
 #include <chrono>
-#include <deque>
 
 namespace iris::ui {
-
-namespace {
-
-// Key frames are stored at most this large, as `iris watch` stores them.
-constexpr int kKeyFrameSide = 448;
-
-reasoning::Image keyFrameImage(const perception::VideoFrame& f)
-{
-    reasoning::Image image = toReasoningImage(f);
-    const int side = std::max(f.width, f.height);
-    if (side <= kKeyFrameSide) return image;
-    return reasoning::resize_bicubic(image, std::max(1, f.width * kKeyFrameSide / side),
-                                     std::max(1, f.height * kKeyFrameSide / side));
-}
-
-// A clip as `iris watch` remembers it: the first, middle and last frames as key frames, the
-// model's caption of the middle one, and memory_embedding of the frames and the text.
-memory::Entry compress(const reasoning::Engine& engine,
-                       const std::vector<perception::VideoFrame>& frames, int64_t originUs,
-                       const std::string& transcript)
-{
-    memory::Entry e;
-    e.t_start_us = originUs + frames.front().pts_us;
-    e.t_end_us = originUs + frames.back().pts_us;
-    e.transcript = transcript;
-    std::vector<reasoning::Image> images;
-    for (size_t i : reasoning::clip_key_frames(frames.size())) {
-        images.push_back(keyFrameImage(frames[i]));
-        e.key_frames.push_back({.t_us = originUs + frames[i].pts_us,
-                                .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
-    }
-    reasoning::ClipDescription d = reasoning::describe_clip(engine, images, transcript);
-    e.caption = std::move(d.caption);
-    e.embedding = std::move(d.embedding);
-    return e;
-}
-
-} // namespace
 
 Recorder::Recorder(Bus& bus, MemoryLibrary* memory, QObject* parent)
     : QObject(parent)
@@ -77,21 +38,19 @@ QString Recorder::start(std::shared_ptr<const reasoning::Engine> engine)
     m_worker = std::jthread([this, engine, frames = std::move(frames),
                              heard = std::move(heard)](std::stop_token stop) mutable {
         perception::FrameSampler sampler;
-        std::vector<perception::VideoFrame> clip;
-        std::deque<perception::Transcript> transcripts;
+        assistant::Clip clip; // wall-clock times, the frames' pixels shared with the bus
+        std::vector<memory::Text> transcripts; // the newest 64, wall-clock times
         std::optional<int64_t> originUs; // wall clock of the source's pts 0
         auto store = [&] {
-            if (clip.empty()) return;
-            // What was said while the clip was seen.
-            std::string text;
-            const int64_t from = *originUs + clip.front().pts_us;
-            const int64_t to = *originUs + clip.back().pts_us + 1'000'000;
-            for (const auto& t : transcripts)
-                if (t.origin_unix_us + t.end_us >= from && t.origin_unix_us + t.start_us < to
-                    && !t.text.empty())
-                    text += (text.empty() ? "" : " ") + t.text;
+            if (clip.frames.empty()) return;
+            clip.t_start_us = clip.frames.front().t_us;
+            clip.t_end_us = clip.frames.back().t_us;
+            // What was said while the clip was seen; its last frame stands for the second until
+            // the sampler (1 frame/s) takes the next.
+            clip.transcript
+                = assistant::heard_during(transcripts, clip.t_start_us, clip.t_end_us + 1'000'000);
             try {
-                memory::Entry e = compress(*engine, clip, *originUs, text);
+                memory::Entry e = assistant::clip_entry(*engine, clip);
                 const int64_t id = m_memory->add(e);
                 QMetaObject::invokeMethod(
                     this,
@@ -107,17 +66,27 @@ QString Recorder::start(std::shared_ptr<const reasoning::Engine> engine)
                     },
                     Qt::QueuedConnection);
             }
-            clip.clear();
+            clip = {};
         };
         while (!stop.stop_requested()) {
-            while (auto t = heard.try_receive()) transcripts.push_back(std::move(*t));
-            while (transcripts.size() > 64) transcripts.pop_front();
+            while (auto t = heard.try_receive())
+                transcripts.push_back({.t_start_us = t->origin_unix_us + t->start_us,
+                                       .t_end_us = t->origin_unix_us + t->end_us,
+                                       .text = std::move(t->text)});
+            if (transcripts.size() > 64)
+                transcripts.erase(transcripts.begin(), transcripts.end() - 64);
             auto frame = frames.receive_for(std::chrono::milliseconds(50));
             if (!frame) continue;
             if (!originUs) originUs = wall_us() - frame->pts_us;
             auto step = sampler.offer(*frame);
             if (step.closed_before) store();
-            if (step.sampled) clip.push_back(step.sampled->frame);
+            if (step.sampled) {
+                const perception::VideoFrame& f = step.sampled->frame;
+                clip.frames.push_back({.t_us = *originUs + f.pts_us,
+                                       .width = f.width,
+                                       .height = f.height,
+                                       .rgb = f.rgb});
+            }
             if (step.closed_after) store();
         }
         store(); // the clip in progress

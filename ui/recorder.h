@@ -4,7 +4,7 @@
 #pragma once
 
 #include "core/bus.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
 
 #include <QObject>
 #include <QString>

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "model/model.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/prompt.h"
 
 #include <QSettings>
 #include <QString>

@@ -166,7 +166,7 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
 //
 // One row is one token's head_dim values of one KV head. q8 and q4 rows are groups of
 // kv_group_size(head_dim) values, each an fp16 scale d followed by the codes, as llama.cpp's
-// block_q8_0 / block_q4_0 (spec/skvq.md §7, formulas of the reference C quantizers):
+// block_q8_0 / block_q4_0 (docs/kv-cache.md §3, formulas of the reference C quantizers):
 //   q8: d = max|x| / 127, q = roundf(x / d) as int8 (half away from zero); x' = d·q
 //   q4: m = the x of largest |x| (the first one on a tie), d = m / -8,
 //       q = min(15, trunc(x / d + 8.5)); byte j holds q_j (low nibble) and q_{j+g/2} (high);
@@ -177,7 +177,7 @@ void attention_causal(const float* q, int64_t ldq, int64_t n_new, int64_t n_past
 // Channels per group: 32, or gcd(head_dim, 32) when 32 does not divide head_dim.
 int kv_group_size(int head_dim);
 
-// SKVQ rows (spec/skvq.md §3). A row is one token's D values of one KV head, taken in the
+// SKVQ rows (docs/skvq.md §3). A row is one token's D values of one KV head, taken in the
 // calibrated order (stored position j holds channel perm[j]) and cut into D/g groups of g
 // channels; each group is an fp16 scale, an fp16 minimum, then g codes of `bits` bits, packed
 // 8/bits per byte with the first code in the most significant bits. With the clipping factor α

@@ -1,6 +1,7 @@
 // `iris compose` as a user runs it, and what it writes loaded in headless Chromium: no request
 // leaves the page, no error reaches the console, and a screenshot is kept under the test output.
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
+#include "reasoning/image.h"
 #include "tests/apps/chromium.h"
 #include "tests/apps/shell.h"
 

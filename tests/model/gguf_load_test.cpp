@@ -6,6 +6,8 @@
 // (ModelPaths), and what bad files give.
 #include "model/gguf.h"
 #include "network-golden.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
 #include "tests/errors.h"
 #include "tests/files.h"
 

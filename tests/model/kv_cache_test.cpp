@@ -5,6 +5,7 @@
 #include "model/cpu/ops.h"
 #include "model/network-impl.h"
 #include "network-golden.h"
+#include "reasoning/engine.h"
 
 #include <cmath>
 #include <cstring>

@@ -4,7 +4,7 @@
 #pragma once
 
 #include "model/model.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// The SKVQ KV cache (spec/skvq.md): the row format against hand-computed values (min and scale,
+// The SKVQ KV cache (docs/skvq.md): the row format against hand-computed values (min and scale,
 // clipping, round half to even, the ternary format, the packing order), the channel order, the
 // f32 sink and window, full-precision prefill, attention over mixed runs, the calibration file,
 // and the golden prompts decoded through it.
@@ -641,7 +641,7 @@ TEST(SkvqGolden, ThePrefillAttendsInFullPrecisionAndThePromptIsQuantizedAfterwar
         const std::vector<float> want(a.begin(), a.end());
         const auto b = p.net->forward(*skvq, p.ids, p.visual, p.img_ctx, true);
         EXPECT_EQ(std::vector<float>(b.begin(), b.end()), want); // bit for bit
-        EXPECT_EQ(skvq->impl().q_end, int(p.ids.size())); // with no window, all of it after
+        EXPECT_EQ(model::cache_impl(*skvq).q_end, int(p.ids.size())); // no window: all of it after
         const int32_t next = p.official[0];
         const auto c = p.net->forward(*f32, {&next, 1}, {}, p.img_ctx);
         const std::vector<float> f32_next(c.begin(), c.end());

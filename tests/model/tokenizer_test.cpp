@@ -123,7 +123,7 @@ void check_goldens(const Tokenizer& tok, const json& spec, const char* name)
     EXPECT_EQ(int(tok.size()), spec["len"].get<int>());
 }
 
-// Writes tokenizer.json for the tiny Qwen2 vocabulary (the fast-tokenizer layout of spec §10.1).
+// Writes tokenizer.json for the tiny Qwen2 vocabulary (the layout of docs/tokenizer.md §6).
 void write_tokenizer_json(const fs::path& src, const fs::path& dst, bool merges_as_arrays)
 {
     json vocab = json::parse(read_text(src / "vocab.json"));
@@ -477,7 +477,7 @@ TEST(Tokenizer, AddedTokensMatchEarliestThenLongestAndHonourLstripRstrip)
 
 TEST(Tokenizer, SentencePieceWithoutDummyPrefixEncodesLikeSpecVector)
 {
-    // Spec §7.6: the real InternLM2 model has add_dummy_prefix=false, so "system\n" after
+    // docs/tokenizer.md §7-§8: the real model has add_dummy_prefix=false, so "system\n" after
     // <|im_start|> gives `system`, `\n` with no ▁. The tiny model has it on; the same model with
     // the flag turned off (an appended NormalizerSpec{add_dummy_prefix: false}, which protobuf
     // merges into the first) must encode each segment without the ▁.

@@ -64,7 +64,7 @@ TEST(VisionOps, BicubicResizeReproducesTorchInterpolateWithAlignCornersFalse)
 
 TEST(VisionOps, PixelShuffleV2ConcatenatesTwoByTwoNeighboursRowMajor)
 {
-    // x [1, 4, 4, 1] with value = 10·row + col; spec §5: token (r, s) is
+    // x [1, 4, 4, 1] with value = 10·row + col; docs/model.md §5: token (r, s) is
     // [v(2r, 2s), v(2r, 2s+1), v(2r+1, 2s), v(2r+1, 2s+1)].
     float x[16];
     for (int r = 0; r < 4; ++r)

@@ -1,7 +1,8 @@
 // The composer's model-free parts: pages made well-formed and self-contained, articles rendered
 // from Markdown with their images embedded, and images given to descriptions.
 #include "reasoning/composer-impl.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
+#include "reasoning/image.h"
 
 #include <gtest/gtest.h>
 

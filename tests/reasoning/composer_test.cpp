@@ -1,7 +1,9 @@
 // The composer with the demo model: it picks the right image out of a pool of generated scenes
 // from their descriptions, an article comes out in the shape the pipeline promises with its
 // marks filled by the right scenes, and a page from an instruction says what was asked.
-#include "reasoning/reasoning.h"
+#include "reasoning/composer.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
 
 #include <gtest/gtest.h>
 

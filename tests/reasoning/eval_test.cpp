@@ -1,4 +1,5 @@
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/eval.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>

@@ -4,7 +4,7 @@
 // Fixture images are encoded here (libpng, libjpeg, libwebp, stb_image_write or by hand);
 // tests/reasoning/data/pillow_*.jpg and their *_rgb.png decodes were written by Pillow 9.4.0
 // (Image.save(..., 'JPEG') of a procedural pattern, then Image.open(f).convert('RGB')).
-#include "reasoning/reasoning.h"
+#include "reasoning/image.h"
 #include "tests/errors.h"
 
 #include <gtest/gtest.h>

@@ -1,11 +1,11 @@
-// Dynamic tiling, Pillow BICUBIC resize, pixel values and video frame indices against the
-// official implementation: the shared goldens (golden/preprocess) and Pillow 9.4 fixtures in
-// tests/reasoning/data.
+// Dynamic tiling, Pillow BICUBIC resize and pixel values against the official implementation:
+// the shared goldens (golden/preprocess) and Pillow 9.4 fixtures in tests/reasoning/data.
 //
 // Fixtures: grid_orders.json comes from tools/gen_grid_orders.py (CPython's real set order).
 // pillow_resize.json was written by Pillow 9.4.0 with the official dynamic_preprocess on
 // pattern() below: fnv1a64 of the RGB bytes (and row sums to locate a difference).
-#include "reasoning/reasoning.h"
+#include "model/model.h"
+#include "reasoning/image.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>
@@ -414,41 +414,4 @@ TEST(Video, OneTilePerFrame)
     ASSERT_EQ(tiles.size(), 1u);
     EXPECT_EQ(tiles[0].width, 448);
     EXPECT_EQ(tiles[0].height, 448);
-}
-
-TEST(Video, FrameIndicesMatchOfficialGetIndex)
-{
-    // Expected values from the official get_index() (NumPy 1.24, CPython 3.11).
-    using B = std::optional<std::pair<double, double>>;
-    struct Case
-    {
-        int n, segs;
-        double fps;
-        B bound;
-        std::vector<int> want;
-    };
-    const std::vector<Case> cases = {
-        {300, 8, 30.0, {}, {18, 55, 93, 130, 168, 205, 242, 280}},
-        {300, 32, 30.0, {}, {4,   13,  23,  32,  41,  51,  60,  69,  79,  88,  97,
-                             107, 116, 125, 135, 144, 154, 163, 172, 182, 191, 200,
-                             210, 219, 228, 238, 247, 256, 266, 275, 284, 294}},
-        {10, 8, 25.0, {}, {0, 1, 2, 3, 4, 6, 7, 8}},
-        {17, 4, 30.0, {}, {2, 6, 10, 14}},
-        {1, 8, 30.0, {}, {0, 0, 0, 0, 0, 0, 0, 0}},
-        {41, 16, 29.97, {}, {1, 3, 6, 9, 11, 13, 16, 19, 21, 23, 26, 29, 31, 33, 36, 39}},
-        {900, 8, 30.0, B {{1.5, 4.25}}, {50, 60, 71, 81, 92, 102, 112, 123}},
-        {900, 6, 24.0, B {{0.0, 100.0}}, {74, 224, 374, 524, 673, 823}},
-        {125, 8, 25.0, B {{0.1, 0.3}}, {2, 3, 4, 4, 5, 6, 6, 7}},
-        {9, 4, 1.0, {}, {1, 3, 5, 7}},
-        {100, 8, 2.5, B {{0.5, 3.3}}, {1, 2, 3, 4, 5, 5, 6, 7}},
-    };
-    for (const Case& c : cases)
-        EXPECT_EQ(video_frame_indices(c.n, c.segs, c.fps, c.bound), c.want)
-            << c.n << " frames, " << c.segs;
-    EXPECT_THROW(video_frame_indices(0, 8, 30, {}), Error);
-    EXPECT_THROW(video_frame_indices(10, 0, 30, {}), Error);
-    EXPECT_THROW(video_frame_indices(10, 8, 0, {}), Error);
-    EXPECT_THROW(video_frame_indices(10, 8, NAN, {}), Error);
-    EXPECT_THROW(video_frame_indices(10, 8, 30, B {{5.0, 1.0}}), Error);
-    EXPECT_THROW(video_frame_indices(10, 8, 1, B {{100.0, 200.0}}), Error);
 }

@@ -1,5 +1,7 @@
 // encode_jpeg and memory_embedding on the shipped demo model.
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
+#include "reasoning/responder.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,5 @@
-#include "reasoning/reasoning.h"
+#include "model/model.h"
+#include "reasoning/prompt.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,8 @@
 // The responder answers questions from the bus with the demo model: pieces stream in order, the
 // last message carries the whole answer and the memories used, failures come back as messages.
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
+#include "reasoning/responder.h"
 
 #include <gtest/gtest.h>
 

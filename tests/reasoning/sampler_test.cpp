@@ -1,4 +1,5 @@
-#include "reasoning/reasoning.h"
+#include "core/core.h"
+#include "reasoning/prompt.h"
 
 #include <gtest/gtest.h>
 

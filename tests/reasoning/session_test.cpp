@@ -1,4 +1,5 @@
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
 #include "tests/golden.h"
 
 #include <gtest/gtest.h>
@@ -197,7 +198,7 @@ TEST(Session, IgnoringTheEndTokenRunsToTheTokenLimit)
 }
 
 // SKVQ: a prompt that takes several prefill chunks attends to all of itself in full precision
-// (spec/skvq.md §4), so the logits after it are those of an f32 cache; what left the window is
+// (docs/skvq.md §4), so the logits after it are those of an f32 cache; what left the window is
 // quantized once the prompt is in.
 TEST(Session, APromptOfSeveralChunksIsPrefilledInFullPrecisionWithSkvq)
 {

@@ -1,6 +1,8 @@
 // Black-box tests of `iris serve` on the demo model: real HTTP over loopback.
 #include "memory/memory.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
+#include "reasoning/responder.h"
 #include "tests/server/serve.h"
 
 #include <arpa/inet.h>

@@ -3,7 +3,9 @@
 #pragma once
 
 #include "memory/memory.h"
-#include "reasoning/reasoning.h"
+#include "reasoning/engine.h"
+#include "reasoning/image.h"
+#include "reasoning/responder.h"
 
 #include <QImage>
 #include <QSet>

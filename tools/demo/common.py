@@ -8,14 +8,14 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work")
 
-# Template internvl2_5 (spec §7.1).
+# Template internvl2_5 (docs/tokenizer.md §1).
 SYSTEM_MESSAGE = ("你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
                   "多模态大语言模型。")
 TEMPLATE = "internvl2_5"
 SEP = "<|im_end|>\n"
 
-# InternLM2 layout (spec §7.3, golden tiny_internlm2): pieces 0..8 inside the SentencePiece model,
-# the InternVL additions after it.
+# InternLM2 layout (docs/tokenizer.md §3, golden tiny_internlm2): pieces 0..8 inside the
+# SentencePiece model, the InternVL additions after it.
 SP_SPECIALS = ["<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>"]
 ADDED_AFTER = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
 

@@ -1,4 +1,4 @@
-"""The tiny InternVL of the Iris demo, in plain PyTorch, written to match spec/internvl.md exactly.
+"""The tiny InternVL of the Iris demo, in plain PyTorch, written to match docs/model.md exactly.
 
 InternViT (pre-norm, LayerNorm eps 1e-6, fused qkv with bias, ls1/ls2 layer scale, exact GELU,
 CLS + position embedding, no final norm) -> drop CLS -> pixel shuffle v2 (downsample 0.5) ->
