@@ -91,7 +91,8 @@ int main(int argc, char** argv)
         = {cpu::WeightType::q8_0, cpu::WeightType::q4_0, cpu::WeightType::q4_1,
            cpu::WeightType::q5_0, cpu::WeightType::q5_1, cpu::WeightType::iq4_nl,
            cpu::WeightType::q4_K, cpu::WeightType::q5_K, cpu::WeightType::q6_K};
-    for (auto [n, k] : {std::pair<int64_t, int64_t> {896, 4864}, {2048, 2048}}) {
+    for (auto nk : {std::pair<int64_t, int64_t> {896, 4864}, {2048, 2048}}) {
+        const int64_t n = nk.first, k = nk.second; // named, not bound: lambdas capture them
         std::vector<float> wf(static_cast<size_t>(n * k)), x(static_cast<size_t>(k));
         for (auto& v : wf) v = normal(rng);
         for (auto& v : x) v = normal(rng);

@@ -130,6 +130,10 @@ int64_t now_us();
 // Wall-clock time in microseconds since the Unix epoch (memory entries, time phrases).
 int64_t wall_us();
 
+// Whether the CPU runs the build's baseline, x86-64-v3 (AVX2, FMA and F16C). Safe to call on any
+// x86-64: a program refuses to start without it (core/cpu-check.cpp).
+bool cpu_runs_x86_64_v3();
+
 // Version string of this build, e.g. "0.1.0".
 const char* version();
 

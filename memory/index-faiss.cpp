@@ -143,6 +143,7 @@ struct SpanReader : faiss::IOReader
     {
         if (size == 0) return nitems;
         size_t n = std::min(nitems, (data.size() - pos) / size);
+        if (n == 0) return 0; // FAISS reads an empty vector into its null data()
         std::memcpy(ptr, data.data() + pos, n * size);
         pos += n * size;
         return n;

@@ -33,9 +33,7 @@ const QuantKernels* quant_kernels_named(const char* isa)
 
 bool cpu_runs_avx2()
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-        && __builtin_cpu_supports("f16c");
+    return cpu_runs_x86_64_v3();
 }
 
 bool cpu_runs_avx512()

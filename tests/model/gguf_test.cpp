@@ -180,7 +180,9 @@ std::string small_valid_file()
 void exercise(const GgufFile& f)
 {
     const GgufMetadata& m = f.metadata();
-    for (const auto& [key, v] : m.entries()) {
+    for (const auto& entry : m.entries()) {
+        const auto& key = entry.first; // named, not bound: lambdas below capture it
+        const auto& v = entry.second;
         EXPECT_EQ(m.find(key), &v);
         (void)v.type_name();
         for (size_t i = 0; i <= v.size(); ++i) { // one past the end too: nullopt, no read

@@ -98,7 +98,9 @@ TEST(InternVitGolden, EveryVisionCaseMatchesTheOfficialIntermediatesWithin1e4)
     IRIS_REQUIRE_GOLDEN();
     const auto& cases = golden_index()["cases"]["vision"];
     ASSERT_FALSE(cases.empty());
-    for (const auto& [name, cs] : cases.items()) {
+    for (const auto& item : cases.items()) {
+        const std::string& name = item.key(); // named, not bound: the lambda below captures it
+        const auto& cs = item.value();
         SCOPED_TRACE(name);
         auto net = golden_model(cs["model"].get<std::string>());
         GoldenFile ref(cs["file"].get<std::string>());
