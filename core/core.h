@@ -123,6 +123,20 @@ std::vector<uint8_t> base64_decode(std::string_view text); // Error(invalid_inpu
 std::string base64_encode(std::span<const uint8_t> bytes);
 
 // ---------------------------------------------------------------------------------------------
+// Random numbers
+
+// splitmix64: advances `state` and returns the next value of a small, well-mixed generator whose
+// sequence depends only on the seed (sampling, random checkpoints: reproducible on every thread
+// count and machine).
+inline uint64_t splitmix64(uint64_t& state)
+{
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Clock
 
 // Monotonic time in microseconds since an arbitrary start.

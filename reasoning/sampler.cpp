@@ -9,18 +9,9 @@
 namespace iris::reasoning {
 namespace {
 
-// splitmix64: a small, well-mixed generator whose sequence depends only on the seed.
-uint64_t next_u64(uint64_t& state)
-{
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 double next_unit(uint64_t& state)
 {
-    return double(next_u64(state) >> 11) * 0x1.0p-53;
+    return double(splitmix64(state) >> 11) * 0x1.0p-53;
 }
 
 } // namespace
