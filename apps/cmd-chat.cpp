@@ -57,7 +57,7 @@ int cmd_ask(int argc, char** argv)
     reasoning::AskOptions opts;
     opts.sampling = sampling_from_args(args);
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
-    std::vector<reasoning::Image> images;
+    std::vector<Image> images;
     for (const auto& path : args.all("--image")) images.push_back(reasoning::load_image(path));
     if (args.flag("--frames")) {
         // As the official load_video: one 448 tile per frame, no thumbnail.
@@ -97,7 +97,7 @@ int cmd_chat(int argc, char** argv)
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
     auto engine = load_engine(args);
     reasoning::Session session(*engine, args.str("--system"));
-    std::vector<reasoning::Image> pending;
+    std::vector<Image> pending;
     std::string line;
     for (;;) {
         std::fprintf(stdout, "> ");

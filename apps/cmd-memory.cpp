@@ -52,10 +52,7 @@ assistant::Clip wall_clock_clip(const PendingClip& p, int64_t origin_unix_us)
     assistant::Clip clip {.t_start_us = origin_unix_us + p.clip.start_us,
                           .t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us)};
     for (const perc::VideoFrame& f : p.frames)
-        clip.frames.push_back({.t_us = origin_unix_us + f.pts_us,
-                               .width = f.width,
-                               .height = f.height,
-                               .rgb = f.rgb});
+        clip.frames.push_back({.t_us = origin_unix_us + f.pts_us, .image = f.image});
     return clip;
 }
 

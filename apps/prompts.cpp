@@ -50,7 +50,7 @@ std::vector<std::string> sample_images()
 } // namespace
 
 Prompt make_prompt(const reasoning::Engine& engine, const std::string& name,
-                   const std::vector<reasoning::Image>& images, std::string text, int min_tokens)
+                   const std::vector<Image>& images, std::string text, int min_tokens)
 {
     Prompt p;
     p.name = name;
@@ -95,7 +95,7 @@ std::vector<Prompt> prompts_from_args(const reasoning::Engine& engine, const Arg
         const auto samples = sample_images();
         int at = 0;
         for (int target : targets) {
-            std::vector<reasoning::Image> images;
+            std::vector<Image> images;
             for (int j = 0; j < 4 && !samples.empty(); ++j, ++at)
                 images.push_back(reasoning::load_image(samples[size_t(at) % samples.size()]));
             out.push_back(

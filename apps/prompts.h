@@ -21,7 +21,7 @@ struct Prompt
 // The templated prompt of images and text, with filler sentences appended until it holds at
 // least min_tokens tokens.
 Prompt make_prompt(const reasoning::Engine& engine, const std::string& name,
-                   const std::vector<reasoning::Image>& images, std::string text, int min_tokens);
+                   const std::vector<Image>& images, std::string text, int min_tokens);
 
 // One prompt per --data file (text, or an image with filler text up to min_tokens), or, without
 // any, one prompt of sample images and filler text per entry of `targets` (token counts).

@@ -55,7 +55,7 @@ Recollection answer_from_memory(const reasoning::Engine& engine, const memory::S
     r.hits = find_memories(&engine, store, question, {.k = k});
     reasoning::Session session(engine);
     r.answer = session.ask(reasoning::memory_prompt(remembered(r.hits), question),
-                           std::vector<reasoning::Image> {}, options, on_text);
+                           std::vector<Image> {}, options, on_text);
     return r;
 }
 

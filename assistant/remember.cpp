@@ -8,13 +8,12 @@ namespace iris::assistant {
 namespace {
 
 // The frame as a key frame: scaled down to kKeyFrameSide on its longer side, never up.
-reasoning::Image key_frame_image(const memory::Frame& f)
+Image key_frame_image(const Image& image)
 {
-    reasoning::Image image {f.width, f.height, {f.rgb.data(), f.rgb.data() + f.rgb.size()}};
-    const int side = std::max(f.width, f.height);
+    const int side = std::max(image.width, image.height);
     if (side <= kKeyFrameSide) return image;
-    const int w = std::max(1, int(int64_t(f.width) * kKeyFrameSide / side));
-    const int h = std::max(1, int(int64_t(f.height) * kKeyFrameSide / side));
+    const int w = std::max(1, int(int64_t(image.width) * kKeyFrameSide / side));
+    const int h = std::max(1, int(int64_t(image.height) * kKeyFrameSide / side));
     return reasoning::resize_bicubic(image, w, h);
 }
 
@@ -35,9 +34,9 @@ memory::Entry clip_entry(const reasoning::Engine& engine, const Clip& clip)
     e.t_start_us = clip.t_start_us;
     e.t_end_us = clip.t_end_us;
     e.transcript = clip.transcript;
-    std::vector<reasoning::Image> images;
+    std::vector<Image> images;
     for (size_t i : reasoning::clip_key_frames(clip.frames.size())) {
-        images.push_back(key_frame_image(clip.frames[i]));
+        images.push_back(key_frame_image(clip.frames[i].image));
         e.key_frames.push_back({.t_us = clip.frames[i].t_us,
                                 .jpeg = Buffer::adopt(reasoning::encode_jpeg(images.back()))});
     }

@@ -22,24 +22,6 @@
 
 namespace iris {
 
-// ---------------------------------------------------------------------------------------------
-// Buffer
-
-Buffer Buffer::copy_of(const void* data, size_t size)
-{
-    return allocate(size, [&](uint8_t* out, size_t n) {
-        if (n != 0) std::memcpy(out, data, n);
-    });
-}
-
-Buffer Buffer::adopt(std::vector<uint8_t>&& bytes)
-{
-    auto owner = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
-    const uint8_t* data = owner->data();
-    const size_t size = owner->size();
-    return Buffer(std::move(owner), data, size);
-}
-
 const char* delivery_name(Delivery delivery)
 {
     switch (delivery) {

@@ -8,11 +8,12 @@
 //   text.publish(Transcript{...}); // any thread; throws Error(timeout) or Error(closed)
 //   while (std::optional<Transcript> t = memory.receive()) store(*t); // nullopt once closed
 //
-//   // Large payloads travel as reference-counted immutable buffers: fan-out copies a pointer.
-//   struct Frame { int64_t pts_us; int width, height; iris::Buffer rgb; };
+//   // Large payloads travel as reference-counted immutable Buffers and Images (core/image.h):
+//   // fan-out copies a pointer.
+//   struct Frame { int64_t pts_us; iris::Image image; };
 //   auto frames = bus.topic<Frame>("video.frames");
 //   auto preview = frames.subscribe({.delivery = iris::Delivery::latest, .capacity = 2});
-//   frames.publish(Frame{t, w, h, iris::Buffer::copy_of(pixels, n_bytes)});
+//   frames.publish(Frame{t, iris::Image::copy_of(w, h, pixels)});
 //
 //   bus.close(); // wakes every waiting publisher and consumer; nothing is delivered afterwards
 //
@@ -25,6 +26,7 @@
 #pragma once
 
 #include "core/core.h"
+#include "core/image.h" // Buffer, Image: what large payloads travel as
 
 #include <chrono>
 #include <cstddef>
@@ -39,48 +41,6 @@
 #include <vector>
 
 namespace iris {
-
-// ---------------------------------------------------------------------------------------------
-// Buffer: immutable bytes shared by reference count (video frames, audio chunks, images).
-// Copying a Buffer copies a pointer; the bytes are freed when the last copy goes away. The bytes
-// never change after construction, so any number of threads may read them without locking.
-
-class Buffer
-{
-public:
-    Buffer() = default; // empty: data() == nullptr, size() == 0
-
-    // Copies `size` bytes from `data`. Throws std::bad_alloc.
-    static Buffer copy_of(const void* data, size_t size);
-    // Takes the vector without copying its bytes.
-    static Buffer adopt(std::vector<uint8_t>&& bytes);
-    // Allocates `size` uninitialised bytes and calls fill(uint8_t* data, size_t size) once to
-    // write them, before any other thread can see them (decoders write straight into it).
-    template<class Fill> static Buffer allocate(size_t size, Fill&& fill)
-    {
-        std::shared_ptr<uint8_t[]> bytes = std::make_shared_for_overwrite<uint8_t[]>(size);
-        uint8_t* data = bytes.get();
-        std::forward<Fill>(fill)(data, size);
-        return Buffer(std::shared_ptr<const void>(std::move(bytes), data), data, size);
-    }
-
-    const uint8_t* data() const noexcept { return data_; }
-    size_t size() const noexcept { return size_; }
-    bool empty() const noexcept { return size_ == 0; }
-    std::span<const uint8_t> bytes() const noexcept { return {data_, size_}; }
-    // Number of Buffers sharing these bytes (0 for an empty Buffer); for tests and stats.
-    long use_count() const noexcept { return owner_.use_count(); }
-
-private:
-    Buffer(std::shared_ptr<const void> owner, const uint8_t* data, size_t size)
-        : owner_(std::move(owner))
-        , data_(data)
-        , size_(size)
-    { }
-    std::shared_ptr<const void> owner_;
-    const uint8_t* data_ = nullptr;
-    size_t size_ = 0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Options, results and statistics

@@ -262,13 +262,11 @@ std::optional<TimePhrase> parse_time_phrase(std::string_view text, int64_t now_u
 // ---------------------------------------------------------------------------------------------
 // Short-term memory
 
-// A sampled video frame: 8-bit RGB, rows top to bottom, width * 3 bytes per row.
+// A sampled video frame and when it was seen.
 struct Frame
 {
     int64_t t_us = 0;
-    int width = 0;
-    int height = 0;
-    Buffer rgb;
+    Image image;
 };
 
 // A caption or a transcript covering [t_start_us, t_end_us].

@@ -11,16 +11,15 @@ constexpr int kThumbSide = 32;
 
 // A 32x32 grey thumbnail: each cell is the mean BT.601 luma of its block of the frame. Averaging
 // whole blocks makes the measure insensitive to sensor noise and to the frame size.
-std::vector<uint8_t> thumbnail(const VideoFrame& frame)
+std::vector<uint8_t> thumbnail(const Image& frame)
 {
     std::vector<uint64_t> sum(kThumbSide * kThumbSide, 0);
     std::vector<uint32_t> count(kThumbSide * kThumbSide, 0);
     std::vector<int> column(frame.width);
     for (int x = 0; x < frame.width; ++x) column[x] = int(int64_t(x) * kThumbSide / frame.width);
-    const uint8_t* rgb = frame.rgb.data();
     for (int y = 0; y < frame.height; ++y) {
         const int cell_row = int(int64_t(y) * kThumbSide / frame.height) * kThumbSide;
-        const uint8_t* p = rgb + size_t(y) * frame.width * 3;
+        const uint8_t* p = frame.pixel(0, y);
         for (int x = 0; x < frame.width; ++x, p += 3) {
             sum[cell_row + column[x]] += 77u * p[0] + 150u * p[1] + 29u * p[2];
             ++count[cell_row + column[x]];
@@ -41,11 +40,11 @@ float difference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b)
 
 void check_frame(const VideoFrame& frame)
 {
-    if (frame.width <= 0 || frame.height <= 0
-        || frame.rgb.size() != size_t(frame.width) * frame.height * 3)
+    const Image& im = frame.image;
+    if (im.width <= 0 || im.height <= 0 || im.rgb.size() != size_t(im.width) * im.height * 3)
         throw Error(ErrorKind::invalid_argument,
                     strfmt("frame at %lld us: %dx%d with %zu bytes is not RGB24",
-                           (long long)frame.pts_us, frame.width, frame.height, frame.rgb.size()));
+                           (long long)frame.pts_us, im.width, im.height, im.rgb.size()));
 }
 
 } // namespace
@@ -87,7 +86,7 @@ float FrameSampler::scene_difference(const VideoFrame& a, const VideoFrame& b)
 {
     check_frame(a);
     check_frame(b);
-    return difference(thumbnail(a), thumbnail(b));
+    return difference(thumbnail(a.image), thumbnail(b.image));
 }
 
 ClipEvent FrameSampler::close_clip(ClipEnd reason, int64_t end_us)
@@ -111,7 +110,7 @@ FrameSampler::Step FrameSampler::offer(const VideoFrame& frame)
     next_pts_us_ = next_pts_us_ + interval_us_ > frame.pts_us ? next_pts_us_ + interval_us_
                                                               : frame.pts_us + interval_us_;
 
-    std::vector<uint8_t> thumb = thumbnail(frame);
+    std::vector<uint8_t> thumb = thumbnail(frame.image);
     float diff = 0.f;
     if (n_clip_frames_ > 0) {
         diff = difference(clip_thumb_, thumb);

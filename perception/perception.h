@@ -31,6 +31,7 @@
 
 #include "core/bus.h"
 #include "core/core.h"
+#include "core/image.h"
 
 #include <cstdint>
 #include <exception>
@@ -65,9 +66,7 @@ inline constexpr const char* kTopicProgress = "perception.progress"; // Progress
 struct VideoFrame
 {
     int64_t pts_us = 0;
-    int width = 0;
-    int height = 0;
-    Buffer rgb; // width * height * 3 bytes: RGB24, rows top to bottom, no padding
+    Image image;
 };
 
 // A sampled frame and the clip it belongs to.

@@ -107,9 +107,7 @@ struct VideoSource::Impl
         }
         VideoFrame out;
         out.pts_us = pts_us;
-        out.width = w;
-        out.height = h;
-        out.rgb = Buffer::allocate(size_t(w) * h * 3, [&](uint8_t* data, size_t) {
+        out.image = Image::allocate(w, h, [&](uint8_t* data) {
             uint8_t* planes[4] = {data, nullptr, nullptr, nullptr};
             const int strides[4] = {w * 3, 0, 0, 0};
             sws_scale(sws.get(), f.data, f.linesize, 0, f.height, planes, strides);

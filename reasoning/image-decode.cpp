@@ -66,9 +66,19 @@ void check_size(ImageFormat format, int64_t width, int64_t height, const ImageLi
                     (long long)width, (long long)height, limits.min_side, limits.min_side));
 }
 
-Image new_image(int width, int height, std::string_view name)
+// Pixels being decoded: writable until the decoder hands them on as an Image.
+struct Pixels
 {
-    Image img;
+    int width = 0;
+    int height = 0;
+    std::vector<uint8_t> rgb;
+
+    Image take() { return Image::adopt(width, height, std::move(rgb)); }
+};
+
+Pixels new_pixels(int width, int height, std::string_view name)
+{
+    Pixels img;
     img.width = width;
     img.height = height;
     try {
@@ -222,7 +232,7 @@ Image decode_png(std::span<const uint8_t> bytes, const ImageLimits& limits, std:
         return {};
     }
 
-    Image img = new_image(int(h.width), int(h.height), name);
+    Pixels img = new_pixels(int(h.width), int(h.height), name);
     const size_t w = h.width;
     PngPath path = PngPath::direct;
     size_t row_bytes = w * 3;
@@ -253,7 +263,7 @@ Image decode_png(std::span<const uint8_t> bytes, const ImageLimits& limits, std:
             out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = uint8_t(v > 255 ? 255 : v);
         }
     }
-    return img;
+    return img.take();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,11 +453,11 @@ Image decode_jpeg(std::span<const uint8_t> bytes, const ImageLimits& limits, std
         *info_only = {ImageFormat::jpeg, int(r.cinfo.image_width), int(r.cinfo.image_height)};
         return {};
     }
-    Image img = new_image(int(r.cinfo.image_width), int(r.cinfo.image_height), name);
+    Pixels img = new_pixels(int(r.cinfo.image_width), int(r.cinfo.image_height), name);
     std::vector<uint8_t> scratch(comps == 4 ? size_t(img.width) * 4 : 0);
     if (!jpeg_read_pixels_stage(&r, img.rgb.data(), scratch.data())) jpeg_failed();
     if (r.warning[0]) log_write(LogLevel::debug, "%s: libjpeg: %s", label(name).c_str(), r.warning);
-    return img;
+    return img.take();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -495,7 +505,7 @@ Image decode_webp(std::span<const uint8_t> bytes, const ImageLimits& limits, std
         *info_only = {ImageFormat::webp, features.width, features.height};
         return {};
     }
-    Image img = new_image(features.width, features.height, name);
+    Pixels img = new_pixels(features.width, features.height, name);
     if (!features.has_animation) {
         // Pillow decodes through WebPAnimDecoder into RGBA; for a still image that canvas is
         // exactly the frame, so decoding straight to RGB gives the same bytes (alpha dropped).
@@ -510,7 +520,7 @@ Image decode_webp(std::span<const uint8_t> bytes, const ImageLimits& limits, std
         status = WebPDecode(bytes.data(), bytes.size(), &config);
         WebPFreeDecBuffer(&config.output);
         if (status != VP8_STATUS_OK) webp_fail(name, status);
-        return img;
+        return img.take();
     }
     // Animated: like Pillow, the first frame composited on the (transparent black) canvas.
     WebPAnimDecoderOptions options;
@@ -535,7 +545,7 @@ Image decode_webp(std::span<const uint8_t> bytes, const ImageLimits& limits, std
         fail(ErrorKind::invalid_input, name, "corrupt or truncated animated WebP (first frame)");
     const size_t n = size_t(img.width) * img.height;
     for (size_t i = 0; i < n; ++i) std::memcpy(img.rgb.data() + 3 * i, canvas + 4 * i, 3);
-    return img;
+    return img.take();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -643,7 +653,7 @@ Image decode_bmp(std::span<const uint8_t> bytes, const ImageLimits& limits, std:
         ~Guard() { stbi_image_free(pixels); }
     } guard {pixels};
     if (w != width || h != abs_height) corrupt("size differs from the header");
-    Image img = new_image(w, h, name);
+    Pixels img = new_pixels(w, h, name);
     std::memcpy(img.rgb.data(), pixels, img.rgb.size());
     if (bpp == 16) {
         // stb widens 5/6-bit fields by bit replication; Pillow by v * 255 / max (truncated).
@@ -656,7 +666,7 @@ Image decode_bmp(std::span<const uint8_t> bytes, const ImageLimits& limits, std:
         }
         for (size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = lut[i % 3][img.rgb[i]];
     }
-    return img;
+    return img.take();
 }
 
 Image decode_any(std::span<const uint8_t> bytes, const ImageLimits& limits, std::string_view name,

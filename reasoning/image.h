@@ -1,7 +1,7 @@
 // reasoning/image — images as the model sees them: decoding under input limits, JPEG encoding,
 // InternVL's dynamic-resolution tiling and pixel values.
 //
-//   Image img = load_image("photo.jpg");          // PNG, JPEG, WebP or BMP -> 8-bit RGB
+//   Image img = load_image("photo.jpg");          // PNG, JPEG, WebP or BMP -> iris::Image
 //   PreparedImage p = preprocess_image(img, {});   // tiles + thumbnail -> [n, 3, 448, 448]
 //
 // Decoding matches Pillow 9.4's `Image.open(f).convert('RGB')` and tiling matches the official
@@ -9,6 +9,8 @@
 //
 // Thread safety: free functions are reentrant.
 #pragma once
+
+#include "core/image.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -23,16 +25,6 @@ struct ModelConfig; // model/model.h
 }
 
 namespace iris::reasoning {
-
-// An 8-bit RGB image: row-major, 3 bytes per pixel (R, G, B), no row padding.
-struct Image
-{
-    int width = 0;
-    int height = 0;
-    std::vector<uint8_t> rgb; // width * height * 3 bytes
-
-    const uint8_t* pixel(int x, int y) const { return rgb.data() + (size_t(y) * width + x) * 3; }
-};
 
 enum class ImageFormat { unknown, png, jpeg, webp, bmp };
 const char* image_format_name(ImageFormat format); // "PNG", "JPEG", "WebP", "BMP", "unknown"

@@ -59,8 +59,7 @@ Part read_content(const json& content, const std::string& where, const Context& 
             MediaPolicy policy {ctx.options.allow_media_url, ctx.options.max_media_url_bytes, {}};
             std::vector<uint8_t> bytes = fetch_media(url, policy);
             try {
-                reasoning::Image img
-                    = reasoning::decode_image(bytes, policy.limits, pw + "image_url");
+                Image img = reasoning::decode_image(bytes, policy.limits, pw + "image_url");
                 out.images.push_back(reasoning::preprocess_image(img, tiling));
             } catch (const Error& e) {
                 throw api_error(e);

@@ -11,7 +11,7 @@ double ms_since(int64_t t0)
     return double(now_us() - t0) / 1000.0;
 }
 
-reasoning::Image read_image(const std::string& url, const std::string& param, const Context& ctx)
+Image read_image(const std::string& url, const std::string& param, const Context& ctx)
 {
     MediaPolicy policy {ctx.options.allow_media_url, ctx.options.max_media_url_bytes, {}};
     try {

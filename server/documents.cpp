@@ -261,7 +261,7 @@ std::vector<std::string> PdfDocument::page_texts() const
     return texts;
 }
 
-reasoning::Image PdfDocument::render_page(int index, int long_side) const
+Image PdfDocument::render_page(int index, int long_side) const
 {
     const std::string& name = impl_->name;
     if (long_side < 1)
@@ -306,15 +306,12 @@ reasoning::Image PdfDocument::render_page(int index, int long_side) const
         // little endian); reading whole words keeps this independent of byte order. Splash
         // paints on opaque paper, so alpha is always 255 and is dropped. Pixels the renderer
         // did not cover (a rounding difference of at most one row or column) stay white.
-        reasoning::Image out;
-        out.width = width;
-        out.height = height;
-        out.rgb.assign(size_t(width) * height * 3, 255);
+        std::vector<uint8_t> rgb(size_t(width) * height * 3, 255);
         const int copy_w = std::min(width, img.width()), copy_h = std::min(height, img.height());
         const char* data = img.const_data();
         for (int y = 0; y < copy_h; ++y) {
             const char* row = data + size_t(y) * img.bytes_per_row();
-            uint8_t* dst = out.rgb.data() + size_t(y) * width * 3;
+            uint8_t* dst = rgb.data() + size_t(y) * width * 3;
             for (int x = 0; x < copy_w; ++x) {
                 uint32_t argb;
                 std::memcpy(&argb, row + size_t(x) * 4, 4);
@@ -323,7 +320,7 @@ reasoning::Image PdfDocument::render_page(int index, int long_side) const
                 dst[x * 3 + 2] = uint8_t(argb);
             }
         }
-        return out;
+        return Image::adopt(width, height, std::move(rgb));
     });
 }
 

@@ -58,7 +58,7 @@ public:
     // Renders the page (with its /Rotate) to RGB on white paper, anti-aliased, so that its longer
     // side is `long_side` pixels, clamped to limits.max_render_side; the other side keeps the
     // page's aspect ratio (at least 1 pixel). long_side < 1 is Error(invalid_argument).
-    reasoning::Image render_page(int index, int long_side) const;
+    Image render_page(int index, int long_side) const;
 
 private:
     struct Impl;

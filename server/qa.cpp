@@ -91,7 +91,7 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
 
     // Everything that can be refused is checked before the request takes a place in the queue.
     std::optional<PdfDocument> pdf;
-    std::optional<reasoning::Image> image;
+    std::optional<Image> image;
     std::vector<int> pages; // 0-based, document order
     std::string selection = "image";
     int page_count = 1;
@@ -133,7 +133,7 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
     try {
         for (int p : pages) {
             // Rendered at the resolution its tiles will use, no finer.
-            reasoning::Image img
+            Image img
                 = pdf ? pdf->render_page(p, tiling.image_size * std::max(2, per_page)) : *image;
             shown.push_back(reasoning::preprocess_image(img, tiling));
         }

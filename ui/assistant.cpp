@@ -92,7 +92,7 @@ quint64 Assistant::ask(const QString& text, const QList<QImage>& images, bool re
     q.text = text.toStdString();
     q.recall = recall;
     if (!recall) q.history = history;
-    for (const QImage& image : images) q.images.push_back(toReasoningImage(image));
+    for (const QImage& image : images) q.images.push_back(toImage(image));
     m_asked.insert(q.id);
     const quint64 id = q.id;
     if (!m_questions.try_publish(std::move(q)).ok()) {

@@ -172,8 +172,7 @@ void ChatPane::send()
         aboutPictures = aboutPictures || !earlier[i].images.isEmpty();
         reasoning::PastTurn turn {
             earlier[i].text.toStdString(), {}, earlier[i + 1].text.toStdString()};
-        for (const QImage& image : earlier[i].images)
-            turn.images.push_back(toReasoningImage(image));
+        for (const QImage& image : earlier[i].images) turn.images.push_back(toImage(image));
         history.push_back(std::move(turn));
     }
     const bool recall = m_attachedFrames || (m_attachments.isEmpty() && !aboutPictures);

@@ -17,32 +17,19 @@ std::vector<uint8_t> packedRgb(const QImage& image)
     return bytes;
 }
 
-QImage fromPackedRgb(const uint8_t* data, int width, int height)
-{
-    // The QImage borrows the bytes; copy() gives it its own.
-    return QImage(data, width, height, width * 3, QImage::Format_RGB888).copy();
-}
-
 } // namespace
 
-reasoning::Image toReasoningImage(const QImage& image)
+Image toImage(const QImage& image)
 {
-    return {image.width(), image.height(), packedRgb(image)};
+    return Image::adopt(image.width(), image.height(), packedRgb(image));
 }
 
-QImage toQImage(const perception::VideoFrame& frame)
+QImage toQImage(const Image& image)
 {
-    return fromPackedRgb(frame.rgb.data(), frame.width, frame.height);
-}
-
-QImage toQImage(const reasoning::Image& image)
-{
-    return fromPackedRgb(image.rgb.data(), image.width, image.height);
-}
-
-perception::VideoFrame toVideoFrame(const QImage& image, int64_t ptsUs)
-{
-    return {ptsUs, image.width(), image.height(), Buffer::adopt(packedRgb(image))};
+    // The QImage borrows the pixels; copy() gives it its own.
+    return QImage(image.rgb.data(), image.width, image.height, image.width * 3,
+                  QImage::Format_RGB888)
+        .copy();
 }
 
 QImage decodeJpeg(const Buffer& jpeg)

@@ -82,10 +82,7 @@ QString Recorder::start(std::shared_ptr<const reasoning::Engine> engine)
             if (step.closed_before) store();
             if (step.sampled) {
                 const perception::VideoFrame& f = step.sampled->frame;
-                clip.frames.push_back({.t_us = *originUs + f.pts_us,
-                                       .width = f.width,
-                                       .height = f.height,
-                                       .rgb = f.rgb});
+                clip.frames.push_back({.t_us = *originUs + f.pts_us, .image = f.image});
             }
             if (step.closed_after) store();
         }

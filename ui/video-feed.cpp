@@ -56,11 +56,10 @@ void VideoFeed::startSource(const QString& input)
                 while (auto frame = source.read()) {
                     frame->pts_us += offsetUs;
                     lastUs = frame->pts_us;
-                    if (frame->width > kMaxWidth) {
-                        QImage scaled
-                            = toQImage(*frame).scaledToWidth(kMaxWidth, Qt::SmoothTransformation);
-                        *frame = toVideoFrame(scaled, frame->pts_us);
-                    }
+                    if (frame->image.width > kMaxWidth)
+                        frame->image
+                            = toImage(toQImage(frame->image)
+                                          .scaledToWidth(kMaxWidth, Qt::SmoothTransformation));
                     m_frames.try_publish(std::move(*frame), std::chrono::milliseconds(0));
                     ++n;
                 }
@@ -98,8 +97,9 @@ void VideoFeed::onCameraFrame(const QVideoFrame& frame)
     QImage image = frame.toImage();
     if (image.isNull()) return;
     if (image.width() > kMaxWidth) image = image.scaledToWidth(kMaxWidth, Qt::FastTransformation);
-    m_frames.try_publish(toVideoFrame(image, m_cameraClock.nsecsElapsed() / 1000),
-                         std::chrono::milliseconds(0));
+    m_frames.try_publish(
+        perception::VideoFrame {m_cameraClock.nsecsElapsed() / 1000, toImage(image)},
+        std::chrono::milliseconds(0));
 }
 
 } // namespace iris::ui

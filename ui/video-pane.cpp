@@ -158,7 +158,7 @@ void VideoPane::setRecording(bool on)
 
 void VideoPane::onFrame(perception::VideoFrame frame)
 {
-    m_current = toQImage(frame);
+    m_current = toQImage(frame.image);
     if (m_recent.isEmpty() || frame.pts_us - m_recentPtsUs >= kRecentSpacingUs
         || frame.pts_us < m_recentPtsUs) {
         m_recent.push_back(m_current);

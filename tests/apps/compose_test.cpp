@@ -62,12 +62,15 @@ void expect_clean(const iris::test::PageReport& r, const fs::path& shot)
     EXPECT_GT(fs::exists(shot) ? fs::file_size(shot) : 0, 1000u);
 }
 
-iris::reasoning::Image solid(uint8_t r, uint8_t g, uint8_t b)
+iris::Image solid(uint8_t r, uint8_t g, uint8_t b)
 {
-    iris::reasoning::Image img;
-    img.width = img.height = 64;
-    for (int i = 0; i < 64 * 64; ++i) img.rgb.insert(img.rgb.end(), {r, g, b});
-    return img;
+    return iris::Image::allocate(64, 64, [&](uint8_t* rgb) {
+        for (int i = 0; i < 64 * 64; ++i, rgb += 3) {
+            rgb[0] = r;
+            rgb[1] = g;
+            rgb[2] = b;
+        }
+    });
 }
 
 } // namespace

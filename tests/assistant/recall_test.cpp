@@ -15,6 +15,12 @@ namespace as = iris::assistant;
 
 namespace {
 
+// The pixels as a vector: comparisons that fail print where they differ.
+std::vector<uint8_t> pixels(const Image& image)
+{
+    return {image.rgb.begin(), image.rgb.end()};
+}
+
 const std::string kSamples = IRIS_SOURCE_DIR "/resources/samples/";
 constexpr int64_t kMinute = 60'000'000;
 
@@ -47,11 +53,11 @@ protected:
                          .t_end_us = t_start_us + 5'000'000,
                          .caption = caption,
                          .transcript = transcript};
-        std::vector<reasoning::Image> images;
+        std::vector<iris::Image> images;
         for (int i = 0; i < n_frames; ++i) {
             // Each key frame a different size, so that the middle one can be told apart.
-            reasoning::Image image = reasoning::resize_bicubic(
-                reasoning::load_image(kSamples + frame), 100 + 10 * i, 100);
+            iris::Image image = reasoning::resize_bicubic(reasoning::load_image(kSamples + frame),
+                                                          100 + 10 * i, 100);
             e.key_frames.push_back({.t_us = t_start_us + i * 1'000'000,
                                     .jpeg = Buffer::adopt(reasoning::encode_jpeg(image))});
             images.push_back(std::move(image));
@@ -161,7 +167,7 @@ TEST_F(AssistantRecall, AnswersFromTheMemoriesItFinds)
     reasoning::Session direct(demo());
     reasoning::Answer expect
         = direct.ask(reasoning::memory_prompt(as::recall(&demo(), *store_, question, 5), question),
-                     std::vector<reasoning::Image> {}, {}, {});
+                     std::vector<iris::Image> {}, {}, {});
     EXPECT_EQ(r.answer.text, expect.text);
     EXPECT_NE(streamed.find(r.answer.text), std::string::npos);
 }
@@ -178,9 +184,9 @@ TEST_F(AssistantRecall, TheComposerPoolHasTheMiddleKeyFrameOfEachEntryWithFrames
         auto e = store_->get(std::stoll(p.name.substr(7)), true);
         ASSERT_TRUE(e);
         const Buffer& middle = e->key_frames[e->key_frames.size() / 2].jpeg;
-        reasoning::Image expect = reasoning::decode_image(middle.bytes());
+        iris::Image expect = reasoning::decode_image(middle.bytes());
         EXPECT_EQ(p.image.width, expect.width);
-        EXPECT_EQ(p.image.rgb, expect.rgb);
+        EXPECT_EQ(pixels(p.image), pixels(expect));
     }
     // k and a time phrase limit it as they limit find_memories.
     auto star = as::memory_pool(&demo(), *store_, "a green star", 1);

@@ -22,27 +22,14 @@ const reasoning::Engine& demo()
     return *engine;
 }
 
-memory::Frame frame_of(const reasoning::Image& image, int64_t t_us)
-{
-    return {.t_us = t_us,
-            .width = image.width,
-            .height = image.height,
-            .rgb = Buffer::copy_of(image.rgb.data(), image.rgb.size())};
-}
-
-reasoning::Image image_of(const memory::Frame& f)
-{
-    return {f.width, f.height, {f.rgb.data(), f.rgb.data() + f.rgb.size()}};
-}
-
 // The four frames of the sample clip, a second apart from t0.
 as::Clip sample_clip(int64_t t0)
 {
     as::Clip clip {.t_start_us = t0, .t_end_us = t0 + 4'000'000};
     for (int i = 0; i < 4; ++i)
-        clip.frames.push_back(frame_of(
-            reasoning::load_image(kSamples + "clip-frame" + std::to_string(i + 1) + ".png"),
-            t0 + i * 1'000'000));
+        clip.frames.push_back(
+            {t0 + i * 1'000'000,
+             reasoning::load_image(kSamples + "clip-frame" + std::to_string(i + 1) + ".png")});
     return clip;
 }
 
@@ -77,14 +64,14 @@ TEST(AssistantRemember, AClipBecomesAnEntryWithKeyFramesCaptionTranscriptAndEmbe
     // The first, middle and last frames, at their times, as the JPEG of each frame.
     const std::vector<size_t> picks = reasoning::clip_key_frames(clip.frames.size());
     ASSERT_EQ(e.key_frames.size(), 3u);
-    std::vector<reasoning::Image> key_images;
+    std::vector<iris::Image> key_images;
     for (size_t i = 0; i < picks.size(); ++i) {
         const memory::Frame& f = clip.frames[picks[i]];
         EXPECT_EQ(e.key_frames[i].t_us, f.t_us);
-        key_images.push_back(image_of(f));
-        reasoning::Image back = reasoning::decode_image(e.key_frames[i].jpeg.bytes());
-        EXPECT_EQ(back.width, f.width);
-        EXPECT_EQ(back.height, f.height);
+        key_images.push_back(f.image);
+        iris::Image back = reasoning::decode_image(e.key_frames[i].jpeg.bytes());
+        EXPECT_EQ(back.width, f.image.width);
+        EXPECT_EQ(back.height, f.image.height);
     }
     // The caption and embedding are describe_clip's of those frames.
     reasoning::ClipDescription d = reasoning::describe_clip(demo(), key_images, clip.transcript);
@@ -105,16 +92,16 @@ TEST(AssistantRemember, AClipBecomesAnEntryWithKeyFramesCaptionTranscriptAndEmbe
 
 TEST(AssistantRemember, LargeFramesAreStoredScaledToTheKeyFrameSideAndSmallOnesAsTheyAre)
 {
-    const reasoning::Image sample = reasoning::load_image(kSamples + "scene-shapes.png");
+    const iris::Image sample = reasoning::load_image(kSamples + "scene-shapes.png");
     const int64_t t0 = wall_us();
     for (auto [w, h, want_w, want_h] :
          {std::tuple {896, 672, 448, 336}, std::tuple {600, 2000, 134, 448},
           std::tuple {448, 300, 448, 300}, std::tuple {100, 60, 100, 60}}) {
         as::Clip clip {.t_start_us = t0, .t_end_us = t0};
-        clip.frames.push_back(frame_of(reasoning::resize_bicubic(sample, w, h), t0));
+        clip.frames.push_back({t0, reasoning::resize_bicubic(sample, w, h)});
         memory::Entry e = as::clip_entry(demo(), clip);
         ASSERT_EQ(e.key_frames.size(), 1u);
-        reasoning::Image back = reasoning::decode_image(e.key_frames[0].jpeg.bytes());
+        iris::Image back = reasoning::decode_image(e.key_frames[0].jpeg.bytes());
         EXPECT_EQ(back.width, want_w) << w << "x" << h;
         EXPECT_EQ(back.height, want_h) << w << "x" << h;
         EXPECT_LE(std::max(back.width, back.height), as::kKeyFrameSide);

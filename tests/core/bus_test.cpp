@@ -55,37 +55,6 @@ struct Seen
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Buffer
-
-TEST(Buffer, CopiesShareOneImmutableAllocation)
-{
-    const char text[] = "pixels";
-    iris::Buffer a = iris::Buffer::copy_of(text, sizeof text);
-    ASSERT_EQ(a.size(), sizeof text);
-    EXPECT_EQ(std::memcmp(a.data(), text, sizeof text), 0);
-    EXPECT_NE(static_cast<const void*>(a.data()), static_cast<const void*>(text));
-    iris::Buffer b = a;
-    EXPECT_EQ(a.data(), b.data());
-    EXPECT_EQ(a.use_count(), 2);
-
-    std::vector<uint8_t> bytes(1000, 7);
-    const uint8_t* where = bytes.data();
-    iris::Buffer adopted = iris::Buffer::adopt(std::move(bytes));
-    EXPECT_EQ(adopted.data(), where); // adopted, not copied
-    EXPECT_EQ(adopted.size(), 1000u);
-
-    iris::Buffer filled = iris::Buffer::allocate(4, [](uint8_t* p, size_t n) {
-        for (size_t i = 0; i < n; ++i) p[i] = uint8_t(i * 3);
-    });
-    EXPECT_EQ(std::vector<uint8_t>(filled.bytes().begin(), filled.bytes().end()),
-              (std::vector<uint8_t> {0, 3, 6, 9}));
-
-    iris::Buffer empty;
-    EXPECT_TRUE(empty.empty());
-    EXPECT_EQ(empty.use_count(), 0);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Basics
 
 TEST(Bus, FanOutDeliversTheSameBufferToEverySubscriberWithoutCopyingItsBytes)

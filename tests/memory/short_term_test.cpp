@@ -11,7 +11,7 @@ namespace {
 
 Frame frame_at(int64_t t_us, const iris::Buffer& pixels = {})
 {
-    return Frame {t_us, 2, 2, pixels};
+    return Frame {t_us, {2, 2, pixels}};
 }
 
 } // namespace
@@ -64,7 +64,7 @@ TEST(MemoryShortTerm, FramesSharePixelsInsteadOfCopying)
     st.add_frame(frame_at(1, pixels));
     std::vector<Frame> f = st.frames();
     ASSERT_EQ(f.size(), 1u);
-    EXPECT_EQ(f[0].rgb.data(), pixels.data());
+    EXPECT_EQ(f[0].image.rgb.data(), pixels.data());
     EXPECT_EQ(pixels.use_count(), 3); // ours, the window's, the snapshot's
 }
 

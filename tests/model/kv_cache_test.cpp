@@ -356,7 +356,7 @@ TEST(KvGolden, SessionsTakeTheEngineDefaultOrTheirOwnCacheType)
     reasoning::Session own(*engine, "", KvCacheOptions {KvType::f16, KvType::f16, 64});
     reasoning::AskOptions opts;
     opts.sampling.max_new_tokens = 4;
-    own.ask("Hello", std::vector<reasoning::Image> {}, opts, {});
+    own.ask("Hello", std::vector<Image> {}, opts, {});
     EXPECT_EQ(own.cache().options().k_type, KvType::f16);
     EXPECT_EQ(own.cache().bytes_per_token(), 2u * 2 * (32 + 32)); // 2 layers, 2 heads, D 16
     EXPECT_GT(own.cache().n_tokens(), 0);

@@ -72,7 +72,7 @@ inline std::shared_ptr<const model::InternVL> golden_model(const std::string& re
 // normalised by the reasoning module exactly as the official build_transform does.
 inline std::vector<float> tile_pixel_values(const std::vector<std::string>& rel_paths)
 {
-    std::vector<reasoning::Image> tiles;
+    std::vector<Image> tiles;
     for (const auto& p : rel_paths) tiles.push_back(reasoning::load_image(golden_dir() + "/" + p));
     return reasoning::pixel_values(tiles);
 }

@@ -47,7 +47,7 @@ TEST(Pipeline, WatchesAndListensToTheSampleClip)
         EXPECT_EQ(f[i].clip_id, 0u);
         EXPECT_EQ(f[i].origin_unix_us, 1'700'000'000'000'000);
     }
-    EXPECT_EQ(f[0].frame.rgb.use_count(), 1) << "the only copy is the subscriber's";
+    EXPECT_EQ(f[0].frame.image.rgb.use_count(), 1) << "the only copy is the subscriber's";
 
     const auto c = drain(clips);
     ASSERT_EQ(c.size(), 1u);

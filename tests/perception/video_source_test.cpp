@@ -50,9 +50,9 @@ TEST(VideoSource, DecodesEveryFrameOfTheSampleClipAsRgbWithTimestamps)
     int n = 0;
     int64_t last_pts = -1;
     while (std::optional<VideoFrame> f = video.read()) {
-        ASSERT_EQ(f->width, 224);
-        ASSERT_EQ(f->height, 224);
-        ASSERT_EQ(f->rgb.size(), size_t(224 * 224 * 3));
+        ASSERT_EQ(f->image.width, 224);
+        ASSERT_EQ(f->image.height, 224);
+        ASSERT_EQ(f->image.rgb.size(), size_t(224 * 224 * 3));
         EXPECT_GT(f->pts_us, last_pts);
         EXPECT_NEAR(double(f->pts_us), n * 1e6 / 12, 1.0) << "frame " << n;
         last_pts = f->pts_us;
@@ -81,7 +81,7 @@ TEST(VideoSource, DecodedColoursMatchTheImagesTheClipWasMadeFrom)
     ASSERT_TRUE(f);
     double diff[3] = {0, 0, 0};
     for (size_t i = 0; i < expected.size(); ++i)
-        diff[i % 3] += std::abs(int(f->rgb.data()[i]) - int(uint8_t(expected[i])));
+        diff[i % 3] += std::abs(int(f->image.rgb.data()[i]) - int(uint8_t(expected[i])));
     for (int c = 0; c < 3; ++c)
         EXPECT_LT(diff[c] / (224 * 224), 4.0) << "channel " << c; // compression error only
 }
@@ -101,9 +101,9 @@ TEST(VideoSource, ScalesToTheAskedWidthKeepingTheAspectRatio)
     VideoSource video(iris::test::kClipVideo, {.width = 112});
     std::optional<VideoFrame> f = video.read();
     ASSERT_TRUE(f);
-    EXPECT_EQ(f->width, 112);
-    EXPECT_EQ(f->height, 112);
-    EXPECT_EQ(f->rgb.size(), size_t(112 * 112 * 3));
+    EXPECT_EQ(f->image.width, 112);
+    EXPECT_EQ(f->image.height, 112);
+    EXPECT_EQ(f->image.rgb.size(), size_t(112 * 112 * 3));
 }
 
 TEST(VideoSource, PlaysTheTestPatternForTheAskedDuration)
@@ -114,8 +114,8 @@ TEST(VideoSource, PlaysTheTestPatternForTheAskedDuration)
     EXPECT_TRUE(video.info().live);
     int n = 0;
     while (std::optional<VideoFrame> f = video.read()) {
-        EXPECT_EQ(f->width, 320);
-        EXPECT_EQ(f->height, 240);
+        EXPECT_EQ(f->image.width, 320);
+        EXPECT_EQ(f->image.height, 240);
         EXPECT_EQ(f->pts_us, n * 100'000);
         ++n;
     }

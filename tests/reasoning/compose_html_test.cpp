@@ -11,6 +11,7 @@
 #include <regex>
 
 using namespace iris::reasoning;
+using iris::Image;
 
 namespace {
 
@@ -67,11 +68,13 @@ size_t count(const std::string& s, const std::string& what)
 
 Image solid(int w, int h, uint8_t r, uint8_t g, uint8_t b)
 {
-    Image img;
-    img.width = w;
-    img.height = h;
-    for (int i = 0; i < w * h; ++i) img.rgb.insert(img.rgb.end(), {r, g, b});
-    return img;
+    return Image::allocate(w, h, [&](uint8_t* rgb) {
+        for (int i = 0; i < w * h; ++i, rgb += 3) {
+            rgb[0] = r;
+            rgb[1] = g;
+            rgb[2] = b;
+        }
+    });
 }
 
 } // namespace

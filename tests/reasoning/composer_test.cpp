@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 using namespace iris::reasoning;
+using iris::Image;
 namespace fs = std::filesystem;
 
 namespace {

@@ -28,9 +28,16 @@ namespace fs = std::filesystem;
 using iris::Error;
 using iris::ErrorKind;
 using namespace iris::reasoning;
+using iris::Image;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
+
+// The pixels as a vector: comparisons that fail print where they differ.
+std::vector<uint8_t> pixels(const Image& image)
+{
+    return {image.rgb.begin(), image.rgb.end()};
+}
 
 const std::string kData = IRIS_SOURCE_DIR "/tests/reasoning/data/";
 
@@ -50,19 +57,16 @@ std::optional<ErrorKind> decode_kind(const Bytes& b, const ImageLimits& limits =
 
 Image make_rgb(int w, int h, uint32_t seed = 1)
 {
-    Image img;
-    img.width = w;
-    img.height = h;
-    img.rgb.resize(size_t(w) * h * 3);
     std::mt19937 rng(seed);
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            uint8_t* p = img.rgb.data() + (size_t(y) * w + x) * 3;
-            p[0] = uint8_t(x * 255 / std::max(1, w - 1));
-            p[1] = uint8_t(y * 255 / std::max(1, h - 1));
-            p[2] = uint8_t(rng());
-        }
-    return img;
+    return Image::allocate(w, h, [&](uint8_t* rgb) {
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x) {
+                uint8_t* p = rgb + (size_t(y) * w + x) * 3;
+                p[0] = uint8_t(x * 255 / std::max(1, w - 1));
+                p[1] = uint8_t(y * 255 / std::max(1, h - 1));
+                p[2] = uint8_t(rng());
+            }
+    });
 }
 
 uint32_t crc32(const uint8_t* p, size_t n)
@@ -363,7 +367,7 @@ TEST(ImageDecode, LoadImageIgnoresTheExtension)
     const Image out = load_image(path);
     EXPECT_EQ(out.width, 9);
     EXPECT_EQ(out.height, 7);
-    EXPECT_EQ(out.rgb, img.rgb);
+    EXPECT_EQ(pixels(out), pixels(img));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,14 +376,14 @@ TEST(ImageDecode, LoadImageIgnoresTheExtension)
 TEST(ImageDecodePng, Rgb8RoundTripsAndInterlacedMatches)
 {
     const Image img = make_rgb(37, 23);
-    EXPECT_EQ(decode_image(encode_png_rgb(img)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(encode_png_rgb(img))), pixels(img));
     PngSpec s;
     s.width = 37;
     s.height = 23;
     s.interlace = true;
     for (int y = 0; y < 23; ++y) s.rows.emplace_back(img.pixel(0, y), img.pixel(0, y) + 37 * 3);
     const Image out = decode_image(encode_png(s));
-    EXPECT_EQ(out.rgb, img.rgb);
+    EXPECT_EQ(pixels(out), pixels(img));
 }
 
 TEST(ImageDecodePng, AlphaIsDroppedWithoutCompositing)
@@ -391,14 +395,14 @@ TEST(ImageDecodePng, AlphaIsDroppedWithoutCompositing)
     s.rows
         = {{10, 20, 30, 0, 40, 50, 60, 128, 70, 80, 90, 255}, {1, 2, 3, 0, 4, 5, 6, 0, 7, 8, 9, 0}};
     const Image out = decode_image(encode_png(s));
-    EXPECT_EQ(out.rgb, (Bytes {10, 20, 30, 40, 50, 60, 70, 80, 90, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+    EXPECT_EQ(pixels(out), (Bytes {10, 20, 30, 40, 50, 60, 70, 80, 90, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
 
     PngSpec la;
     la.width = 2;
     la.height = 2;
     la.color_type = PNG_COLOR_TYPE_GRAY_ALPHA;
     la.rows = {{10, 0, 200, 128}, {0, 0, 255, 255}};
-    EXPECT_EQ(decode_image(encode_png(la)).rgb,
+    EXPECT_EQ(pixels(decode_image(encode_png(la))),
               (Bytes {10, 10, 10, 200, 200, 200, 0, 0, 0, 255, 255, 255}));
 }
 
@@ -411,19 +415,19 @@ TEST(ImageDecodePng, SixteenBitSamplesReduceLikePillow)
     rgb.bit_depth = 16;
     rgb.rows = {{0x01, 0x02, 0x80, 0xff, 0xff, 0x00, 0x00, 0xff, 0x7f, 0x80, 0x12, 0x34},
                 {0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}};
-    EXPECT_EQ(decode_image(encode_png(rgb)).rgb,
+    EXPECT_EQ(pixels(decode_image(encode_png(rgb))),
               (Bytes {1, 128, 255, 0, 127, 18, 0, 0, 0, 255, 255, 255}));
     PngSpec rgba = rgb;
     rgba.color_type = PNG_COLOR_TYPE_RGBA;
     rgba.rows = {
         {0x01, 0x02, 0x80, 0xff, 0xff, 0x00, 0, 0, 0x00, 0xff, 0x7f, 0x80, 0x12, 0x34, 0xff, 0xff},
         Bytes(16, 0)};
-    EXPECT_EQ(decode_image(encode_png(rgba)).rgb,
+    EXPECT_EQ(pixels(decode_image(encode_png(rgba))),
               (Bytes {1, 128, 255, 0, 127, 18, 0, 0, 0, 0, 0, 0}));
     PngSpec la = rgb;
     la.color_type = PNG_COLOR_TYPE_GRAY_ALPHA;
     la.rows = {{0x12, 0x34, 0, 0, 0xab, 0xcd, 0xff, 0xff}, {0, 0, 0, 0, 0xff, 0xff, 0, 0}};
-    EXPECT_EQ(decode_image(encode_png(la)).rgb,
+    EXPECT_EQ(pixels(decode_image(encode_png(la))),
               (Bytes {18, 18, 18, 171, 171, 171, 0, 0, 0, 255, 255, 255}));
     // Grey16: Pillow opens it as mode I and clamps to 0..255 (not a scale!).
     PngSpec g;
@@ -467,7 +471,7 @@ TEST(ImageDecodePng, LowBitDepthGreyExpandsByReplication)
     t.color_type = PNG_COLOR_TYPE_GRAY;
     t.rows = {{7, 9}, {9, 7}};
     t.trns = {7, 7, 7};
-    EXPECT_EQ(decode_image(encode_png(t)).rgb, (Bytes {7, 7, 7, 9, 9, 9, 9, 9, 9, 7, 7, 7}));
+    EXPECT_EQ(pixels(decode_image(encode_png(t))), (Bytes {7, 7, 7, 9, 9, 9, 9, 9, 9, 7, 7, 7}));
 }
 
 TEST(ImageDecodePng, PaletteExpandsAndIndicesPastPlteReadAsGrey)
@@ -554,14 +558,14 @@ TEST(ImageDecodeJpeg, GreyExpandsToEqualChannels)
 TEST(ImageDecodeWebp, LosslessExactLossyLikeLibwebpAlphaDropped)
 {
     const Image img = make_rgb(29, 17);
-    EXPECT_EQ(decode_image(encode_webp_lossless(img)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(encode_webp_lossless(img))), pixels(img));
 
     const Bytes lossy = encode_webp_lossy(img);
     int w = 0, h = 0;
     uint8_t* ref = WebPDecodeRGB(lossy.data(), lossy.size(), &w, &h);
     ASSERT_NE(ref, nullptr);
     const Image out = decode_image(lossy);
-    EXPECT_EQ(out.rgb, Bytes(ref, ref + size_t(w) * h * 3));
+    EXPECT_EQ(pixels(out), Bytes(ref, ref + size_t(w) * h * 3));
     WebPFree(ref);
 
     Bytes rgba;
@@ -569,7 +573,7 @@ TEST(ImageDecodeWebp, LosslessExactLossyLikeLibwebpAlphaDropped)
         rgba.insert(rgba.end(), img.rgb.begin() + long(i), img.rgb.begin() + long(i) + 3);
         rgba.push_back(uint8_t(i % 2 ? 0 : 200));
     }
-    EXPECT_EQ(decode_image(encode_webp_rgba_exact(rgba, 29, 17)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(encode_webp_rgba_exact(rgba, 29, 17))), pixels(img));
 }
 
 TEST(ImageDecodeWebp, AnimatedGivesTheFirstFrame)
@@ -614,7 +618,7 @@ TEST(ImageDecodeWebp, AnimatedGivesTheFirstFrame)
 TEST(ImageDecodeBmp, TrueColourLayouts)
 {
     const Image img = make_rgb(13, 5);
-    EXPECT_EQ(decode_image(encode_bmp24_stb(img)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(encode_bmp24_stb(img))), pixels(img));
 
     // 32-bit BGRX, bottom-up; and top-down (negative height).
     std::vector<Bytes> rows;
@@ -626,9 +630,9 @@ TEST(ImageDecodeBmp, TrueColourLayouts)
         }
         rows.push_back(r);
     }
-    EXPECT_EQ(decode_image(make_bmp(13, 5, 32, 0, {}, {}, rows)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(make_bmp(13, 5, 32, 0, {}, {}, rows))), pixels(img));
     std::reverse(rows.begin(), rows.end());
-    EXPECT_EQ(decode_image(make_bmp(13, -5, 32, 0, {}, {}, rows)).rgb, img.rgb);
+    EXPECT_EQ(pixels(decode_image(make_bmp(13, -5, 32, 0, {}, {}, rows))), pixels(img));
 }
 
 TEST(ImageDecodeBmp, SixteenBitFieldsWidenLikePillow)
@@ -656,7 +660,8 @@ TEST(ImageDecodeBmp, PalettedAndRangeChecked)
         = {0x000000ff /*blue in BGRA order -> B=ff*/, 0x0000ff00, 0x00ff0000};
     // 8-bit: indices 0..2 over a 3-entry palette; bottom-up row order.
     const Image o8 = decode_image(make_bmp(3, 2, 8, 0, pal, {}, {{2, 1, 0}, {0, 1, 2}}, 3));
-    EXPECT_EQ(o8.rgb, (Bytes {0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255}));
+    EXPECT_EQ(pixels(o8),
+              (Bytes {0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255}));
     // 4-bit with an odd width.
     const Image o4 = decode_image(make_bmp(3, 2, 4, 0, pal, {}, {{0x01, 0x20}, {0x21, 0x00}}, 3));
     EXPECT_EQ(Bytes(o4.rgb.begin(), o4.rgb.begin() + 9), (Bytes {255, 0, 0, 0, 255, 0, 0, 0, 255}));
@@ -768,7 +773,7 @@ TEST(ImageLimits, TinyAndEmptyImagesAreInvalid)
     // A smaller minimum admits 1x1.
     ImageLimits small;
     small.min_side = 1;
-    EXPECT_EQ(decode_image(encode_png_rgb(one), small).rgb, one.rgb);
+    EXPECT_EQ(pixels(decode_image(encode_png_rgb(one), small)), pixels(one));
 }
 
 TEST(ImageLimits, AreOverridable)

@@ -15,13 +15,21 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 
 namespace fs = std::filesystem;
 using iris::Error;
 using iris::ErrorKind;
 using namespace iris::reasoning;
+using iris::Image;
 
 namespace {
+
+// The pixels as a vector: comparisons that fail print where they differ.
+std::vector<uint8_t> pixels(const Image& image)
+{
+    return {image.rgb.begin(), image.rgb.end()};
+}
 
 const std::string kData = IRIS_SOURCE_DIR "/tests/reasoning/data/";
 const std::string kGolden = iris::test::golden_dir();
@@ -36,32 +44,29 @@ nlohmann::json read_json(const std::string& path)
 // The procedural image of the Pillow fixtures: noise blocks between gradients.
 Image pattern(int w, int h)
 {
-    Image img;
-    img.width = w;
-    img.height = h;
-    img.rgb.resize(size_t(w) * h * 3);
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x)
-            for (int c = 0; c < 3; ++c) {
-                uint32_t v;
-                if (((x >> 3) + (y >> 3)) % 3 == 0) {
-                    v = uint32_t(x) * 73856093u ^ uint32_t(y) * 19349663u
-                        ^ uint32_t(c + 1) * 83492791u;
-                    v = (v ^ (v >> 13)) * 0x5bd1e995u;
-                    v = (v ^ (v >> 15)) & 255;
-                } else if (c == 0) {
-                    v = uint32_t(x * 255 / std::max(w - 1, 1));
-                } else if (c == 1) {
-                    v = uint32_t(y * 255 / std::max(h - 1, 1));
-                } else {
-                    v = uint32_t(x * 3 + y * 5) & 255;
+    return Image::allocate(w, h, [&](uint8_t* rgb) {
+        for (int y = 0; y < h; ++y)
+            for (int x = 0; x < w; ++x)
+                for (int c = 0; c < 3; ++c) {
+                    uint32_t v;
+                    if (((x >> 3) + (y >> 3)) % 3 == 0) {
+                        v = uint32_t(x) * 73856093u ^ uint32_t(y) * 19349663u
+                            ^ uint32_t(c + 1) * 83492791u;
+                        v = (v ^ (v >> 13)) * 0x5bd1e995u;
+                        v = (v ^ (v >> 15)) & 255;
+                    } else if (c == 0) {
+                        v = uint32_t(x * 255 / std::max(w - 1, 1));
+                    } else if (c == 1) {
+                        v = uint32_t(y * 255 / std::max(h - 1, 1));
+                    } else {
+                        v = uint32_t(x * 3 + y * 5) & 255;
+                    }
+                    rgb[(size_t(y) * w + x) * 3 + c] = uint8_t(v);
                 }
-                img.rgb[(size_t(y) * w + x) * 3 + c] = uint8_t(v);
-            }
-    return img;
+    });
 }
 
-std::string fnv1a64(const std::vector<uint8_t>& bytes)
+std::string fnv1a64(std::span<const uint8_t> bytes)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ull;
@@ -292,11 +297,9 @@ TEST(Preprocess, GoldenPixelValuesExact)
 
 TEST(PixelValues, TorchvisionFloat32Formula)
 {
-    Image img;
-    img.width = 16;
-    img.height = 16;
-    img.rgb.resize(16 * 16 * 3);
-    for (size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = uint8_t(i * 7);
+    const Image img = Image::allocate(16, 16, [](uint8_t* rgb) {
+        for (size_t i = 0; i < 16 * 16 * 3; ++i) rgb[i] = uint8_t(i * 7);
+    });
     const std::vector<float> pv = pixel_values({img, img});
     ASSERT_EQ(pv.size(), 2u * 3 * 256);
     for (int ch = 0; ch < 3; ++ch)
@@ -308,9 +311,7 @@ TEST(PixelValues, TorchvisionFloat32Formula)
         }
     EXPECT_EQ(kImageMean[0], float(0.485));
     EXPECT_EQ(kImageStd[2], float(0.225));
-    Image other = img;
-    other.width = 8;
-    other.rgb.resize(8 * 16 * 3);
+    const Image other = Image::copy_of(8, 16, img.rgb.data());
     EXPECT_THROW(pixel_values({img, other}), Error);
     EXPECT_TRUE(pixel_values({}).empty());
 }
@@ -328,7 +329,7 @@ TEST(Resize, MatchesPillowBicubicBeyondTheGoldens)
         const Image out = resize_bicubic(pattern(sw, sh), dw, dh);
         ASSERT_EQ(out.width, dw);
         ASSERT_EQ(out.height, dh);
-        if (fnv1a64(out.rgb) == c["fnv1a64"]) continue;
+        if (fnv1a64(out.rgb.bytes()) == c["fnv1a64"]) continue;
         for (int y = 0; y < dh; ++y) {
             long sum = 0;
             for (int i = 0; i < dw * 3; ++i) sum += out.rgb[size_t(y) * dw * 3 + i];
@@ -358,16 +359,16 @@ TEST(Tiles, MatchOfficialDynamicPreprocessBeyondTheGoldens)
         ASSERT_EQ(tiles.size(), c["tiles_fnv1a64"].size());
         EXPECT_EQ(int(tiles.size()), grid.n_tiles);
         for (size_t t = 0; t < tiles.size(); ++t)
-            EXPECT_EQ(fnv1a64(tiles[t].rgb), c["tiles_fnv1a64"][t].get<std::string>())
+            EXPECT_EQ(fnv1a64(tiles[t].rgb.bytes()), c["tiles_fnv1a64"][t].get<std::string>())
                 << "tile " << t;
     }
 }
 
-TEST(Resize, SameSizeIsACopyAndCropChecksBounds)
+TEST(Resize, SameSizeSharesThePixelsAndCropChecksBounds)
 {
     const Image img = pattern(40, 30);
     const Image same = resize_bicubic(img, 40, 30);
-    EXPECT_EQ(same.rgb, img.rgb);
+    EXPECT_EQ(same.rgb.data(), img.rgb.data());
     const Image c = crop_image(img, 10, 5, 20, 10);
     EXPECT_EQ(c.width, 20);
     EXPECT_EQ(c.height, 10);
@@ -376,8 +377,8 @@ TEST(Resize, SameSizeIsACopyAndCropChecksBounds)
     EXPECT_THROW(crop_image(img, 30, 0, 20, 10), Error);
     EXPECT_THROW(crop_image(img, -1, 0, 20, 10), Error);
     EXPECT_THROW(resize_bicubic(img, 0, 10), Error);
-    Image broken = img;
-    broken.rgb.pop_back();
+    const Image broken {img.width, img.height,
+                        iris::Buffer::copy_of(img.rgb.data(), img.rgb.size() - 1)};
     EXPECT_THROW(resize_bicubic(broken, 10, 10), Error);
 }
 
@@ -392,9 +393,9 @@ TEST(Tiles, RowMajorCropOfTheResizedImagePlusThumbnail)
     ASSERT_EQ(g.cols * g.rows + 1, int(tiles.size()));
     const Image resized = resize_bicubic(img, 64 * g.cols, 64 * g.rows);
     for (int k = 0; k < g.cols * g.rows; ++k)
-        EXPECT_EQ(tiles[size_t(k)].rgb,
-                  crop_image(resized, (k % g.cols) * 64, (k / g.cols) * 64, 64, 64).rgb);
-    EXPECT_EQ(tiles.back().rgb, resize_bicubic(img, 64, 64).rgb);
+        EXPECT_EQ(pixels(tiles[size_t(k)]),
+                  pixels(crop_image(resized, (k % g.cols) * 64, (k / g.cols) * 64, 64, 64)));
+    EXPECT_EQ(pixels(tiles.back()), pixels(resize_bicubic(img, 64, 64)));
     o.use_thumbnail = false;
     EXPECT_EQ(make_tiles(img, o).size(), size_t(g.cols * g.rows));
 }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 using namespace iris::reasoning;
+using iris::Image;
 
 namespace {
 
@@ -53,9 +54,9 @@ TEST(EncodeJpeg, WritesAJpegThatDecodesCloseToTheImage)
 
 TEST(EncodeJpeg, RejectsAnInconsistentImageOrQuality)
 {
-    Image bad {4, 4, std::vector<uint8_t>(10)};
+    const Image bad {4, 4, iris::Buffer::adopt(std::vector<uint8_t>(10))};
     EXPECT_THROW(encode_jpeg(bad), iris::Error);
-    Image ok {4, 4, std::vector<uint8_t>(48, 128)};
+    const Image ok = Image::adopt(4, 4, std::vector<uint8_t>(48, 128));
     EXPECT_THROW(encode_jpeg(ok, 0), iris::Error);
     EXPECT_THROW(encode_jpeg(ok, 101), iris::Error);
     EXPECT_FALSE(encode_jpeg(ok, 100).empty());

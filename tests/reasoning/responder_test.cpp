@@ -10,6 +10,7 @@
 #include <ctime>
 
 using namespace iris::reasoning;
+using iris::Image;
 
 namespace {
 

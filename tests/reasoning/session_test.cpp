@@ -12,6 +12,7 @@
 
 namespace fs = std::filesystem;
 using namespace iris::reasoning;
+using iris::Image;
 
 namespace {
 

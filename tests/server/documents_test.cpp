@@ -17,7 +17,7 @@
 
 using iris::Error;
 using iris::ErrorKind;
-using iris::reasoning::Image;
+using iris::Image;
 using namespace iris::server;
 using Bytes = std::vector<uint8_t>;
 

@@ -186,8 +186,8 @@ TEST(Server, EarlierTurnsOfTheConversationAreReplayed)
     session.add_turn("How many shapes are there?",
                      {iris::reasoning::preprocess_image(img, engine->tiling(0))}, "3");
     iris::reasoning::AskOptions opts;
-    auto expect = session.ask("What shape is the red object?",
-                              std::vector<iris::reasoning::Image> {}, opts, {});
+    auto expect
+        = session.ask("What shape is the red object?", std::vector<iris::Image> {}, opts, {});
     EXPECT_EQ(r["choices"][0]["message"]["content"], expect.text);
     EXPECT_EQ(r["usage"]["prompt_tokens"], expect.stats.n_prompt_tokens);
 }

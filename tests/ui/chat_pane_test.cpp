@@ -115,8 +115,7 @@ private slots:
             = session.ask("How many shapes are there?", {reasoning::load_image(image)}, {}, {})
                   .text;
         const std::string second
-            = session.ask("How many stars are there?", std::vector<reasoning::Image> {}, {}, {})
-                  .text;
+            = session.ask("How many stars are there?", std::vector<iris::Image> {}, {}, {}).text;
         QCOMPARE(second, std::string("3")); // the sample's answer (resources/samples)
 
         Bus bus;

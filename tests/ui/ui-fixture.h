@@ -47,7 +47,7 @@ inline int prepareMemory(const std::string& dir, const reasoning::Engine& engine
     const int64_t step = 600'000'000;
     int64_t start = now - step * int64_t(std::size(kFixtureEntries));
     for (const FixtureEntry& f : kFixtureEntries) {
-        reasoning::Image image = reasoning::load_image(samplePath(f.frame));
+        Image image = reasoning::load_image(samplePath(f.frame));
         memory::Entry e;
         e.t_start_us = start;
         e.t_end_us = start + 8'000'000;
