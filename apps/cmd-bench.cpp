@@ -164,11 +164,7 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
     apply_threads(args);
     const int threads = default_thread_pool().size();
     ProgressBar bar("loading");
-    model::LoadOptions opts;
-    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
-    opts.quantize = args.str("--quantize");
-    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
-    opts.mmproj = args.str("--mmproj");
+    const model::LoadOptions opts = load_options(args, bar);
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
     const auto& cfg = net->config();
@@ -243,8 +239,8 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
 int cmd_bench(int argc, char** argv)
 {
     std::vector<std::string> valued
-        = {"--model", "--mmproj", "-p",       "-n",         "--threads",  "--tiles",
-           "--reps",  "--depth",  "--depths", "--quantize", "--precision"};
+        = {"--model", "--mmproj", "-p",       "-n",         "--threads",   "--tiles",
+           "--reps",  "--depth",  "--depths", "--quantize", "--precision", "--device"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -253,7 +249,7 @@ int cmd_bench(int argc, char** argv)
             "D]\n"
             "                  [--kv TYPE] [--threads N]\n"
             "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--precision f32|bf16]\n"
-            "                  [--json]\n"
+            "                  [--device cpu|cuda[:N]] [--json]\n"
             "\n"
             "Measures, on random inputs, like llama-bench:\n"
             "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
@@ -266,6 +262,7 @@ int cmd_bench(int argc, char** argv)
             "(see 'iris make-random'). --quantize q8_0|q4_0|q4_K_M|... quantizes the language\n"
             "model's matrices at load, each tensor to the type llama-quantize would give it.\n"
             "--precision bf16 rounds the activations of BF16 prompt and image products to bf16.\n"
+            "--device cuda runs it on the first GPU (`iris info` lists the devices).\n"
             "\n"
             "With --depths D1,D2,... it compares KV caches instead: f16 and the --kv setting\n"
             "(with --kv skvq, one per --kv-bits given) by bytes per token, the context that fits\n"
@@ -289,11 +286,7 @@ int cmd_bench(int argc, char** argv)
 
     if (args.has("--depths")) return bench_kv_depths(args, dir, kv, n_gen, reps);
     ProgressBar bar("loading");
-    model::LoadOptions opts;
-    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
-    opts.quantize = args.str("--quantize");
-    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
-    opts.mmproj = args.str("--mmproj");
+    const model::LoadOptions opts = load_options(args, bar);
     const Stopwatch load_time;
     auto net = model::InternVL::load(dir, opts);
     bar.finish();
@@ -435,6 +428,7 @@ int cmd_bench(int argc, char** argv)
                     {"kv_cache_bytes", kv_bytes},
                     {"depth", depth},
                     {"threads", threads},
+                    {"device", net->device()},
                     {"load_ms", load_ms},
                     {"tests", tests}};
         std::printf("%s\n", out.dump(2).c_str());
@@ -463,7 +457,10 @@ int cmd_bench(int argc, char** argv)
     std::vector<std::vector<std::string>> rows
         = {{"model", "size", "params", "backend", "threads", "test", "t/s", "median t/s",
             "best t/s", "ms/unit", "cpu", "kv"}};
-    const std::string backend = strfmt("CPU %s", model::cpu_kernels_name());
+    // llama-bench's spelling: the CPU with its kernels, or the GPU.
+    const std::string device = net->device();
+    const std::string backend
+        = device == "cpu" ? strfmt("CPU %s", model::cpu_kernels_name()) : "CUDA " + device;
     for (const auto& r : results) {
         // For vision "t/s" counts tiles per second; the unit column says which.
         const auto [mean, sd] = r.rate_mean_sd();

@@ -13,7 +13,8 @@ int cmd_eval(int argc, char** argv)
 {
     Args args(argc, argv,
               {"--model", "--mmproj", "--data", "--limit", "--max-new-tokens", "--threads",
-               "--predictions", "--min-overall", "--min-task", "--quantize", "--precision"},
+               "--predictions", "--min-overall", "--min-task", "--quantize", "--precision",
+               "--device"},
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(

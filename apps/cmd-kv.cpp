@@ -76,7 +76,7 @@ int cmd_calibrate_kv(int argc, char** argv)
     const std::string out = args.str("--out", model::kv_calibration_path(dir));
     apply_threads(args);
     reasoning::EngineOptions eo;
-    eo.mmproj = args.str("--mmproj");
+    eo.load.mmproj = args.str("--mmproj");
     auto engine = reasoning::Engine::load(dir, eo);
     std::vector<std::vector<float>> embeddings;
     for (const Prompt& p : prompts_from_args(*engine, args, min_tokens, {2048, 4096, 8192}))
@@ -123,7 +123,7 @@ int cmd_kv_eval(int argc, char** argv)
     const int min_tokens = int(args.integer("--min-tokens", 2048, 0, 1 << 20));
     apply_threads(args);
     reasoning::EngineOptions eo;
-    eo.mmproj = args.str("--mmproj");
+    eo.load.mmproj = args.str("--mmproj");
     auto engine = reasoning::Engine::load(dir, eo);
     const model::InternVL& net = engine->network();
     const int32_t img_ctx = engine->img_context_id();

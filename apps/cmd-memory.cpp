@@ -251,8 +251,9 @@ perc::PipelineOptions pipeline_options(const Args& args)
 }
 
 const std::vector<std::string> kIngestOptions
-    = {"--model",           "--mmproj",   "--db",   "--video",   "--audio",    "--fps",
-       "--scene-threshold", "--duration", "--wake", "--threads", "--quantize", "--precision"};
+    = {"--model",    "--mmproj",          "--db",       "--video", "--audio",
+       "--fps",      "--scene-threshold", "--duration", "--wake",  "--threads",
+       "--quantize", "--precision",       "--device"};
 
 } // namespace
 

@@ -150,7 +150,8 @@ PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache,
 
 int cmd_forward(int argc, char** argv)
 {
-    Args args(argc, argv, {"--model", "--in", "--out", "--threads", "--quantize", "--precision"},
+    Args args(argc, argv,
+              {"--model", "--in", "--out", "--threads", "--quantize", "--precision", "--device"},
               {"-h", "--help"});
     if (wants_help(args)) {
         std::printf("usage: iris forward --model DIR --in FILE.safetensors --out FILE.safetensors "
@@ -184,7 +185,8 @@ int cmd_forward(int argc, char** argv)
 int cmd_generate(int argc, char** argv)
 {
     Args args(argc, argv,
-              {"--model", "--in", "--max-new-tokens", "--threads", "--quantize", "--precision"},
+              {"--model", "--in", "--max-new-tokens", "--threads", "--quantize", "--precision",
+               "--device"},
               {"--json", "--ignore-eos", "-h", "--help"});
     if (wants_help(args)) {
         std::printf(

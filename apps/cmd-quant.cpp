@@ -132,8 +132,8 @@ int cmd_quant_eval(int argc, char** argv)
     apply_threads(args);
     auto load = [&](const std::string& type) {
         reasoning::EngineOptions eo;
-        eo.quantize = type;
-        eo.mmproj = args.str("--mmproj");
+        eo.load.quantize = type;
+        eo.load.mmproj = args.str("--mmproj");
         return reasoning::Engine::load(dir, eo);
     };
     auto ref = load("");

@@ -49,7 +49,7 @@ int cmd_serve(int argc, char** argv)
            "--model",      "--db",          "--threads",     "--cors-origin",
            "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
            "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
-           "--quantize",   "--precision",   "--mmproj"};
+           "--quantize",   "--precision",   "--device",      "--mmproj"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {

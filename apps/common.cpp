@@ -50,7 +50,8 @@ std::vector<std::string> common_valued_options()
 {
     auto v = sampling_option_names();
     v.insert(v.end(),
-             {"--model", "--mmproj", "--threads", "--max-tiles", "--quantize", "--precision"});
+             {"--model", "--mmproj", "--threads", "--max-tiles", "--quantize", "--precision",
+              "--device"});
     for (auto& name : kv_option_names()) v.push_back(name);
     return v;
 }
@@ -72,7 +73,10 @@ const char* load_help()
            "                       q5_K_M or q6_K (default: the weights as stored)\n"
            "  --precision P        f32 (default, exact) or bf16: BF16 weights meet bf16 "
            "activations\n"
-           "                       in prompt and image products (AVX512_BF16: about 2x faster)\n";
+           "                       in prompt and image products (AVX512_BF16: about 2x faster)\n"
+           "  --device D           where the model runs: cpu, cuda or cuda:N (a CUDA build on a\n"
+           "                       machine with a GPU; `iris info` lists them; default:\n"
+           "                       $IRIS_DEVICE, else cpu)\n";
 }
 
 const char* kv_help()
@@ -191,16 +195,24 @@ void print_ids(const std::vector<int32_t>& ids, bool json)
     std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
+model::LoadOptions load_options(const Args& args, ProgressBar& bar)
+{
+    model::LoadOptions opts;
+    opts.progress = [&bar](float f, const char* what) { bar.update(f, what); };
+    opts.quantize = args.str("--quantize");
+    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
+    opts.mmproj = args.str("--mmproj");
+    opts.device = args.str("--device"); // empty: $IRIS_DEVICE, else the CPU
+    return opts;
+}
+
 std::unique_ptr<reasoning::Engine> load_engine(const Args& args)
 {
     apply_threads(args);
     ProgressBar bar("loading");
     reasoning::EngineOptions opts;
-    opts.progress = [&](float f, const char* what) { bar.update(f, what); };
+    opts.load = load_options(args, bar);
     opts.kv_cache = kv_cache_from_args(args);
-    opts.quantize = args.str("--quantize");
-    opts.precision = model::precision_from_name(args.str("--precision", "f32"));
-    opts.mmproj = args.str("--mmproj");
     auto engine = reasoning::Engine::load(model_dir(args), opts);
     bar.finish();
     return engine;

@@ -33,8 +33,11 @@ reasoning::SamplingParams sampling_from_args(const Args& args);
 // --kv TYPE (keys and values), --kv-k TYPE and --kv-v TYPE (one side), --kv-block N.
 std::vector<std::string> kv_option_names();
 const char* kv_help();
-// The --quantize and --precision options of every command that loads a model.
+// The --model, --mmproj, --quantize, --precision and --device options of every command that
+// loads a model, and the model::LoadOptions they give (progress shown on `bar`, which must
+// outlive the load).
 const char* load_help();
+model::LoadOptions load_options(const Args& args, ProgressBar& bar);
 model::KvCacheOptions kv_cache_from_args(const Args& args);
 // Applies --threads (0 or absent: all cores).
 void apply_threads(const Args& args);

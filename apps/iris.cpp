@@ -26,6 +26,9 @@
 #ifndef IRIS_WITH_SERVER
 #define IRIS_WITH_SERVER 0
 #endif
+#ifndef IRIS_HAVE_CUDA
+#define IRIS_HAVE_CUDA 0
+#endif
 
 namespace iris::app {
 
@@ -51,13 +54,15 @@ int cmd_info(int argc, char** argv)
     std::printf("iris %s\n", iris::version());
     std::printf("build:\n");
     std::printf("  compiler      %s\n", __VERSION__);
-    // The engine runs on the CPU only; a CUDA build links the runtime to list the GPUs.
     std::printf("  modules       engine%s%s%s\n", IRIS_WITH_MEMORY ? ", memory" : "",
                 IRIS_WITH_PERCEPTION ? ", perception" : "", IRIS_WITH_SERVER ? ", server" : "");
-    std::printf("  backends      cpu\n");
-#if IRIS_HAVE_CUDA
-    std::printf("  cuda runtime  linked (device list only: no CUDA backend yet)\n");
-#endif
+    std::printf("  backends      cpu%s\n", IRIS_HAVE_CUDA ? ", cuda" : "");
+    // --device takes these; the network (vision tower, decoder, KV cache) runs where it says,
+    // tokenizing, image decoding and sampling on the CPU.
+    std::string devices;
+    for (const std::string& d : iris::model::available_devices())
+        devices += (devices.empty() ? "" : ", ") + d;
+    std::printf("  --device      %s\n", devices.c_str());
     std::printf("devices:\n");
     std::printf("  cpu           %u hardware threads, %s kernels\n",
                 std::thread::hardware_concurrency(), iris::model::cpu_kernels_name());

@@ -242,6 +242,11 @@ protected:
 Backend& cpu_backend();
 // Every backend this build has and this machine can run, the CPU's first.
 std::vector<Backend*> available_backends();
+// The backend of a device name (LoadOptions::device): "cpu", "cuda" (= "cuda:0"), "cuda:N", or
+// "" for $IRIS_DEVICE, else the CPU. Error(invalid_argument) for a name of no known kind,
+// Error(unsupported) for a CUDA device in a build without the CUDA backend, Error(not_found) for a
+// GPU this machine lacks; each message lists the devices there are.
+Backend& device_backend(std::string_view device);
 
 // Grows `buf` on `backend` to hold at least n values of T (contents not kept) and returns it:
 // scratch that is reused from one forward to the next.

@@ -288,6 +288,7 @@ std::unique_ptr<InternVL> InternVL::load(const std::string& model, const LoadOpt
     cpu::init_blas();
     const ModelPaths paths = ModelPaths::resolve(model, options.mmproj);
     auto impl = std::make_unique<Impl>();
+    impl->backend = &device_backend(options.device); // before the weights: a wrong name fails fast
     std::optional<TensorSource> source;
     if (paths.is_gguf()) {
         if (paths.mmproj.empty())
@@ -362,6 +363,11 @@ const ModelConfig& InternVL::config() const
 int InternVL::num_image_token() const
 {
     return impl_->config.num_image_token();
+}
+
+std::string InternVL::device() const
+{
+    return std::string(impl_->backend->name());
 }
 
 size_t InternVL::weight_bytes_owned() const

@@ -310,6 +310,10 @@ const char* precision_name(Precision p); // "f32", "bf16"
 // The precision of a name precision_name gives; throws Error(invalid_argument) otherwise.
 Precision precision_from_name(std::string_view name);
 
+// Where the network runs: "cpu", then "cuda:0", "cuda:1", ... for the GPUs this build (CUDA
+// backend compiled in) and this machine (driver and device present) can use.
+std::vector<std::string> available_devices();
+
 struct LoadOptions
 {
     // Called during load with the fraction done in [0, 1] and what is being loaded.
@@ -323,6 +327,10 @@ struct LoadOptions
     Precision precision = Precision::f32;
     // The mmproj GGUF of a language-model GGUF (ModelPaths::resolve): empty to find it beside.
     std::string mmproj;
+    // Where the weights go and the network runs: "cpu", "cuda" (the first GPU) or "cuda:N"
+    // (available_devices()); empty: $IRIS_DEVICE, else the CPU (so IRIS_DEVICE=cuda runs the
+    // test suite on a GPU). A device this build or machine lacks is an Error naming those it has.
+    std::string device;
 };
 
 // Intermediates of encode_images, for tests and debugging. Cv = vision width, P = patches per
@@ -485,6 +493,8 @@ public:
     const ModelConfig& config() const;
     // Visual tokens per tile (256 for 448 / 14 / 0.5).
     int num_image_token() const;
+    // Where it runs: "cpu", "cuda:0", ... (LoadOptions::device).
+    std::string device() const;
     // Bytes of weights held in memory (converted copies) and mapped in place.
     size_t weight_bytes_owned() const;
     size_t weight_bytes_mapped() const;

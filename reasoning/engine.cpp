@@ -53,13 +53,8 @@ Engine::Engine(std::unique_ptr<model::InternVL> network,
 
 std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineOptions& options)
 {
-    model::LoadOptions lo;
-    lo.progress = options.progress;
-    lo.quantize = options.quantize;
-    lo.precision = options.precision;
-    lo.mmproj = options.mmproj;
-    auto network = model::InternVL::load(model_dir, lo);
-    const model::ModelPaths paths = model::ModelPaths::resolve(model_dir, options.mmproj);
+    auto network = model::InternVL::load(model_dir, options.load);
+    const model::ModelPaths paths = model::ModelPaths::resolve(model_dir, options.load.mmproj);
     auto tokenizer = model::Tokenizer::load(paths.is_gguf() ? paths.gguf : paths.dir);
     return std::make_unique<Engine>(std::move(network), std::move(tokenizer), options.kv_cache);
 }

@@ -36,14 +36,10 @@ struct EncodedImage
 
 struct EngineOptions
 {
-    // Called while loading with the fraction done and what is being loaded.
-    std::function<void(float fraction, const char* what)> progress;
+    // The network's: progress, quantize at load, precision, mmproj and the device it runs on.
+    model::LoadOptions load;
     // The KV cache of every session that does not choose its own (f32 by default).
     model::KvCacheOptions kv_cache;
-    // Quantize the language model at load (model::LoadOptions::quantize); empty: as stored.
-    std::string quantize;
-    model::Precision precision = model::Precision::f32; // model::LoadOptions::precision
-    std::string mmproj; // model::LoadOptions::mmproj
 };
 
 class Engine

@@ -37,7 +37,7 @@ bool Assistant::load(const QString& modelDir, const model::KvCacheOptions& kvCac
               try {
                   reasoning::EngineOptions options;
                   options.kv_cache = kvCache;
-                  options.progress = [&](float fraction, const char* what) {
+                  options.load.progress = [&](float fraction, const char* what) {
                       if (stop.stop_requested())
                           throw Error(ErrorKind::cancelled, "loading cancelled");
                       QMetaObject::invokeMethod(

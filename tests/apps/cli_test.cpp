@@ -72,12 +72,15 @@ TEST(Cli, UnknownCommandsAndOptionsAreUsageErrors)
 }
 
 // iris info names the CPU kernels in use, which IRIS_CPU can lower, and claims no GPU backend.
-TEST(Cli, InfoNamesTheCpuKernelsAndNoGpuBackend)
+TEST(Cli, InfoNamesTheCpuKernelsAndTheDevices)
 {
     auto r = run_iris("info");
     ASSERT_EQ(r.status, 0);
-    EXPECT_NE(r.out.find("backends      cpu\n"), std::string::npos) << r.out;
-    EXPECT_EQ(r.out.find("cuda backend"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("backends      cpu"), std::string::npos) << r.out;
+    std::string devices;
+    for (const std::string& d : iris::model::available_devices())
+        devices += (devices.empty() ? "" : ", ") + d;
+    EXPECT_NE(r.out.find("--device      " + devices + "\n"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find(std::string(iris::model::cpu_kernels_name()) + " kernels"),
               std::string::npos)
         << r.out;
@@ -85,8 +88,8 @@ TEST(Cli, InfoNamesTheCpuKernelsAndNoGpuBackend)
     EXPECT_NE(r.out.find("portable kernels"), std::string::npos) << r.out;
 }
 
-// --quantize and --precision: an unknown value is an error naming the choices.
-TEST(Cli, QuantizeAndPrecisionRejectUnknownValues)
+// --quantize, --precision and --device: an unknown value is an error naming the choices.
+TEST(Cli, LoadOptionsRejectUnknownValues)
 {
     auto r = run_iris("ask --quantize q7_0 'hi' 2>&1");
     EXPECT_EQ(r.status, 1);
@@ -94,6 +97,13 @@ TEST(Cli, QuantizeAndPrecisionRejectUnknownValues)
     r = run_iris("ask --precision fp8 'hi' 2>&1");
     EXPECT_EQ(r.status, 1);
     EXPECT_NE(r.out.find("f32 or bf16"), std::string::npos) << r.out;
+    r = run_iris("ask --device gpu 'hi' 2>&1");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.out.find("unknown device 'gpu': say cpu, cuda or cuda:N"), std::string::npos)
+        << r.out;
+    r = run_iris("ask 'hi' 2>&1", "IRIS_DEVICE=cuda:7");
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.out.find("cuda:7"), std::string::npos) << r.out;
 }
 
 TEST(Cli, PromptPrintsTheOfficialInputIdsForBothGoldenModels)

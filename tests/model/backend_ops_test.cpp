@@ -20,6 +20,7 @@
 #include "model/cpu/ops.h"
 #include "model/cpu/quant.h"
 #include "model/model.h"
+#include "tests/errors.h"
 
 #include <gtest/gtest.h>
 
@@ -27,6 +28,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -1352,6 +1354,40 @@ TEST(BackendOps, ArgmaxTakesTheFirstOfTies)
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Devices (LoadOptions::device)
+
+TEST(Devices, NamesTheirBackendAndSayWhichThereAre)
+{
+    EXPECT_EQ(&model::device_backend("cpu"), &model::cpu_backend());
+    const char* env = std::getenv("IRIS_DEVICE"); // the default of an empty name
+    EXPECT_EQ(&model::device_backend(""), &model::device_backend(env && *env ? env : "cpu"));
+    const std::vector<std::string> devices = model::available_devices();
+    ASSERT_FALSE(devices.empty());
+    EXPECT_EQ(devices.front(), "cpu");
+    for (const std::string& d : devices) EXPECT_EQ(model::device_backend(d).name(), d);
+    for (const char* bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "cuda:0x", "CPU"})
+        expect_error([&] { model::device_backend(bad); }, ErrorKind::invalid_argument,
+                     {"unknown device", "cpu"});
+#if IRIS_HAVE_CUDA
+    expect_error([] { model::device_backend("cuda:99"); }, ErrorKind::not_found,
+                 {"'cuda:99' not found", "this machine has cpu"});
+#else
+    expect_error([] { model::device_backend("cuda"); }, ErrorKind::unsupported,
+                 {"no CUDA backend"});
+#endif
+}
+
+#if IRIS_HAVE_CUDA
+// Every test above runs the CUDA backend where a GPU is; without one, say that it was not run.
+TEST(Devices, CudaBackendIsListedWhereAGpuIs)
+{
+    const auto all = model::available_backends();
+    if (all.size() < 2) GTEST_SKIP() << "no CUDA device: the CUDA backend is compiled but not run";
+    EXPECT_EQ(all[1]->name().substr(0, 5), "cuda:");
+}
+#endif
 
 } // namespace
 } // namespace iris::test
