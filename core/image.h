@@ -66,8 +66,8 @@ struct Image
     int height = 0;
     Buffer rgb; // width * height * 3 bytes
 
-    // The constructors check the size: negative sides or a pixel buffer of another size than
-    // width * height * 3 bytes are Error(invalid_argument).
+    // These three check the size: a negative side, or pixels of another size than
+    // width * height * 3 bytes, is Error(invalid_argument).
     // Takes `rgb` without copying it.
     static Image adopt(int width, int height, std::vector<uint8_t>&& rgb);
     // Copies width * height * 3 bytes from `rgb`.
