@@ -42,6 +42,7 @@ struct Preset
     bool rope_dynamic; // rope_scaling {dynamic, x2}: inactive below 32768 tokens
     int vit_layers, vit_hidden, vit_heads, vit_ffn;
     const char* llm_name_or_path;
+    bool vit_6b = false; // InternViT-6B's blocks: RMSNorm, q and k norms, no qkv bias
 };
 
 const Preset kPresets[] = {
@@ -51,6 +52,12 @@ const Preset kPresets[] = {
      "Qwen/Qwen2.5-0.5B"},
     {"internvl2_5-2b", LlmArch::internlm2, 24, 2048, 16, 8, 8192, 92553, 1e-5, true, 24, 1024, 16,
      4096, "internlm/internlm2_5-1_8b-chat"},
+    {"internvl2_5-8b", LlmArch::internlm2, 32, 4096, 32, 8, 14336, 92553, 1e-5, true, 24, 1024, 16,
+     4096, "internlm/internlm2_5-7b-chat"},
+    // InternViT-6B-448px-V2_5, the tower of InternVL2.5-26B and larger, before the 1B's language
+    // model: a 13 GB file to time the tower with, rather than 52 GB with InternLM2.5-20B.
+    {"internvit-6b", LlmArch::qwen2, 24, 896, 14, 2, 4864, 151674, 1e-6, true, 45, 3200, 25, 12800,
+     "Qwen/Qwen2.5-0.5B-Instruct", true},
     {"internvl3-2b", LlmArch::qwen2, 28, 1536, 12, 2, 8960, 151674, 1e-6, true, 24, 1024, 16, 4096,
      "Qwen/Qwen2.5-1.5B"},
     {"tiny-qwen2", LlmArch::qwen2, 2, 64, 4, 2, 176, 968, 1e-6, false, 2, 64, 4, 256, ""},
@@ -101,6 +108,7 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
     const auto scale = [](int64_t n) { return TensorSpec {{}, {n}, 0.1f, 0.01f}; };
     const TensorSpec absent;
     const int64_t c = p.vit_hidden, f = p.vit_ffn;
+    const auto bias = [&](int64_t n) { return p.vit_6b ? absent : matrix({n}); };
     const int64_t grid = kImageSize / kPatchSize;
     const int64_t h = p.hidden, c4 = 4 * c;
     const int64_t d = p.hidden / p.heads, q = p.heads * d, kv = p.kv_heads * d, ff = p.ffn;
@@ -111,19 +119,19 @@ std::vector<TensorSpec> tensor_specs(const Preset& p)
         {"v.patch_embd.bias", matrix({c})},
         {"v.position_embd.weight", matrix({1, grid * grid + 1, c})},
         {"v.blk.%d.ln1.weight", gain(c)},
-        {"v.blk.%d.ln1.bias", matrix({c})},
+        {"v.blk.%d.ln1.bias", bias(c)},
         {"v.blk.%d.attn_qkv.weight", matrix({3 * c, c})},
-        {"v.blk.%d.attn_qkv.bias", matrix({3 * c})},
-        // config.json's qk_normalization is false.
-        {"v.blk.%d.attn_q_norm.weight", absent},
+        {"v.blk.%d.attn_qkv.bias", bias(3 * c)},
+        // config.json's qk_normalization: RMSNorms over all heads at once, in InternViT-6B only.
+        {"v.blk.%d.attn_q_norm.weight", p.vit_6b ? gain(c) : absent},
         {"v.blk.%d.attn_q_norm.bias", absent},
-        {"v.blk.%d.attn_k_norm.weight", absent},
+        {"v.blk.%d.attn_k_norm.weight", p.vit_6b ? gain(c) : absent},
         {"v.blk.%d.attn_k_norm.bias", absent},
         {"v.blk.%d.attn_out.weight", matrix({c, c})},
         {"v.blk.%d.attn_out.bias", matrix({c})},
         {"v.blk.%d.ls1.weight", scale(c)},
         {"v.blk.%d.ln2.weight", gain(c)},
-        {"v.blk.%d.ln2.bias", matrix({c})},
+        {"v.blk.%d.ln2.bias", bias(c)},
         {"v.blk.%d.ffn_up.weight", matrix({f, c})},
         {"v.blk.%d.ffn_up.bias", matrix({f})},
         {"v.blk.%d.ffn_down.weight", matrix({c, f})},
@@ -247,13 +255,13 @@ json make_config(const Preset& p, const std::string& torch_dtype, int32_t pad_or
         {"intermediate_size", p.vit_ffn},
         {"layer_norm_eps", 1e-6},
         {"model_type", "intern_vit_6b"},
-        {"norm_type", "layer_norm"},
+        {"norm_type", p.vit_6b ? "rms_norm" : "layer_norm"},
         {"num_attention_heads", p.vit_heads},
         {"num_channels", 3},
         {"num_hidden_layers", p.vit_layers},
         {"patch_size", kPatchSize},
-        {"qk_normalization", false},
-        {"qkv_bias", true},
+        {"qk_normalization", p.vit_6b},
+        {"qkv_bias", !p.vit_6b},
         {"torch_dtype", torch_dtype},
         {"transformers_version", "4.37.2"},
         {"use_bfloat16", torch_dtype == "bfloat16"},
@@ -450,8 +458,10 @@ int cmd_make_random(int argc, char** argv)
             "tests; the model's answers are meaningless.\n"
             "\n"
             "  --like SHAPE        internvl2_5-1b, internvl3-1b, internvl3-2b (Qwen2),\n"
-            "                      internvl2_5-2b (InternLM2), or tiny-qwen2 / tiny-internlm2\n"
-            "                      (the golden tiny models' sizes)\n"
+            "                      internvl2_5-2b, internvl2_5-8b (InternLM2), internvit-6b\n"
+            "                      (InternViT-6B, the tower of InternVL2.5-26B and larger, before\n"
+            "                      the 1B's language model, to time the tower), or tiny-qwen2 /\n"
+            "                      tiny-internlm2 (the golden tiny models' sizes)\n"
             "  --dtype T           bf16 (default, like the real files) or f32\n"
             "  --seed N            weights' random seed (default 0); the tokenizer is fixed\n"
             "  --tokenizer-only    write config.json and the tokenizer, no weights\n"

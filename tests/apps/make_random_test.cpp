@@ -320,6 +320,36 @@ TEST(MakeRandom, TheRealQwen2TokenizerHasTheRealSizeAndSpecialTokenIds)
     }
 }
 
+// The shapes the GPU check times (scripts/device-check): InternVL2.5-8B's InternLM2.5-7B, and
+// InternViT-6B's blocks (RMSNorm, q and k norms, no qkv bias) as InternVL2.5-26B has them.
+TEST(MakeRandom, TheLargeShapesHaveTheRealConfigs)
+{
+    TempDir big("internvl2_5-8b");
+    ASSERT_EQ(
+        run_iris("make-random --like internvl2_5-8b --tokenizer-only --out " + big.quoted()).status,
+        0);
+    const auto llm = ModelConfig::load((big.path() / "config.json").string()).llm;
+    EXPECT_EQ(llm.arch, LlmArch::internlm2);
+    EXPECT_EQ(llm.num_hidden_layers, 32);
+    EXPECT_EQ(llm.hidden_size, 4096);
+    EXPECT_EQ(llm.num_attention_heads, 32);
+    EXPECT_EQ(llm.num_key_value_heads, 8);
+    EXPECT_EQ(llm.intermediate_size, 14336);
+
+    TempDir vit("internvit-6b");
+    ASSERT_EQ(
+        run_iris("make-random --like internvit-6b --tokenizer-only --out " + vit.quoted()).status,
+        0);
+    const auto vc = ModelConfig::load((vit.path() / "config.json").string()).vision;
+    EXPECT_EQ(vc.num_hidden_layers, 45);
+    EXPECT_EQ(vc.hidden_size, 3200);
+    EXPECT_EQ(vc.num_attention_heads, 25);
+    EXPECT_EQ(vc.intermediate_size, 12800);
+    EXPECT_TRUE(vc.rms_norm);
+    EXPECT_TRUE(vc.qk_normalization);
+    EXPECT_FALSE(vc.qkv_bias);
+}
+
 TEST(MakeRandom, TheRealInternLM2TokenizerIsAValidSentencePieceModelOfTheRealLayout)
 {
     TempDir dir("internlm2_tok");
