@@ -240,7 +240,7 @@ int cmd_bench(int argc, char** argv)
 {
     std::vector<std::string> valued
         = {"--model", "--mmproj", "-p",       "-n",         "--threads",   "--tiles",
-           "--reps",  "--depth",  "--depths", "--quantize", "--precision", "--device"};
+           "--reps",  "--depth",  "--depths", "--quantize", "--precision", "--device", "--batch"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -249,11 +249,13 @@ int cmd_bench(int argc, char** argv)
             "D]\n"
             "                  [--kv TYPE] [--threads N]\n"
             "                  [--tiles 1] [--reps 3] [--quantize TYPE] [--precision f32|bf16]\n"
-            "                  [--device cpu|cuda[:N]] [--json]\n"
+            "                  [--device cpu|cuda[:N]] [--batch B] [--json]\n"
             "\n"
             "Measures, on random inputs, like llama-bench:\n"
             "  ppP          prompt processing: P tokens into an empty KV cache, tokens/s\n"
             "  tgN @ dP     decode: N single-token steps after that prompt, tokens/s\n"
+            "  tgN xB @ dP  with --batch B: B sequences, each after its own copy of the prompt,\n"
+            "               decoded together in N batched steps; tokens/s of all B together\n"
             "  vit448 xT    vision: T random 448x448 tiles through InternViT + mlp1, ms per tile\n"
             "With --depth D the cache first holds D random tokens, and both ppP @ dD and\n"
             "tgN @ dD start from there (the cache is truncated back to D before each).\n"
@@ -278,6 +280,7 @@ int cmd_bench(int argc, char** argv)
     const int depth = int(args.integer("--depth", 0, 0, 1 << 20));
     const int n_tiles = int(args.integer("--tiles", 1, 0, 256));
     const int reps = int(args.integer("--reps", 3, 1, 1000));
+    const int n_batch = int(args.integer("--batch", 1, 1, 256));
     const bool as_json = args.flag("--json");
     const model::KvCacheOptions kv = kv_cache_from_args(args);
     const std::string kv_name = model::kv_cache_name(kv);
@@ -285,6 +288,8 @@ int cmd_bench(int argc, char** argv)
     const int threads = default_thread_pool().size();
 
     if (args.has("--depths")) return bench_kv_depths(args, dir, kv, n_gen, reps);
+    if (n_batch > 1 && depth > 0)
+        throw Error(ErrorKind::invalid_argument, "--batch and --depth do not go together");
     ProgressBar bar("loading");
     const model::LoadOptions opts = load_options(args, bar);
     const Stopwatch load_time;
@@ -329,13 +334,16 @@ int cmd_bench(int argc, char** argv)
             fill.finish();
         }
         const std::string at = depth > 0 ? strfmt(" @ d%d", depth) : "";
+        const std::string x = n_batch > 1 ? strfmt(" x%d", n_batch) : "";
         Result pp {strfmt("pp%d", n_prompt) + at, "token", n_prompt, {}};
-        Result tg {depth > 0          ? strfmt("tg%d", n_gen) + at
-                       : n_prompt > 0 ? strfmt("tg%d @ d%d", n_gen, n_prompt)
-                                      : strfmt("tg%d", n_gen),
+        Result tg {depth > 0          ? strfmt("tg%d", n_gen) + x + at
+                       : n_prompt > 0 ? strfmt("tg%d", n_gen) + x + strfmt(" @ d%d", n_prompt)
+                                      : strfmt("tg%d", n_gen) + x,
                    "token",
-                   n_gen,
+                   n_gen * n_batch,
                    {}};
+        auto batch = net->new_batch();
+        std::vector<model::BatchItem> items(static_cast<size_t>(n_batch));
         ProgressBar run("llm");
         for (int r = 0; r < reps; ++r) {
             std::unique_ptr<model::KvCache> fresh;
@@ -349,10 +357,23 @@ int cmd_bench(int argc, char** argv)
                 if (depth > 0) cache->truncate(depth);
             }
             if (n_gen > 0) {
+                // --batch: the other sequences, each after its own copy of the prompt.
+                std::vector<std::unique_ptr<model::KvCache>> others;
+                for (int b = 1; b < n_batch; ++b) {
+                    others.push_back(net->new_cache(kv));
+                    if (n_prompt > 0) net->forward(*others.back(), prompt, {}, no_image);
+                    items[size_t(b)].cache = others.back().get();
+                }
+                items[0].cache = cache;
                 const Stopwatch w;
                 for (int i = 0; i < n_gen; ++i) {
-                    net->forward(*cache, std::span<const int32_t>(&gen[size_t(i)], 1), {},
-                                 no_image);
+                    const std::span<const int32_t> next(&gen[size_t(i)], 1);
+                    if (n_batch == 1) {
+                        net->forward(*cache, next, {}, no_image);
+                    } else {
+                        for (auto& item : items) item.ids = next;
+                        net->forward_batch(*batch, items);
+                    }
                     if (i % 8 == 7) run.update(float(r * n_gen + i + 1) / float(reps * n_gen));
                 }
                 tg.add(w);

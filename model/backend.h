@@ -148,7 +148,10 @@ public:
 
     // --- Products ------------------------------------------------------------------------------
     // y[m, w.rows] (row stride ldy) = x[m, w.cols] (row stride ldx) · wᵀ + bias (may be null),
-    // for every weight type.
+    // for every weight type. Up to kExactRows rows, each row of y has the bits it has when
+    // multiplied alone, so that the sequences of a batched step do not change each other's
+    // tokens (backend_ops_test checks it).
+    static constexpr int64_t kExactRows = 8;
     virtual void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w,
                         const float* bias, float* y, int64_t ldy)
         = 0;

@@ -485,7 +485,8 @@ std::span<const float> InternVL::forward(KvCache& cache, std::span<const int32_t
     // The embeddings go to the cache's scratch: a decode step allocates nothing.
     float* buf = grow<float>(kv.backend, kv.scratch.embed, ids.size() * size_t(c.hidden_size));
     embed_into(kv.backend, impl_->llm, c, ids, visual, img_context_id, buf);
-    return llm_forward(impl_->llm, c, kv, buf, int(ids.size()), all_logits, trace);
+    const LlmSequence seq {&kv, int(ids.size())};
+    return llm_forward(impl_->llm, c, {&seq, 1}, kv.backend, kv.scratch, buf, all_logits, trace);
 }
 
 std::span<const float> InternVL::forward_embeddings(KvCache& cache,
@@ -500,7 +501,58 @@ std::span<const float> InternVL::forward_embeddings(KvCache& cache,
     KvCache::Impl& kv = cache_impl(cache);
     float* buf = grow<float>(kv.backend, kv.scratch.embed, embeddings.size());
     kv.backend.upload(buf, embeddings.data(), embeddings.size() * sizeof(float));
-    return llm_forward(impl_->llm, c, kv, buf, n_tokens, all_logits, trace);
+    const LlmSequence seq {&kv, n_tokens};
+    return llm_forward(impl_->llm, c, {&seq, 1}, kv.backend, kv.scratch, buf, all_logits, trace);
+}
+
+Batch::Batch(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { }
+Batch::~Batch() = default;
+
+size_t Batch::bytes() const
+{
+    return impl_->scratch.bytes();
+}
+
+std::unique_ptr<Batch> InternVL::new_batch() const
+{
+    return std::unique_ptr<Batch>(new Batch(std::make_unique<Batch::Impl>()));
+}
+
+std::span<const float> InternVL::forward_batch(Batch& batch, std::span<const BatchItem> items) const
+{
+    const LlmConfig& c = impl_->config.llm;
+    Backend& be = *impl_->backend;
+    if (items.empty()) throw Error(ErrorKind::invalid_argument, "forward_batch: no items");
+    size_t n = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const BatchItem& item = items[i];
+        if (!item.cache || item.ids.empty())
+            throw Error(ErrorKind::invalid_argument,
+                        strfmt("forward_batch: item %zu has no %s", i, item.cache ? "tokens" : "cache"));
+        if (&cache_impl(*item.cache).backend != &be)
+            throw Error(ErrorKind::invalid_argument,
+                        strfmt("forward_batch: the cache of item %zu is on %s, the model on %s", i,
+                               std::string(cache_impl(*item.cache).backend.name()).c_str(),
+                               std::string(be.name()).c_str()));
+        for (size_t j = 0; j < i; ++j)
+            if (items[j].cache == item.cache)
+                throw Error(ErrorKind::invalid_argument,
+                            strfmt("forward_batch: items %zu and %zu share a cache", j, i));
+        n += item.ids.size();
+    }
+    // Every item embedded (and so checked) before any cache changes.
+    ForwardScratch& s = batch.impl_->scratch;
+    float* buf = grow<float>(be, s.embed, n * size_t(c.hidden_size));
+    auto& seqs = batch.impl_->sequences;
+    seqs.clear();
+    size_t row = 0;
+    for (const BatchItem& item : items) {
+        embed_into(be, impl_->llm, c, item.ids, item.visual, item.img_context_id,
+                   buf + row * size_t(c.hidden_size));
+        seqs.push_back({&cache_impl(*item.cache), int(item.ids.size())});
+        row += item.ids.size();
+    }
+    return llm_forward(impl_->llm, c, seqs, be, s, buf, false, nullptr);
 }
 
 } // namespace iris::model

@@ -270,7 +270,7 @@ void KvCache::Impl::truncate(int n)
 std::span<const KvRun> KvCache::Impl::runs(int layer, int n)
 {
     const int bt = options.block_tokens;
-    auto& out = scratch.runs;
+    auto& out = run_list;
     out.clear();
     const auto& layer_blocks = blocks[size_t(layer)];
     const size_t k_stride = size_t(bt) * k_row_bytes, v_stride = size_t(bt) * v_row_bytes;
@@ -322,13 +322,16 @@ size_t KvCache::Impl::bytes() const
         total += layer.size() * block_bytes + layer.capacity() * sizeof(layer[0]);
     for (const auto& layer : fp)
         for (const auto& b : layer) total += b.size();
-    const Scratch& s = scratch;
-    for (const Buffer* b : {&s.embed, &s.x, &s.h, &s.q, &s.kn, &s.vn, &s.attn, &s.gate, &s.up,
-                            &s.logits, &s.cos, &s.sin})
+    return total + scratch.bytes() + run_list.capacity() * sizeof(KvRun);
+}
+
+size_t ForwardScratch::bytes() const
+{
+    size_t total = 0;
+    for (const Buffer* b : {&embed, &x, &h, &q, &kn, &vn, &attn, &gate, &up, &logits, &cos, &sin})
         total += b->size();
-    if (s.attention) total += s.attention->bytes();
-    total += s.logits_host.capacity() * sizeof(float) + s.runs.capacity() * sizeof(KvRun);
-    return total;
+    if (attention) total += attention->bytes();
+    return total + logits_host.capacity() * sizeof(float);
 }
 
 // ---------------------------------------------------------------------------------------------

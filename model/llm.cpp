@@ -176,18 +176,58 @@ void place(Backend& be, LlmWeights& w)
     w.lm_head.place(be);
 }
 
-std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCache::Impl& cache,
-                                   const float* embeddings, int n, bool all_logits, LlmTrace* trace)
+namespace {
+
+// Rows of the products: a sequence longer than Backend::kExactRows on its own, as when it runs
+// alone; shorter neighbours packed together up to kExactRows rows, where each row gets the bits
+// it gets alone. `rows(i)` is sequence i's row count.
+struct RowGroup
+{
+    int64_t row0, rows;
+};
+
+template<typename Rows>
+void row_groups(size_t n_seq, Rows rows, std::vector<RowGroup>& out)
+{
+    out.clear();
+    int64_t row = 0;
+    for (size_t i = 0; i < n_seq; ++i) {
+        const int64_t n = rows(i);
+        if (!out.empty() && n <= Backend::kExactRows && out.back().rows + n <= Backend::kExactRows)
+            out.back().rows += n;
+        else
+            out.push_back({row, n});
+        row += n;
+    }
+}
+
+} // namespace
+
+std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
+                                   std::span<const LlmSequence> seqs, Backend& be,
+                                   ForwardScratch& s, const float* embeddings, bool all_logits,
+                                   LlmTrace* trace)
 {
     const int64_t h = c.hidden_size, f = c.intermediate_size, d = c.head_dim, vocab = c.vocab_size;
     const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
     const int64_t qw = nh * d, kw = nkv * d;
     const int n_layers = c.num_hidden_layers;
-    const int pos0 = cache.n_tokens;
-    Backend& be = cache.backend;
+    if (seqs.size() != 1 && (all_logits || trace))
+        throw Error(ErrorKind::internal, "llm_forward: all_logits and traces take one sequence");
+    int64_t n = 0; // rows of every sequence
+    for (const LlmSequence& seq : seqs) n += seq.n;
+    for (const LlmSequence& seq : seqs) seq.cache->reserve(seq.cache->n_tokens + seq.n);
 
-    cache.reserve(pos0 + n);
-    auto& s = cache.scratch;
+    thread_local std::vector<RowGroup> groups;
+    row_groups(seqs.size(), [&](size_t i) { return int64_t(seqs[i].n); }, groups);
+    // y[rows, out] = x[rows, in] · Wᵀ + b, group by group.
+    auto linear = [&](const float* x, int64_t in, const Weight& W, const Weight& b, float* y,
+                      int64_t out) {
+        for (const RowGroup& g : groups)
+            be.linear(x + g.row0 * in, g.rows, in, W.mat, b ? b.data : nullptr, y + g.row0 * out,
+                      out);
+    };
+
     float* x = grow<float>(be, s.x, size_t(n * h));
     float* hb = grow<float>(be, s.h, size_t(n * std::max(h, qw)));
     float* q = grow<float>(be, s.q, size_t(n * qw));
@@ -199,11 +239,16 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
     if (!s.attention) s.attention = be.workspace();
     be.copy(x, embeddings, size_t(n * h) * sizeof(float));
 
-    // Rotary tables for positions pos0..pos0+n-1.
+    // Rotary tables for each sequence's positions.
     float* cos_t = grow<float>(be, s.cos, size_t(n * d / 2));
     float* sin_t = grow<float>(be, s.sin, size_t(n * d / 2));
     const float pos_scale = c.rope_scaling_type == "linear" ? c.rope_scaling_factor : 1.0f;
-    be.rope_tables(pos0, n, rope_base(c, cache, pos0 + n), int(d), pos_scale, cos_t, sin_t);
+    for (int64_t i = 0, row = 0; i < int64_t(seqs.size()); row += seqs[size_t(i)].n, ++i) {
+        KvCache::Impl& cache = *seqs[size_t(i)].cache;
+        const int pos0 = cache.n_tokens, m = seqs[size_t(i)].n;
+        be.rope_tables(pos0, m, rope_base(c, cache, pos0 + m), int(d), pos_scale,
+                       cos_t + row * d / 2, sin_t + row * d / 2);
+    }
 
     if (trace) {
         trace->hidden_states.assign(size_t((n_layers + 1) * n * h), 0.f);
@@ -217,27 +262,32 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
         const LlmLayer& L = w.layers[size_t(l)];
         // Attention block: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x).
         be.rms_norm(x, n, h, L.attn_norm.data, c.rms_norm_eps, hb);
-        be.linear(hb, n, L.q_w.mat, L.q_b ? L.q_b.data : nullptr, q);
-        be.linear(hb, n, L.k_w.mat, L.k_b ? L.k_b.data : nullptr, kn);
-        be.linear(hb, n, L.v_w.mat, L.v_b ? L.v_b.data : nullptr, vn);
+        linear(hb, h, L.q_w, L.q_b, q, qw);
+        linear(hb, h, L.k_w, L.k_b, kn, kw);
+        linear(hb, h, L.v_w, L.v_b, vn, kw);
         be.rope(q, n, nh, int(d), qw, cos_t, sin_t, w.rope_pairs);
         be.rope(kn, n, nkv, int(d), kw, cos_t, sin_t, w.rope_pairs);
-        cache.store(l, pos0, n, kn, vn);
-        be.attention_causal(q, qw, n, pos0, nh, nkv, int(d), cache.runs(l, pos0 + n), scale, attn,
-                            *s.attention);
-        cache.settle(l, pos0 + n); // SKVQ: the prefill saw its tokens in full precision
+        // Each sequence attends over its own cache.
+        for (int64_t i = 0, row = 0; i < int64_t(seqs.size()); row += seqs[size_t(i)].n, ++i) {
+            KvCache::Impl& cache = *seqs[size_t(i)].cache;
+            const int pos0 = cache.n_tokens, m = seqs[size_t(i)].n;
+            cache.store(l, pos0, m, kn + row * kw, vn + row * kw);
+            be.attention_causal(q + row * qw, qw, m, pos0, nh, nkv, int(d),
+                                cache.runs(l, pos0 + m), scale, attn + row * qw, *s.attention);
+            cache.settle(l, pos0 + m); // SKVQ: the prefill saw its tokens in full precision
+        }
         if (trace)
             be.download(trace->attention.data() + size_t(l) * size_t(n * qw), attn,
                         size_t(n * qw) * sizeof(float));
-        be.linear(attn, n, L.o_w.mat, L.o_b ? L.o_b.data : nullptr, hb);
+        linear(attn, qw, L.o_w, L.o_b, hb, h);
         be.add_rows(x, hb, nullptr, n, h);
 
         // MLP block: x += down(silu(gate(h)) ⊙ up(h)), h = RMSNorm(x).
         be.rms_norm(x, n, h, L.ffn_norm.data, c.rms_norm_eps, hb);
-        be.linear(hb, n, L.gate_w.mat, nullptr, gate);
-        be.linear(hb, n, L.up_w.mat, nullptr, up);
+        linear(hb, h, L.gate_w, {}, gate, f);
+        linear(hb, h, L.up_w, {}, up, f);
         be.silu_mul(gate, up, gate, n * f);
-        be.linear(gate, n, L.down_w.mat, nullptr, hb);
+        linear(gate, f, L.down_w, {}, hb, h);
         be.add_rows(x, hb, nullptr, n, h);
 
         if (trace)
@@ -245,21 +295,40 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c, KvCa
                         size_t(n * h) * sizeof(float));
     }
 
-    // Final norm and lm_head: only for the rows whose logits are wanted.
-    const int first = all_logits ? 0 : n - 1;
-    const int n_out = n - first;
+    // Final norm and lm_head: only for the rows whose logits are wanted, every row of the one
+    // sequence or the last of each.
     if (trace) {
         trace->final_norm.assign(size_t(n * h), 0.f);
         float* normed = grow<float>(be, s.gate, size_t(n * std::max(h, f)));
         be.rms_norm(x, n, h, w.norm.data, c.rms_norm_eps, normed);
         be.download(trace->final_norm.data(), normed, size_t(n * h) * sizeof(float));
     }
-    be.rms_norm(x + first * h, n_out, h, w.norm.data, c.rms_norm_eps, hb);
+    const int64_t n_out = all_logits ? n : int64_t(seqs.size());
+    const float* last = x + (n - 1) * h;
+    if (!all_logits && seqs.size() > 1) {
+        float* rows = grow<float>(be, s.gate, size_t(n * std::max(h, f)));
+        for (int64_t i = 0, row = 0; i < int64_t(seqs.size()); ++i) {
+            row += seqs[size_t(i)].n;
+            be.copy(rows + i * h, x + (row - 1) * h, size_t(h) * sizeof(float));
+        }
+        last = rows;
+    }
+    be.rms_norm(all_logits ? x : last, n_out, h, w.norm.data, c.rms_norm_eps, hb);
     float* logits = grow<float>(be, s.logits, size_t(n_out * vocab));
-    be.linear(hb, n_out, w.lm_head_matrix(), nullptr, logits);
+    if (all_logits)
+        row_groups(1, [&](size_t) { return n_out; }, groups);
+    else
+        row_groups(seqs.size(), [](size_t) { return int64_t(1); }, groups);
+    for (const RowGroup& g : groups)
+        be.linear(hb + g.row0 * h, g.rows, h, w.lm_head_matrix(), nullptr,
+                  logits + g.row0 * vocab, vocab);
 
-    if (cache.skvq && !cache.hold) cache.q_end = cache.quantized_end(pos0 + n);
-    cache.n_tokens = pos0 + n;
+    for (const LlmSequence& seq : seqs) {
+        KvCache::Impl& cache = *seq.cache;
+        const int end = cache.n_tokens + seq.n;
+        if (cache.skvq && !cache.hold) cache.q_end = cache.quantized_end(end);
+        cache.n_tokens = end;
+    }
     const size_t n_logits = size_t(n_out * vocab);
     if (s.logits.host()) return {logits, n_logits};
     s.logits_host.resize(n_logits);

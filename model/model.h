@@ -476,6 +476,34 @@ struct KvCalibration
 // The sidecar file of a model folder: DIR/kv-calibration.safetensors.
 std::string kv_calibration_path(const std::string& model_dir);
 
+// One sequence's part of a batched step (InternVL::forward_batch): tokens appended to its
+// cache, as forward() takes them.
+struct BatchItem
+{
+    KvCache* cache = nullptr;
+    std::span<const int32_t> ids;
+    std::span<const float> visual;
+    int32_t img_context_id = -1;
+};
+
+// The scratch of batched steps (InternVL::new_batch), kept by whoever schedules them and
+// reused from step to step; the logits of a step live in it until the next.
+class Batch
+{
+public:
+    struct Impl; // model-internal (model/network-impl.h)
+    ~Batch();
+    Batch(const Batch&) = delete;
+    Batch& operator=(const Batch&) = delete;
+    // Scratch memory held.
+    size_t bytes() const;
+
+private:
+    friend class InternVL;
+    explicit Batch(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
 class InternVL
 {
 public:
@@ -538,6 +566,16 @@ public:
     std::span<const float> forward_embeddings(KvCache& cache, std::span<const float> embeddings,
                                               int n_tokens, bool all_logits = false,
                                               LlmTrace* trace = nullptr) const;
+
+    std::unique_ptr<Batch> new_batch() const;
+    // Advances several sequences in one step: each item's tokens are appended to its own cache
+    // (any KV type, any position), and every product reads the weights once for all of them.
+    // Returns the logits of each item's last token [items.size(), vocab], in item order, valid
+    // until the batch's next step; they are bit for bit those forward() gives the item alone
+    // (Backend::kExactRows). Throws Error(invalid_argument) for no items, an item without tokens
+    // or cache, a cache given twice or made by another backend, and the errors of embed(); on
+    // error no cache is changed.
+    std::span<const float> forward_batch(Batch& batch, std::span<const BatchItem> items) const;
 
 private:
     struct Impl; // model-internal (model/network-impl.h)

@@ -267,11 +267,24 @@ void place(Backend& backend, LlmWeights& w);
 // resets when a forward fits again).
 double rope_base(const LlmConfig& config, KvCache::Impl& cache, int64_t total_len);
 
-// Runs n tokens (embeddings [n, H] in the cache backend's memory) through the decoder,
-// appending them to the cache, and returns logits ([1, V] for the last token, or [n, V]) in
-// host memory the cache owns.
+struct ForwardScratch; // below, with the KV cache
+
+// One sequence of a decoder pass: n tokens appended to its cache.
+struct LlmSequence
+{
+    KvCache::Impl* cache;
+    int n;
+};
+
+// Runs the sequences' tokens (embeddings [Σn, H] in backend memory, one sequence after the
+// other) through the decoder in one pass over the weights, appending them to the caches, and
+// returns logits in host memory `scratch` owns: of each sequence's last token [sequences, V],
+// or with all_logits (one sequence) of every token [n, V]. Products take the rows of a
+// sequence longer than Backend::kExactRows alone, and shorter sequences together up to that
+// many rows, so that every sequence gets the bits it gets alone. A trace needs one sequence.
 std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
-                                   KvCache::Impl& cache, const float* embeddings, int n,
+                                   std::span<const LlmSequence> sequences, Backend& backend,
+                                   ForwardScratch& scratch, const float* embeddings,
                                    bool all_logits, LlmTrace* trace);
 
 // ---------------------------------------------------------------------------------------------
@@ -295,6 +308,18 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
 // reference keeps cached keys in their old rotation (docs/model.md §7.1), which re-rotating
 // pre-RoPE keys would change, and a per-position rotation table read with every cached key
 // would outweigh the 2-bit key rows in memory traffic.
+// Scratch of a forward pass in backend memory, grown on demand and reused (decoding allocates
+// nothing), and the logits handed back when the backend's are not host memory. Each cache has
+// one for forward(), each Batch one for forward_batch().
+struct ForwardScratch
+{
+    Buffer embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin;
+    std::unique_ptr<Workspace> attention;
+    std::vector<float> logits_host;
+
+    size_t bytes() const;
+};
+
 struct KvCache::Impl
 {
     // calibration: the SKVQ channel order and clipping (null: identity, options.skvq.clip).
@@ -330,16 +355,9 @@ struct KvCache::Impl
     // of docs/model.md §7.1 (the reference keeps this state across calls).
     int64_t rope_len;
 
-    // Scratch of the forward pass in backend memory, grown on demand and reused (decoding
-    // allocates nothing), and the host side: the logits handed back when the backend's are not
-    // host memory, and the run list.
-    struct Scratch
-    {
-        Buffer embed, x, h, q, kn, vn, attn, gate, up, logits, cos, sin;
-        std::unique_ptr<Workspace> attention;
-        std::vector<float> logits_host;
-        std::vector<KvRun> runs;
-    } scratch;
+    // The scratch of forward() on this cache, and the run list of runs().
+    ForwardScratch scratch;
+    std::vector<KvRun> run_list;
 
     // Allocates the blocks that tokens [0, n_total) need in every layer.
     void reserve(int n_total);
@@ -356,7 +374,7 @@ struct KvCache::Impl
     void settle_all();
     // Keeps the first n tokens and frees the blocks past them.
     void truncate(int n);
-    // The layer's first n tokens as attention runs, one per block (in scratch.runs); SKVQ
+    // The layer's first n tokens as attention runs, one per block (in run_list); SKVQ
     // blocks give one run per stretch of f32 or quantized tokens.
     std::span<const KvRun> runs(int layer, int n);
     size_t bytes_per_token() const;
@@ -380,6 +398,12 @@ std::vector<int32_t> cluster_channels(const std::vector<float>& lo, const std::v
                                       int g);
 
 // ---------------------------------------------------------------------------------------------
+
+struct Batch::Impl
+{
+    ForwardScratch scratch;
+    std::vector<LlmSequence> sequences;
+};
 
 struct InternVL::Impl
 {

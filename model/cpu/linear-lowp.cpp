@@ -34,27 +34,43 @@ namespace {
 // reassociating (1.7 tokens/s decoding a 1B model instead of 30), and bf16_to_f32 is out of line.
 // The build requires x86-64-v3, so these need no CPU check; the widening is exact and serves
 // every level, the product only the AVX2 one (IRIS_CPU=portable keeps the scalar reference).
+// F32 weights take the same loops at every level (AVX2 is the baseline) for up to
+// kMatvecMaxRows rows: unlike cblas_sgemv for one row and cblas_sgemm for more, they give each
+// row the same bits whatever the number of rows (Backend::kExactRows), and decoding is bound by
+// memory either way.
 
-template<bool BF16> inline float widen1(uint16_t v)
-{
-    return BF16 ? bf16_to_f32(v) : f16_to_f32(v);
-}
+enum class Wide { bf16, f16, f32 };
+template<Wide W> using WideT = std::conditional_t<W == Wide::f32, float, uint16_t>;
 
-// 8 weights widened to f32: bf16 by a zero-extension and a 16-bit shift, f16 by vcvtph2ps.
-template<bool BF16> inline __m256 widen8(const uint16_t* p)
+template<Wide W> inline float widen1(WideT<W> v)
 {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    if constexpr (BF16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+    if constexpr (W == Wide::bf16)
+        return bf16_to_f32(v);
+    else if constexpr (W == Wide::f16)
+        return f16_to_f32(v);
     else
-        return _mm256_cvtph_ps(v);
+        return v;
 }
 
-template<bool BF16> void widen_n(const uint16_t* src, int64_t n, float* dst)
+// 8 weights as f32: bf16 by a zero-extension and a 16-bit shift, f16 by vcvtph2ps.
+template<Wide W> inline __m256 widen8(const WideT<W>* p)
+{
+    if constexpr (W == Wide::f32) {
+        return _mm256_loadu_ps(p);
+    } else {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        if constexpr (W == Wide::bf16)
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+        else
+            return _mm256_cvtph_ps(v);
+    }
+}
+
+template<Wide W> void widen_n(const uint16_t* src, int64_t n, float* dst)
 {
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, widen8<BF16>(src + i));
-    for (; i < n; ++i) dst[i] = widen1<BF16>(src[i]);
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, widen8<W>(src + i));
+    for (; i < n; ++i) dst[i] = widen1<W>(src[i]);
 }
 
 inline float hsum8(__m256 v)
@@ -68,8 +84,8 @@ inline float hsum8(__m256 v)
 // times M activation rows, R·M dot products in f32 accumulators, each weight vector loaded and
 // widened once for all M rows. With R = 4 and M ≤ 2 that is 8 accumulators, 2 activation
 // vectors and the weights in 16 ymm registers.
-template<bool BF16, int R, int M>
-void dot_block_avx2(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* y,
+template<Wide W, int R, int M>
+void dot_block_avx2(const float* x, int64_t ldx, const WideT<W>* w, int64_t k, float* y,
                     int64_t ldy)
 {
     __m256 acc[R][M];
@@ -79,50 +95,53 @@ void dot_block_avx2(const float* x, int64_t ldx, const uint16_t* w, int64_t k, f
         __m256 xv[M];
         for (int i = 0; i < M; ++i) xv[i] = _mm256_loadu_ps(x + i * ldx + c);
         for (int r = 0; r < R; ++r) {
-            const __m256 wv = widen8<BF16>(w + r * k + c);
+            const __m256 wv = widen8<W>(w + r * k + c);
             for (int i = 0; i < M; ++i) acc[r][i] = _mm256_fmadd_ps(wv, xv[i], acc[r][i]);
         }
     };
     int64_t c = 0;
     for (; c + 32 <= k; c += 32) {
-        // A cache line of each row per pass, and the same columns two blocks of rows ahead
-        // prefetched into L2, as ops-avx512.cpp does (the hardware prefetcher alone leaves
-        // these interleaved row streams at ~12 GB/s there, this at ~31).
+        // A cache line of each row per pass (two of f32), and the same columns two blocks of
+        // rows ahead prefetched into L2, as ops-avx512.cpp does (the hardware prefetcher alone
+        // leaves these interleaved row streams at ~12 GB/s there, this at ~31).
         for (int r = 0; r < R; ++r)
-            _mm_prefetch(reinterpret_cast<const char*>(w + (2 * R + r) * k + c), _MM_HINT_T1);
+            for (size_t b = 0; b < 32 * sizeof(WideT<W>); b += 64)
+                _mm_prefetch(reinterpret_cast<const char*>(w + (2 * R + r) * k + c) + b,
+                             _MM_HINT_T1);
         for (int64_t s = 0; s < 32; s += 8) step(c + s);
     }
     for (; c + 8 <= k; c += 8) step(c);
     float tail[R][M] = {};
     for (; c < k; ++c)
         for (int r = 0; r < R; ++r)
-            for (int i = 0; i < M; ++i) tail[r][i] += x[i * ldx + c] * widen1<BF16>(w[r * k + c]);
+            for (int i = 0; i < M; ++i) tail[r][i] += x[i * ldx + c] * widen1<W>(w[r * k + c]);
     for (int r = 0; r < R; ++r)
         for (int i = 0; i < M; ++i) y[i * ldy + r] = hsum8(acc[r][i]) + tail[r][i];
 }
 
-template<bool BF16, int M>
-void matvec_avx2_m(const float* x, int64_t ldx, const uint16_t* w, int64_t k, int64_t r0,
+template<Wide W, int M>
+void matvec_avx2_m(const float* x, int64_t ldx, const WideT<W>* w, int64_t k, int64_t r0,
                    int64_t r1, float* y, int64_t ldy)
 {
     int64_t j = r0;
-    for (; j + 4 <= r1; j += 4) dot_block_avx2<BF16, 4, M>(x, ldx, w + j * k, k, y + j, ldy);
-    for (; j < r1; ++j) dot_block_avx2<BF16, 1, M>(x, ldx, w + j * k, k, y + j, ldy);
+    for (; j + 4 <= r1; j += 4) dot_block_avx2<W, 4, M>(x, ldx, w + j * k, k, y + j, ldy);
+    for (; j < r1; ++j) dot_block_avx2<W, 1, M>(x, ldx, w + j * k, k, y + j, ldy);
 }
 
 // y[i, j] = Σ_c x[i, c] · w[j, c] for i < m, j in [r0, r1). Activation rows go in pairs; for
 // m > 2 the weight rows go 16 at a time (16·k·2 bytes, 152 KiB at k = 4864, within even a
 // 256 KiB L2) so that the later pairs read them from L2, not from memory.
-template<bool BF16>
-void matvec_avx2(const float* x, int64_t m, int64_t ldx, const uint16_t* w, int64_t k, int64_t r0,
-                 int64_t r1, float* y, int64_t ldy)
+template<Wide W>
+void matvec_avx2(const float* x, int64_t m, int64_t ldx, const void* weights, int64_t k,
+                 int64_t r0, int64_t r1, float* y, int64_t ldy)
 {
+    const auto* w = static_cast<const WideT<W>*>(weights);
     const int64_t rstep = m > 2 ? 16 : r1 - r0;
     for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
         const int64_t j1 = std::min(r1, j0 + rstep);
         for (int64_t i = 0; i < m; i += 2)
-            (m - i >= 2 ? matvec_avx2_m<BF16, 2>
-                        : matvec_avx2_m<BF16, 1>)(x + i * ldx, ldx, w, k, j0, j1, y + i * ldy, ldy);
+            (m - i >= 2 ? matvec_avx2_m<W, 2>
+                        : matvec_avx2_m<W, 1>)(x + i * ldx, ldx, w, k, j0, j1, y + i * ldy, ldy);
     }
 }
 
@@ -212,7 +231,7 @@ void widen_rows(const WeightMatrix& w, int64_t r0, int64_t r1, float* dst)
     const int64_t n = (r1 - r0) * k;
     const bool bf16 = w.type == WeightType::bf16;
     if (const OpsAvx512* simd = ops_avx512()) return simd->widen(bf16, src, n, dst);
-    (bf16 ? widen_n<true> : widen_n<false>)(src, n, dst);
+    (bf16 ? widen_n<Wide::bf16> : widen_n<Wide::f16>)(src, n, dst);
 }
 
 void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, int64_t r0,
@@ -229,8 +248,10 @@ void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, 
         return simd->matvec(bf16, x, m, ldx, row16(w, 0), w.cols, r0, r1, y, ldy, xp.data());
     }
     if (!portable && cpu_level() == CpuLevel::avx2 && (bf16 || w.type == WeightType::f16))
-        return (bf16 ? matvec_avx2<true> : matvec_avx2<false>)(x, m, ldx, row16(w, 0), w.cols, r0,
-                                                               r1, y, ldy);
+        return (bf16 ? matvec_avx2<Wide::bf16> : matvec_avx2<Wide::f16>)(x, m, ldx, w.data, w.cols,
+                                                                         r0, r1, y, ldy);
+    if (!portable && w.type == WeightType::f32)
+        return matvec_avx2<Wide::f32>(x, m, ldx, w.data, w.cols, r0, r1, y, ldy);
     const QuantKernels* q = portable ? nullptr : quant_kernels();
     if (q && q->supports(w.type)) {
         uint8_t* acts = act_scratch(size_t(m) * act_row_bytes(w.cols));
@@ -245,7 +266,7 @@ void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const
             float* y, int64_t ldy)
 {
     const int64_t n = w.rows, k = w.cols;
-    if (w.type == WeightType::f32) {
+    if (w.type == WeightType::f32 && m > kMatvecMaxRows) {
         linear(x, m, k, ldx, static_cast<const float*>(w.data), n, bias, y, ldy);
         return;
     }

@@ -68,9 +68,10 @@ inline void linear(const float* x, int64_t m, int64_t k, const float* w, int64_t
 // int8 dot products (quant-dot.h), as llama.cpp computes them: for any number of rows where the
 // kernel set has a GEMM (AVX-512), else for up to kMatvecMaxRows rows (q8_0 and q4_0: any
 // number). Otherwise up to kMatvecMaxRows rows of x take a matrix-vector path that reads each
-// weight once (BF16/F16 widened in registers, other block types dequantized a row at a time),
-// and more rows widen a block of weight rows at a time into a per-thread f32 scratch and hand it
-// to cblas_sgemm, so the SGEMM rate holds; BF16 weights marked bf16_activations instead meet
+// weight once (F32 as it is, BF16/F16 widened in registers, other block types dequantized a row
+// at a time) and gives each row the bits it gets alone (Backend::kExactRows); more rows go to
+// cblas_sgemm, other types than F32 widened a block of weight rows at a time into a per-thread
+// f32 scratch so that the SGEMM rate holds. BF16 weights marked bf16_activations instead meet
 // the activations rounded to bf16 in vdpbf16ps tiles (quant-dot.h) where the CPU has
 // AVX512_BF16.
 void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,

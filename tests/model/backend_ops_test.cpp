@@ -436,6 +436,49 @@ TEST(BackendOps, LinearOfEveryWeightTypeIsTheProductOfItsDequantizedWeights)
     }
 }
 
+// A batched decode step (InternVL::forward_batch) puts the rows of several sequences into one
+// product; a sequence's tokens must not depend on its neighbours. Up to kExactRows rows, each row
+// of a product has the bits it has alone, on every backend and for every weight type.
+TEST(BackendOps, LinearOfUpToEightRowsGivesEachRowTheBitsItHasAlone)
+{
+    for (Backend* be : backends()) {
+        SCOPED_TRACE(str("backend ", be->name()));
+        std::mt19937 rng(5);
+        auto check = [&](WeightType type, bool bf16_acts, int64_t k) {
+            const int64_t n = 259, m = Backend::kExactRows;
+            SCOPED_TRACE(str(weight_type_name(type), bf16_acts ? " bf16-acts" : "", " k ", k));
+            const HostWeights hw = random_weights(type, n, k, rng);
+            Buffer wb = be->wrap(hw.bytes.data(), hw.bytes.size());
+            const WeightMatrix w {wb.data(), type, n, k, bf16_acts};
+            const std::vector<float> x = normal_floats(size_t(m * k), rng);
+            const std::vector<float> bias = normal_floats(size_t(n), rng);
+            Buffer xb = to_backend(*be, x), bb = to_backend(*be, bias);
+            std::vector<std::vector<float>> alone;
+            for (int64_t r = 0; r < m; ++r) {
+                Buffer yb = be->alloc(size_t(n) * sizeof(float));
+                be->linear(xb.as<float>() + r * k, 1, k, w, bb.as<float>(), yb.as<float>(), n);
+                alone.push_back(download<float>(*be, yb));
+            }
+            for (int64_t rows = 2; rows <= m; ++rows) {
+                Buffer yb = be->alloc(size_t(rows * n) * sizeof(float));
+                be->linear(xb.as<float>(), rows, k, w, bb.as<float>(), yb.as<float>(), n);
+                const auto together = download<float>(*be, yb);
+                for (int64_t r = 0; r < rows; ++r)
+                    ASSERT_EQ(0, std::memcmp(together.data() + r * n, alone[size_t(r)].data(),
+                                             size_t(n) * sizeof(float)))
+                        << "row " << r << " of " << rows;
+            }
+        };
+        for (WeightType type : kAllTypes) {
+            const int block = cpu::weight_type_info(type).block;
+            for (int64_t k : block == 256 ? std::vector<int64_t> {256, 768}
+                                          : std::vector<int64_t> {32, 96, 896})
+                check(type, false, k);
+        }
+        check(WeightType::bf16, true, 896);
+    }
+}
+
 TEST(BackendOps, GetRowsOfEveryWeightTypeIsTheDequantizedRow)
 {
     for (Backend* be : backends()) {

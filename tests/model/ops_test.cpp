@@ -190,17 +190,29 @@ TEST(LowpOps, LinearMatchesTheF32PathOnWidenedWeights)
             }
 }
 
-TEST(LowpOps, F32WeightMatrixIsTheF32Linear)
+// F32 weight matrices: more than kMatvecMaxRows rows are the f32 linear (cblas_sgemm); fewer
+// take the matrix-vector kernel, which gives each row the bits it has alone, the same product
+// summed in another order.
+TEST(LowpOps, F32WeightMatrixIsTheF32LinearOrTheMatvecKernel)
 {
     std::mt19937 rng(4);
     const int64_t n = 300, k = 80;
-    for (int64_t m : {1, 3, 20}) {
+    for (int64_t m : {1, 3, 8, 9, 20}) {
+        SCOPED_TRACE(m);
         auto w = random_vector(size_t(n * k), rng);
         auto x = random_vector(size_t(m * k), rng);
-        std::vector<float> a(size_t(m * n)), b(size_t(m * n));
-        model::cpu::linear(x.data(), m, WeightMatrix::f32(w.data(), n, k), nullptr, a.data());
+        const WeightMatrix wm = WeightMatrix::f32(w.data(), n, k);
+        std::vector<float> a(size_t(m * n)), b(size_t(m * n)), c(size_t(m * n));
+        model::cpu::linear(x.data(), m, wm, nullptr, a.data());
         model::cpu::linear(x.data(), m, k, w.data(), n, nullptr, b.data());
-        EXPECT_EQ(a, b);
+        if (m > model::cpu::kMatvecMaxRows) {
+            EXPECT_EQ(a, b);
+            continue;
+        }
+        model::cpu::matvec_rows(x.data(), m, k, wm, 0, n, c.data(), n);
+        EXPECT_EQ(a, c);
+        for (size_t i = 0; i < a.size(); ++i)
+            EXPECT_NEAR(a[i], b[i], 1e-5f * (1.f + std::fabs(b[i]))) << i;
     }
 }
 
