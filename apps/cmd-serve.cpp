@@ -49,7 +49,8 @@ int cmd_serve(int argc, char** argv)
            "--model",      "--db",          "--threads",     "--cors-origin",
            "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
            "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
-           "--quantize",   "--precision",   "--device",      "--mmproj"};
+           "--quantize",   "--precision",   "--device",      "--mmproj",
+           "--parallel"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -80,7 +81,11 @@ int cmd_serve(int argc, char** argv)
             "  --allow-media-url      fetch https image URLs of public hosts (off: data: URLs "
             "only)\n"
             "  --db DIR               serve the memory store in DIR (opened read-only)\n"
-            "  --max-queue N          requests waiting for the model before 503 (default 8)\n"
+            "  --max-queue N          requests waiting for or holding the model before 503\n"
+            "                         (default 8)\n"
+            "  --parallel N           requests generated at once, decoded together in shared\n"
+            "                         batched steps; each answer is what it is alone (default 1,\n"
+            "                         at most --max-queue)\n"
             "  --max-body-mb N        larger bodies get 413 (default 20)\n"
             "  --max-images N         images per request (default 8)\n"
             "  --max-prompt-tokens N  (default 8192)   --max-tokens N  largest max_tokens (default "
@@ -107,6 +112,7 @@ int cmd_serve(int argc, char** argv)
     o.cors_origins = args.all("--cors-origin");
     o.allow_media_url = args.flag("--allow-media-url");
     o.max_queue = int(args.integer("--max-queue", o.max_queue, 1, 1024));
+    o.parallel = int(args.integer("--parallel", o.parallel, 1, 1024));
     o.max_body_bytes = size_t(args.integer("--max-body-mb", 20, 1, 1024)) << 20;
     o.max_images = int(args.integer("--max-images", o.max_images, 0, 64));
     o.max_prompt_tokens

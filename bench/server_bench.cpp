@@ -1,14 +1,20 @@
-// server_bench — `iris serve` under concurrent clients: requests/s, latency, time to first token,
-// and behaviour under overload (only 503s, stable memory).
+// server_bench — `iris serve` under concurrent streams: aggregate tokens/s, time to first token
+// and per-token latency, one request at a time beside --parallel (continuous batching), and
+// behaviour under overload (only 503s, stable memory).
 //
-//   server_bench                        demo model, 1, 4 and 16 clients, 10 s each
-//   options: --model DIR  --clients 1,4,16  --seconds 10  --max-tokens 64  --threads N
-//            --overload-clients 64  --overload-queue 8  --image FILE  --question TEXT
+//   server_bench                        demo model, 1, 2, 4, 8 and 16 streams, 10 s each
+//   options: --model DIR  --clients 1,2,4,8,16  --seconds 10  --max-tokens 64  --threads N
+//            --image FILE|none  --question TEXT  --modes serial,parallel
+//            --url http://HOST:PORT (time a running OpenAI-compatible server instead, e.g.
+//            llama-server -np 16 with the same shape)  --overload-clients 64  --overload-queue 8
+//            --no-overload
 //
-// Each client sends streamed image chats back to back over its own connection (OpenAI's chunk
-// format, parsed as it arrives): latency is from sending the request to [DONE], time to first
-// token is to the first content chunk. The server runs with a queue large enough for every
-// client at the concurrency levels, so those rows measure queueing, not refusals. The overload
+// Each stream sends streamed chats back to back over its own connection (OpenAI's chunk format,
+// parsed as it arrives), every one generating max_tokens tokens (ignore_eos): time to first
+// token is from sending the request to the first content chunk, per-token latency the gaps
+// between content chunks. "serial" is a server that answers one request at a time, "parallel"
+// one with --parallel and --max-queue at the largest stream count; both have room in their
+// queue for every stream, so the rows measure batching and queueing, not refusals. The overload
 // rows start a server with --max-queue --overload-queue and --overload-clients clients, twice,
 // and report every status seen and the server's resident memory after each round.
 #include "tests/server/bytes.h"
@@ -42,12 +48,15 @@ namespace {
 struct Options
 {
     std::string model = std::string(IRIS_SOURCE_DIR) + "/resources/models/iris-demo";
-    std::vector<int> clients = {1, 4, 16};
+    std::vector<int> clients = {1, 2, 4, 8, 16};
     double seconds = 10;
     int max_tokens = 64;
     int threads = 0;
+    std::vector<std::string> modes = {"serial", "parallel"};
+    std::string url; // a running server instead of iris serve
     int overload_clients = 64;
     int overload_queue = 8;
+    bool overload = true;
     std::string image = std::string(IRIS_SOURCE_DIR) + "/resources/samples/document-receipt.png";
     std::string question = "Read all the text.";
 };
@@ -55,12 +64,12 @@ struct Options
 class Server
 {
 public:
-    Server(const Options& o, int max_queue)
+    Server(const Options& o, int max_queue, int parallel = 1)
     {
         std::vector<std::string> args
-            = {IRIS_BINARY,   "serve", "--port",      "0",
-               "--model",     o.model, "--max-queue", std::to_string(max_queue),
-               "--log-level", "warn"};
+            = {IRIS_BINARY, "serve",       "--port",     "0",
+               "--model",   o.model,       "--max-queue", std::to_string(max_queue),
+               "--parallel", std::to_string(parallel), "--log-level", "warn"};
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
@@ -108,14 +117,16 @@ struct Sample
     int status = 0;
     double latency_ms = 0;
     double ttft_ms = -1;
-    int tokens = 0;
+    int tokens = 0; // usage's completion_tokens, else content chunks
+    std::vector<double> gaps_ms; // between content chunks
     std::string error; // the client's error when there was no response
 };
 
 Sample one_request(httplib::Client& c, const std::string& body)
 {
     Sample s;
-    auto t0 = Clock::now();
+    auto t0 = Clock::now(), last = t0;
+    int chunks = 0;
     std::string buf;
     httplib::Request req;
     req.method = "POST";
@@ -131,17 +142,27 @@ Sample one_request(httplib::Client& c, const std::string& body)
             if (ev.rfind("data: {", 0) != 0) continue;
             json j = json::parse(ev.substr(6), nullptr, false);
             if (j.is_discarded() || !j.contains("choices")) continue;
-            const json& delta = j["choices"][0]["delta"];
-            if (s.ttft_ms < 0 && delta.contains("content")
-                && !delta["content"].get<std::string>().empty())
-                s.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-            if (j.contains("usage")) s.tokens = j["usage"]["completion_tokens"];
+            const json& choices = j["choices"];
+            const json delta = choices.empty() ? json::object() : choices[0].value("delta", json::object());
+            if (delta.contains("content") && delta["content"].is_string()
+                && !delta["content"].get<std::string>().empty()) {
+                const auto now = Clock::now();
+                if (s.ttft_ms < 0)
+                    s.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
+                else
+                    s.gaps_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+                last = now;
+                ++chunks;
+            }
+            if (j.contains("usage") && j["usage"].is_object())
+                s.tokens = j["usage"].value("completion_tokens", 0);
         }
         return true;
     };
     auto r = c.send(req);
     s.status = r ? r->status : -1;
     if (!r) s.error = httplib::to_string(r.error());
+    if (s.tokens == 0) s.tokens = chunks;
     s.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     return s;
 }
@@ -153,7 +174,8 @@ double pct(std::vector<double> v, double p)
     return v[std::min(v.size() - 1, size_t(p / 100.0 * double(v.size())))];
 }
 
-std::vector<Sample> run_clients(int port, int n_clients, double seconds, const std::string& body)
+std::vector<Sample> run_clients(const std::string& host, int port, int n_clients, double seconds,
+                                const std::string& body)
 {
     std::vector<Sample> all;
     std::mutex mu;
@@ -161,7 +183,7 @@ std::vector<Sample> run_clients(int port, int n_clients, double seconds, const s
     std::vector<std::thread> ts;
     for (int i = 0; i < n_clients; ++i)
         ts.emplace_back([&] {
-            httplib::Client c("127.0.0.1", port);
+            httplib::Client c(host, port);
             c.set_keep_alive(true);
             c.set_read_timeout(120);
             std::vector<Sample> mine;
@@ -173,13 +195,51 @@ std::vector<Sample> run_clients(int port, int n_clients, double seconds, const s
     return all;
 }
 
+std::vector<std::string> split(const std::string& s)
+{
+    std::vector<std::string> v;
+    std::stringstream ss(s);
+    std::string x;
+    while (std::getline(ss, x, ',')) v.push_back(x);
+    return v;
+}
+
 std::vector<int> parse_list(const std::string& s)
 {
     std::vector<int> v;
-    std::stringstream ss(s);
-    std::string x;
-    while (std::getline(ss, x, ',')) v.push_back(std::atoi(x.c_str()));
+    for (const auto& x : split(s)) v.push_back(std::atoi(x.c_str()));
     return v;
+}
+
+// The rows of one server: each stream count in turn, tokens/s beside the first row's.
+void concurrency_rows(const std::string& label, const std::string& host, int port,
+                      const Options& o, const std::string& payload)
+{
+    double first = 0;
+    for (int n : o.clients) {
+        auto t0 = Clock::now();
+        auto samples = run_clients(host, port, n, o.seconds, payload);
+        double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::vector<double> ttft, gaps;
+        int ok = 0, busy = 0;
+        long tokens = 0;
+        for (const auto& s : samples) {
+            if (s.status == 200) {
+                ++ok;
+                if (s.ttft_ms >= 0) ttft.push_back(s.ttft_ms);
+                gaps.insert(gaps.end(), s.gaps_ms.begin(), s.gaps_ms.end());
+                tokens += s.tokens;
+            } else if (s.status == 503) {
+                ++busy;
+            }
+        }
+        const double rate = double(tokens) / wall;
+        if (first == 0) first = rate;
+        std::printf("| %d | %s | %zu | %d | %d | %.1f | %.2fx | %.0f | %.0f | %.1f | %.1f |\n", n,
+                    label.c_str(), samples.size(), ok, busy, rate, first > 0 ? rate / first : 0.0,
+                    pct(ttft, 50), pct(ttft, 99), pct(gaps, 50), pct(gaps, 99));
+        std::fflush(stdout);
+    }
 }
 
 } // namespace
@@ -207,72 +267,77 @@ int main(int argc, char** argv)
             o.max_tokens = std::atoi(next().c_str());
         else if (a == "--threads")
             o.threads = std::atoi(next().c_str());
+        else if (a == "--modes")
+            o.modes = split(next());
+        else if (a == "--url")
+            o.url = next();
         else if (a == "--overload-clients")
             o.overload_clients = std::atoi(next().c_str());
         else if (a == "--overload-queue")
             o.overload_queue = std::atoi(next().c_str());
+        else if (a == "--no-overload")
+            o.overload = false;
         else if (a == "--image")
             o.image = next();
         else if (a == "--question")
             o.question = next();
         else {
             std::fprintf(stderr,
-                         "usage: server_bench [--model DIR] [--clients 1,4,16] [--seconds S] "
+                         "usage: server_bench [--model DIR] [--clients 1,2,4,8,16] [--seconds S] "
                          "[--max-tokens N]\n"
-                         "       [--threads N] [--overload-clients N] [--overload-queue N] "
-                         "[--image F] [--question Q]\n");
+                         "       [--threads N] [--modes serial,parallel] [--url http://HOST:PORT]\n"
+                         "       [--image F|none] [--question Q] [--overload-clients N] "
+                         "[--overload-queue N] [--no-overload]\n");
             return 2;
         }
     }
-    json body = {
-        {"stream", true},
-        {"max_tokens", o.max_tokens},
-        {"messages",
-         {{{"role", "user"},
-           {"content",
-            {{{"type", "image_url"},
-              {"image_url",
-               {{"url",
-                 "data:image/png;base64," + iris::test::base64(iris::test::read_file(o.image))}}}},
-             {{"type", "text"}, {"text", o.question}}}}}}}};
+    if (o.clients.empty() || *std::min_element(o.clients.begin(), o.clients.end()) < 1) {
+        std::fprintf(stderr, "server_bench: --clients needs counts of at least 1\n");
+        return 2;
+    }
+    json content = json::array();
+    if (o.image != "none")
+        content.push_back(
+            {{"type", "image_url"},
+             {"image_url",
+              {{"url",
+                "data:image/png;base64," + iris::test::base64(iris::test::read_file(o.image))}}}});
+    content.push_back({{"type", "text"}, {"text", o.question}});
+    json body = {{"stream", true},
+                 {"max_tokens", o.max_tokens},
+                 {"ignore_eos", true},
+                 {"stream_options", {{"include_usage", true}}},
+                 {"messages", {{{"role", "user"}, {"content", content}}}}};
     const std::string payload = body.dump();
-    int most = *std::max_element(o.clients.begin(), o.clients.end());
+    const int most = *std::max_element(o.clients.begin(), o.clients.end());
 
-    std::printf("server_bench: %s, '%s' on %s, max_tokens %d, %.0f s per row, %u CPUs\n\n",
-                o.model.c_str(), o.question.c_str(), o.image.c_str(), o.max_tokens, o.seconds,
-                std::thread::hardware_concurrency());
-    std::printf("| clients | requests | ok | 503 | req/s | tokens/s | latency p50 ms | p99 ms | "
-                "TTFT p50 ms | p99 ms |\n");
-    std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    {
-        Server srv(o, most);
+    std::printf("server_bench: %s, '%s' on %s, %d tokens per answer, %.0f s per row, %u CPUs\n\n",
+                o.url.empty() ? o.model.c_str() : o.url.c_str(), o.question.c_str(),
+                o.image.c_str(), o.max_tokens, o.seconds, std::thread::hardware_concurrency());
+    std::printf("| streams | server | requests | ok | 503 | tokens/s | vs first row | TTFT p50 ms | "
+                "p99 ms | per token p50 ms | p99 ms |\n");
+    std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    if (!o.url.empty()) {
+        const auto at = o.url.rfind(':');
+        const std::string host = o.url.substr(o.url.find("//") + 2, at - o.url.find("//") - 2);
+        concurrency_rows("at " + o.url, host, std::atoi(o.url.c_str() + at + 1), o, payload);
+        return 0;
+    }
+    for (const std::string& mode : o.modes) {
+        if (mode != "serial" && mode != "parallel") {
+            std::fprintf(stderr, "server_bench: --modes takes serial and parallel\n");
+            return 2;
+        }
+        const int parallel = mode == "parallel" ? most : 1;
+        Server srv(o, most, parallel);
         if (srv.port() <= 0) {
             std::fprintf(stderr, "server_bench: iris serve did not start\n");
             return 1;
         }
-        for (int n : o.clients) {
-            auto t0 = Clock::now();
-            auto samples = run_clients(srv.port(), n, o.seconds, payload);
-            double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-            std::vector<double> lat, ttft;
-            int ok = 0, busy = 0;
-            long tokens = 0;
-            for (const auto& s : samples) {
-                if (s.status == 200) {
-                    ++ok;
-                    lat.push_back(s.latency_ms);
-                    if (s.ttft_ms >= 0) ttft.push_back(s.ttft_ms);
-                    tokens += s.tokens;
-                } else if (s.status == 503) {
-                    ++busy;
-                }
-            }
-            std::printf("| %d | %zu | %d | %d | %.1f | %.0f | %.1f | %.1f | %.1f | %.1f |\n", n,
-                        samples.size(), ok, busy, ok / wall, tokens / wall, pct(lat, 50),
-                        pct(lat, 99), pct(ttft, 50), pct(ttft, 99));
-            std::fflush(stdout);
-        }
+        concurrency_rows(parallel > 1 ? "--parallel " + std::to_string(parallel) : "one at a time",
+                         "127.0.0.1", srv.port(), o, payload);
     }
+    if (!o.overload) return 0;
 
     std::printf("\nOverload: %d clients, --max-queue %d\n\n", o.overload_clients, o.overload_queue);
     std::printf("| round | requests | 200 | 503 | other | 200 latency p50 ms | p99 ms | server RSS "
@@ -281,7 +346,8 @@ int main(int argc, char** argv)
     Server srv(o, o.overload_queue);
     std::printf("| start | | | | | | | %.1f |\n", srv.rss_mb());
     for (int round = 1; round <= 2; ++round) {
-        auto samples = run_clients(srv.port(), o.overload_clients, o.seconds, payload);
+        auto samples
+            = run_clients("127.0.0.1", srv.port(), o.overload_clients, o.seconds, payload);
         std::map<int, int> by;
         std::map<std::string, int> errors;
         std::vector<double> lat;

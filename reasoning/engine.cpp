@@ -122,9 +122,22 @@ Answer Session::ask(const std::string& question, const std::vector<Image>& image
     return ask(question, prepared, options, on_text);
 }
 
+namespace {
+
+// One forward pass: alone, or in the next step of the member's batcher.
+std::span<const float> forward_pass(const model::InternVL& net, Batcher::Member* member,
+                                    model::KvCache& cache, std::span<const int32_t> ids,
+                                    std::span<const float> visual, int32_t img_context_id)
+{
+    return member ? member->forward(cache, ids, visual, img_context_id)
+                  : net.forward(cache, ids, visual, img_context_id);
+}
+
+} // namespace
+
 std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
                                         const std::vector<float>& visual, const AskOptions& options,
-                                        GenerationStats& stats)
+                                        GenerationStats& stats, Batcher::Member* member)
 {
     const auto& net = engine_.network();
     const int hidden = net.config().llm.hidden_size;
@@ -156,8 +169,8 @@ std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
         if ((visual_row + n_img) * size_t(hidden) > visual.size())
             throw Error(ErrorKind::invalid_argument,
                         "the prompt has more image tokens than the images provide");
-        logits = net.forward(
-            *cache_, chunk,
+        logits = forward_pass(
+            net, member, *cache_, chunk,
             std::span<const float>(visual.data() + visual_row * hidden, n_img * hidden), img_id);
         cached_ids_.insert(cached_ids_.end(), chunk.begin(), chunk.end());
         visual_row += n_img;
@@ -246,7 +259,11 @@ Answer Session::ask_encoded(const std::string& question, int n_images,
     std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
     std::vector<float> visual = visual_;
     visual.insert(visual.end(), new_visual.begin(), new_visual.end());
-    std::span<const float> logits = prefill(ids, visual, options, answer.stats);
+    // In a batcher, from the first prompt chunk to the last token.
+    std::optional<Batcher::Member> member;
+    if (options.batcher) member.emplace(*options.batcher);
+    Batcher::Member* in_batch = member ? &*member : nullptr;
+    std::span<const float> logits = prefill(ids, visual, options, answer.stats, in_batch);
     bool cancelled = logits.empty();
 
     // Decode.
@@ -282,9 +299,10 @@ Answer Session::ask_encoded(const std::string& question, int n_images,
         }
         // A generated token is never an image, even if it is the <IMG_CONTEXT> id: it takes its
         // embedding row, as in the official generate().
-        logits = net.forward(*cache_, std::span<const int32_t>(&next, 1), {}, -1);
+        logits = forward_pass(net, in_batch, *cache_, std::span<const int32_t>(&next, 1), {}, -1);
         cached_ids_.push_back(next);
     }
+    member.reset();
     if (cancelled) {
         answer.finish_reason = "cancelled";
     } else if (!stream.stopped()) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "model/model.h"
+#include "reasoning/batcher.h"
 #include "reasoning/image.h"
 #include "reasoning/prompt.h"
 
@@ -86,6 +87,9 @@ struct AskOptions
     std::function<bool()> cancelled;
     // The end token is never sampled, so generation runs to max_new_tokens (load tests).
     bool ignore_eos = false;
+    // Runs the forward passes in the batcher's steps, together with other sessions' (the
+    // answer is the same); null: alone.
+    Batcher* batcher = nullptr;
 };
 
 struct GenerationStats
@@ -160,9 +164,10 @@ private:
                                   const std::vector<int>& new_tiles) const;
     // Feeds the prompt of this question (what the cache does not hold yet); the last logits, or
     // an empty span when cancelled. `visual` is every image's visual tokens, new ones included.
+    // With a batcher member, the chunks run in its steps.
     std::span<const float> prefill(const std::vector<int32_t>& ids,
                                    const std::vector<float>& visual, const AskOptions& options,
-                                   GenerationStats& stats);
+                                   GenerationStats& stats, Batcher::Member* member = nullptr);
     // ask() once the new images' visual tokens (n_images images of new_tiles tiles) are known;
     // `answer` arrives with the vision statistics filled in.
     Answer ask_encoded(const std::string& question, int n_images, const std::vector<int>& new_tiles,

@@ -307,21 +307,24 @@ std::string dump(const json& j)
 reasoning::Answer generate(const ChatRequest& req, const Context& ctx,
                            const reasoning::TextCallback& on_text, std::function<bool()> cancelled)
 {
+    struct Running
+    {
+        Metrics& metrics;
+        size_t kv_bytes = 0;
+        ~Running() { metrics.end_generation(kv_bytes); }
+    } running {ctx.metrics};
+    ctx.metrics.begin_generation();
     auto session = prepare_session(req, ctx);
     reasoning::AskOptions opts = req.ask;
     opts.layout = layout_for(req.turns.back().images.size());
     opts.cancelled = std::move(cancelled);
+    opts.batcher = ctx.batcher;
     opts.progress = [&](float done) {
-        if (done >= 1.f) ctx.metrics.set_kv_bytes(session->cache().bytes());
+        if (done < 1.f || running.kv_bytes > 0) return;
+        running.kv_bytes = session->cache().bytes();
+        ctx.metrics.add_kv_bytes(running.kv_bytes);
     };
-    reasoning::Answer a;
-    try {
-        a = session->ask(req.turns.back().user, req.turns.back().images, opts, on_text);
-    } catch (...) {
-        ctx.metrics.set_kv_bytes(0);
-        throw;
-    }
-    ctx.metrics.set_kv_bytes(0);
+    reasoning::Answer a = session->ask(req.turns.back().user, req.turns.back().images, opts, on_text);
     ctx.metrics.generation(a);
     return a;
 }

@@ -142,8 +142,15 @@ std::unique_ptr<EngineQueue::Place> enter_queue(const Context& ctx, httplib::Res
 bool EngineQueue::Place::wait_turn()
 {
     std::unique_lock lock(q_.mu_);
-    q_.cv_.wait(lock, [&] { return q_.stopping_ || q_.line_.front() == this; });
-    return !q_.stopping_;
+    q_.cv_.wait(lock, [&] {
+        if (q_.stopping_) return true;
+        const auto at = std::find(q_.line_.begin(), q_.line_.end(), this);
+        return at - q_.line_.begin() < q_.running_;
+    });
+    if (q_.stopping_) return false;
+    ++q_.turns_;
+    q_.waited_s_ += double(now_us() - entered_us_) / 1e6;
+    return true;
 }
 
 EngineQueue::Place::~Place()
@@ -157,6 +164,12 @@ int EngineQueue::depth() const
 {
     std::lock_guard lock(mu_);
     return int(line_.size());
+}
+
+std::pair<int64_t, double> EngineQueue::waited() const
+{
+    std::lock_guard lock(mu_);
+    return {turns_, waited_s_};
 }
 
 void EngineQueue::shut_down()

@@ -70,13 +70,14 @@ std::vector<uint8_t> fetch_media(const std::string& url, const MediaPolicy& poli
 bool is_private_address(const std::string& numeric_ip);
 
 // ---------------------------------------------------------------------------------------------
-// The engine queue: one generation at a time, first come first served, bounded.
+// The engine queue: `running` generations at a time, first come first served, bounded.
 
 class EngineQueue
 {
 public:
-    explicit EngineQueue(int capacity)
+    EngineQueue(int capacity, int running)
         : capacity_(capacity)
+        , running_(running)
     { }
 
     class Place
@@ -88,22 +89,28 @@ public:
         ~Place();
         Place(const Place&) = delete;
         Place& operator=(const Place&) = delete;
-        // Blocks until this request is first in line; false if the server is stopping.
+        // Blocks until this request is among the first `running` in line; false if the server
+        // is stopping.
         bool wait_turn();
 
     private:
         EngineQueue& q_;
+        const int64_t entered_us_ = now_us();
     };
 
     // A place in line, or null when `capacity` requests already wait or run.
     std::unique_ptr<Place> enter();
     int depth() const;
+    // Requests that got their turn, and the seconds they waited for it in all.
+    std::pair<int64_t, double> waited() const;
     void shut_down(); // wakes every waiter; wait_turn() returns false from now on
     bool stopping() const { return stopping_; }
 
 private:
     friend class Place;
-    const int capacity_;
+    const int capacity_, running_;
+    int64_t turns_ = 0;
+    double waited_s_ = 0;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<const Place*> line_;
@@ -119,8 +126,12 @@ public:
     void request(const std::string& route, int status);
     void generation(const reasoning::Answer& answer);
     void rejected(); // a full queue
-    void set_kv_bytes(size_t bytes) { kv_bytes_ = bytes; }
-    std::string text(int queue_depth) const;
+    // A generation runs from begin to end (whatever its outcome), holding `kv_bytes` of cache
+    // from when its prompt is in (add_kv_bytes) until it ends.
+    void begin_generation();
+    void end_generation(size_t kv_bytes);
+    void add_kv_bytes(size_t bytes) { kv_bytes_ += bytes; }
+    std::string text(const EngineQueue& queue, const reasoning::Batcher* batcher) const;
 
 private:
     mutable std::mutex mu_;
@@ -128,6 +139,10 @@ private:
     int64_t prompt_tokens_ = 0, reused_tokens_ = 0, generated_tokens_ = 0, generations_ = 0;
     int64_t cancelled_ = 0, rejected_ = 0;
     double vision_s_ = 0, prefill_s_ = 0, decode_s_ = 0;
+    // Wall time with at least one generation running: the aggregate rate's denominator.
+    int running_ = 0;
+    int64_t busy_since_us_ = 0;
+    double busy_s_ = 0;
     std::atomic<size_t> kv_bytes_ {0};
 };
 
@@ -140,6 +155,7 @@ struct Context
     memory::Store* store;
     const Options& options;
     EngineQueue& queue;
+    reasoning::Batcher* batcher; // null: one generation at a time
     Metrics& metrics;
     std::atomic<bool>& stopping;
 };

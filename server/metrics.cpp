@@ -3,6 +3,19 @@
 
 namespace iris::server {
 
+void Metrics::begin_generation()
+{
+    std::lock_guard lock(mu_);
+    if (running_++ == 0) busy_since_us_ = now_us();
+}
+
+void Metrics::end_generation(size_t kv_bytes)
+{
+    kv_bytes_ -= kv_bytes;
+    std::lock_guard lock(mu_);
+    if (--running_ == 0) busy_s_ += double(now_us() - busy_since_us_) / 1e6;
+}
+
 void Metrics::request(const std::string& route, int status)
 {
     std::lock_guard lock(mu_);
@@ -28,8 +41,10 @@ void Metrics::rejected()
     ++rejected_;
 }
 
-std::string Metrics::text(int queue_depth) const
+std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* batcher) const
 {
+    const auto [turns, waited_s] = queue.waited();
+    const int queue_depth = queue.depth();
     std::lock_guard lock(mu_);
     std::string out;
     auto metric = [&](const char* name, const char* type, const char* help) {
@@ -62,11 +77,34 @@ std::string Metrics::text(int queue_depth) const
     out += strfmt("iris_prompt_tokens_per_second %.3f\n",
                   prefill_s_ > 0 ? double(prompt_tokens_ - reused_tokens_) / prefill_s_ : 0.0);
     metric("iris_decode_tokens_per_second", "gauge",
-           "Tokens generated per second of decoding, since start.");
+           "Tokens a request generates per second of its decoding, since start.");
     out += strfmt("iris_decode_tokens_per_second %.3f\n",
                   decode_s_ > 0 ? double(generated_tokens_) / decode_s_ : 0.0);
+    const double busy_s
+        = busy_s_ + (running_ > 0 ? double(now_us() - busy_since_us_) / 1e6 : 0.0);
+    metric("iris_generated_tokens_per_second", "gauge",
+           "Tokens generated per second while any generation ran, all requests together.");
+    out += strfmt("iris_generated_tokens_per_second %.3f\n",
+                  busy_s > 0 ? double(generated_tokens_) / busy_s : 0.0);
     metric("iris_queue_depth", "gauge", "Requests waiting for or holding the engine.");
     out += strfmt("iris_queue_depth %d\n", queue_depth);
+    metric("iris_queue_wait_seconds_total", "counter",
+           "Time requests waited in the queue for their turn.");
+    out += strfmt("iris_queue_wait_seconds_total %.6f\n", waited_s);
+    metric("iris_queue_turns_total", "counter", "Requests that got their turn.");
+    out += strfmt("iris_queue_turns_total %lld\n", (long long)turns);
+    metric("iris_generations_running", "gauge", "Generations running now.");
+    out += strfmt("iris_generations_running %d\n", running_);
+    if (batcher) {
+        const reasoning::Batcher::Stats b = batcher->stats();
+        metric("iris_batch_steps_total", "counter", "Batched forward steps (--parallel).");
+        out += strfmt("iris_batch_steps_total %lld\n", (long long)b.steps);
+        metric("iris_batch_sequences_total", "counter",
+               "Sequences advanced by those steps, summed: over the steps, the mean batch size.");
+        out += strfmt("iris_batch_sequences_total %lld\n", (long long)b.passes);
+        metric("iris_batch_size", "gauge", "Sequences in the last step.");
+        out += strfmt("iris_batch_size %d\n", b.last_batch);
+    }
     metric("iris_kv_cache_bytes", "gauge", "Bytes held by the KV caches of running generations.");
     out += strfmt("iris_kv_cache_bytes %zu\n", kv_bytes_.load());
     return out;

@@ -148,7 +148,16 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
     opts.layout
         = shown.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single;
     opts.cancelled = [&] { return ctx.stopping.load(); };
-    reasoning::Answer a = session.ask(q.question, shown, opts, {});
+    opts.batcher = ctx.batcher;
+    ctx.metrics.begin_generation();
+    reasoning::Answer a;
+    try {
+        a = session.ask(q.question, shown, opts, {});
+    } catch (...) {
+        ctx.metrics.end_generation(0);
+        throw;
+    }
+    ctx.metrics.end_generation(0);
     ctx.metrics.generation(a);
 
     json used = json::array();

@@ -42,6 +42,8 @@ void Options::validate() const
         bad("max_json_depth must be between 4 and 1000");
     if (max_images < 0 || max_prompt_tokens < 16 || max_new_tokens < 1 || max_queue < 1)
         bad("max_images, max_prompt_tokens, max_new_tokens and max_queue must be positive");
+    if (parallel < 1 || parallel > max_queue)
+        bad(strfmt("parallel must be between 1 and max_queue (%d)", max_queue));
     if (max_pdf_pages < 1 || document_tile_budget < 1)
         bad("max_pdf_pages and document_tile_budget must be positive");
     if (timeout_s < 1) bad("timeout_s must be at least 1");
@@ -67,7 +69,7 @@ void health(const httplib::Request&, httplib::Response& res, const Context&)
 
 void metrics_text(const httplib::Request&, httplib::Response& res, const Context& ctx)
 {
-    res.set_content(ctx.metrics.text(ctx.queue.depth()), "text/plain; version=0.0.4");
+    res.set_content(ctx.metrics.text(ctx.queue, ctx.batcher), "text/plain; version=0.0.4");
 }
 
 void models(const httplib::Request&, httplib::Response& res, const Context& ctx)
@@ -166,14 +168,16 @@ struct Server::Impl
         : options(o)
         , engine(e)
         , store(s)
-        , queue(o.max_queue)
-        , ctx {engine, store, options, queue, metrics, stopping}
+        , queue(o.max_queue, o.parallel)
+        , batcher(o.parallel > 1 ? std::make_unique<reasoning::Batcher>(e.network()) : nullptr)
+        , ctx {engine, store, options, queue, batcher.get(), metrics, stopping}
     { }
 
     const Options options;
     const reasoning::Engine& engine;
     memory::Store* store;
     EngineQueue queue;
+    std::unique_ptr<reasoning::Batcher> batcher; // with parallel > 1
     Metrics metrics;
     std::atomic<bool> stopping {false};
     // run() has begun, and has returned: stop() must reach a listen that starts after it.

@@ -9,8 +9,10 @@
 //
 // Routes: GET /health, GET /metrics, GET /v1/models, POST /v1/chat/completions,
 // POST /v1/documents/qa, and with a memory store POST /v1/memory/search, GET /v1/memory/{id}.
-// Generation runs one request at a time, in arrival order; at most max_queue requests wait for
-// or hold the engine, and the next one is answered 503 with Retry-After.
+// Generation runs `parallel` requests at a time (one by default), in arrival order, the running
+// ones decoded together in shared batched steps (reasoning/batcher.h): requests join and leave
+// the batch as they come and go, and each gets the answer it would get alone. At most max_queue
+// requests wait for or hold the engine, and the next one is answered 503 with Retry-After.
 //
 // Safe by default: binds 127.0.0.1, and refuses any other address without an API key; with a key
 // every route but /health needs "Authorization: Bearer KEY" (compared in constant time, never
@@ -52,6 +54,7 @@ struct Options
     int max_prompt_tokens = 8192;
     int max_new_tokens = 2048; // the largest max_tokens a request may ask for
     int max_queue = 8; // requests waiting for or holding the engine
+    int parallel = 1; // requests generated at once (at most max_queue)
     int max_pdf_pages = 200;
     int document_tile_budget = 12; // tiles of the pages a document question may see
     int timeout_s = 30; // a client that sends or receives nothing for this long is cut off

@@ -9,6 +9,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <thread>
+
 using iris::test::Served;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -316,6 +318,133 @@ TEST(Server, FullQueueAnswers503AndAClientThatHangsUpCancelsItsGeneration)
                         "application/json");
     ASSERT_TRUE(after);
     EXPECT_EQ(after->status, 200);
+}
+
+// --parallel 4: four requests sent at once are decoded together in shared steps, and each gets
+// the answer a one-at-a-time server gives it (greedy, and sampled with a seed), streamed or not.
+TEST(Server, ParallelRequestsShareStepsAndGetTheAnswersTheyGetAlone)
+{
+    Served one({});
+    Served four({"--parallel", "4"});
+    ASSERT_TRUE(one.ok()) << one.log();
+    ASSERT_TRUE(four.ok()) << four.log();
+    const char* questions[] = {"Describe the image briefly.", "What does the sign say?",
+                               "What colours are there?", "Is there any text?"};
+    std::vector<json> bodies;
+    for (int i = 0; i < 4; ++i) {
+        json b = iris::test::image_chat(iris::test::sample("document-sign.png"), questions[i]);
+        b["max_tokens"] = 48 + 8 * i;
+        b["ignore_eos"] = true;
+        if (i == 2) {
+            b["temperature"] = 0.8;
+            b["seed"] = 11;
+        }
+        bodies.push_back(b);
+    }
+    std::vector<std::string> alone;
+    for (const json& b : bodies) {
+        auto c = one.client();
+        alone.push_back(post_json(c, "/v1/chat/completions", b)["choices"][0]["message"]["content"]);
+    }
+    std::vector<std::string> together(bodies.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < bodies.size(); ++i)
+        threads.emplace_back([&, i] {
+            if (i % 2) { // streamed
+                for (const json& e : stream_chat(four, bodies[i]).events)
+                    together[i] += e["choices"][0]["delta"].value("content", "");
+                return;
+            }
+            auto c = four.client();
+            together[i] = post_json(c, "/v1/chat/completions", bodies[i])["choices"][0]["message"]["content"];
+        });
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < bodies.size(); ++i) {
+        EXPECT_FALSE(alone[i].empty());
+        EXPECT_EQ(together[i], alone[i]) << questions[i];
+    }
+    auto c = four.client();
+    EXPECT_GT(metric(c, "iris_batch_sequences_total"), metric(c, "iris_batch_steps_total"))
+        << "no step advanced two requests";
+    EXPECT_EQ(metric(c, "iris_queue_turns_total"), 4);
+    EXPECT_EQ(metric(c, "iris_generations_running"), 0);
+    EXPECT_EQ(metric(c, "iris_kv_cache_bytes"), 0);
+    EXPECT_GT(metric(c, "iris_generated_tokens_per_second"), 0);
+    auto c1 = one.client();
+    EXPECT_EQ(metric(c1, "iris_batch_steps_total"), -1) << "one at a time has no batcher";
+}
+
+// A streamed request that runs until its client hangs up, once its answer is under way.
+int open_long_stream(int port)
+{
+    json body = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                       "Describe the image briefly.");
+    body["stream"] = true;
+    body["ignore_eos"] = true;
+    body["max_tokens"] = 30000;
+    const std::string payload = body.dump();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+    const std::string req
+        = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: "
+        + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+    if (send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) return -1;
+    std::string got;
+    char buf[4096];
+    for (size_t at = 0, seen = 0; seen < 4;) { // the role chunk, then three pieces of the answer
+        const ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return -1;
+        got.append(buf, size_t(n));
+        for (; (at = got.find("\"content\":", at)) != std::string::npos; ++at) ++seen;
+        at = got.size();
+    }
+    return fd;
+}
+
+// --parallel 2 --max-queue 2: two long generations hold both places, a third request gets 503;
+// both clients hang up, both generations stop, and the engine serves again.
+TEST(Server, WithParallelSlotsAFullQueueAnswers503AndHangUpsCancel)
+{
+    Served s({"--parallel", "2", "--max-queue", "2", "--max-tokens", "100000"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    const int a = open_long_stream(s.port()), b = open_long_stream(s.port());
+    ASSERT_GE(a, 0);
+    ASSERT_GE(b, 0);
+    auto c = s.client();
+    EXPECT_EQ(metric(c, "iris_generations_running"), 2);
+    auto busy = c.Post("/v1/chat/completions",
+                       iris::test::image_chat(iris::test::sample("document-sign.png"), "Hi").dump(),
+                       "application/json");
+    ASSERT_TRUE(busy);
+    EXPECT_EQ(busy->status, 503);
+    EXPECT_EQ(metric(c, "iris_queue_rejected_total"), 1);
+    EXPECT_EQ(metric(c, "iris_queue_depth"), 2);
+    close(a);
+    close(b);
+    for (int i = 0; i < 200 && metric(c, "iris_generations_cancelled_total") != 2; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(metric(c, "iris_generations_cancelled_total"), 2);
+    EXPECT_EQ(metric(c, "iris_queue_depth"), 0);
+    EXPECT_EQ(metric(c, "iris_generations_running"), 0);
+    auto after = c.Post("/v1/chat/completions",
+                        iris::test::image_chat(iris::test::sample("document-sign.png"), "Hi").dump(),
+                        "application/json");
+    ASSERT_TRUE(after);
+    EXPECT_EQ(after->status, 200);
+}
+
+TEST(Server, ParallelAboveMaxQueueIsRefusedAtStart)
+{
+    Served s({"--parallel", "4", "--max-queue", "2"});
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.wait_exit(), 0);
+    EXPECT_NE(s.log().find("parallel must be between 1 and max_queue (2)"), std::string::npos)
+        << s.log();
 }
 
 // A PDF's pages are ranked by their text against the question; the receipt page is shown.
