@@ -94,11 +94,15 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
     auto questions = bus.topic<reasoning::Question>(reasoning::kTopicQuestions);
     auto answers = bus.topic<reasoning::AnswerPiece>(reasoning::kTopicAnswers)
                        .subscribe({.capacity = 4096, .name = "watch"});
+    // Two at once, decoded together: a typed question need not wait for a spoken one.
     std::optional<reasoning::Responder> responder;
     if (answer_queries)
-        responder.emplace(*engine, bus, [&](const std::string& question, int k) {
-            return assistant::recall(engine.get(), store, question, k);
-        });
+        responder.emplace(
+            *engine, bus,
+            [&](const std::string& question, int k) {
+                return assistant::recall(engine.get(), store, question, k);
+            },
+            reasoning::ResponderOptions {.parallel = 2});
     uint64_t n_asked = 0, n_answered = 0;
     bool has_audio = !popts.audio.empty();
     perc::Pipeline pipeline(bus, popts);

@@ -4,7 +4,7 @@
 //
 //   server_bench                        demo model, 1, 2, 4, 8 and 16 streams, 10 s each
 //   options: --model DIR  --clients 1,2,4,8,16  --seconds 10  --max-tokens 64  --threads N
-//            --image FILE|none  --question TEXT  --modes serial,parallel
+//            --image FILE|none  --question TEXT  --system TEXT  --modes serial,parallel
 //            --url http://HOST:PORT (time a running OpenAI-compatible server instead, e.g.
 //            llama-server -np 16 with the same shape)  --overload-clients 64  --overload-queue 8
 //            --no-overload
@@ -59,6 +59,7 @@ struct Options
     bool overload = true;
     std::string image = std::string(IRIS_SOURCE_DIR) + "/resources/samples/document-receipt.png";
     std::string question = "Read all the text.";
+    std::string system; // a system message; empty: the model's own
 };
 
 class Server
@@ -281,13 +282,15 @@ int main(int argc, char** argv)
             o.image = next();
         else if (a == "--question")
             o.question = next();
+        else if (a == "--system")
+            o.system = next();
         else {
             std::fprintf(stderr,
                          "usage: server_bench [--model DIR] [--clients 1,2,4,8,16] [--seconds S] "
                          "[--max-tokens N]\n"
                          "       [--threads N] [--modes serial,parallel] [--url http://HOST:PORT]\n"
-                         "       [--image F|none] [--question Q] [--overload-clients N] "
-                         "[--overload-queue N] [--no-overload]\n");
+                         "       [--image F|none] [--question Q] [--system S] "
+                         "[--overload-clients N] [--overload-queue N] [--no-overload]\n");
             return 2;
         }
     }
@@ -308,6 +311,9 @@ int main(int argc, char** argv)
                  {"ignore_eos", true},
                  {"stream_options", {{"include_usage", true}}},
                  {"messages", {{{"role", "user"}, {"content", content}}}}};
+    if (!o.system.empty())
+        body["messages"].insert(body["messages"].begin(),
+                                json {{"role", "system"}, {"content", o.system}});
     const std::string payload = body.dump();
     const int most = *std::max_element(o.clients.begin(), o.clients.end());
 

@@ -1,10 +1,13 @@
 // Answering from memory over the bus: questions in, answer pieces out, on a worker thread.
 #include "reasoning/responder.h"
 
+#include "reasoning/batcher.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
+#include <mutex>
 #include <thread>
 
 namespace iris::reasoning {
@@ -46,13 +49,16 @@ struct Responder::State
     Topic<CancelQuestion> cancels;
     Subscription<Question> inbox;
     Subscription<CancelQuestion> cancel_inbox;
-    std::vector<uint64_t> cancelled_ids; // the worker's alone
+    std::mutex cancel_mutex;
+    std::vector<uint64_t> cancelled_ids; // under cancel_mutex
     std::atomic<bool> stopping {false};
-    std::thread worker;
+    std::unique_ptr<Batcher> batcher; // with parallel > 1; outlives the workers
+    std::vector<std::thread> workers;
 
     // Takes in the cancels that arrived; true when question `id` is among them.
     bool is_cancelled(uint64_t id)
     {
+        std::lock_guard lock(cancel_mutex);
         while (auto c = cancel_inbox.try_receive()) {
             cancelled_ids.push_back(c->question_id);
             // A cancel that arrives after its answer ended is never matched: keep the newest.
@@ -75,6 +81,7 @@ struct Responder::State
             Session session(engine);
             AskOptions opts = options.ask;
             opts.cancelled = [this, &q] { return stopping.load() || is_cancelled(q.id); };
+            opts.batcher = batcher.get();
             std::string prompt = q.text;
             if (q.recall) {
                 last.used = recall ? recall(q.text, options.k) : std::vector<Remembered> {};
@@ -120,19 +127,25 @@ struct Responder::State
 Responder::Responder(const Engine& engine, Bus& bus, Recall recall, ResponderOptions options)
     : state_(std::make_unique<State>(engine, std::move(recall), std::move(options), bus))
 {
-    state_->inbox = state_->questions.subscribe({.name = "reasoning.responder"});
-    state_->cancel_inbox = state_->cancels.subscribe({.name = "reasoning.responder"});
-    // The inbox is polled so that stopping never has to unsubscribe under a waiting receive().
-    state_->worker = std::thread([s = state_.get()] {
-        while (!s->stopping && !s->inbox.closed())
-            if (auto q = s->inbox.receive_for(std::chrono::milliseconds(50))) s->answer(*q);
-    });
+    State& s = *state_;
+    if (s.options.parallel < 1)
+        throw Error(ErrorKind::invalid_argument, "ResponderOptions::parallel must be at least 1");
+    s.inbox = s.questions.subscribe({.name = "reasoning.responder"});
+    s.cancel_inbox = s.cancels.subscribe({.name = "reasoning.responder"});
+    if (s.options.parallel > 1) s.batcher = std::make_unique<Batcher>(engine.network());
+    // The inbox is polled so that stopping never has to unsubscribe under a waiting receive();
+    // each question goes to one of the workers.
+    for (int i = 0; i < s.options.parallel; ++i)
+        s.workers.emplace_back([&s] {
+            while (!s.stopping && !s.inbox.closed())
+                if (auto q = s.inbox.receive_for(std::chrono::milliseconds(50))) s.answer(*q);
+        });
 }
 
 Responder::~Responder()
 {
     state_->stopping = true;
-    state_->worker.join();
+    for (auto& w : state_->workers) w.join();
 }
 
 } // namespace iris::reasoning

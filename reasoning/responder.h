@@ -88,15 +88,18 @@ struct AnswerPiece
 
 struct ResponderOptions
 {
-    AskOptions ask; // sampling and limits (cancelled and layout are set by the responder)
+    AskOptions ask; // sampling and limits (cancelled, layout and batcher are the responder's)
     int k = 5; // memories per question
+    // Questions answered at once, each on its own worker, decoded together in a Batcher's
+    // steps (a typed question need not wait for a spoken one); each answer is what it is alone.
+    int parallel = 1;
 };
 
-// Answers the questions published on kTopicQuestions, one at a time on its own thread: asks
-// `recall` for up to k memories, runs a fresh session on memory_prompt and the question's images,
-// and publishes the answer on kTopicAnswers piece by piece, then a done message (also when
-// answering failed). A CancelQuestion on kTopicCancels ends or skips that answer. The destructor
-// cancels the answer in progress and joins the thread.
+// Answers the questions published on kTopicQuestions, `parallel` at a time on its own threads:
+// asks `recall` for up to k memories, runs a fresh session on memory_prompt and the question's
+// images, and publishes the answer on kTopicAnswers piece by piece, then a done message (also
+// when answering failed). A CancelQuestion on kTopicCancels ends or skips that answer. The
+// destructor cancels the answers in progress and joins the threads.
 class Responder
 {
 public:

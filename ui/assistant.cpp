@@ -62,8 +62,11 @@ bool Assistant::load(const QString& modelDir, const model::KvCacheOptions& kvCac
                       // The old responder finishes (cancels) its answer before its engine goes.
                       m_responder.reset();
                       m_engine = engine;
+                      // Two at once, decoded together: a spoken question during a typed
+                      // one's answer is answered straight away.
                       m_responder = std::make_unique<reasoning::Responder>(
-                          *m_engine, m_bus, m_recall, reasoning::ResponderOptions {.ask = ask});
+                          *m_engine, m_bus, m_recall,
+                          reasoning::ResponderOptions {.ask = ask, .parallel = 2});
                       emit loaded(QDir(QString::fromStdString(dir)).dirName());
                   },
                   Qt::QueuedConnection);
