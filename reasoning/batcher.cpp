@@ -67,7 +67,6 @@ void Batcher::run()
         arrived_.wait_until(lock, deadline,
                             [&] { return stopping_ || int(waiting_.size()) >= members_; });
         passes.swap(waiting_);
-        waiting_.clear();
         lock.unlock();
         step(passes);
         lock.lock();
@@ -84,10 +83,10 @@ void Batcher::run()
 void Batcher::step(std::vector<Pass*>& passes)
 {
     const size_t vocab = size_t(network_.config().llm.vocab_size);
-    std::vector<model::BatchItem> items;
-    items.reserve(passes.size());
-    for (const Pass* p : passes) items.push_back({p->cache, p->ids, p->visual, p->img_context_id});
     try {
+        std::vector<model::BatchItem> items;
+        for (const Pass* p : passes)
+            items.push_back({p->cache, p->ids, p->visual, p->img_context_id});
         const std::span<const float> logits = network_.forward_batch(*batch_, items);
         for (size_t i = 0; i < passes.size(); ++i) {
             const auto row = logits.subspan(i * vocab, vocab);
@@ -102,6 +101,9 @@ void Batcher::step(std::vector<Pass*>& passes)
             for (Pass* p : passes) p->error = std::current_exception();
             return;
         }
+    } catch (...) { // out of memory, say: every member hears of it, the stepper goes on
+        for (Pass* p : passes) p->error = std::current_exception();
+        return;
     }
     for (Pass* p : passes) {
         try {

@@ -258,38 +258,51 @@ TEST(Server, MetricsCountRequestsAndTokens)
     EXPECT_EQ(metric(c, "iris_kv_cache_bytes"), 0);
 }
 
+namespace {
+
+// A streamed request that runs until its client hangs up, once its answer is under way: the
+// connection, or -1.
+int open_long_stream(int port)
+{
+    json body = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                       "Describe the image briefly.");
+    body["stream"] = true;
+    body["ignore_eos"] = true;
+    body["max_tokens"] = 30000;
+    const std::string payload = body.dump();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr {};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+    const std::string req
+        = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          "Content-Length: "
+        + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+    if (send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) return -1;
+    std::string got;
+    char buf[4096];
+    for (size_t at = 0, seen = 0; seen < 4;) { // the role chunk, then three pieces of the answer
+        const ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return -1;
+        got.append(buf, size_t(n));
+        for (; (at = got.find("\"content\":", at)) != std::string::npos; ++at) ++seen;
+        at = got.size();
+    }
+    return got.rfind("HTTP/1.1 200", 0) == 0 ? fd : -1;
+}
+
+} // namespace
+
 // With one place in the queue, a second request while a long one runs gets 503 and Retry-After;
 // the long one's client then hangs up mid-stream and its generation stops.
 TEST(Server, FullQueueAnswers503AndAClientThatHangsUpCancelsItsGeneration)
 {
     Served s({"--max-queue", "1", "--max-tokens", "100000"});
     ASSERT_TRUE(s.ok()) << s.log();
-    json body = iris::test::image_chat(iris::test::sample("document-sign.png"),
-                                       "Describe the image briefly.");
-    body["stream"] = true;
-    body["ignore_eos"] = true;
-    body["max_tokens"] = 30000;
-    std::string payload = body.dump();
-
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr {};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(uint16_t(s.port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    std::string req
-        = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-          "Content-Length: "
-        + std::to_string(payload.size()) + "\r\n\r\n" + payload;
-    ASSERT_EQ(send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
-    std::string got;
-    char buf[4096];
-    while (got.find("\"content\":\" sign\"") == std::string::npos) { // well into the generation
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
-        ASSERT_GT(n, 0);
-        got.append(buf, size_t(n));
-    }
-    EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u);
+    const int fd = open_long_stream(s.port());
+    ASSERT_GE(fd, 0);
 
     auto c = s.client();
     auto busy = c.Post("/v1/chat/completions",
@@ -372,38 +385,6 @@ TEST(Server, ParallelRequestsShareStepsAndGetTheAnswersTheyGetAlone)
     EXPECT_GT(metric(c, "iris_generated_tokens_per_second"), 0);
     auto c1 = one.client();
     EXPECT_EQ(metric(c1, "iris_batch_steps_total"), -1) << "one at a time has no batcher";
-}
-
-// A streamed request that runs until its client hangs up, once its answer is under way.
-int open_long_stream(int port)
-{
-    json body = iris::test::image_chat(iris::test::sample("document-sign.png"),
-                                       "Describe the image briefly.");
-    body["stream"] = true;
-    body["ignore_eos"] = true;
-    body["max_tokens"] = 30000;
-    const std::string payload = body.dump();
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr {};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(uint16_t(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
-    const std::string req
-        = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-          "Content-Length: "
-        + std::to_string(payload.size()) + "\r\n\r\n" + payload;
-    if (send(fd, req.data(), req.size(), 0) != ssize_t(req.size())) return -1;
-    std::string got;
-    char buf[4096];
-    for (size_t at = 0, seen = 0; seen < 4;) { // the role chunk, then three pieces of the answer
-        const ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) return -1;
-        got.append(buf, size_t(n));
-        for (; (at = got.find("\"content\":", at)) != std::string::npos; ++at) ++seen;
-        at = got.size();
-    }
-    return fd;
 }
 
 // --parallel 2 --max-queue 2: two long generations hold both places, a third request gets 503;
