@@ -239,8 +239,8 @@ int bench_kv_depths(const Args& args, const std::string& dir, const model::KvCac
 int cmd_bench(int argc, char** argv)
 {
     std::vector<std::string> valued
-        = {"--model", "--mmproj", "-p",       "-n",         "--threads",   "--tiles",
-           "--reps",  "--depth",  "--depths", "--quantize", "--precision", "--device", "--batch"};
+        = {"--model", "--mmproj", "-p",         "-n",          "--threads", "--tiles", "--reps",
+           "--depth", "--depths", "--quantize", "--precision", "--device",  "--batch"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {

@@ -67,10 +67,12 @@ class Server
 public:
     Server(const Options& o, int max_queue, int parallel = 1)
     {
-        std::vector<std::string> args
-            = {IRIS_BINARY, "serve",       "--port",     "0",
-               "--model",   o.model,       "--max-queue", std::to_string(max_queue),
-               "--parallel", std::to_string(parallel), "--log-level", "warn"};
+        std::vector<std::string> args = {IRIS_BINARY,   "serve",
+                                         "--port",      "0",
+                                         "--model",     o.model,
+                                         "--max-queue", std::to_string(max_queue),
+                                         "--parallel",  std::to_string(parallel),
+                                         "--log-level", "warn"};
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
@@ -144,14 +146,16 @@ Sample one_request(httplib::Client& c, const std::string& body)
             json j = json::parse(ev.substr(6), nullptr, false);
             if (j.is_discarded() || !j.contains("choices")) continue;
             const json& choices = j["choices"];
-            const json delta = choices.empty() ? json::object() : choices[0].value("delta", json::object());
+            const json delta
+                = choices.empty() ? json::object() : choices[0].value("delta", json::object());
             if (delta.contains("content") && delta["content"].is_string()
                 && !delta["content"].get<std::string>().empty()) {
                 const auto now = Clock::now();
                 if (s.ttft_ms < 0)
                     s.ttft_ms = std::chrono::duration<double, std::milli>(now - t0).count();
                 else
-                    s.gaps_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
+                    s.gaps_ms.push_back(
+                        std::chrono::duration<double, std::milli>(now - last).count());
                 last = now;
                 ++chunks;
             }
@@ -213,8 +217,8 @@ std::vector<int> parse_list(const std::string& s)
 }
 
 // The rows of one server: each stream count in turn, tokens/s beside the first row's.
-void concurrency_rows(const std::string& label, const std::string& host, int port,
-                      const Options& o, const std::string& payload)
+void concurrency_rows(const std::string& label, const std::string& host, int port, const Options& o,
+                      const std::string& payload)
 {
     double first = 0;
     for (int n : o.clients) {
@@ -320,8 +324,9 @@ int main(int argc, char** argv)
     std::printf("server_bench: %s, '%s' on %s, %d tokens per answer, %.0f s per row, %u CPUs\n\n",
                 o.url.empty() ? o.model.c_str() : o.url.c_str(), o.question.c_str(),
                 o.image.c_str(), o.max_tokens, o.seconds, std::thread::hardware_concurrency());
-    std::printf("| streams | server | requests | ok | 503 | tokens/s | vs first row | TTFT p50 ms | "
-                "p99 ms | per token p50 ms | p99 ms |\n");
+    std::printf(
+        "| streams | server | requests | ok | 503 | tokens/s | vs first row | TTFT p50 ms | "
+        "p99 ms | per token p50 ms | p99 ms |\n");
     std::printf("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     if (!o.url.empty()) {
         const auto at = o.url.rfind(':');
@@ -352,8 +357,7 @@ int main(int argc, char** argv)
     Server srv(o, o.overload_queue);
     std::printf("| start | | | | | | | %.1f |\n", srv.rss_mb());
     for (int round = 1; round <= 2; ++round) {
-        auto samples
-            = run_clients("127.0.0.1", srv.port(), o.overload_clients, o.seconds, payload);
+        auto samples = run_clients("127.0.0.1", srv.port(), o.overload_clients, o.seconds, payload);
         std::map<int, int> by;
         std::map<std::string, int> errors;
         std::vector<double> lat;

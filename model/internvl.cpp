@@ -505,7 +505,9 @@ std::span<const float> InternVL::forward_embeddings(KvCache& cache,
     return llm_forward(impl_->llm, c, {&seq, 1}, kv.backend, kv.scratch, buf, all_logits, trace);
 }
 
-Batch::Batch(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { }
+Batch::Batch(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl))
+{ }
 Batch::~Batch() = default;
 
 size_t Batch::bytes() const
@@ -527,8 +529,9 @@ std::span<const float> InternVL::forward_batch(Batch& batch, std::span<const Bat
     for (size_t i = 0; i < items.size(); ++i) {
         const BatchItem& item = items[i];
         if (!item.cache || item.ids.empty())
-            throw Error(ErrorKind::invalid_argument,
-                        strfmt("forward_batch: item %zu has no %s", i, item.cache ? "tokens" : "cache"));
+            throw Error(
+                ErrorKind::invalid_argument,
+                strfmt("forward_batch: item %zu has no %s", i, item.cache ? "tokens" : "cache"));
         if (&cache_impl(*item.cache).backend != &be)
             throw Error(ErrorKind::invalid_argument,
                         strfmt("forward_batch: the cache of item %zu is on %s, the model on %s", i,

@@ -186,8 +186,7 @@ struct RowGroup
     int64_t row0, rows;
 };
 
-template<typename Rows>
-void row_groups(size_t n_seq, Rows rows, std::vector<RowGroup>& out)
+template<typename Rows> void row_groups(size_t n_seq, Rows rows, std::vector<RowGroup>& out)
 {
     out.clear();
     int64_t row = 0;
@@ -219,14 +218,15 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
     for (const LlmSequence& seq : seqs) seq.cache->reserve(seq.cache->n_tokens + seq.n);
 
     thread_local std::vector<RowGroup> groups;
-    row_groups(seqs.size(), [&](size_t i) { return int64_t(seqs[i].n); }, groups);
+    row_groups(
+        seqs.size(), [&](size_t i) { return int64_t(seqs[i].n); }, groups);
     // y[rows, out] = x[rows, in] · Wᵀ + b, group by group.
-    auto linear = [&](const float* x, int64_t in, const Weight& W, const Weight& b, float* y,
-                      int64_t out) {
-        for (const RowGroup& g : groups)
-            be.linear(x + g.row0 * in, g.rows, in, W.mat, b ? b.data : nullptr, y + g.row0 * out,
-                      out);
-    };
+    auto linear
+        = [&](const float* x, int64_t in, const Weight& W, const Weight& b, float* y, int64_t out) {
+              for (const RowGroup& g : groups)
+                  be.linear(x + g.row0 * in, g.rows, in, W.mat, b ? b.data : nullptr,
+                            y + g.row0 * out, out);
+          };
 
     float* x = grow<float>(be, s.x, size_t(n * h));
     float* hb = grow<float>(be, s.h, size_t(n * std::max(h, qw)));
@@ -272,8 +272,8 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
             KvCache::Impl& cache = *seqs[size_t(i)].cache;
             const int pos0 = cache.n_tokens, m = seqs[size_t(i)].n;
             cache.store(l, pos0, m, kn + row * kw, vn + row * kw);
-            be.attention_causal(q + row * qw, qw, m, pos0, nh, nkv, int(d),
-                                cache.runs(l, pos0 + m), scale, attn + row * qw, *s.attention);
+            be.attention_causal(q + row * qw, qw, m, pos0, nh, nkv, int(d), cache.runs(l, pos0 + m),
+                                scale, attn + row * qw, *s.attention);
             cache.settle(l, pos0 + m); // SKVQ: the prefill saw its tokens in full precision
         }
         if (trace)
@@ -316,12 +316,14 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
     be.rms_norm(all_logits ? x : last, n_out, h, w.norm.data, c.rms_norm_eps, hb);
     float* logits = grow<float>(be, s.logits, size_t(n_out * vocab));
     if (all_logits)
-        row_groups(1, [&](size_t) { return n_out; }, groups);
+        row_groups(
+            1, [&](size_t) { return n_out; }, groups);
     else
-        row_groups(seqs.size(), [](size_t) { return int64_t(1); }, groups);
+        row_groups(
+            seqs.size(), [](size_t) { return int64_t(1); }, groups);
     for (const RowGroup& g : groups)
-        be.linear(hb + g.row0 * h, g.rows, h, w.lm_head_matrix(), nullptr,
-                  logits + g.row0 * vocab, vocab);
+        be.linear(hb + g.row0 * h, g.rows, h, w.lm_head_matrix(), nullptr, logits + g.row0 * vocab,
+                  vocab);
 
     for (const LlmSequence& seq : seqs) {
         KvCache::Impl& cache = *seq.cache;

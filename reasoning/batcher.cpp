@@ -5,9 +5,10 @@
 namespace iris::reasoning {
 
 Batcher::Batcher(const model::InternVL& network)
-    : network_(network), batch_(network.new_batch()), thread_([this] { run(); })
-{
-}
+    : network_(network)
+    , batch_(network.new_batch())
+    , thread_([this] { run(); })
+{ }
 
 Batcher::~Batcher()
 {
@@ -25,7 +26,8 @@ Batcher::Stats Batcher::stats() const
     return stats_;
 }
 
-Batcher::Member::Member(Batcher& batcher) : batcher_(batcher)
+Batcher::Member::Member(Batcher& batcher)
+    : batcher_(batcher)
 {
     std::lock_guard lock(batcher_.mutex_);
     ++batcher_.members_;
@@ -41,8 +43,7 @@ Batcher::Member::~Member()
     batcher_.arrived_.notify_all();
 }
 
-std::span<const float> Batcher::Member::forward(model::KvCache& cache,
-                                                std::span<const int32_t> ids,
+std::span<const float> Batcher::Member::forward(model::KvCache& cache, std::span<const int32_t> ids,
                                                 std::span<const float> visual,
                                                 int32_t img_context_id)
 {

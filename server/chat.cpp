@@ -324,7 +324,8 @@ reasoning::Answer generate(const ChatRequest& req, const Context& ctx,
         running.kv_bytes = session->cache().bytes();
         ctx.metrics.add_kv_bytes(running.kv_bytes);
     };
-    reasoning::Answer a = session->ask(req.turns.back().user, req.turns.back().images, opts, on_text);
+    reasoning::Answer a
+        = session->ask(req.turns.back().user, req.turns.back().images, opts, on_text);
     ctx.metrics.generation(a);
     return a;
 }

@@ -80,8 +80,7 @@ std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* ba
            "Tokens a request generates per second of its decoding, since start.");
     out += strfmt("iris_decode_tokens_per_second %.3f\n",
                   decode_s_ > 0 ? double(generated_tokens_) / decode_s_ : 0.0);
-    const double busy_s
-        = busy_s_ + (running_ > 0 ? double(now_us() - busy_since_us_) / 1e6 : 0.0);
+    const double busy_s = busy_s_ + (running_ > 0 ? double(now_us() - busy_since_us_) / 1e6 : 0.0);
     metric("iris_generated_tokens_per_second", "gauge",
            "Tokens generated per second while any generation ran, all requests together.");
     out += strfmt("iris_generated_tokens_per_second %.3f\n",

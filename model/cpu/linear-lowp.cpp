@@ -132,16 +132,16 @@ void matvec_avx2_m(const float* x, int64_t ldx, const WideT<W>* w, int64_t k, in
 // m > 2 the weight rows go 16 at a time (16·k·2 bytes, 152 KiB at k = 4864, within even a
 // 256 KiB L2) so that the later pairs read them from L2, not from memory.
 template<Wide W>
-void matvec_avx2(const float* x, int64_t m, int64_t ldx, const void* weights, int64_t k,
-                 int64_t r0, int64_t r1, float* y, int64_t ldy)
+void matvec_avx2(const float* x, int64_t m, int64_t ldx, const void* weights, int64_t k, int64_t r0,
+                 int64_t r1, float* y, int64_t ldy)
 {
     const auto* w = static_cast<const WideT<W>*>(weights);
     const int64_t rstep = m > 2 ? 16 : r1 - r0;
     for (int64_t j0 = r0; j0 < r1; j0 += rstep) {
         const int64_t j1 = std::min(r1, j0 + rstep);
         for (int64_t i = 0; i < m; i += 2)
-            (m - i >= 2 ? matvec_avx2_m<W, 2>
-                        : matvec_avx2_m<W, 1>)(x + i * ldx, ldx, w, k, j0, j1, y + i * ldy, ldy);
+            (m - i >= 2 ? matvec_avx2_m<W, 2> : matvec_avx2_m<W, 1>)(x + i * ldx, ldx, w, k, j0, j1,
+                                                                     y + i * ldy, ldy);
     }
 }
 

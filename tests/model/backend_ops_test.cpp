@@ -464,8 +464,9 @@ TEST(BackendOps, LinearOfUpToEightRowsGivesEachRowTheBitsItHasAlone)
                 be->linear(xb.as<float>(), rows, k, w, bb.as<float>(), yb.as<float>(), n);
                 const auto together = download<float>(*be, yb);
                 for (int64_t r = 0; r < rows; ++r)
-                    ASSERT_EQ(0, std::memcmp(together.data() + r * n, alone[size_t(r)].data(),
-                                             size_t(n) * sizeof(float)))
+                    ASSERT_EQ(0,
+                              std::memcmp(together.data() + r * n, alone[size_t(r)].data(),
+                                          size_t(n) * sizeof(float)))
                         << "row " << r << " of " << rows;
             }
         };

@@ -118,8 +118,9 @@ void expect_batches_match_alone(const InternVL& net)
         const Logits want = alone(net, streams[i]);
         ASSERT_EQ(together[i].size(), want.size());
         for (size_t t = 0; t < want.size(); ++t)
-            ASSERT_EQ(0, std::memcmp(together[i][t].data(), want[t].data(),
-                                     want[t].size() * sizeof(float)))
+            ASSERT_EQ(
+                0,
+                std::memcmp(together[i][t].data(), want[t].data(), want[t].size() * sizeof(float)))
                 << "logits of step " << t << " differ";
     }
 }

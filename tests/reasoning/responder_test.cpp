@@ -159,7 +159,8 @@ TEST(Responder, TwoWorkersAnswerTwoQuestionsAtOnceAsAlone)
     // Made here: ThreadSanitizer does not see the lock glibc takes in mktime (today_at), and
     // would report the two workers calling it.
     const std::vector<Remembered> recalled = memories();
-    Responder responder(*engine, bus, [&](const std::string&, int) { return recalled; }, opts);
+    Responder responder(
+        *engine, bus, [&](const std::string&, int) { return recalled; }, opts);
     auto questions = bus.topic<Question>(kTopicQuestions);
     questions.publish(Question {.id = 1, .text = "What did I see first?"});
     questions.publish(Question {.id = 2, .text = "What should I buy?"});
@@ -168,7 +169,8 @@ TEST(Responder, TwoWorkersAnswerTwoQuestionsAtOnceAsAlone)
     for (int done = 0; done < 2;) {
         auto p = answers.receive_for(std::chrono::seconds(60));
         ASSERT_TRUE(p) << "an answer stopped";
-        if (p->question_id == 2 && !p->done && !answer.contains(1)) second_before_first_ended = true;
+        if (p->question_id == 2 && !p->done && !answer.contains(1))
+            second_before_first_ended = true;
         if (p->done) {
             ++done;
             EXPECT_EQ(p->finish_reason, "length");

@@ -357,7 +357,8 @@ TEST(Server, ParallelRequestsShareStepsAndGetTheAnswersTheyGetAlone)
     std::vector<std::string> alone;
     for (const json& b : bodies) {
         auto c = one.client();
-        alone.push_back(post_json(c, "/v1/chat/completions", b)["choices"][0]["message"]["content"]);
+        alone.push_back(
+            post_json(c, "/v1/chat/completions", b)["choices"][0]["message"]["content"]);
     }
     std::vector<std::string> together(bodies.size());
     std::vector<std::thread> threads;
@@ -369,7 +370,8 @@ TEST(Server, ParallelRequestsShareStepsAndGetTheAnswersTheyGetAlone)
                 return;
             }
             auto c = four.client();
-            together[i] = post_json(c, "/v1/chat/completions", bodies[i])["choices"][0]["message"]["content"];
+            together[i] = post_json(c, "/v1/chat/completions",
+                                    bodies[i])["choices"][0]["message"]["content"];
         });
     for (auto& t : threads) t.join();
     for (size_t i = 0; i < bodies.size(); ++i) {
@@ -412,9 +414,10 @@ TEST(Server, WithParallelSlotsAFullQueueAnswers503AndHangUpsCancel)
     EXPECT_EQ(metric(c, "iris_generations_cancelled_total"), 2);
     EXPECT_EQ(metric(c, "iris_queue_depth"), 0);
     EXPECT_EQ(metric(c, "iris_generations_running"), 0);
-    auto after = c.Post("/v1/chat/completions",
-                        iris::test::image_chat(iris::test::sample("document-sign.png"), "Hi").dump(),
-                        "application/json");
+    auto after
+        = c.Post("/v1/chat/completions",
+                 iris::test::image_chat(iris::test::sample("document-sign.png"), "Hi").dump(),
+                 "application/json");
     ASSERT_TRUE(after);
     EXPECT_EQ(after->status, 200);
 }
