@@ -183,11 +183,13 @@ public:
         auto lock = enter();
         const int64_t n = w.rows, k = w.cols;
         const cuda::DeviceMatrix dm = device_matrix(w);
-        if (w.type == WeightType::f32) {
-            sgemm(static_cast<const float*>(w.data), n, x, m, ldx, k, y, ldy);
-        } else if (m <= cuda::kMatvecMaxRows) {
+        if (m <= cuda::kMatvecMaxRows) {
+            // Every type, f32 too: each row gets the bits it gets alone (Backend::kExactRows),
+            // which cuBLAS, choosing its kernel by shape, does not promise.
             check(cuda::matvec(x, m, ldx, dm, bias, y, ldy, stream_), "matvec");
             return; // bias included
+        } else if (w.type == WeightType::f32) {
+            sgemm(static_cast<const float*>(w.data), n, x, m, ldx, k, y, ldy);
         } else if (w.type == WeightType::bf16 && w.bf16_activations) {
             uint16_t* xb = grow<uint16_t>(*this, activations_, size_t(m * k));
             check(cuda::round_to_bf16(x, m, k, ldx, xb, stream_), "round_to_bf16");
