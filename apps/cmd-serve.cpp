@@ -44,13 +44,14 @@ std::string read_key_file(const std::string& path)
 
 int cmd_serve(int argc, char** argv)
 {
-    std::vector<std::string> valued
-        = {"--host",       "--port",        "--api-key",     "--api-key-file",
-           "--model",      "--db",          "--threads",     "--cors-origin",
-           "--max-queue",  "--max-body-mb", "--max-images",  "--max-prompt-tokens",
-           "--max-tokens", "--timeout",     "--tile-budget", "--log-level",
-           "--quantize",   "--precision",   "--device",      "--mmproj",
-           "--parallel"};
+    std::vector<std::string> valued = {"--host",           "--port",        "--api-key",
+                                       "--api-key-file",   "--model",       "--db",
+                                       "--threads",        "--cors-origin", "--max-queue",
+                                       "--max-body-mb",    "--max-images",  "--max-prompt-tokens",
+                                       "--max-tokens",     "--timeout",     "--tile-budget",
+                                       "--log-level",      "--quantize",    "--precision",
+                                       "--device",         "--mmproj",      "--parallel",
+                                       "--prompt-cache-mb"};
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -86,6 +87,9 @@ int cmd_serve(int argc, char** argv)
             "  --parallel N           requests generated at once, decoded together in shared\n"
             "                         batched steps; each answer is what it is alone (default 1,\n"
             "                         at most --max-queue)\n"
+            "  --prompt-cache-mb N    keep prompt prefixes (system prompt, earlier turns, images)\n"
+            "                         and encoded images for later requests, least recently used\n"
+            "                         dropped first; answers are the same (default 256, 0: off)\n"
             "  --max-body-mb N        larger bodies get 413 (default 20)\n"
             "  --max-images N         images per request (default 8)\n"
             "  --max-prompt-tokens N  (default 8192)   --max-tokens N  largest max_tokens (default "
@@ -113,6 +117,7 @@ int cmd_serve(int argc, char** argv)
     o.allow_media_url = args.flag("--allow-media-url");
     o.max_queue = int(args.integer("--max-queue", o.max_queue, 1, 1024));
     o.parallel = int(args.integer("--parallel", o.parallel, 1, 1024));
+    o.prompt_cache_bytes = size_t(args.integer("--prompt-cache-mb", 256, 0, 1 << 20)) << 20;
     o.max_body_bytes = size_t(args.integer("--max-body-mb", 20, 1, 1024)) << 20;
     o.max_images = int(args.integer("--max-images", o.max_images, 0, 64));
     o.max_prompt_tokens

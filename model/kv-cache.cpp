@@ -356,6 +356,42 @@ void KvCache::truncate(int n)
     impl_->truncate(n);
 }
 
+void KvCache::assign(const KvCache& other)
+{
+    Impl& c = *impl_;
+    const Impl& o = *other.impl_;
+    if (&c == &o) return;
+    const KvCacheOptions &a = c.options, &b = o.options;
+    const bool same_skvq = !c.skvq
+        || (a.skvq.k_bits == b.skvq.k_bits && a.skvq.v_bits == b.skvq.v_bits
+            && a.skvq.group == b.skvq.group && a.skvq.sink == b.skvq.sink
+            && a.skvq.window == b.skvq.window && c.k_perm == o.k_perm && c.v_perm == o.v_perm
+            && c.k_clip == o.k_clip && c.v_clip == o.v_clip);
+    if (&c.backend != &o.backend || c.n_layers != o.n_layers || c.n_kv_heads != o.n_kv_heads
+        || c.head_dim != o.head_dim || a.k_type != b.k_type || a.v_type != b.v_type
+        || a.block_tokens != b.block_tokens || c.skvq != o.skvq || !same_skvq)
+        throw Error(ErrorKind::invalid_argument,
+                    "KV cache: cannot copy a cache of another shape, type or device ("
+                        + kv_cache_name(b) + " into " + kv_cache_name(a) + ")");
+    c.truncate(0);
+    c.reserve(o.n_tokens);
+    for (size_t l = 0; l < o.blocks.size(); ++l)
+        for (size_t k = 0; k < c.blocks[l].size(); ++k)
+            c.backend.copy(c.blocks[l][k].data(), o.blocks[l][k].data(), c.block_bytes);
+    for (size_t l = 0; l < o.fp.size(); ++l) {
+        c.fp[l].resize(o.fp[l].size());
+        for (size_t k = 0; k < o.fp[l].size(); ++k) {
+            if (!o.fp[l][k]) continue;
+            c.fp[l][k] = c.backend.alloc(o.fp[l][k].size());
+            c.backend.copy(c.fp[l][k].data(), o.fp[l][k].data(), o.fp[l][k].size());
+        }
+    }
+    c.n_tokens = o.n_tokens;
+    c.q_end = o.q_end;
+    c.hold = o.hold;
+    c.rope_len = o.rope_len;
+}
+
 size_t KvCache::bytes() const
 {
     return impl_->bytes();

@@ -430,6 +430,12 @@ public:
     // Error(invalid_argument) unless 0 <= n <= n_tokens().
     void truncate(int n);
     void clear() { truncate(0); }
+    // Becomes a copy of `other`, a cache of the same network and options: its tokens, their keys
+    // and values, and the state the next forward depends on, so that going on from the copy
+    // gives the bits going on from `other` gives (a prompt prefix shared between sessions,
+    // reasoning/prefix-cache.h). Throws Error(invalid_argument) for another shape, options or
+    // backend.
+    void assign(const KvCache& other);
     // Memory held: the blocks in use and the scratch.
     size_t bytes() const;
     // Bytes of keys and values one token takes in every layer, quantization scales included
@@ -572,7 +578,7 @@ public:
     // (any KV type, any position), and every product reads the weights once for all of them.
     // Returns the logits of each item's last token [items.size(), vocab], in item order, valid
     // until the batch's next step; they are bit for bit those forward() gives the item alone
-    // (Backend::kExactRows). Throws Error(invalid_argument) for no items, an item without tokens
+    // (Backend::exact_rows). Throws Error(invalid_argument) for no items, an item without tokens
     // or cache, a cache given twice or made by another backend, and the errors of embed(); on
     // error no cache is changed.
     std::span<const float> forward_batch(Batch& batch, std::span<const BatchItem> items) const;

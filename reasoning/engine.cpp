@@ -1,5 +1,7 @@
 #include "reasoning/engine.h"
 
+#include "reasoning/prefix-cache.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -13,21 +15,6 @@ double ms_since(int64_t t0_us)
 
 // Prompt tokens are fed in chunks so long prompts report progress and keep activations small.
 constexpr size_t kPrefillChunk = 512;
-
-// Every image's tiles in one batch -> visual tokens; tiles_out gets each image's tile count.
-std::vector<float> encode(const model::InternVL& net, const std::vector<PreparedImage>& images,
-                          std::vector<int>& tiles_out)
-{
-    std::vector<float> pixels;
-    int n_tiles = 0;
-    for (const auto& img : images) {
-        tiles_out.push_back(img.grid.n_tiles);
-        n_tiles += img.grid.n_tiles;
-        pixels.insert(pixels.end(), img.pixel_values.begin(), img.pixel_values.end());
-    }
-    if (n_tiles == 0) return {};
-    return net.encode_images(pixels, n_tiles);
-}
 
 } // namespace
 
@@ -45,6 +32,7 @@ Engine::Engine(std::unique_ptr<model::InternVL> network,
     auto eos = tokenizer_->token_id(sep);
     if (!eos) throw Error(ErrorKind::invalid_input, "the tokenizer has no " + sep + " token");
     eos_id_ = *eos;
+    img_end_id_ = tokenizer_->token_id("</img>").value_or(-1);
     if (tokenizer_->size() > network_->config().llm.vocab_size)
         throw Error(ErrorKind::invalid_input,
                     strfmt("the tokenizer has %d tokens but the model's vocabulary only %d",
@@ -61,11 +49,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineO
 
 EncodedImage Engine::encode(const PreparedImage& image) const
 {
-    std::vector<int> tiles;
-    EncodedImage out;
-    out.visual = reasoning::encode(*network_, {image}, tiles);
-    out.n_tiles = tiles.at(0);
-    return out;
+    return {image.grid.n_tiles, network_->encode_images(image.pixel_values, image.grid.n_tiles)};
 }
 
 TilingOptions Engine::tiling(int max_tiles) const
@@ -78,11 +62,25 @@ TilingOptions Engine::tiling(int max_tiles) const
 }
 
 Session::Session(const Engine& engine, std::string system_message,
-                 const std::optional<model::KvCacheOptions>& kv_cache)
+                 const std::optional<model::KvCacheOptions>& kv_cache, PrefixCache* shared)
     : engine_(engine)
     , system_message_(std::move(system_message))
     , cache_(engine.network().new_cache(kv_cache.value_or(engine.kv_cache())))
+    , shared_(shared)
 { }
+
+std::vector<float> Session::encode(const std::vector<PreparedImage>& images,
+                                   std::vector<int>& tiles_out) const
+{
+    // One image at a time, so an image's tokens are the same bits whatever it is shown with.
+    std::vector<float> visual;
+    for (const auto& img : images) {
+        EncodedImage e = shared_ ? shared_->encode(engine_, img) : engine_.encode(img);
+        tiles_out.push_back(e.n_tiles);
+        visual.insert(visual.end(), e.visual.begin(), e.visual.end());
+    }
+    return visual;
+}
 
 void Session::reset()
 {
@@ -146,12 +144,26 @@ std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
     if (keep == ids.size()) --keep; // the last prompt token must be fed to get logits
     cache_->truncate(int(keep));
     cached_ids_.resize(keep);
+    const int32_t img_id = engine_.img_context_id();
+    int64_t t0 = now_us();
+
+    // A prompt started afresh goes in the prefix cache's segments (a cache resumed from an earlier
+    // answer's decoding holds other bits than a prefill would, so it is neither segmented nor
+    // kept).
+    std::vector<int> ends;
+    if (shared_ && keep == 0) {
+        ends = PrefixCache::segment_ends(ids, engine_.eos_id(), engine_.img_end_id());
+        keep = size_t(shared_->restore(ids, ends, visual, img_id, hidden, *cache_));
+        cached_ids_.assign(ids.begin(), ids.begin() + ptrdiff_t(keep));
+    }
+    // Kept: the system prompt, each image, and all but the answer's role tag.
+    auto kept_end = [&](size_t k) {
+        return k == 0 || k + 1 == ends.size() || ids[size_t(ends[k]) - 1] == engine_.img_end_id();
+    };
     stats.n_prompt_tokens = int(ids.size());
     stats.n_reused_tokens = int(keep);
 
-    const int32_t img_id = engine_.img_context_id();
-    size_t visual_row = size_t(std::count(ids.begin(), ids.begin() + keep, img_id));
-    int64_t t0 = now_us();
+    size_t visual_row = size_t(std::count(ids.begin(), ids.begin() + ptrdiff_t(keep), img_id));
     std::span<const float> logits;
     // The whole prompt attends to itself in full precision, however many chunks it takes; a
     // quantized cache stores what left its window once the prompt is in.
@@ -161,9 +173,12 @@ std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
         ~Hold() { cache.release_quantization(); }
     } hold {*cache_};
     cache_->hold_quantization();
-    for (size_t pos = keep; pos < ids.size(); pos += kPrefillChunk) {
+    auto next_end = std::upper_bound(ends.begin(), ends.end(), int(keep));
+    for (size_t pos = keep, end; pos < ids.size(); pos = end) {
         if (options.cancelled && options.cancelled()) return {};
-        size_t end = std::min(ids.size(), pos + kPrefillChunk);
+        end = std::min(ids.size(), pos + kPrefillChunk);
+        const bool at_end = next_end != ends.end() && size_t(*next_end) <= end;
+        if (at_end) end = size_t(*next_end);
         std::span<const int32_t> chunk(ids.data() + pos, end - pos);
         size_t n_img = size_t(std::count(chunk.begin(), chunk.end(), img_id));
         if ((visual_row + n_img) * size_t(hidden) > visual.size())
@@ -174,6 +189,10 @@ std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
             std::span<const float>(visual.data() + visual_row * hidden, n_img * hidden), img_id);
         cached_ids_.insert(cached_ids_.end(), chunk.begin(), chunk.end());
         visual_row += n_img;
+        if (at_end && kept_end(size_t(next_end - ends.begin())))
+            shared_->store(cached_ids_, std::span(visual).first(visual_row * size_t(hidden)),
+                           *cache_, net);
+        if (at_end) ++next_end;
         if (options.progress) options.progress(float(end - keep) / float(ids.size() - keep));
     }
     stats.prefill_ms = ms_since(t0);
@@ -224,10 +243,10 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
 {
     options.sampling.validate();
     Answer answer;
-    // Vision: every new image's tiles in one batch.
+    // Vision: each new image through the tower (or the prefix cache).
     int64_t t0 = now_us();
     std::vector<int> new_tiles;
-    std::vector<float> new_visual = encode(engine_.network(), images, new_tiles);
+    std::vector<float> new_visual = encode(images, new_tiles);
     answer.stats.vision_ms = ms_since(t0);
     return ask_encoded(question, int(images.size()), new_tiles, new_visual, options, on_text,
                        std::move(answer));
@@ -323,7 +342,7 @@ void Session::add_turn(const std::string& question, const std::vector<PreparedIm
                        const std::string& answer, ImageLayout layout)
 {
     std::vector<int> new_tiles;
-    std::vector<float> new_visual = encode(engine_.network(), images, new_tiles);
+    std::vector<float> new_visual = encode(images, new_tiles);
     history_.push_back({with_image_placeholders(question, int(images.size()), layout), answer});
     tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());
     visual_.insert(visual_.end(), new_visual.begin(), new_visual.end());

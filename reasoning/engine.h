@@ -28,6 +28,8 @@
 
 namespace iris::reasoning {
 
+class PrefixCache; // reasoning/prefix-cache.h
+
 // An image's visual tokens (Engine::encode), to show one image with many questions.
 struct EncodedImage
 {
@@ -57,6 +59,7 @@ public:
     const ChatTemplate& chat_template() const { return *template_; }
     int32_t img_context_id() const { return img_context_id_; }
     int32_t eos_id() const { return eos_id_; } // the template separator token (<|im_end|>)
+    int32_t img_end_id() const { return img_end_id_; } // </img>, -1 without one
     // The checkpoint's tiling with max_tiles overridden when > 0.
     TilingOptions tiling(int max_tiles) const;
     // Runs the vision tower on an image's tiles.
@@ -74,6 +77,7 @@ private:
     const ChatTemplate* template_ = nullptr;
     int32_t img_context_id_ = -1;
     int32_t eos_id_ = -1;
+    int32_t img_end_id_ = -1;
 };
 
 struct AskOptions
@@ -119,9 +123,12 @@ using TextCallback = std::function<bool(std::string_view piece)>;
 class Session
 {
 public:
-    // kv_cache chooses the storage of this session's KV cache (default: the engine's).
+    // kv_cache chooses the storage of this session's KV cache (default: the engine's). With a
+    // prefix cache, prompts are fed in its segments, prefixes and images other sessions computed
+    // are taken from it and this session's are kept there (reasoning/prefix-cache.h).
     explicit Session(const Engine& engine, std::string system_message = "",
-                     const std::optional<model::KvCacheOptions>& kv_cache = std::nullopt);
+                     const std::optional<model::KvCacheOptions>& kv_cache = std::nullopt,
+                     PrefixCache* shared = nullptr);
 
     // The ids the next ask() would feed the model for this question, the whole conversation
     // included (what `iris prompt` prints). tiles_per_image gives each new image's tile count.
@@ -162,6 +169,10 @@ public:
 private:
     std::string conversation_text(const std::string& question_text,
                                   const std::vector<int>& new_tiles) const;
+    // Every image's visual tokens, one image at a time (through the prefix cache when there is
+    // one); tiles_out gets each image's tile count.
+    std::vector<float> encode(const std::vector<PreparedImage>& images,
+                              std::vector<int>& tiles_out) const;
     // Feeds the prompt of this question (what the cache does not hold yet); the last logits, or
     // an empty span when cancelled. `visual` is every image's visual tokens, new ones included.
     // With a batcher member, the chunks run in its steps.
@@ -181,6 +192,7 @@ private:
     std::vector<float> visual_; // visual tokens of every image so far
     std::vector<int32_t> cached_ids_; // the ids the KV cache holds
     std::unique_ptr<model::KvCache> cache_;
+    PrefixCache* shared_ = nullptr;
 };
 
 } // namespace iris::reasoning

@@ -2,6 +2,7 @@
 #include "reasoning/responder.h"
 
 #include "reasoning/batcher.h"
+#include "reasoning/prefix-cache.h"
 
 #include <algorithm>
 #include <atomic>
@@ -53,6 +54,7 @@ struct Responder::State
     std::vector<uint64_t> cancelled_ids; // under cancel_mutex
     std::atomic<bool> stopping {false};
     std::unique_ptr<Batcher> batcher; // with parallel > 1; outlives the workers
+    std::unique_ptr<PrefixCache> prompt_cache; // with prompt_cache_bytes > 0
     std::vector<std::thread> workers;
 
     // Takes in the cancels that arrived; true when question `id` is among them.
@@ -78,7 +80,7 @@ struct Responder::State
             return;
         }
         try {
-            Session session(engine);
+            Session session(engine, "", std::nullopt, prompt_cache.get());
             AskOptions opts = options.ask;
             opts.cancelled = [this, &q] { return stopping.load() || is_cancelled(q.id); };
             opts.batcher = batcher.get();
@@ -133,6 +135,8 @@ Responder::Responder(const Engine& engine, Bus& bus, Recall recall, ResponderOpt
     s.inbox = s.questions.subscribe({.name = "reasoning.responder"});
     s.cancel_inbox = s.cancels.subscribe({.name = "reasoning.responder"});
     if (s.options.parallel > 1) s.batcher = std::make_unique<Batcher>(engine.network());
+    if (s.options.prompt_cache_bytes > 0)
+        s.prompt_cache = std::make_unique<PrefixCache>(s.options.prompt_cache_bytes);
     // The inbox is polled so that stopping never has to unsubscribe under a waiting receive();
     // each question goes to one of the workers.
     for (int i = 0; i < s.options.parallel; ++i)

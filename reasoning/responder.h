@@ -93,6 +93,9 @@ struct ResponderOptions
     // Questions answered at once, each on its own worker, decoded together in a Batcher's
     // steps (a typed question need not wait for a spoken one); each answer is what it is alone.
     int parallel = 1;
+    // Prompt prefixes and encoded images kept from one question for the next (earlier turns,
+    // the system prompt, frames shown again; reasoning/prefix-cache.h); 0: none.
+    size_t prompt_cache_bytes = 128u << 20;
 };
 
 // Answers the questions published on kTopicQuestions, `parallel` at a time on its own threads:

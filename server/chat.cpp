@@ -253,7 +253,8 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx)
 
 std::unique_ptr<reasoning::Session> prepare_session(const ChatRequest& req, const Context& ctx)
 {
-    auto session = std::make_unique<reasoning::Session>(ctx.engine, req.system, req.kv_cache);
+    auto session = std::make_unique<reasoning::Session>(ctx.engine, req.system, req.kv_cache,
+                                                        ctx.prompt_cache);
     for (size_t i = 0; i + 1 < req.turns.size(); ++i) {
         const ChatTurn& t = req.turns[i];
         session->add_turn(t.user, t.images, t.assistant, layout_for(t.images.size()));
@@ -307,22 +308,14 @@ std::string dump(const json& j)
 reasoning::Answer generate(const ChatRequest& req, const Context& ctx,
                            const reasoning::TextCallback& on_text, std::function<bool()> cancelled)
 {
-    struct Running
-    {
-        Metrics& metrics;
-        size_t kv_bytes = 0;
-        ~Running() { metrics.end_generation(kv_bytes); }
-    } running {ctx.metrics};
-    ctx.metrics.begin_generation();
+    Metrics::Running running(ctx.metrics);
     auto session = prepare_session(req, ctx);
     reasoning::AskOptions opts = req.ask;
     opts.layout = layout_for(req.turns.back().images.size());
     opts.cancelled = std::move(cancelled);
     opts.batcher = ctx.batcher;
     opts.progress = [&](float done) {
-        if (done < 1.f || running.kv_bytes > 0) return;
-        running.kv_bytes = session->cache().bytes();
-        ctx.metrics.add_kv_bytes(running.kv_bytes);
+        if (done == 1.f) running.hold_kv(session->cache().bytes());
     };
     reasoning::Answer a
         = session->ask(req.turns.back().user, req.turns.back().images, opts, on_text);

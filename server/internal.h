@@ -3,6 +3,7 @@
 
 #include "memory/memory.h"
 #include "reasoning/engine.h"
+#include "reasoning/prefix-cache.h"
 #include "server/server.h"
 
 #include <httplib.h>
@@ -127,11 +128,26 @@ public:
     void generation(const reasoning::Answer& answer);
     void rejected(); // a full queue
     // A generation runs from begin to end (whatever its outcome), holding `kv_bytes` of cache
-    // from when its prompt is in (add_kv_bytes) until it ends.
+    // from when its prompt is in (Running::hold_kv) until it ends.
     void begin_generation();
     void end_generation(size_t kv_bytes);
-    void add_kv_bytes(size_t bytes) { kv_bytes_ += bytes; }
-    std::string text(const EngineQueue& queue, const reasoning::Batcher* batcher) const;
+    // begin_generation() to end_generation() over a scope, with the KV bytes it held.
+    class Running
+    {
+    public:
+        explicit Running(Metrics& metrics);
+        ~Running();
+        Running(const Running&) = delete;
+        Running& operator=(const Running&) = delete;
+        // The generation's cache once its prompt is in: counted until it ends (once).
+        void hold_kv(size_t bytes);
+
+    private:
+        Metrics& metrics_;
+        size_t kv_bytes_ = 0;
+    };
+    std::string text(const EngineQueue& queue, const reasoning::Batcher* batcher,
+                     const reasoning::PrefixCache* prompt_cache) const;
 
 private:
     mutable std::mutex mu_;
@@ -156,6 +172,7 @@ struct Context
     const Options& options;
     EngineQueue& queue;
     reasoning::Batcher* batcher; // null: one generation at a time
+    reasoning::PrefixCache* prompt_cache; // null: none
     Metrics& metrics;
     std::atomic<bool>& stopping;
 };

@@ -41,7 +41,26 @@ void Metrics::rejected()
     ++rejected_;
 }
 
-std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* batcher) const
+Metrics::Running::Running(Metrics& metrics)
+    : metrics_(metrics)
+{
+    metrics_.begin_generation();
+}
+
+Metrics::Running::~Running()
+{
+    metrics_.end_generation(kv_bytes_);
+}
+
+void Metrics::Running::hold_kv(size_t bytes)
+{
+    if (kv_bytes_ > 0) return;
+    kv_bytes_ = bytes;
+    metrics_.kv_bytes_ += bytes;
+}
+
+std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* batcher,
+                          const reasoning::PrefixCache* prompt_cache) const
 {
     const auto [turns, waited_s] = queue.waited();
     const int queue_depth = queue.depth();
@@ -103,6 +122,27 @@ std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* ba
         out += strfmt("iris_batch_sequences_total %lld\n", (long long)b.passes);
         metric("iris_batch_size", "gauge", "Sequences in the last step.");
         out += strfmt("iris_batch_size %d\n", b.last_batch);
+    }
+    if (prompt_cache) {
+        const reasoning::PrefixCache::Stats p = prompt_cache->stats();
+        metric("iris_prompt_cache_hits_total", "counter",
+               "Prompts that resumed from a prefix an earlier request computed.");
+        out += strfmt("iris_prompt_cache_hits_total %lld\n", (long long)p.prefix_hits);
+        metric("iris_prompt_cache_misses_total", "counter", "Prompts that found no such prefix.");
+        out += strfmt("iris_prompt_cache_misses_total %lld\n", (long long)p.prefix_misses);
+        metric("iris_prompt_cache_reused_tokens_total", "counter",
+               "Prompt tokens taken from the prompt cache instead of computed.");
+        out += strfmt("iris_prompt_cache_reused_tokens_total %lld\n", (long long)p.reused_tokens);
+        metric("iris_prompt_cache_image_hits_total", "counter",
+               "Images whose visual tokens came from the prompt cache.");
+        out += strfmt("iris_prompt_cache_image_hits_total %lld\n", (long long)p.image_hits);
+        metric("iris_prompt_cache_evictions_total", "counter",
+               "Entries dropped, least recently used first, to stay within the cache's bytes.");
+        out += strfmt("iris_prompt_cache_evictions_total %lld\n", (long long)p.evictions);
+        metric("iris_prompt_cache_bytes", "gauge", "Bytes the prompt cache holds.");
+        out += strfmt("iris_prompt_cache_bytes %zu\n", p.bytes);
+        metric("iris_prompt_cache_entries", "gauge", "Prefixes and images the prompt cache holds.");
+        out += strfmt("iris_prompt_cache_entries %zu\n", p.entries);
     }
     metric("iris_kv_cache_bytes", "gauge", "Bytes held by the KV caches of running generations.");
     out += strfmt("iris_kv_cache_bytes %zu\n", kv_bytes_.load());

@@ -142,22 +142,18 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
     }
     const double render_ms = ms_since(t_render);
 
-    reasoning::Session session(ctx.engine);
+    reasoning::Session session(ctx.engine, "", std::nullopt, ctx.prompt_cache);
     reasoning::AskOptions opts;
     opts.sampling.max_new_tokens = q.max_tokens;
     opts.layout
         = shown.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single;
     opts.cancelled = [&] { return ctx.stopping.load(); };
     opts.batcher = ctx.batcher;
-    ctx.metrics.begin_generation();
-    reasoning::Answer a;
-    try {
-        a = session.ask(q.question, shown, opts, {});
-    } catch (...) {
-        ctx.metrics.end_generation(0);
-        throw;
-    }
-    ctx.metrics.end_generation(0);
+    Metrics::Running running(ctx.metrics);
+    opts.progress = [&](float done) {
+        if (done == 1.f) running.hold_kv(session.cache().bytes());
+    };
+    const reasoning::Answer a = session.ask(q.question, shown, opts, {});
     ctx.metrics.generation(a);
 
     json used = json::array();

@@ -69,7 +69,8 @@ void health(const httplib::Request&, httplib::Response& res, const Context&)
 
 void metrics_text(const httplib::Request&, httplib::Response& res, const Context& ctx)
 {
-    res.set_content(ctx.metrics.text(ctx.queue, ctx.batcher), "text/plain; version=0.0.4");
+    res.set_content(ctx.metrics.text(ctx.queue, ctx.batcher, ctx.prompt_cache),
+                    "text/plain; version=0.0.4");
 }
 
 void models(const httplib::Request&, httplib::Response& res, const Context& ctx)
@@ -170,7 +171,10 @@ struct Server::Impl
         , store(s)
         , queue(o.max_queue, o.parallel)
         , batcher(o.parallel > 1 ? std::make_unique<reasoning::Batcher>(e.network()) : nullptr)
-        , ctx {engine, store, options, queue, batcher.get(), metrics, stopping}
+        , prompt_cache(o.prompt_cache_bytes > 0
+                           ? std::make_unique<reasoning::PrefixCache>(o.prompt_cache_bytes)
+                           : nullptr)
+        , ctx {engine, store, options, queue, batcher.get(), prompt_cache.get(), metrics, stopping}
     { }
 
     const Options options;
@@ -178,6 +182,7 @@ struct Server::Impl
     memory::Store* store;
     EngineQueue queue;
     std::unique_ptr<reasoning::Batcher> batcher; // with parallel > 1
+    std::unique_ptr<reasoning::PrefixCache> prompt_cache; // with prompt_cache_bytes > 0
     Metrics metrics;
     std::atomic<bool> stopping {false};
     // run() has begun, and has returned: stop() must reach a listen that starts after it.

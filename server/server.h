@@ -11,7 +11,9 @@
 // POST /v1/documents/qa, and with a memory store POST /v1/memory/search, GET /v1/memory/{id}.
 // Generation runs `parallel` requests at a time (one by default), in arrival order, the running
 // ones decoded together in shared batched steps (reasoning/batcher.h): requests join and leave
-// the batch as they come and go, and each gets the answer it would get alone. At most max_queue
+// the batch as they come and go, and each gets the answer it would get alone. A prompt whose
+// system prompt, earlier turns or images an earlier request had resumes from that request's
+// cache (prompt_cache_bytes), again with the answer it would get alone. At most max_queue
 // requests wait for or hold the engine, and the next one is answered 503 with Retry-After.
 //
 // Safe by default: binds 127.0.0.1, and refuses any other address without an API key; with a key
@@ -55,6 +57,9 @@ struct Options
     int max_new_tokens = 2048; // the largest max_tokens a request may ask for
     int max_queue = 8; // requests waiting for or holding the engine
     int parallel = 1; // requests generated at once (at most max_queue)
+    // Prompt prefixes (system prompt, earlier turns, images) and encoded images kept for later
+    // requests (reasoning/prefix-cache.h); 0: none.
+    size_t prompt_cache_bytes = 256u << 20;
     int max_pdf_pages = 200;
     int document_tile_budget = 12; // tiles of the pages a document question may see
     int timeout_s = 30; // a client that sends or receives nothing for this long is cut off

@@ -362,5 +362,46 @@ TEST(KvGolden, SessionsTakeTheEngineDefaultOrTheirOwnCacheType)
     EXPECT_GT(own.cache().n_tokens(), 0);
 }
 
+// A copy (KvCache::assign) goes on exactly as the original does, for every type, SKVQ with
+// tokens past its window and a held prompt included; a cache of other settings is refused.
+TEST(KvGolden, ACopyGoesOnBitForBitAsTheOriginal)
+{
+    IRIS_REQUIRE_GOLDEN();
+    auto net = model::InternVL::load(golden_dir() + "/models/tiny_qwen2");
+    KvCacheOptions skvq {KvType::skvq, KvType::skvq, 16};
+    skvq.skvq.window = 8;
+    skvq.skvq.sink = 2;
+    const std::vector<int32_t> prompt
+        = {5, 17, 3, 99, 42, 8, 7, 61, 2, 11, 23, 4, 90, 13, 6, 77, 31, 12, 9, 50, 1, 66, 14, 38};
+    const std::vector<int32_t> more = {3, 44, 21, 8, 19, 2, 7, 70, 15, 5};
+    const std::vector<KvCacheOptions> types
+        = {{}, {KvType::f16, KvType::q8, 16}, {KvType::q4, KvType::q4, 8}, skvq};
+    for (const KvCacheOptions& kv : types) {
+        for (bool held : {false, true}) {
+            SCOPED_TRACE(model::kv_cache_name(kv) + (held ? ", held" : ""));
+            auto original = net->new_cache(kv), copy = net->new_cache(kv);
+            if (held) original->hold_quantization();
+            net->forward(*original, prompt, {}, -1);
+            copy->assign(*original);
+            EXPECT_EQ(copy->n_tokens(), original->n_tokens());
+            for (size_t i = 0; i < more.size(); ++i) {
+                const std::span<const int32_t> next(&more[i], 1);
+                if (i == 4) {
+                    original->release_quantization();
+                    copy->release_quantization();
+                }
+                const auto a = net->forward(*original, next, {}, -1);
+                const std::vector<float> want(a.begin(), a.end());
+                const auto b = net->forward(*copy, next, {}, -1);
+                ASSERT_EQ(std::memcmp(want.data(), b.data(), want.size() * sizeof(float)), 0)
+                    << "token " << i;
+            }
+        }
+        auto other = net->new_cache(kv.k_type == KvType::f32 ? types[1] : types[0]);
+        auto source = net->new_cache(kv);
+        EXPECT_THROW(other->assign(*source), Error);
+    }
+}
+
 } // namespace
 } // namespace iris::test

@@ -160,7 +160,13 @@ TEST(Server, StreamedAnswerArrivesChunkByChunkAndEqualsTheWholeAnswer)
     EXPECT_EQ(text, whole["choices"][0]["message"]["content"].get<std::string>());
     EXPECT_EQ(st.events.back()["choices"][0]["finish_reason"],
               whole["choices"][0]["finish_reason"]);
-    EXPECT_EQ(st.events.back()["usage"], whole["usage"]);
+    // The same request again: its prompt comes from the prompt cache, but for the role tag.
+    const json& usage = st.events.back()["usage"];
+    for (const char* key : {"prompt_tokens", "completion_tokens", "total_tokens"})
+        EXPECT_EQ(usage[key], whole["usage"][key]) << key;
+    EXPECT_EQ(whole["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    EXPECT_GT(usage["prompt_tokens_details"]["cached_tokens"].get<int>(),
+              whole["usage"]["prompt_tokens"].get<int>() / 2);
 }
 
 // Earlier turns sent by the client are replayed: the answer equals the one a session that had
@@ -387,6 +393,55 @@ TEST(Server, ParallelRequestsShareStepsAndGetTheAnswersTheyGetAlone)
     EXPECT_GT(metric(c, "iris_generated_tokens_per_second"), 0);
     auto c1 = one.client();
     EXPECT_EQ(metric(c1, "iris_batch_steps_total"), -1) << "one at a time has no batcher";
+}
+
+// The prompt cache: a second question about the same image, and a client replaying the
+// conversation with its answer, resume from what the first request computed (OpenAI's
+// cached_tokens says how much) and get the answers a server that never saw the first gives.
+TEST(Server, RequestsResumeFromEarlierPromptsAndAnswerAsOnAFreshServer)
+{
+    Served warm({"--parallel", "2"});
+    ASSERT_TRUE(warm.ok()) << warm.log();
+    const json first = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                              "What does the sign say?");
+    json again = iris::test::image_chat(iris::test::sample("document-sign.png"),
+                                        "What colours are there?");
+    auto c = warm.client();
+    const json a = post_json(c, "/v1/chat/completions", first);
+    const std::string answer = a["choices"][0]["message"]["content"];
+    EXPECT_EQ(a["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+    json replay = first;
+    replay["messages"].push_back({{"role", "assistant"}, {"content", answer}});
+    replay["messages"].push_back({{"role", "user"}, {"content", "Say it again, in capitals."}});
+    const std::vector<json> later = {again, replay};
+    std::vector<json> got;
+    for (const json& body : later) got.push_back(post_json(c, "/v1/chat/completions", body));
+    const int prompt = a["usage"]["prompt_tokens"];
+    EXPECT_GT(got[0]["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), prompt / 2)
+        << "the image's prefix was not reused";
+    EXPECT_GE(got[1]["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), prompt - 8)
+        << "the first request's prompt was not reused";
+    for (size_t i = 0; i < later.size(); ++i) {
+        Served fresh({});
+        ASSERT_TRUE(fresh.ok()) << fresh.log();
+        auto f = fresh.client();
+        const json want = post_json(f, "/v1/chat/completions", later[i]);
+        EXPECT_EQ(want["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+        EXPECT_EQ(got[i]["choices"][0]["message"]["content"],
+                  want["choices"][0]["message"]["content"])
+            << i;
+    }
+    EXPECT_EQ(metric(c, "iris_prompt_cache_hits_total"), 2);
+    EXPECT_EQ(metric(c, "iris_prompt_cache_image_hits_total"), 2);
+    EXPECT_GT(metric(c, "iris_prompt_cache_bytes"), 0);
+    Served off({"--prompt-cache-mb", "0"});
+    ASSERT_TRUE(off.ok()) << off.log();
+    auto o = off.client();
+    post_json(o, "/v1/chat/completions", first);
+    EXPECT_EQ(post_json(o, "/v1/chat/completions",
+                        again)["usage"]["prompt_tokens_details"]["cached_tokens"],
+              0);
+    EXPECT_EQ(metric(o, "iris_prompt_cache_hits_total"), -1);
 }
 
 // --parallel 2 --max-queue 2: two long generations hold both places, a third request gets 503;
