@@ -152,6 +152,13 @@ public:
     // multiplied alone, so that the sequences of a batched step do not change each other's
     // tokens (backend_ops_test checks it).
     static constexpr int64_t kExactRows = 8;
+    // The rows up to which that holds for this weight: kExactRows, or more where the backend's
+    // kernel sums each row the same way whatever the number of rows.
+    virtual int64_t exact_rows(const WeightMatrix& w) const
+    {
+        (void)w;
+        return kExactRows;
+    }
     virtual void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w,
                         const float* bias, float* y, int64_t ldy)
         = 0;

@@ -174,25 +174,30 @@ void place(Backend& be, LlmWeights& w)
             p->place(be);
     w.norm.place(be);
     w.lm_head.place(be);
+    w.exact_rows = be.exact_rows(w.lm_head_matrix());
+    for (const LlmLayer& L : w.layers)
+        for (const Weight* p : {&L.q_w, &L.k_w, &L.v_w, &L.o_w, &L.gate_w, &L.up_w, &L.down_w})
+            w.exact_rows = std::min(w.exact_rows, be.exact_rows(p->mat));
 }
 
 namespace {
 
-// Rows of the products: a sequence longer than Backend::kExactRows on its own, as when it runs
-// alone; shorter neighbours packed together up to kExactRows rows, where each row gets the bits
-// it gets alone. `rows(i)` is sequence i's row count.
+// Rows of the products: a sequence longer than `exact` rows (LlmWeights::exact_rows) on its own,
+// as when it runs alone; shorter neighbours packed together up to that many rows, where each row
+// gets the bits it gets alone. `rows(i)` is sequence i's row count.
 struct RowGroup
 {
     int64_t row0, rows;
 };
 
-template<typename Rows> void row_groups(size_t n_seq, Rows rows, std::vector<RowGroup>& out)
+template<typename Rows>
+void row_groups(size_t n_seq, Rows rows, int64_t exact, std::vector<RowGroup>& out)
 {
     out.clear();
     int64_t row = 0;
     for (size_t i = 0; i < n_seq; ++i) {
         const int64_t n = rows(i);
-        if (!out.empty() && n <= Backend::kExactRows && out.back().rows + n <= Backend::kExactRows)
+        if (!out.empty() && n <= exact && out.back().rows + n <= exact)
             out.back().rows += n;
         else
             out.push_back({row, n});
@@ -219,7 +224,7 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
 
     thread_local std::vector<RowGroup> groups;
     row_groups(
-        seqs.size(), [&](size_t i) { return int64_t(seqs[i].n); }, groups);
+        seqs.size(), [&](size_t i) { return int64_t(seqs[i].n); }, w.exact_rows, groups);
     // y[rows, out] = x[rows, in] · Wᵀ + b, group by group.
     auto linear
         = [&](const float* x, int64_t in, const Weight& W, const Weight& b, float* y, int64_t out) {
@@ -317,10 +322,10 @@ std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& c,
     float* logits = grow<float>(be, s.logits, size_t(n_out * vocab));
     if (all_logits)
         row_groups(
-            1, [&](size_t) { return n_out; }, groups);
+            1, [&](size_t) { return n_out; }, w.exact_rows, groups);
     else
         row_groups(
-            seqs.size(), [](size_t) { return int64_t(1); }, groups);
+            seqs.size(), [](size_t) { return int64_t(1); }, w.exact_rows, groups);
     for (const RowGroup& g : groups)
         be.linear(hb + g.row0 * h, g.rows, h, w.lm_head_matrix(), nullptr, logits + g.row0 * vocab,
                   vocab);

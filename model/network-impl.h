@@ -255,6 +255,9 @@ struct LlmWeights
     Weight lm_head; // [V, H]; empty when tied to `embed`
     // q and k rows in llama.cpp's adjacent-pair RoPE order (an InternLM2 GGUF), rotated so.
     bool rope_pairs = false;
+    // The rows up to which every product of the decoder gives each row the bits it gets alone
+    // on the backend it is placed on (Backend::exact_rows): how many rows a batched step packs.
+    int64_t exact_rows = Backend::kExactRows;
     const WeightMatrix& lm_head_matrix() const { return lm_head ? lm_head.mat : embed.mat; }
 };
 
@@ -280,8 +283,8 @@ struct LlmSequence
 // other) through the decoder in one pass over the weights, appending them to the caches, and
 // returns logits in host memory `scratch` owns: of each sequence's last token [sequences, V],
 // or with all_logits (one sequence) of every token [n, V]. Products take the rows of a
-// sequence longer than Backend::kExactRows alone, and shorter sequences together up to that
-// many rows, so that every sequence gets the bits it gets alone. A trace needs one sequence.
+// sequence longer than w.exact_rows alone, and shorter sequences together up to that many rows,
+// so that every sequence gets the bits it gets alone. A trace needs one sequence.
 std::span<const float> llm_forward(const LlmWeights& w, const LlmConfig& config,
                                    std::span<const LlmSequence> sequences, Backend& backend,
                                    ForwardScratch& scratch, const float* embeddings,

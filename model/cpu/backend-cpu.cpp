@@ -98,6 +98,7 @@ public:
     }
     std::unique_ptr<Workspace> workspace() override { return std::make_unique<CpuWorkspace>(); }
 
+    int64_t exact_rows(const WeightMatrix& w) const override { return cpu::exact_rows(w); }
     void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,
                 float* y, int64_t ldy) override
     {

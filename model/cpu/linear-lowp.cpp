@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <new>
 #include <vector>
@@ -260,6 +261,14 @@ void matvec_rows(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, 
         return;
     }
     matvec_portable(x, m, ldx, w, r0, r1, y, ldy);
+}
+
+int64_t exact_rows(const WeightMatrix& w)
+{
+    if (ops_avx512()
+        && (w.type == WeightType::f16 || (w.type == WeightType::bf16 && !w.bf16_activations)))
+        return std::numeric_limits<int64_t>::max();
+    return kMatvecMaxRows;
 }
 
 void linear(const float* x, int64_t m, int64_t ldx, const WeightMatrix& w, const float* bias,

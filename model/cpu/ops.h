@@ -82,6 +82,10 @@ inline void linear(const float* x, int64_t m, const WeightMatrix& w, const float
 }
 
 constexpr int64_t kMatvecMaxRows = 8;
+// The rows up to which linear() gives each row the bits it gets alone (Backend::exact_rows):
+// any number for BF16 (f32 activations) and F16 weights on AVX-512, whose matrix-vector kernel
+// takes every m and sums each row alike; kMatvecMaxRows for the rest.
+int64_t exact_rows(const WeightMatrix& w);
 
 // Building blocks of the low-precision linear, exposed for tests/model/ops_test.cpp.
 // Rows [r0, r1) of w widened (or dequantized) to f32 into dst [r1 - r0, w.cols].
