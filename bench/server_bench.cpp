@@ -5,18 +5,21 @@
 //   server_bench                        demo model, 1, 2, 4, 8 and 16 streams, 10 s each
 //   options: --model DIR  --clients 1,2,4,8,16  --seconds 10  --max-tokens 64  --threads N
 //            --image FILE|none  --question TEXT  --system TEXT  --modes serial,parallel
+//            --distinct (each request's question ends in its own number, so that only the system
+//            prompt and the image are shared)  --prompt-cache-mb N (iris serve's; 0: off)
 //            --url http://HOST:PORT (time a running OpenAI-compatible server instead, e.g.
 //            llama-server -np 16 with the same shape)  --overload-clients 64  --overload-queue 8
 //            --no-overload
 //
-// Each stream sends streamed chats back to back over its own connection (OpenAI's chunk format,
-// parsed as it arrives), every one generating max_tokens tokens (ignore_eos): time to first
-// token is from sending the request to the first content chunk, per-token latency the gaps
-// between content chunks. "serial" is a server that answers one request at a time, "parallel"
-// one with --parallel and --max-queue at the largest stream count; both have room in their
-// queue for every stream, so the rows measure batching and queueing, not refusals. The overload
-// rows start a server with --max-queue --overload-queue and --overload-clients clients, twice,
-// and report every status seen and the server's resident memory after each round.
+// After one uncounted request, each stream sends streamed chats back to back over its own
+// connection (OpenAI's chunk format, parsed as it arrives), every one generating max_tokens
+// tokens (ignore_eos): time to first token is from sending the request to the first content
+// chunk, per-token latency the gaps between content chunks. "serial" is a server that answers one
+// request at a time, "parallel" one with --parallel and --max-queue at the largest stream count;
+// both have room in their queue for every stream, so the rows measure batching and queueing, not
+// refusals. The overload rows start a server with --max-queue --overload-queue and
+// --overload-clients clients, twice, and report every status seen and the server's resident memory
+// after each round.
 #include "tests/server/bytes.h"
 
 #include <httplib.h>
@@ -28,6 +31,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <poll.h>
@@ -60,7 +64,12 @@ struct Options
     std::string image = std::string(IRIS_SOURCE_DIR) + "/resources/samples/document-receipt.png";
     std::string question = "Read all the text.";
     std::string system; // a system message; empty: the model's own
+    bool distinct = false;
+    int prompt_cache_mb = -1; // -1: iris serve's default
 };
+
+// The body of the next request.
+using Payload = std::function<std::string()>;
 
 class Server
 {
@@ -74,6 +83,8 @@ public:
                                          "--parallel",  std::to_string(parallel),
                                          "--log-level", "warn"};
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+        if (o.prompt_cache_mb >= 0)
+            args.insert(args.end(), {"--prompt-cache-mb", std::to_string(o.prompt_cache_mb)});
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -180,7 +191,7 @@ double pct(std::vector<double> v, double p)
 }
 
 std::vector<Sample> run_clients(const std::string& host, int port, int n_clients, double seconds,
-                                const std::string& body)
+                                const Payload& payload)
 {
     std::vector<Sample> all;
     std::mutex mu;
@@ -192,7 +203,7 @@ std::vector<Sample> run_clients(const std::string& host, int port, int n_clients
             c.set_keep_alive(true);
             c.set_read_timeout(120);
             std::vector<Sample> mine;
-            while (Clock::now() < end) mine.push_back(one_request(c, body));
+            while (Clock::now() < end) mine.push_back(one_request(c, payload()));
             std::lock_guard lock(mu);
             all.insert(all.end(), mine.begin(), mine.end());
         });
@@ -216,10 +227,17 @@ std::vector<int> parse_list(const std::string& s)
     return v;
 }
 
-// The rows of one server: each stream count in turn, tokens/s beside the first row's.
+// The rows of one server: each stream count in turn, tokens/s beside the first row's. One
+// request first, not counted, so that no row pays for a cold start (weights paged in, caches
+// filled).
 void concurrency_rows(const std::string& label, const std::string& host, int port, const Options& o,
-                      const std::string& payload)
+                      const Payload& payload)
 {
+    {
+        httplib::Client c(host, port);
+        c.set_read_timeout(120);
+        one_request(c, payload());
+    }
     double first = 0;
     for (int n : o.clients) {
         auto t0 = Clock::now();
@@ -288,13 +306,18 @@ int main(int argc, char** argv)
             o.question = next();
         else if (a == "--system")
             o.system = next();
+        else if (a == "--distinct")
+            o.distinct = true;
+        else if (a == "--prompt-cache-mb")
+            o.prompt_cache_mb = std::atoi(next().c_str());
         else {
             std::fprintf(stderr,
                          "usage: server_bench [--model DIR] [--clients 1,2,4,8,16] [--seconds S] "
                          "[--max-tokens N]\n"
                          "       [--threads N] [--modes serial,parallel] [--url http://HOST:PORT]\n"
-                         "       [--image F|none] [--question Q] [--system S] "
-                         "[--overload-clients N] [--overload-queue N] [--no-overload]\n");
+                         "       [--image F|none] [--question Q] [--system S] [--distinct] "
+                         "[--prompt-cache-mb N]\n"
+                         "       [--overload-clients N] [--overload-queue N] [--no-overload]\n");
             return 2;
         }
     }
@@ -318,12 +341,24 @@ int main(int argc, char** argv)
     if (!o.system.empty())
         body["messages"].insert(body["messages"].begin(),
                                 json {{"role", "system"}, {"content", o.system}});
-    const std::string payload = body.dump();
+    std::atomic<int> sent {0};
+    const std::string same = body.dump();
+    const Payload payload = [&]() -> std::string {
+        if (!o.distinct) return same;
+        json b = body;
+        auto& text = b["messages"].back()["content"].back()["text"];
+        text = text.get<std::string>() + " (" + std::to_string(++sent) + ")";
+        return b.dump();
+    };
     const int most = *std::max_element(o.clients.begin(), o.clients.end());
 
-    std::printf("server_bench: %s, '%s' on %s, %d tokens per answer, %.0f s per row, %u CPUs\n\n",
+    std::printf("server_bench: %s, '%s'%s on %s, %d tokens per answer, %.0f s per row, %u CPUs, "
+                "prompt cache %s\n\n",
                 o.url.empty() ? o.model.c_str() : o.url.c_str(), o.question.c_str(),
-                o.image.c_str(), o.max_tokens, o.seconds, std::thread::hardware_concurrency());
+                o.distinct ? " (N)" : "", o.image.c_str(), o.max_tokens, o.seconds,
+                std::thread::hardware_concurrency(),
+                o.prompt_cache_mb < 0 ? "default"
+                                      : (std::to_string(o.prompt_cache_mb) + " MB").c_str());
     std::printf(
         "| streams | server | requests | ok | 503 | tokens/s | vs first row | TTFT p50 ms | "
         "p99 ms | per token p50 ms | p99 ms |\n");

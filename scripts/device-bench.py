@@ -193,7 +193,11 @@ def report(out):
     lines += ["", "| shape | engine | pp512 tok/s | tg128 tok/s | ms/token | vit448 ms/tile |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
     by = {}
+    batched = {}
     for e in entries:
+        if e["source"] == "iris-batch":
+            batched[e["batch"]] = median_rate(e, "tg")
+            continue
         if e["source"] == "skipped":
             lines.append(f"| {e['like']} | skipped: {e['why']} | | | | |")
             continue
@@ -244,6 +248,13 @@ def report(out):
             target(f"{tower} 448 tile <= {limit} ms", mine[2][1] <= limit, f"{mine[2][1]:.1f} ms")
         else:
             target(f"{tower} 448 tile <= {limit} ms", None, "")
+    one, eight = batched.get(1), batched.get(8)
+    if one and eight:
+        ratio = eight[0] / one[0]
+        target("issue 21: internvl2_5-1b, 8 sequences decoded together >= 5x one", ratio >= 5,
+               f"{ratio:.2f}x: {eight[0]:.0f} against {one[0]:.0f} tokens/s")
+    else:
+        target("issue 21: internvl2_5-1b, 8 sequences decoded together >= 5x one", None, "")
     print("\n".join(lines))
 
 
