@@ -42,6 +42,13 @@ bool same_options(const model::KvCacheOptions& a, const model::KvCacheOptions& b
 
 } // namespace
 
+bool PrefixCache::Entry::holds(std::span<const int32_t> prefix, std::span<const float> image_rows,
+                               const model::KvCacheOptions& options) const
+{
+    return cache && std::ranges::equal(ids, prefix) && same_options(cache->options(), options)
+        && same_floats(visual, image_rows);
+}
+
 PrefixCache::PrefixCache(size_t max_bytes)
     : max_bytes_(max_bytes)
 { }
@@ -86,13 +93,9 @@ int PrefixCache::restore(std::span<const int32_t> ids, std::span<const int> ends
             const auto image_rows = visual.first(rows[k] * size_t(hidden));
             auto [lo, hi] = index_.equal_range(keys[k]);
             for (auto it = lo; it != hi; ++it) {
-                const Entry& e = *it->second;
-                if (!e.cache || !std::ranges::equal(e.ids, prefix)
-                    || !same_options(e.cache->options(), cache.options())
-                    || !same_floats(e.visual, image_rows))
-                    continue;
+                if (!it->second->holds(prefix, image_rows, cache.options())) continue;
                 lru_.splice(lru_.begin(), lru_, it->second);
-                found = e.cache;
+                found = it->second->cache;
                 length = ends[k];
                 break;
             }
@@ -116,13 +119,8 @@ void PrefixCache::store(std::span<const int32_t> ids, std::span<const float> vis
     {
         std::lock_guard lock(mutex_);
         auto [lo, hi] = index_.equal_range(h);
-        for (auto it = lo; it != hi; ++it) {
-            const Entry& e = *it->second;
-            if (e.cache && std::ranges::equal(e.ids, ids)
-                && same_options(e.cache->options(), cache.options())
-                && same_floats(e.visual, visual))
-                return;
-        }
+        for (auto it = lo; it != hi; ++it)
+            if (it->second->holds(ids, visual, cache.options())) return;
     }
     auto copy = network.new_cache(cache.options());
     copy->assign(cache);
@@ -170,9 +168,8 @@ void PrefixCache::insert(Entry entry)
     auto [lo, hi] = index_.equal_range(entry.key);
     for (auto it = lo; it != hi; ++it) {
         const Entry& e = *it->second;
-        if (bool(e.cache) == bool(entry.cache) && e.ids == entry.ids
-            && same_floats(e.pixels, entry.pixels) && same_floats(e.visual, entry.visual)
-            && (!e.cache || same_options(e.cache->options(), entry.cache->options())))
+        if (entry.cache ? e.holds(entry.ids, entry.visual, entry.cache->options())
+                        : !e.cache && same_floats(e.pixels, entry.pixels))
             return;
     }
     while (!lru_.empty() && stats_.bytes + entry.bytes > max_bytes_) {

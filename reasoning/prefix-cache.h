@@ -80,6 +80,9 @@ private:
         int n_tiles = 0; // an image's
         std::shared_ptr<const model::KvCache> cache; // a prefix's
         size_t bytes = 0;
+        // A prefix of these ids, image rows and cache settings.
+        bool holds(std::span<const int32_t> prefix, std::span<const float> image_rows,
+                   const model::KvCacheOptions& options) const;
     };
     using Lru = std::list<Entry>; // most recently used first
     // Adds the entry unless it does not fit at all, evicting from the back.

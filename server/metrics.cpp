@@ -1,6 +1,8 @@
 // Counters for /metrics, in the Prometheus text format.
 #include "server/internal.h"
 
+#include <type_traits>
+
 namespace iris::server {
 
 void Metrics::begin_generation()
@@ -66,86 +68,74 @@ std::string Metrics::text(const EngineQueue& queue, const reasoning::Batcher* ba
     const int queue_depth = queue.depth();
     std::lock_guard lock(mu_);
     std::string out;
-    auto metric = [&](const char* name, const char* type, const char* help) {
+    auto header = [&](const char* name, const char* type, const char* help) {
         out += strfmt("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     };
-    metric("iris_requests_total", "counter", "HTTP requests answered, by route and status.");
+    // A metric of one sample: counts as integers, seconds and rates with decimals.
+    auto put = [&](const char* name, const char* type, const char* help, auto value) {
+        header(name, type, help);
+        if constexpr (std::is_floating_point_v<decltype(value)>)
+            out += strfmt("%s %.6f\n", name, double(value));
+        else
+            out += strfmt("%s %lld\n", name, (long long)value);
+    };
+    header("iris_requests_total", "counter", "HTTP requests answered, by route and status.");
     for (const auto& [key, n] : requests_)
         out += strfmt("iris_requests_total{route=\"%s\",status=\"%d\"} %lld\n", key.first.c_str(),
                       key.second, (long long)n);
-    metric("iris_generations_total", "counter", "Answers generated.");
-    out += strfmt("iris_generations_total %lld\n", (long long)generations_);
-    metric("iris_generations_cancelled_total", "counter",
-           "Generations cut short because the client went away or the server stopped.");
-    out += strfmt("iris_generations_cancelled_total %lld\n", (long long)cancelled_);
-    metric("iris_queue_rejected_total", "counter",
-           "Requests answered 503 because the queue was full.");
-    out += strfmt("iris_queue_rejected_total %lld\n", (long long)rejected_);
-    metric("iris_prompt_tokens_total", "counter", "Prompt tokens, cached ones included.");
-    out += strfmt("iris_prompt_tokens_total %lld\n", (long long)prompt_tokens_);
-    metric("iris_generated_tokens_total", "counter", "Tokens generated.");
-    out += strfmt("iris_generated_tokens_total %lld\n", (long long)generated_tokens_);
-    metric("iris_vision_seconds_total", "counter", "Time spent encoding images.");
-    out += strfmt("iris_vision_seconds_total %.6f\n", vision_s_);
-    metric("iris_prefill_seconds_total", "counter", "Time spent processing prompts.");
-    out += strfmt("iris_prefill_seconds_total %.6f\n", prefill_s_);
-    metric("iris_decode_seconds_total", "counter", "Time spent generating tokens.");
-    out += strfmt("iris_decode_seconds_total %.6f\n", decode_s_);
-    metric("iris_prompt_tokens_per_second", "gauge",
-           "Prompt tokens processed per second of prefill, since start.");
-    out += strfmt("iris_prompt_tokens_per_second %.3f\n",
-                  prefill_s_ > 0 ? double(prompt_tokens_ - reused_tokens_) / prefill_s_ : 0.0);
-    metric("iris_decode_tokens_per_second", "gauge",
-           "Tokens a request generates per second of its decoding, since start.");
-    out += strfmt("iris_decode_tokens_per_second %.3f\n",
-                  decode_s_ > 0 ? double(generated_tokens_) / decode_s_ : 0.0);
+    put("iris_generations_total", "counter", "Answers generated.", generations_);
+    put("iris_generations_cancelled_total", "counter",
+        "Generations cut short because the client went away or the server stopped.", cancelled_);
+    put("iris_queue_rejected_total", "counter", "Requests answered 503 because the queue was full.",
+        rejected_);
+    put("iris_prompt_tokens_total", "counter", "Prompt tokens, cached ones included.",
+        prompt_tokens_);
+    put("iris_generated_tokens_total", "counter", "Tokens generated.", generated_tokens_);
+    put("iris_vision_seconds_total", "counter", "Time spent encoding images.", vision_s_);
+    put("iris_prefill_seconds_total", "counter", "Time spent processing prompts.", prefill_s_);
+    put("iris_decode_seconds_total", "counter", "Time spent generating tokens.", decode_s_);
+    put("iris_prompt_tokens_per_second", "gauge",
+        "Prompt tokens processed per second of prefill, since start.",
+        prefill_s_ > 0 ? double(prompt_tokens_ - reused_tokens_) / prefill_s_ : 0.0);
+    put("iris_decode_tokens_per_second", "gauge",
+        "Tokens a request generates per second of its decoding, since start.",
+        decode_s_ > 0 ? double(generated_tokens_) / decode_s_ : 0.0);
     const double busy_s = busy_s_ + (running_ > 0 ? double(now_us() - busy_since_us_) / 1e6 : 0.0);
-    metric("iris_generated_tokens_per_second", "gauge",
-           "Tokens generated per second while any generation ran, all requests together.");
-    out += strfmt("iris_generated_tokens_per_second %.3f\n",
-                  busy_s > 0 ? double(generated_tokens_) / busy_s : 0.0);
-    metric("iris_queue_depth", "gauge", "Requests waiting for or holding the engine.");
-    out += strfmt("iris_queue_depth %d\n", queue_depth);
-    metric("iris_queue_wait_seconds_total", "counter",
-           "Time requests waited in the queue for their turn.");
-    out += strfmt("iris_queue_wait_seconds_total %.6f\n", waited_s);
-    metric("iris_queue_turns_total", "counter", "Requests that got their turn.");
-    out += strfmt("iris_queue_turns_total %lld\n", (long long)turns);
-    metric("iris_generations_running", "gauge", "Generations running now.");
-    out += strfmt("iris_generations_running %d\n", running_);
+    put("iris_generated_tokens_per_second", "gauge",
+        "Tokens generated per second while any generation ran, all requests together.",
+        busy_s > 0 ? double(generated_tokens_) / busy_s : 0.0);
+    put("iris_queue_depth", "gauge", "Requests waiting for or holding the engine.", queue_depth);
+    put("iris_queue_wait_seconds_total", "counter",
+        "Time requests waited in the queue for their turn.", waited_s);
+    put("iris_queue_turns_total", "counter", "Requests that got their turn.", turns);
+    put("iris_generations_running", "gauge", "Generations running now.", running_);
     if (batcher) {
         const reasoning::Batcher::Stats b = batcher->stats();
-        metric("iris_batch_steps_total", "counter", "Batched forward steps (--parallel).");
-        out += strfmt("iris_batch_steps_total %lld\n", (long long)b.steps);
-        metric("iris_batch_sequences_total", "counter",
-               "Sequences advanced by those steps, summed: over the steps, the mean batch size.");
-        out += strfmt("iris_batch_sequences_total %lld\n", (long long)b.passes);
-        metric("iris_batch_size", "gauge", "Sequences in the last step.");
-        out += strfmt("iris_batch_size %d\n", b.last_batch);
+        put("iris_batch_steps_total", "counter", "Batched forward steps (--parallel).", b.steps);
+        put("iris_batch_sequences_total", "counter",
+            "Sequences advanced by those steps, summed: over the steps, the mean batch size.",
+            b.passes);
+        put("iris_batch_size", "gauge", "Sequences in the last step.", b.last_batch);
     }
     if (prompt_cache) {
         const reasoning::PrefixCache::Stats p = prompt_cache->stats();
-        metric("iris_prompt_cache_hits_total", "counter",
-               "Prompts that resumed from a prefix an earlier request computed.");
-        out += strfmt("iris_prompt_cache_hits_total %lld\n", (long long)p.prefix_hits);
-        metric("iris_prompt_cache_misses_total", "counter", "Prompts that found no such prefix.");
-        out += strfmt("iris_prompt_cache_misses_total %lld\n", (long long)p.prefix_misses);
-        metric("iris_prompt_cache_reused_tokens_total", "counter",
-               "Prompt tokens taken from the prompt cache instead of computed.");
-        out += strfmt("iris_prompt_cache_reused_tokens_total %lld\n", (long long)p.reused_tokens);
-        metric("iris_prompt_cache_image_hits_total", "counter",
-               "Images whose visual tokens came from the prompt cache.");
-        out += strfmt("iris_prompt_cache_image_hits_total %lld\n", (long long)p.image_hits);
-        metric("iris_prompt_cache_evictions_total", "counter",
-               "Entries dropped, least recently used first, to stay within the cache's bytes.");
-        out += strfmt("iris_prompt_cache_evictions_total %lld\n", (long long)p.evictions);
-        metric("iris_prompt_cache_bytes", "gauge", "Bytes the prompt cache holds.");
-        out += strfmt("iris_prompt_cache_bytes %zu\n", p.bytes);
-        metric("iris_prompt_cache_entries", "gauge", "Prefixes and images the prompt cache holds.");
-        out += strfmt("iris_prompt_cache_entries %zu\n", p.entries);
+        put("iris_prompt_cache_hits_total", "counter",
+            "Prompts that resumed from a prefix an earlier request computed.", p.prefix_hits);
+        put("iris_prompt_cache_misses_total", "counter", "Prompts that found no such prefix.",
+            p.prefix_misses);
+        put("iris_prompt_cache_reused_tokens_total", "counter",
+            "Prompt tokens taken from the prompt cache instead of computed.", p.reused_tokens);
+        put("iris_prompt_cache_image_hits_total", "counter",
+            "Images whose visual tokens came from the prompt cache.", p.image_hits);
+        put("iris_prompt_cache_evictions_total", "counter",
+            "Entries dropped, least recently used first, to stay within the cache's bytes.",
+            p.evictions);
+        put("iris_prompt_cache_bytes", "gauge", "Bytes the prompt cache holds.", p.bytes);
+        put("iris_prompt_cache_entries", "gauge", "Prefixes and images the prompt cache holds.",
+            p.entries);
     }
-    metric("iris_kv_cache_bytes", "gauge", "Bytes held by the KV caches of running generations.");
-    out += strfmt("iris_kv_cache_bytes %zu\n", kv_bytes_.load());
+    put("iris_kv_cache_bytes", "gauge", "Bytes held by the KV caches of running generations.",
+        kv_bytes_.load());
     return out;
 }
 

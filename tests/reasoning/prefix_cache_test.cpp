@@ -223,7 +223,8 @@ TEST(PrefixCache, SessionsOnManyThreadsShareItAndAnswerAsWithNothingCached)
             });
         for (auto& t : threads) t.join();
         for (size_t i = 0; i < rs.size(); ++i)
-            EXPECT_EQ(warm[i].tokens, cold[i].tokens) << "round " << round << ", " << rs[i].question;
+            EXPECT_EQ(warm[i].tokens, cold[i].tokens)
+                << "round " << round << ", " << rs[i].question;
     }
     EXPECT_GT(shared.stats().prefix_hits, 0);
     EXPECT_GT(shared.stats().image_hits, 0);
