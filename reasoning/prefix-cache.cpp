@@ -27,7 +27,9 @@ uint64_t hash_floats(std::span<const float> values)
 
 bool same_floats(std::span<const float> a, std::span<const float> b)
 {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+    // (memcmp must not see the null data of an empty vector)
+    return a.size() == b.size()
+        && (a.empty() || std::memcmp(a.data(), b.data(), a.size_bytes()) == 0);
 }
 
 bool same_options(const model::KvCacheOptions& a, const model::KvCacheOptions& b)
