@@ -37,7 +37,7 @@ int cmd_ask(int argc, char** argv)
 {
     auto valued = common_valued_options();
     valued.insert(valued.end(), {"--image", "--system"});
-    Args args(argc, argv, valued, {"--stats", "--frames", "-h", "--help"});
+    Args args(argc, argv, valued, {"--stats", "--frames", "--image-markers", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris ask --model DIR [--image FILE]... [options] QUESTION\n"
@@ -46,6 +46,8 @@ int cmd_ask(int argc, char** argv)
             "Several images are introduced as \"Image-1: <image>\", \"Image-2: <image>\", ...\n"
             "  --frames             the images are video frames: one tile each, \"Frame1: "
             "<image>\", ...\n"
+            "  --image-markers      each \"<image>\" in QUESTION places an image there (else it\n"
+            "                       is text and the images go in front)\n"
             "  --system TEXT        system message (default: the model's)\n"
             "  --stats              print timings to stderr\n"
             "%s",
@@ -57,6 +59,8 @@ int cmd_ask(int argc, char** argv)
     reasoning::AskOptions opts;
     opts.sampling = sampling_from_args(args);
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
+    opts.max_prompt_tokens = max_prompt_tokens_from_args(args);
+    opts.image_markers = args.flag("--image-markers");
     std::vector<Image> images;
     for (const auto& path : args.all("--image")) images.push_back(reasoning::load_image(path));
     if (args.flag("--frames")) {
@@ -95,6 +99,7 @@ int cmd_chat(int argc, char** argv)
     reasoning::AskOptions opts;
     opts.sampling = sampling_from_args(args);
     opts.max_tiles = int(args.integer("--max-tiles", 0, 1, 64));
+    opts.max_prompt_tokens = max_prompt_tokens_from_args(args);
     auto engine = load_engine(args);
     reasoning::Session session(*engine, args.str("--system"));
     std::vector<Image> pending;

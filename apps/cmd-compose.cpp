@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 namespace fs = std::filesystem;
 
@@ -34,22 +33,6 @@ const char* kUsage
       "options: --model DIR, --threads N, --max-tiles N, sampling (greedy by default) and\n"
       "KV cache options as for `iris ask`.\n";
 
-// Written beside the target and renamed over it: a file is there whole or not at all.
-void write_file(const fs::path& path, const std::string& bytes)
-{
-    fs::path tmp = path;
-    tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), std::streamsize(bytes.size()));
-        out.flush();
-        if (!out) throw Error(ErrorKind::io, "cannot write '" + tmp.string() + "'");
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) throw Error(ErrorKind::io, "cannot write '" + path.string() + "': " + ec.message());
-}
-
 std::vector<reasoning::PoolImage> folder_pool(const std::string& dir)
 {
     std::error_code ec;
@@ -70,6 +53,7 @@ reasoning::ComposeOptions compose_options(const Args& args, ProgressBar& bar)
     reasoning::ComposeOptions o;
     o.sampling = sampling_from_args(args);
     o.max_tiles = int(args.integer("--max-tiles", 0, 0, 64));
+    o.max_prompt_tokens = max_prompt_tokens_from_args(args);
     o.progress = [&bar](const std::string& stage, int done, int total) {
         bar.update(total > 0 ? float(done) / float(total) : 1.0f, stage.c_str());
         return true;
@@ -98,6 +82,8 @@ int compose_article(int argc, char** argv)
         auto p = folder_pool(dir);
         req.pool.insert(req.pool.end(), p.begin(), p.end());
     }
+    // The folders are made before minutes of generation, so that a bad --out fails at once.
+    make_folder((out / "images").string());
     apply_threads(args);
     auto engine = load_engine(args);
     if (args.has("--db")) {
@@ -111,17 +97,15 @@ int compose_article(int argc, char** argv)
     reasoning::Article a = reasoning::compose_article(*engine, req, compose_options(args, bar));
     bar.finish();
 
-    std::error_code ec;
-    fs::create_directories(out / "images", ec);
-    if (ec) throw Error(ErrorKind::io, "cannot create '" + (out / "images").string() + "'");
     for (size_t i = 0; i < a.images.size(); ++i) {
         std::string file = reasoning::article_image_file(a, i);
         if (file.empty()) continue;
         auto jpeg = reasoning::encode_jpeg(req.pool[size_t(a.images[i].pool_index)].image, 90);
-        write_file(out / file, std::string(jpeg.begin(), jpeg.end()));
+        write_whole_file((out / file).string(),
+                         std::string_view(reinterpret_cast<const char*>(jpeg.data()), jpeg.size()));
     }
-    write_file(out / "article.md", a.markdown);
-    write_file(out / "article.html", reasoning::article_html(a, req.pool));
+    write_whole_file((out / "article.md").string(), a.markdown);
+    write_whole_file((out / "article.html").string(), reasoning::article_html(a, req.pool));
 
     std::printf("%s\n", a.title.c_str());
     for (size_t s = 0; s < a.sections.size(); ++s)
@@ -157,13 +141,13 @@ int compose_webpage(int argc, char** argv)
         throw Error(ErrorKind::invalid_argument, "give --instruction TEXT or --screenshot FILE");
     fs::path out = args.required("--out");
     req.max_tokens = int(args.integer("--max-tokens", 2048, 1, 16384));
+    if (out.has_parent_path()) make_folder(out.parent_path().string());
     apply_threads(args);
     auto engine = load_engine(args);
     ProgressBar bar("compose");
     reasoning::Webpage page = reasoning::compose_webpage(*engine, req, compose_options(args, bar));
     bar.finish();
-    if (out.has_parent_path()) fs::create_directories(out.parent_path());
-    write_file(out, page.html);
+    write_whole_file(out.string(), page.html);
     std::printf("wrote %s (%zu bytes, %d tokens generated)\n", out.c_str(), page.html.size(),
                 page.stats.n_generated);
     return 0;

@@ -14,13 +14,14 @@ int cmd_eval(int argc, char** argv)
     Args args(argc, argv,
               {"--model", "--mmproj", "--data", "--limit", "--max-new-tokens", "--threads",
                "--predictions", "--min-overall", "--min-task", "--quantize", "--precision",
-               "--device"},
+               "--device", "--max-prompt-tokens"},
               {"--json", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris eval [--model DIR] --data DIR|FILE.jsonl [--limit N]\n"
             "                 [--max-new-tokens N] [--json] [--predictions FILE.jsonl]\n"
             "                 [--min-overall PERCENT] [--min-task PERCENT]\n"
+            "                 [--max-prompt-tokens N]\n"
             "\n"
             "Answers every item of DIR/data.jsonl (or of FILE.jsonl) greedily, each in a fresh\n"
             "session, and prints the exact-match accuracy per task and overall (trimmed,\n"
@@ -28,6 +29,7 @@ int cmd_eval(int argc, char** argv)
             "{id, predicted, correct} per item. Sets come from tools/demo/generate.py.\n"
             "With --min-overall or --min-task the exit status is 1 when the overall accuracy\n"
             "or that of any task is below the given percentage (each one is named on stderr).\n"
+            "An item whose prompt is longer than --max-prompt-tokens (default 8192) is an error.\n"
             "%s",
             load_help());
         return 0;
@@ -47,7 +49,8 @@ int cmd_eval(int argc, char** argv)
     }
     ProgressBar bar("eval");
     auto report = reasoning::evaluate(
-        *engine, items, max_new, [&](size_t i, const reasoning::EvalPrediction& p) {
+        *engine, items, max_new,
+        [&](size_t i, const reasoning::EvalPrediction& p) {
             bar.update(float(i + 1) / float(items.size()), p.id.c_str());
             if (predictions.is_open())
                 predictions << nlohmann::json {{"id", p.id},
@@ -55,7 +58,8 @@ int cmd_eval(int argc, char** argv)
                                                {"correct", p.correct}}
                                    .dump()
                             << "\n";
-        });
+        },
+        max_prompt_tokens_from_args(args));
     bar.finish();
     if (args.flag("--json")) {
         nlohmann::json j;

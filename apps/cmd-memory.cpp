@@ -102,7 +102,8 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
             [&](const std::string& question, int k) {
                 return assistant::recall(engine.get(), store, question, k);
             },
-            reasoning::ResponderOptions {.parallel = 2});
+            reasoning::ResponderOptions {
+                .ask = {.max_prompt_tokens = max_prompt_tokens_from_args(args)}, .parallel = 2});
     uint64_t n_asked = 0, n_answered = 0;
     bool has_audio = !popts.audio.empty();
     perc::Pipeline pipeline(bus, popts);
@@ -290,7 +291,9 @@ int cmd_watch(int argc, char** argv)
 
 int cmd_live(int argc, char** argv)
 {
-    Args args(argc, argv, kIngestOptions, {"--fast", "-h", "--help"});
+    auto valued = kIngestOptions;
+    valued.push_back("--max-prompt-tokens");
+    Args args(argc, argv, valued, {"--fast", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf("usage: iris live --db DIR [--video /dev/video0] [--audio mic] [--wake "
                     "PHRASE]\n"
@@ -299,7 +302,8 @@ int cmd_live(int argc, char** argv)
                     "answers\n"
                     "questions from memory: typed on stdin, or spoken after the wake phrase "
                     "(default\n"
-                    "\"hey iris\").\n%s",
+                    "\"hey iris\").\n"
+                    "  --max-prompt-tokens N  refuse a longer question's prompt (default 8192)\n%s",
                     load_help());
         return 0;
     }
@@ -336,6 +340,7 @@ int cmd_recall(int argc, char** argv)
     bool json = args.flag("--json");
     reasoning::AskOptions ask;
     ask.sampling = sampling_from_args(args);
+    ask.max_prompt_tokens = max_prompt_tokens_from_args(args);
     auto r = assistant::answer_from_memory(
         *engine, store, args.positionals()[0], int(args.integer("--k", 5, 1, 100)), ask,
         [&](std::string_view piece) {
@@ -421,15 +426,13 @@ int cmd_memory(int argc, char** argv)
         j["key_frames"] = e->key_frames.size();
         if (args.has("--out")) {
             std::filesystem::path out = args.str("--out");
-            std::filesystem::create_directories(out);
+            make_folder(out.string());
             for (size_t i = 0; i < e->key_frames.size(); ++i) {
                 auto path = out / strfmt("%lld-%zu.jpg", (long long)id, i + 1);
-                FILE* f = std::fopen(path.c_str(), "wb");
-                if (!f) throw Error(ErrorKind::io, "cannot write '" + path.string() + "'");
                 const auto& b = e->key_frames[i].jpeg;
-                bool ok = std::fwrite(b.data(), 1, b.size(), f) == b.size();
-                ok = std::fclose(f) == 0 && ok;
-                if (!ok) throw Error(ErrorKind::io, "cannot write '" + path.string() + "'");
+                write_whole_file(
+                    path.string(),
+                    std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
                 j["key_frame_files"].push_back(path.string());
             }
         }

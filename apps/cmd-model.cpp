@@ -25,16 +25,18 @@ std::string one_positional(const Args& args, const char* what)
 int cmd_prompt(int argc, char** argv)
 {
     Args args(argc, argv, {"--model", "--mmproj", "--image", "--max-tiles"},
-              {"--json", "-h", "--help"});
+              {"--json", "--image-markers", "-h", "--help"});
     if (wants_help(args)) {
         std::printf(
             "usage: iris prompt --model DIR|FILE.gguf [--mmproj FILE] [--image FILE]... "
             "[--max-tiles N]\n"
-            "                   [--json] QUESTION\n"
+            "                   [--image-markers] [--json] QUESTION\n"
             "\n"
             "Prints the ids of the full templated prompt exactly as the engine feeds them: the\n"
             "model's chat template and system message, the images' <img><IMG_CONTEXT>...</img>\n"
-            "blocks (tiles x 256 tokens each) and the question. Weights are not loaded.\n");
+            "blocks (tiles x 256 tokens each) and the question. Weights are not loaded.\n"
+            "The question is text: special-token strings in it are not control tokens.\n"
+            "  --image-markers  each \"<image>\" in QUESTION places an image there\n");
         return 0;
     }
     std::string question = one_positional(args, "the question");
@@ -53,10 +55,13 @@ int cmd_prompt(int argc, char** argv)
     const auto layout = image_tokens.size() > 1 ? reasoning::ImageLayout::numbered
                                                 : reasoning::ImageLayout::single;
     const auto& tmpl = reasoning::chat_template(config.template_name);
-    std::string text = reasoning::render_prompt(
+    const int n_images = int(image_tokens.size());
+    const reasoning::Prompt prompt = reasoning::render_prompt(
         tmpl, config.system_message.value_or(""), {},
-        reasoning::with_image_placeholders(question, int(image_tokens.size()), layout));
-    print_ids(tok->encode(reasoning::expand_image_placeholders(text, image_tokens), true),
+        args.flag("--image-markers")
+            ? reasoning::with_image_markers(question, n_images, layout)
+            : reasoning::with_image_placeholders(question, n_images, layout));
+    print_ids(reasoning::expand_image_placeholders(prompt, image_tokens).encode(*tok, true),
               args.flag("--json"));
     return 0;
 }
@@ -141,8 +146,14 @@ PromptRun run_prompt(const reasoning::Engine& engine, model::KvCache& cache,
     const auto& net = engine.network();
     PromptRun run;
     run.input = read_forward_input(path, net.config());
-    if (run.input.n_tiles > 0) run.visual = net.encode_images(run.input.pixels, run.input.n_tiles);
-    run.logits = net.forward(cache, run.input.ids, run.visual, engine.img_context_id(), all_logits);
+    // Without pixel values every id is a token, <IMG_CONTEXT> included, as the official
+    // language_model forward embeds input_ids.
+    int32_t img_context_id = -1;
+    if (run.input.n_tiles > 0) {
+        run.visual = net.encode_images(run.input.pixels, run.input.n_tiles);
+        img_context_id = engine.img_context_id();
+    }
+    run.logits = net.forward(cache, run.input.ids, run.visual, img_context_id, all_logits);
     return run;
 }
 
@@ -161,7 +172,8 @@ int cmd_forward(int argc, char** argv)
                     "S] F32;\n"
                     "writes logits [T, vocab] F32 for every position and, with pixel values,\n"
                     "visual_tokens [tiles, 256, hidden] F32. <IMG_CONTEXT> positions take the "
-                    "visual tokens.\n%s",
+                    "visual tokens;\n"
+                    "without pixel values every id is embedded as a token.\n%s",
                     load_help());
         return 0;
     }

@@ -52,6 +52,9 @@ int cmd_serve(int argc, char** argv)
                                        "--log-level",      "--quantize",    "--precision",
                                        "--device",         "--mmproj",      "--parallel",
                                        "--prompt-cache-mb"};
+    valued.insert(
+        valued.end(),
+        {"--head-timeout", "--body-timeout", "--max-client-connections", "--allowed-host"});
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
@@ -96,6 +99,16 @@ int cmd_serve(int argc, char** argv)
             "2048)\n"
             "  --tile-budget N        tiles of the PDF pages one question may see (default 12)\n"
             "  --timeout S            cut off clients idle for S seconds (default 30)\n"
+            "  --head-timeout S       a request's line and headers must arrive within S seconds\n"
+            "                         (default 10; 408 after)\n"
+            "  --body-timeout S       a request's body must arrive within S seconds once its\n"
+            "                         headers are in (default 60; 408 after)\n"
+            "  --max-client-connections N\n"
+            "                         open connections of one client address; more get 429\n"
+            "                         (default 32; every local client counts as 127.0.0.1)\n"
+            "  --allowed-host NAME    answer to Host NAME too (repeatable); without an API key\n"
+            "                         other names than localhost, IP addresses and --host get\n"
+            "                         421\n"
             "  --threads N            compute threads (default: all cores)\n"
             "  --log-level LEVEL      debug, info, warn or error (default info)\n"
             "%s"
@@ -114,6 +127,7 @@ int cmd_serve(int argc, char** argv)
     o.api_key = args.has("--api-key-file") ? read_key_file(args.str("--api-key-file"))
                                            : args.str("--api-key");
     o.cors_origins = args.all("--cors-origin");
+    o.allowed_hosts = args.all("--allowed-host");
     o.allow_media_url = args.flag("--allow-media-url");
     o.max_queue = int(args.integer("--max-queue", o.max_queue, 1, 1024));
     o.parallel = int(args.integer("--parallel", o.parallel, 1, 1024));
@@ -125,6 +139,10 @@ int cmd_serve(int argc, char** argv)
     o.max_new_tokens = int(args.integer("--max-tokens", o.max_new_tokens, 1, 1 << 20));
     o.document_tile_budget = int(args.integer("--tile-budget", o.document_tile_budget, 1, 256));
     o.timeout_s = int(args.integer("--timeout", o.timeout_s, 1, 3600));
+    o.head_timeout_s = int(args.integer("--head-timeout", o.head_timeout_s, 1, 3600));
+    o.body_timeout_s = int(args.integer("--body-timeout", o.body_timeout_s, 1, 86400));
+    o.max_client_connections
+        = int(args.integer("--max-client-connections", o.max_client_connections, 1, 65536));
     if (args.has("--log-level")) {
         std::string l = args.str("--log-level");
         LogLevel level = l == "debug" ? LogLevel::debug

@@ -1,4 +1,5 @@
 #include "apps/common.h"
+#include "model/atomic-file.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 #include <unistd.h>
 
 namespace iris::app {
@@ -50,8 +52,8 @@ std::vector<std::string> common_valued_options()
 {
     auto v = sampling_option_names();
     v.insert(v.end(),
-             {"--model", "--mmproj", "--threads", "--max-tiles", "--quantize", "--precision",
-              "--device"});
+             {"--model", "--mmproj", "--threads", "--max-tiles", "--max-prompt-tokens",
+              "--quantize", "--precision", "--device"});
     for (auto& name : kv_option_names()) v.push_back(name);
     return v;
 }
@@ -139,7 +141,10 @@ const char* sampling_help()
                       "  --max-tiles N        at most N tiles per image, 1..64 (default: the "
                       "model's, usually "
                       "12)\n"
-                      "  --threads N          CPU threads (default: all cores)\n")
+                      "  --threads N          CPU threads (default: all cores)\n"
+                      "  --max-prompt-tokens N  refuse longer prompts, images included (default "
+                      "8192,\n"
+                      "                       at most the model's max_position_embeddings)\n")
         + load_help() + kv_help();
     return text.c_str();
 }
@@ -156,6 +161,11 @@ reasoning::SamplingParams sampling_from_args(const Args& args)
     p.stop = args.all("--stop");
     p.validate();
     return p;
+}
+
+int max_prompt_tokens_from_args(const Args& args)
+{
+    return int(args.integer("--max-prompt-tokens", kDefaultMaxPromptTokens, 1, 1 << 24));
 }
 
 void apply_threads(const Args& args)
@@ -225,6 +235,22 @@ std::string read_text_file(const std::string& path)
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
+}
+
+void make_folder(const std::string& dir)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    // A file of that name is no folder, whatever create_directories made of it.
+    if (!ec && !std::filesystem::is_directory(dir, ec))
+        ec = std::make_error_code(std::errc::not_a_directory);
+    if (ec) throw Error(ErrorKind::io, "cannot create the folder '" + dir + "': " + ec.message());
+}
+
+void write_whole_file(const std::string& path, std::string_view bytes)
+{
+    model::write_file_atomically(
+        path, [&](const model::TempFile& f) { f.write(bytes.data(), bytes.size()); });
 }
 
 bool is_image_path(const std::string& path)

@@ -5,6 +5,7 @@
 #include "reasoning/engine.h"
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace iris::app {
@@ -30,6 +31,10 @@ std::vector<std::string> sampling_option_names();
 std::vector<std::string> common_valued_options(); // --threads, --max-tiles, sampling, KV cache
 const char* sampling_help();
 reasoning::SamplingParams sampling_from_args(const Args& args);
+// --max-prompt-tokens: the longest prompt a command runs (AskOptions::max_prompt_tokens). The
+// default keeps a mistaken paste from running for minutes, as the server's limit does.
+constexpr int kDefaultMaxPromptTokens = 8192;
+int max_prompt_tokens_from_args(const Args& args);
 // --kv TYPE (keys and values), --kv-k TYPE and --kv-v TYPE (one side), --kv-block N.
 std::vector<std::string> kv_option_names();
 const char* kv_help();
@@ -47,6 +52,12 @@ void apply_threads(const Args& args);
 std::string model_dir(const Args& args);
 // The whole file; Error(not_found) naming it when it cannot be read.
 std::string read_text_file(const std::string& path);
+// Creates the folder and its parents; Error(io) naming it when that fails (a file in the way,
+// a folder the user may not write).
+void make_folder(const std::string& dir);
+// Writes the file whole or not at all: a temporary beside it, synced and renamed over it.
+// Error(io) naming the file when it cannot be written.
+void write_whole_file(const std::string& path, std::string_view bytes);
 // Whether the name ends like an image file the engine decodes (.png .jpg .jpeg .webp .bmp, any
 // case).
 bool is_image_path(const std::string& path);

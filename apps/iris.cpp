@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 #include <thread>
 #include <utility>
@@ -184,6 +186,17 @@ int main(int argc, char** argv)
         return 2;
     } catch (const iris::Error& e) {
         std::fprintf(stderr, "iris %s: %s\n", cmd.c_str(), e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "iris %s: out of memory\n", cmd.c_str());
+        return 1;
+    } catch (const std::exception& e) {
+        // What the commands did not turn into an Error (a filesystem_error names its paths) is
+        // still a message and exit status 1, never an abort.
+        std::fprintf(stderr, "iris %s: %s\n", cmd.c_str(), e.what());
+        return 1;
+    } catch (...) {
+        std::fprintf(stderr, "iris %s: failed with an unknown exception\n", cmd.c_str());
         return 1;
     }
 }

@@ -62,12 +62,12 @@ Prompt make_prompt(const reasoning::Engine& engine, const std::string& name,
     }
     uint64_t next_sentence = 0;
     for (;;) {
-        const std::string question = reasoning::with_image_placeholders(
+        const reasoning::Prompt question = reasoning::with_image_placeholders(
             text + "\nWhich shape is mentioned last?", int(images.size()),
             images.size() > 1 ? reasoning::ImageLayout::numbered : reasoning::ImageLayout::single);
-        const std::string prompt = reasoning::expand_image_placeholders(
-            reasoning::render_prompt(engine.chat_template(), "", {}, question), per_image);
-        p.ids = engine.tokenizer().encode(prompt, true);
+        p.ids = reasoning::expand_image_placeholders(
+                    reasoning::render_prompt(engine.chat_template(), "", {}, question), per_image)
+                    .encode(engine.tokenizer(), true);
         if (int(p.ids.size()) >= min_tokens) break;
         // About 12 tokens a sentence: add most of what is missing at once.
         const int add = std::max(16, (min_tokens - int(p.ids.size())) / 12);

@@ -83,6 +83,10 @@ public:
                                          "--parallel",  std::to_string(parallel),
                                          "--log-level", "warn"};
         if (o.threads > 0) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
+        // Every client here is 127.0.0.1: room for all of them, so that overload meets the queue.
+        const int clients
+            = std::max(o.overload_clients, *std::max_element(o.clients.begin(), o.clients.end()));
+        args.insert(args.end(), {"--max-client-connections", std::to_string(clients + 8)});
         if (o.prompt_cache_mb >= 0)
             args.insert(args.end(), {"--prompt-cache-mb", std::to_string(o.prompt_cache_mb)});
         std::vector<char*> argv;

@@ -30,6 +30,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -76,6 +77,13 @@ TimeSpan dead_span(int64_t start_us)
 bool live(const TimeSpan& s)
 {
     return s.end_us != kTimeMin; // Store::add accepts no entry that ends then
+}
+
+// A span's length, saturated: one from far before 1970 to far after overflows int64_t.
+int64_t length_us(const TimeSpan& s)
+{
+    int64_t r;
+    return __builtin_sub_overflow(s.end_us, s.start_us, &r) ? kTimeMax : r;
 }
 
 // Independent partial sums let the compiler vectorize the loop (a single running sum would
@@ -259,12 +267,16 @@ void VectorIndex::train_from_lists()
 void VectorIndex::add(int64_t n, const float* x, const int64_t* ids, const TimeSpan* spans)
 {
     if (n <= 0) return;
-    int64_t top = *std::max_element(ids, ids + n);
-    if (size_t(top) >= spans_.size()) spans_.resize(size_t(top) + 1, dead_span(last_start_us_));
+    auto [bottom, top] = std::minmax_element(ids, ids + n);
+    if (*bottom < 1 || *top > kMaxEntryId) // spans_ holds every id up to the highest
+        throw Error(ErrorKind::invalid_input,
+                    strfmt("index: entry id %lld is out of range (1 to %lld)",
+                           (long long)(*bottom < 1 ? *bottom : *top), (long long)kMaxEntryId));
+    if (size_t(*top) >= spans_.size()) spans_.resize(size_t(*top) + 1, dead_span(last_start_us_));
     ivf_->add_with_ids(n, x, ids);
     for (int64_t i = 0; i < n; ++i) {
         spans_[size_t(ids[i])] = spans[i];
-        max_span_us_ = std::max(max_span_us_, spans[i].end_us - spans[i].start_us);
+        max_span_us_ = std::max(max_span_us_, length_us(spans[i]));
         note_order(ids[i], spans[i].start_us);
     }
     if (nlist() == 1 && params_.ivf_nlist > 1 && size() >= params_.ivf_threshold)
@@ -396,6 +408,10 @@ void VectorIndex::save(const std::string& path, uint64_t store_id) const
         ::unlink(tmp.c_str());
         throw Error(ErrorKind::io, "cannot write " + tmp + ": " + e.what());
     }
+    // rename() cannot replace a folder; one that took the index's name holds nothing of ours.
+    std::error_code ec;
+    if (std::filesystem::is_directory(std::filesystem::symlink_status(path, ec)))
+        std::filesystem::remove_all(path, ec);
     if (::rename(tmp.c_str(), path.c_str()) != 0) io_fail("cannot rename " + tmp + " to", path);
     // The rename is durable only once the directory entry is.
     std::string dir = path.substr(0, path.find_last_of('/'));
@@ -416,6 +432,8 @@ VectorIndex VectorIndex::load(const std::string& path, int dim, const IndexParam
     {
     };
     if (::fstat(file.fd, &st) != 0) io_fail("cannot stat", path);
+    // A folder (or device) in its place is as unusable as a corrupt file: rebuilt, not fatal.
+    if (!S_ISREG(st.st_mode)) bad_file(path, "is not a regular file");
     size_t size = size_t(st.st_size);
     if (size < sizeof(FileHeader)) bad_file(path, strfmt("is truncated (%zu bytes)", size));
     Mapping map;
@@ -441,7 +459,8 @@ VectorIndex VectorIndex::load(const std::string& path, int dim, const IndexParam
     if (crc32_of(payload.data(), payload.size()) != h.payload_crc32)
         bad_file(path, "fails its checksum");
     size_t spans_bytes = size_t(h.n_entries) * sizeof(SpanRecord);
-    if (h.n_entries < 0 || spans_bytes > payload.size() || h.max_id < h.n_entries)
+    if (h.n_entries < 0 || spans_bytes > payload.size() || h.max_id < h.n_entries
+        || h.max_id > kMaxEntryId)
         bad_file(path, "has a bad entry count");
 
     VectorIndex index(dim, params);
@@ -452,7 +471,7 @@ VectorIndex VectorIndex::load(const std::string& path, int dim, const IndexParam
         if (r.id <= 0 || r.id > h.max_id || r.start_us > r.end_us)
             bad_file(path, "has a bad time span");
         index.spans_[size_t(r.id)] = {r.start_us, r.end_us};
-        index.max_span_us_ = std::max(index.max_span_us_, r.end_us - r.start_us);
+        index.max_span_us_ = std::max(index.max_span_us_, length_us({r.start_us, r.end_us}));
         index.note_order(r.id, r.start_us);
     }
     for (size_t id = 1; id < index.spans_.size(); ++id)

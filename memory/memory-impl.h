@@ -123,6 +123,11 @@ struct TimeSpan
     int64_t end_us = 0;
 };
 
+// The largest embedding a store holds: 2 × the LLM's hidden size is at most 16384 today.
+inline constexpr int kMaxDim = 65536;
+// The highest entry id: the index keeps every id's time span in an array (16 bytes an id).
+inline constexpr int64_t kMaxEntryId = int64_t(1) << 26;
+
 // What a saved index reflects; compared with memory.db on open.
 struct IndexStamp
 {

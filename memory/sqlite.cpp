@@ -1,6 +1,8 @@
 // Thin RAII over the SQLite C API: connections, statements, transactions, a reader pool.
 #include "memory/memory-impl.h"
 
+#include <sys/stat.h>
+
 namespace iris::memory {
 
 [[noreturn]] void sqlite_fail(sqlite3* db, int rc, const std::string& what)
@@ -34,6 +36,35 @@ namespace iris::memory {
     throw Error(kind, what + ": " + msg);
 }
 
+namespace {
+
+Db open_connection(const std::string& name, int flags, const std::string& path)
+{
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(name.c_str(), &raw, flags, nullptr);
+    Db db(raw);
+    if (rc != SQLITE_OK) sqlite_fail(db.get(), rc, "cannot open " + path);
+    sqlite3_extended_result_codes(db.get(), 1);
+    // Readers wait for a checkpoint or recovery in another connection instead of failing.
+    sqlite3_busy_timeout(db.get(), 10000);
+    return db;
+}
+
+// "file:" URI of a path: '%', '?' and '#' would otherwise be read as URI syntax.
+std::string file_uri(const std::string& path)
+{
+    std::string uri = "file:";
+    for (char c : path) {
+        if (c == '%' || c == '?' || c == '#')
+            uri += strfmt("%%%02X", unsigned(static_cast<unsigned char>(c)));
+        else
+            uri += c;
+    }
+    return uri;
+}
+
+} // namespace
+
 Db sqlite_open(const std::string& path, bool writable, bool create)
 {
     // Each connection is used by one thread at a time (the writer under its mutex, readers
@@ -41,13 +72,26 @@ Db sqlite_open(const std::string& path, bool writable, bool create)
     int flags = SQLITE_OPEN_NOMUTEX
         | (writable ? SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0)
                     : SQLITE_OPEN_READONLY);
-    sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
-    Db db(raw);
-    if (rc != SQLITE_OK) sqlite_fail(db.get(), rc, "cannot open " + path);
-    sqlite3_extended_result_codes(db.get(), 1);
-    // Readers wait for a checkpoint or recovery in another connection instead of failing.
-    sqlite3_busy_timeout(db.get(), 10000);
+    Db db = open_connection(path, flags, path);
+    if (!writable) {
+        // A WAL reader needs memory.db-shm: in a folder it may not write, where the last
+        // writer's clean close removed -wal and -shm, the first read fails. memory.db then holds
+        // every commit and no writer can be at work there (it could not create its -wal), so it
+        // is read as immutable, without the shared memory (SQLite's wal.html, "read-only").
+        int rc = sqlite3_exec(db.get(), "SELECT count(*) FROM sqlite_master", nullptr, nullptr,
+                              nullptr);
+        int primary = rc & 0xff;
+        if (primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN) {
+            // Commits still in a -wal file would be missed.
+            struct stat wal;
+            if (::stat((path + "-wal").c_str(), &wal) == 0 && wal.st_size > 0)
+                throw Error(ErrorKind::io,
+                            "cannot read " + path
+                                + ": its -wal file holds commits, and this user may not create "
+                                  "the -shm file that reading them needs");
+            db = open_connection(file_uri(path) + "?immutable=1", flags | SQLITE_OPEN_URI, path);
+        }
+    }
     if (writable) {
         // WAL lets readers work while the writer commits; FULL syncs the WAL on every commit,
         // which is what makes an acknowledged entry survive a power cut, not only a crash.

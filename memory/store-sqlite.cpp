@@ -83,6 +83,21 @@ int64_t sat_sub(int64_t a, int64_t b)
     return __builtin_sub_overflow(a, b, &r) ? kTimeMin : r;
 }
 
+// A row of memory.db holds what Store::add accepts, unless the file was damaged or edited: an id
+// the index can hold and a span that starts after kTimeMin (the index's mark of a removed entry)
+// and ends no earlier. Such a row is corrupt like a wrong-sized embedding: an Error naming it.
+void check_row(const std::string& dir, int64_t id, int64_t start_us, int64_t end_us)
+{
+    if (id < 1 || id > kMaxEntryId)
+        throw Error(ErrorKind::invalid_input,
+                    strfmt("memory store %s: entry id %lld is out of range (1 to %lld)",
+                           dir.c_str(), (long long)id, (long long)kMaxEntryId));
+    if (start_us == kTimeMin || end_us < start_us)
+        throw Error(ErrorKind::invalid_input,
+                    strfmt("memory store %s: entry %lld has a bad time span (%lld to %lld)",
+                           dir.c_str(), (long long)id, (long long)start_us, (long long)end_us));
+}
+
 bool looks_like_jpeg(const Buffer& b)
 {
     // Every JPEG file starts with an SOI marker followed by another marker.
@@ -193,6 +208,7 @@ Entry Store::Impl::read_entry(sqlite3* db, Stmt& row, bool with_frames) const
     e.id = row.int64(0);
     e.t_start_us = row.int64(1);
     e.t_end_us = row.int64(2);
+    check_row(dir, e.id, e.t_start_us, e.t_end_us);
     e.caption = row.text(3);
     e.transcript = row.text(4);
     std::span<const uint8_t> emb = row.blob(5);
@@ -250,6 +266,7 @@ void index_rows(VectorIndex& index, Stmt& rows, int64_t n_expected, const std::s
             throw Error(ErrorKind::invalid_input,
                         strfmt("memory store %s: entry %lld has a %zu-byte embedding", dir.c_str(),
                                (long long)rows.int64(0), emb.size()));
+        check_row(dir, rows.int64(0), rows.int64(1), rows.int64(2));
         ids.push_back(rows.int64(0));
         spans.push_back({rows.int64(1), rows.int64(2)});
         x.resize(x.size() + dim);
@@ -400,8 +417,8 @@ Store::~Store() = default;
 
 Store Store::open(const std::string& dir, const StoreOptions& options)
 {
-    if (options.dim < 0 || options.index_save_min < 1 || options.ivf_nlist < 1
-        || options.ivf_nprobe < 1 || options.ivf_threshold < 0)
+    if (options.dim < 0 || options.dim > kMaxDim || options.index_save_min < 1
+        || options.ivf_nlist < 1 || options.ivf_nprobe < 1 || options.ivf_threshold < 0)
         throw Error(ErrorKind::invalid_argument, "memory store " + dir + ": bad options");
     auto impl = std::make_unique<Impl>(dir + "/memory.db");
     impl->dir = dir;
@@ -420,7 +437,9 @@ Store Store::open(const std::string& dir, const StoreOptions& options)
         std::string lock_path = dir + "/LOCK";
         impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (impl->lock_fd < 0)
-            throw Error(ErrorKind::io, "cannot open " + lock_path + ": " + std::strerror(errno));
+            throw Error(ErrorKind::io,
+                        "cannot open memory store " + dir + " for writing: " + lock_path + ": "
+                            + std::strerror(errno));
         if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0)
             throw Error(ErrorKind::resource,
                         "memory store " + dir + " is open for writing by another process");
@@ -445,6 +464,10 @@ Store Store::open(const std::string& dir, const StoreOptions& options)
         }
         if (stored_dim <= 0)
             throw Error(ErrorKind::invalid_input, impl->db_path + " has no embedding dim");
+        if (stored_dim > kMaxDim)
+            throw Error(ErrorKind::invalid_input,
+                        strfmt("%s has a bad embedding dim %lld (at most %d)",
+                               impl->db_path.c_str(), (long long)stored_dim, kMaxDim));
         if (options.dim != 0 && options.dim != stored_dim)
             throw Error(ErrorKind::invalid_argument,
                         strfmt("memory store %s holds %lld-dim embeddings, not %d", dir.c_str(),
@@ -508,6 +531,10 @@ std::vector<int64_t> Store::add(std::span<const Entry> entries)
             put_entry.bind(4, e.transcript).bind_blob(5, x.data() + i * dim, dim * sizeof(float));
             put_entry.run();
             ids[i] = sqlite3_last_insert_rowid(db);
+            if (ids[i] > kMaxEntryId) // the index could not take it; nothing is committed
+                throw Error(ErrorKind::resource,
+                            strfmt("memory store %s is full: entry ids go up to %lld",
+                                   m.dir.c_str(), (long long)kMaxEntryId));
             for (size_t f = 0; f < e.key_frames.size(); ++f) {
                 const KeyFrame& kf = e.key_frames[f];
                 put_frame.reset();
@@ -623,9 +650,16 @@ int64_t Store::export_to(const std::string& out_dir) const
     std::error_code ec;
     fs::create_directories(fs::path(out_dir) / "frames", ec);
     if (ec) throw Error(ErrorKind::io, "cannot create " + out_dir + ": " + ec.message());
+    // entries.jsonl is renamed into place once whole: a failed export leaves no partial list.
     std::string jsonl_path = out_dir + "/entries.jsonl";
-    std::ofstream jsonl(jsonl_path, std::ios::binary | std::ios::trunc);
-    if (!jsonl) throw Error(ErrorKind::io, "cannot create " + jsonl_path);
+    std::string jsonl_tmp = jsonl_path + ".tmp";
+    std::ofstream jsonl(jsonl_tmp, std::ios::binary | std::ios::trunc);
+    if (!jsonl) throw Error(ErrorKind::io, "cannot create " + jsonl_tmp);
+    struct RemoveTemp
+    {
+        const std::string& path;
+        ~RemoveTemp() { ::unlink(path.c_str()); } // gone by then after a successful rename
+    } remove_temp {jsonl_tmp};
 
     ReaderPool::Lease db = impl_->readers.acquire();
     Transaction snapshot(db.get(), false);
@@ -656,8 +690,10 @@ int64_t Store::export_to(const std::string& out_dir) const
         jsonl << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
         n++;
     }
-    jsonl.flush();
-    if (!jsonl) throw Error(ErrorKind::io, "cannot write " + jsonl_path);
+    jsonl.close();
+    if (!jsonl) throw Error(ErrorKind::io, "cannot write " + jsonl_tmp);
+    if (::rename(jsonl_tmp.c_str(), jsonl_path.c_str()) != 0)
+        throw Error(ErrorKind::io, "cannot write " + jsonl_path + ": " + std::strerror(errno));
     return n;
 }
 

@@ -5,6 +5,7 @@
 #include "model/network-impl.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,39 @@ bool is_half(cpu::WeightType t)
     return t == cpu::WeightType::bf16 || t == cpu::WeightType::f16;
 }
 
+// How many of an f32, bf16 or f16 tensor's values are NaN or infinite (all exponent bits set);
+// 0 for ggml's blocks, whose scales only a forward pass would widen.
+int64_t count_non_finite(const SourceTensor& t)
+{
+    const int64_t n = t.numel();
+    int bytes = 0;
+    uint32_t exponent = 0;
+    switch (*t.type) {
+    case cpu::WeightType::f32:
+        bytes = 4, exponent = 0x7F800000u;
+        break;
+    case cpu::WeightType::bf16:
+        bytes = 2, exponent = 0x7F80u;
+        break;
+    case cpu::WeightType::f16:
+        bytes = 2, exponent = 0x7C00u;
+        break;
+    default:
+        return 0;
+    }
+    std::atomic<int64_t> bad {0};
+    cpu::parallel_range(n, 1 << 18, [&](int64_t lo, int64_t hi) {
+        int64_t local = 0;
+        for (int64_t i = lo; i < hi; ++i) {
+            uint32_t bits = 0;
+            std::memcpy(&bits, t.data + size_t(i) * size_t(bytes), size_t(bytes));
+            local += (bits & exponent) == exponent;
+        }
+        bad += local;
+    });
+    return bad;
+}
+
 } // namespace
 
 int64_t SourceTensor::numel() const
@@ -123,6 +157,18 @@ const SourceTensor& WeightLoader::find_checked(const std::string& name,
 
 void WeightLoader::done(const SourceTensor& t, const std::string& name)
 {
+    // PyTorch loads such weights silently and answers with NaN, or garbage where only some rows
+    // are hit (a padded vocabulary's unused rows may hold anything): a tensor that is NaN or
+    // infinite throughout cannot be meant and is refused; a partly bad one is named.
+    if (const int64_t bad = count_non_finite(t); bad > 0) {
+        if (bad == t.numel())
+            throw Error(
+                ErrorKind::invalid_input,
+                strfmt("%s holds only NaN or infinite values", source_.describe(name).c_str()));
+        IRIS_LOG_WARN("%s holds %lld NaN or infinite values of %lld; outputs that use them will "
+                      "be NaN",
+                      source_.describe(name).c_str(), (long long)bad, (long long)t.numel());
+    }
     bytes_done_ += t.nbytes;
     if (progress_ && bytes_total_ > 0)
         progress_(float(double(bytes_done_) / double(bytes_total_)), name.c_str());

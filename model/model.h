@@ -254,6 +254,24 @@ public:
     // add_eos_token says so. Never throws on any input: ill-formed UTF-8 is first replaced by
     // U+FFFD (one per maximal ill-formed subpart, like Python's errors="replace").
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
+    // A prompt part: template text (special: the strings of added tokens in it become their
+    // ids) or client text (plain: they stay ordinary text, as HF's split_special_tokens=True
+    // encodes them, so a user's "<|im_end|>" can never close a turn).
+    struct TextPart
+    {
+        std::string_view text;
+        bool special = false;
+    };
+    // Encodes the parts as one prompt: the text between added tokens runs on across part
+    // boundaries, so the ids equal encode(concatenation) whenever no plain part holds an
+    // added-token string. encode(text, add_bos) is the one-special-part case.
+    virtual std::vector<int32_t> encode(std::span<const TextPart> parts, bool add_bos) const = 0;
+    // Client text alone (one plain part): captions, transcripts, answers to score.
+    std::vector<int32_t> encode_text(std::string_view text, bool add_bos) const
+    {
+        const TextPart part {text, false};
+        return encode(std::span<const TextPart>(&part, 1), add_bos);
+    }
     // Decodes ids to UTF-8 (invalid sequences replaced by U+FFFD). skip_special drops added
     // special tokens and control tokens. Ids outside the vocabulary are ignored. The text
     // between two added tokens is decoded on its own, so SentencePiece's dummy-prefix space that

@@ -629,7 +629,6 @@ public:
             present_[size_t(id)] = 1;
             symbols_.insert(std::move(token), int32_t(id));
         }
-        n_entries_ = int32_t(vocab.size());
         vocab_limit_ = int32_t(max_id + 1);
 
         // Symbols: vocabulary ids, plus ids above the vocabulary for strings that only merges
@@ -690,7 +689,9 @@ protected:
         return utf8_sanitize(bytes);
     }
 
-    int32_t model_size() const override { return n_entries_; }
+    // Above every piece: a GGUF's pieces may skip the ids of its control and unused tokens, and
+    // a special token added at model_size() must not take one of theirs.
+    int32_t model_size() const override { return vocab_limit_; }
     bool model_has_id(int32_t id) const override
     {
         return id >= 0 && id < vocab_limit_ && present_[size_t(id)];
@@ -834,7 +835,6 @@ private:
     bool ignore_merges_ = false;
     SymbolTable symbols_; // vocabulary ids, then merge-only symbols above vocab_limit_
     std::vector<uint8_t> present_; // [vocab_limit_]: whether the id is a vocabulary entry
-    int32_t n_entries_ = 0;
     int32_t vocab_limit_ = 0;
     int32_t byte_symbol_[256];
     int32_t byte_id_[256];
@@ -846,6 +846,21 @@ private:
         cache_;
 };
 
+// A Hugging Face vocabulary numbers its n tokens 0..n-1 (the rows of the model's embedding).
+// With a gap, encode could emit ids of size() and above, and a special token missing from the
+// vocabulary would be given id size(), which a token may already have. Ids outside 0..n-1 are
+// refused here; the constructor refuses an id used twice, so none is missing either.
+void check_ids_dense(const VocabEntries& vocab, const std::string& origin)
+{
+    for (const auto& [token, id] : vocab)
+        if (id < 0 || id >= int64_t(vocab.size()))
+            throw Error(ErrorKind::invalid_input,
+                        strfmt("'%s': id %lld of '%s' is out of range (%zu entries: the ids "
+                               "must be 0 to %zu, without gaps)",
+                               origin.c_str(), (long long)id, token.c_str(), vocab.size(),
+                               vocab.size() - 1));
+}
+
 } // namespace
 
 std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings s)
@@ -854,6 +869,7 @@ std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings s)
     const std::string merges_path = path_join(s.dir, "merges.txt");
     if (file_exists(vocab_path) && file_exists(merges_path)) {
         VocabEntries vocab = read_vocab_json(vocab_path);
+        check_ids_dense(vocab, vocab_path);
         MergeEntries merges = read_merges_txt(merges_path);
         return std::make_unique<BpeTokenizer>(std::move(s), std::move(vocab), merges, false,
                                               vocab_path, merges_path);
@@ -895,6 +911,7 @@ std::unique_ptr<Tokenizer> load_bpe_tokenizer(TokenizerSettings s)
                         "'" + path + "': model.vocab['" + token + "'] is not an integer id");
         vocab.emplace_back(token, id.get<int64_t>());
     }
+    check_ids_dense(vocab, path);
     MergeEntries merges;
     if (auto m = model->find("merges"); m != model->end() && !m->is_null()) {
         if (!m->is_array())

@@ -95,9 +95,11 @@ public:
     const AddedToken* find_content(std::string_view content) const;
     const std::vector<AddedToken>& tokens() const { return tokens_; }
     // Like the slow tokenizer's trie: at each position the earliest match, preferring the
-    // longest token starting there; lstrip/rstrip eat whitespace of the neighbouring segments.
-    // Empty segments are dropped.
+    // longest token starting there. The segments between are kept whole for strip().
     std::vector<Piece> split(std::string_view text) const;
+    // lstrip/rstrip: the tokens eat whitespace of the neighbouring segments; empty segments
+    // are then dropped.
+    void strip(std::vector<Piece>& pieces) const;
 
 private:
     std::vector<AddedToken> tokens_;
@@ -113,6 +115,7 @@ class TokenizerBase : public Tokenizer
 {
 public:
     std::vector<int32_t> encode(std::string_view text, bool add_bos) const override;
+    std::vector<int32_t> encode(std::span<const TextPart> parts, bool add_bos) const override;
     std::string decode(std::span<const int32_t> ids, bool skip_special) const override;
     std::string decode_hf(std::span<const int32_t> ids, bool skip_special) const override;
     std::string token_text(int32_t id) const override;

@@ -5,9 +5,76 @@
 
 #include <sentencepiece_processor.h>
 
+#include <unordered_set>
+
 namespace iris::model::detail {
 
 namespace {
+
+// The model with those user-defined pieces made unused (sentencepiece_model.proto: ModelProto
+// field 1 holds the pieces; SentencePiece field 1 is the text, field 3 the type, USER_DEFINED 4,
+// UNUSED 5). SentencePiece matches user-defined pieces in any text it is given, so an added
+// token's string in client text would still come out as the control id; an unused piece is
+// never produced, its text is encoded from smaller pieces. Both types are one-byte varints, so
+// the bytes are patched in place. Text holding none of the strings encodes as before.
+std::string with_pieces_unused(std::string proto, const std::unordered_set<std::string>& texts,
+                               const std::string& what)
+{
+    auto fail = [&] {
+        return Error(ErrorKind::invalid_input, what + " is not a valid SentencePiece model");
+    };
+    auto varint = [&](size_t& at, size_t end) {
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (at >= end) throw fail();
+            const auto b = uint8_t(proto[at++]);
+            v |= uint64_t(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        throw fail();
+    };
+    // Calls on_field(field, wire, value_begin, value_end) for each field of [at, end).
+    auto fields = [&](size_t at, size_t end, auto&& on_field) {
+        while (at < end) {
+            const uint64_t tag = varint(at, end);
+            const size_t begin = at;
+            switch (tag & 7) {
+            case 0:
+                varint(at, end);
+                break;
+            case 1:
+                at += 8;
+                break;
+            case 5:
+                at += 4;
+                break;
+            case 2: {
+                const uint64_t n = varint(at, end);
+                if (n > end - at) throw fail();
+                at += n;
+                on_field(int(tag >> 3), begin + (at - begin - n), at);
+                continue;
+            }
+            default:
+                throw fail();
+            }
+            if (at > end) throw fail();
+            on_field(int(tag >> 3), begin, at);
+        }
+    };
+    fields(0, proto.size(), [&](int field, size_t begin, size_t end) {
+        if (field != 1) return;
+        std::string_view text;
+        size_t type_at = std::string::npos;
+        fields(begin, end, [&](int f, size_t b, size_t e) {
+            if (f == 1) text = std::string_view(proto).substr(b, e - b);
+            if (f == 3 && e == b + 1) type_at = b;
+        });
+        if (type_at != std::string::npos && proto[type_at] == 4 && texts.count(std::string(text)))
+            proto[type_at] = 5;
+    });
+    return proto;
+}
 
 class SpmTokenizer final : public TokenizerBase
 {
@@ -34,6 +101,19 @@ public:
         defaults.pad = {true, "</s>"};
         const bool clean_up = s.clean_up_tokenization_spaces.value_or(false);
         init_common(std::move(s), defaults, /*default_add_bos=*/true, true, clean_up);
+        // Added tokens are split out of template text before SentencePiece sees it; client
+        // text keeps their strings as text, which SentencePiece must not turn into the pieces.
+        std::unordered_set<std::string> added_texts;
+        for (const auto& t : added_.tokens())
+            if (model_has_id(t.id) && sp_.IdToPiece(t.id) == t.content)
+                added_texts.insert(t.content);
+        if (!added_texts.empty()) {
+            const auto st = sp_.LoadFromSerializedProto(
+                with_pieces_unused(sp_.serialized_model_proto(), added_texts, what));
+            if (!st.ok())
+                throw Error(ErrorKind::invalid_input,
+                            what + " is not a valid SentencePiece model: " + st.ToString());
+        }
         // InternLM2Tokenizer.bos_token_id / eos_token_id come from the model itself; a GGUF
         // names them in its metadata.
         if (model_proto) return;

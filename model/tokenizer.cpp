@@ -379,7 +379,11 @@ std::vector<AddedTokenSet::Piece> AddedTokenSet::split(std::string_view text) co
         seg_start = i;
     }
     if (seg_start < n) pieces.push_back({text.substr(seg_start), -1});
+    return pieces;
+}
 
+void AddedTokenSet::strip(std::vector<Piece>& pieces) const
+{
     // lstrip / rstrip: the token eats the whitespace next to it (tokenization_utils.tokenize).
     for (size_t k = 0; k < pieces.size(); ++k) {
         if (pieces[k].id < 0) continue;
@@ -390,7 +394,6 @@ std::vector<AddedTokenSet::Piece> AddedTokenSet::split(std::string_view text) co
             pieces[k - 1].text = py_rstrip(pieces[k - 1].text);
     }
     std::erase_if(pieces, [](const Piece& p) { return p.id < 0 && p.text.empty(); });
-    return pieces;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,16 +475,66 @@ void TokenizerBase::init_common(TokenizerSettings s, const TokenizerSettings& de
 
 std::vector<int32_t> TokenizerBase::encode(std::string_view text, bool add_bos) const
 {
-    std::string sanitized;
-    if (!utf8_valid(text)) {
-        sanitized = utf8_sanitize(text);
-        text = sanitized;
+    const TextPart part {text, true};
+    return encode(std::span<const TextPart>(&part, 1), add_bos);
+}
+
+std::vector<int32_t> TokenizerBase::encode(std::span<const TextPart> parts, bool add_bos) const
+{
+    // Each part sanitized and normalized on its own, then laid end to end in one buffer so the
+    // text between added tokens forms one run across part boundaries: the pre-tokenizer and
+    // SentencePiece's dummy prefix see what they would see on the concatenated string.
+    std::string joined;
+    struct Span
+    {
+        size_t begin, end;
+        bool special;
+    };
+    std::vector<Span> spans;
+    spans.reserve(parts.size());
+    for (const TextPart& part : parts) {
+        std::string sanitized;
+        std::string_view text = part.text;
+        if (!utf8_valid(text)) {
+            sanitized = utf8_sanitize(text);
+            text = sanitized;
+        }
+        const size_t begin = joined.size();
+        joined += normalize(text);
+        spans.push_back({begin, joined.size(), part.special});
     }
-    const std::string normalized = normalize(text);
+    const std::string_view all = joined;
+    std::vector<AddedTokenSet::Piece> pieces;
+    // Text right after text (nothing split out between) extends the run.
+    auto add_text = [&](size_t begin, size_t end) {
+        if (begin == end) return;
+        AddedTokenSet::Piece* last = pieces.empty() ? nullptr : &pieces.back();
+        if (last && last->id < 0 && last->text.data() + last->text.size() == all.data() + begin)
+            last->text = std::string_view(last->text.data(), last->text.size() + (end - begin));
+        else
+            pieces.push_back({all.substr(begin, end - begin), -1});
+    };
+    for (const Span& span : spans) {
+        if (!span.special) {
+            add_text(span.begin, span.end);
+            continue;
+        }
+        const std::string_view text = all.substr(span.begin, span.end - span.begin);
+        for (const auto& piece : added_.split(text)) {
+            if (piece.id >= 0) {
+                pieces.push_back(piece);
+            } else {
+                const size_t begin = piece.text.data() - all.data();
+                add_text(begin, begin + piece.text.size());
+            }
+        }
+    }
+    added_.strip(pieces);
+
     std::vector<int32_t> ids;
-    ids.reserve(normalized.size() / 3 + 4);
+    ids.reserve(joined.size() / 3 + 4);
     if (add_bos && add_bos_ && bos_id_) ids.push_back(*bos_id_);
-    for (const auto& piece : added_.split(normalized)) {
+    for (const auto& piece : pieces) {
         if (piece.id >= 0)
             ids.push_back(piece.id);
         else

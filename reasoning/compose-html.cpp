@@ -192,6 +192,90 @@ xmlNodePtr find_first(xmlNodePtr node, const char* name)
     return nullptr;
 }
 
+bool is_element(xmlNodePtr node, const char* name)
+{
+    return node->type == XML_ELEMENT_NODE
+        && lower(reinterpret_cast<const char*>(node->name)) == name;
+}
+
+// Moves the children of `from`, in order, to the end of `to`.
+void move_children(xmlNodePtr from, xmlNodePtr to)
+{
+    while (xmlNodePtr c = from->children) {
+        xmlUnlinkNode(c);
+        xmlAddChild(to, c);
+    }
+}
+
+// Lifts every html and body element below `node` (but the page's own body) out of the tree,
+// its children taking its place, and moves what every other head holds into the page's head.
+void unwrap_documents(xmlNodePtr node, xmlNodePtr head, xmlNodePtr body)
+{
+    for (xmlNodePtr c = node->children; c;) {
+        if (c == head || c == body
+            || !(is_element(c, "html") || is_element(c, "body") || is_element(c, "head"))) {
+            if (c->type == XML_ELEMENT_NODE) unwrap_documents(c, head, body);
+            c = c->next;
+            continue;
+        }
+        xmlNodePtr before = c->prev;
+        if (is_element(c, "head")) {
+            move_children(c, head);
+        } else {
+            // (a lifted text node may merge into the one before it, which frees it)
+            while (xmlNodePtr g = c->children) {
+                xmlUnlinkNode(g);
+                xmlAddPrevSibling(c, g);
+            }
+        }
+        xmlUnlinkNode(c);
+        xmlFreeNode(c);
+        c = before ? before->next : node->children; // the lifted children are looked at in turn
+    }
+}
+
+// One document however many the text holds: libxml2 keeps a second <html> (a model that wrote
+// its page twice, or a page after </html>) as an element after the body, or as a second root
+// that would be lost. Their heads go into the first head, everything else into the first body.
+void merge_documents(xmlDocPtr doc, xmlNodePtr root)
+{
+    for (xmlNodePtr c = root->next; c;) {
+        xmlNodePtr next = c->next;
+        if (c->type == XML_ELEMENT_NODE || c->type == XML_TEXT_NODE) {
+            xmlUnlinkNode(c);
+            xmlAddChild(root, c);
+        }
+        c = next;
+    }
+    xmlNodePtr head = nullptr, body = nullptr;
+    for (xmlNodePtr c = root->children; c; c = c->next) {
+        if (!head && is_element(c, "head")) head = c;
+        if (!body && is_element(c, "body")) body = c;
+    }
+    if (!head) {
+        head = xmlNewDocNode(doc, nullptr, BAD_CAST "head", nullptr);
+        if (root->children)
+            xmlAddPrevSibling(root->children, head);
+        else
+            xmlAddChild(root, head);
+    }
+    if (!body) body = xmlNewChild(root, nullptr, BAD_CAST "body", nullptr);
+    unwrap_documents(root, head, body);
+    // Whatever now stands beside the head and body belongs in the body, in its order.
+    for (xmlNodePtr c = root->children; c;) {
+        xmlNodePtr next = c->next;
+        if (c != head && c != body) {
+            xmlUnlinkNode(c);
+            xmlAddChild(body, c);
+        }
+        c = next;
+    }
+    xmlUnlinkNode(head);
+    xmlUnlinkNode(body);
+    xmlAddChild(root, head);
+    xmlAddChild(root, body);
+}
+
 struct DocFree
 {
     void operator()(xmlDocPtr d) const { xmlFreeDoc(d); }
@@ -230,16 +314,10 @@ std::string make_self_contained_html(std::string_view html,
         xmlAddChild(body, root);
         root = wrap;
     }
+    merge_documents(doc.get(), root);
     sanitize(root, images);
 
     xmlNodePtr head = find_child(root, "head");
-    if (!head) {
-        head = xmlNewDocNode(doc.get(), nullptr, BAD_CAST "head", nullptr);
-        if (root->children)
-            xmlAddPrevSibling(root->children, head);
-        else
-            xmlAddChild(root, head);
-    }
     if (!find_child(head, "title")) {
         xmlNodePtr h1 = find_first(root, "h1");
         xmlChar* t = h1 ? xmlNodeGetContent(h1) : nullptr;

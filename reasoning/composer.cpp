@@ -155,7 +155,7 @@ std::vector<std::vector<double>> image_match_scores(const Engine& engine,
             if (caption.compare(p, 5, " and ") == 0 || caption.compare(p, 2, ", ") == 0)
                 heads.push_back(caption.substr(0, caption[p] == ',' ? p + 1 : p + 4));
         std::vector<std::vector<int32_t>> head_ids;
-        for (const std::string& head : heads) head_ids.push_back(tok.encode(head, false));
+        for (const std::string& head : heads) head_ids.push_back(tok.encode_text(head, false));
         Session session(engine);
         for (size_t d = 0; d < descriptions.size(); ++d) {
             // log P(the caption names the description there | image), the best place kept.
@@ -163,7 +163,7 @@ std::vector<std::vector<double>> image_match_scores(const Engine& engine,
             for (size_t h = 0; h < heads.size(); ++h) {
                 const std::string text
                     = heads[h].empty() ? descriptions[d] : heads[h] + " " + descriptions[d];
-                const auto ids = tok.encode(text, /*add_bos=*/false);
+                const auto ids = tok.encode_text(text, /*add_bos=*/false);
                 const auto& hid = head_ids[h];
                 if (ids.size() < hid.size() || !std::equal(hid.begin(), hid.end(), ids.begin()))
                     continue; // the description would change how the head is tokenized
@@ -225,6 +225,7 @@ Article compose_article(const Engine& engine, const ArticleRequest& request,
     AskOptions ask;
     ask.sampling = options.sampling;
     ask.max_tiles = options.max_tiles;
+    ask.max_prompt_tokens = options.max_prompt_tokens;
     ask.cancelled = options.cancelled;
 
     check_progress(options, "outline", 0, 1);
@@ -323,6 +324,7 @@ Webpage compose_webpage(const Engine& engine, const WebpageRequest& request,
     ask.sampling = options.sampling;
     ask.sampling.max_new_tokens = request.max_tokens;
     ask.max_tiles = options.max_tiles;
+    ask.max_prompt_tokens = options.max_prompt_tokens;
     ask.cancelled = options.cancelled;
     check_progress(options, "writing", 0, 1);
     Session session(engine);

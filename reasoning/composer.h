@@ -39,6 +39,7 @@ struct ComposeOptions
 {
     SamplingParams sampling; // greedy by default
     int max_tiles = 0; // 0: the checkpoint's
+    int max_prompt_tokens = 0; // as AskOptions::max_prompt_tokens, for every step's prompt
     ComposeProgress progress;
     // Polled before every forward pass, as AskOptions::cancelled; true ends with Error(cancelled).
     std::function<bool()> cancelled;

@@ -91,23 +91,22 @@ void Session::reset()
     cache_->clear();
 }
 
-std::string Session::conversation_text(const std::string& qtext,
-                                       const std::vector<int>& new_tiles) const
+Prompt Session::conversation(const Prompt& question, const std::vector<int>& new_tiles) const
 {
-    std::string text = render_prompt(engine_.chat_template(), system_message_, history_, qtext);
+    Prompt prompt = render_prompt(engine_.chat_template(), system_message_, history_, question);
     std::vector<int> tokens;
     for (int t : tiles_) tokens.push_back(t * engine_.network().num_image_token());
     for (int t : new_tiles) tokens.push_back(t * engine_.network().num_image_token());
-    return expand_image_placeholders(text, tokens);
+    return expand_image_placeholders(prompt, tokens);
 }
 
 std::vector<int32_t> Session::prompt_ids(const std::string& question,
                                          const std::vector<int>& tiles_per_image,
                                          ImageLayout layout) const
 {
-    std::string text = conversation_text(
-        with_image_placeholders(question, int(tiles_per_image.size()), layout), tiles_per_image);
-    return engine_.tokenizer().encode(text, /*add_bos=*/true);
+    return conversation(with_image_placeholders(question, int(tiles_per_image.size()), layout),
+                        tiles_per_image)
+        .encode(engine_.tokenizer(), /*add_bos=*/true);
 }
 
 Answer Session::ask(const std::string& question, const std::vector<Image>& images,
@@ -121,6 +120,26 @@ Answer Session::ask(const std::string& question, const std::vector<Image>& image
 }
 
 namespace {
+
+Prompt question_prompt(const std::string& question, int n_images, const AskOptions& options)
+{
+    return options.image_markers ? with_image_markers(question, n_images, options.layout)
+                                 : with_image_placeholders(question, n_images, options.layout);
+}
+
+// Error(invalid_argument) for a prompt past options.max_prompt_tokens or the model's positions.
+void check_prompt_length(size_t n, const AskOptions& options, const model::LlmConfig& llm)
+{
+    const int positions = llm.max_position_embeddings;
+    const int limit = options.max_prompt_tokens > 0 ? std::min(options.max_prompt_tokens, positions)
+                                                    : positions;
+    if (n > size_t(limit))
+        throw Error(ErrorKind::invalid_argument,
+                    limit == positions
+                        ? strfmt("the prompt has %zu tokens, more than the model's %d positions", n,
+                                 positions)
+                        : strfmt("the prompt has %zu tokens, more than the %d allowed", n, limit));
+}
 
 // One forward pass: alone, or in the next step of the member's batcher.
 std::span<const float> forward_pass(const model::InternVL& net, Batcher::Member* member,
@@ -139,6 +158,7 @@ std::span<const float> Session::prefill(const std::vector<int32_t>& ids,
 {
     const auto& net = engine_.network();
     const int hidden = net.config().llm.hidden_size;
+    check_prompt_length(ids.size(), options, net.config().llm);
     size_t keep = 0;
     while (keep < ids.size() && keep < cached_ids_.size() && ids[keep] == cached_ids_[keep]) ++keep;
     if (keep == ids.size()) --keep; // the last prompt token must be fed to get logits
@@ -209,9 +229,9 @@ std::vector<float> Session::next_token_logits(const std::string& question,
         new_tiles.push_back(img.n_tiles);
         visual.insert(visual.end(), img.visual.begin(), img.visual.end());
     }
-    std::string qtext = with_image_placeholders(question, int(images.size()), layout);
     std::vector<int32_t> ids
-        = engine_.tokenizer().encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
+        = conversation(with_image_placeholders(question, int(images.size()), layout), new_tiles)
+              .encode(engine_.tokenizer(), /*add_bos=*/true);
     GenerationStats stats;
     std::span<const float> logits = prefill(ids, visual, {}, stats);
     return {logits.begin(), logits.end()};
@@ -222,7 +242,7 @@ std::vector<double> Session::answer_logprobs(const std::string& question,
                                              const std::string& answer, ImageLayout layout)
 {
     std::vector<float> logits = next_token_logits(question, images, layout);
-    const std::vector<int32_t> ids = engine_.tokenizer().encode(answer, /*add_bos=*/false);
+    const std::vector<int32_t> ids = engine_.tokenizer().encode_text(answer, /*add_bos=*/false);
     std::vector<double> out;
     for (size_t k = 0; k < ids.size(); ++k) {
         const float top = *std::max_element(logits.begin(), logits.end());
@@ -242,14 +262,21 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
                     const AskOptions& options, const TextCallback& on_text)
 {
     options.sampling.validate();
+    // A prompt too long is refused before the images go through the tower.
+    std::vector<int> tiles;
+    for (const auto& img : images) tiles.push_back(img.grid.n_tiles);
+    check_prompt_length(conversation(question_prompt(question, int(images.size()), options), tiles)
+                            .encode(engine_.tokenizer(), /*add_bos=*/true)
+                            .size(),
+                        options, engine_.config().llm);
     Answer answer;
     // Vision: each new image through the tower (or the prefix cache).
     int64_t t0 = now_us();
     std::vector<int> new_tiles;
     std::vector<float> new_visual = encode(images, new_tiles);
     answer.stats.vision_ms = ms_since(t0);
-    return ask_encoded(question, int(images.size()), new_tiles, new_visual, options, on_text,
-                       std::move(answer));
+    return ask_encoded(question_prompt(question, int(images.size()), options), new_tiles,
+                       new_visual, options, on_text, std::move(answer));
 }
 
 Answer Session::ask(const std::string& question, const std::vector<EncodedImage>& images,
@@ -262,20 +289,20 @@ Answer Session::ask(const std::string& question, const std::vector<EncodedImage>
         new_tiles.push_back(img.n_tiles);
         new_visual.insert(new_visual.end(), img.visual.begin(), img.visual.end());
     }
-    return ask_encoded(question, int(images.size()), new_tiles, new_visual, options, on_text, {});
+    return ask_encoded(question_prompt(question, int(images.size()), options), new_tiles,
+                       new_visual, options, on_text, {});
 }
 
-Answer Session::ask_encoded(const std::string& question, int n_images,
-                            const std::vector<int>& new_tiles, const std::vector<float>& new_visual,
-                            const AskOptions& options, const TextCallback& on_text, Answer answer)
+Answer Session::ask_encoded(const Prompt& question, const std::vector<int>& new_tiles,
+                            const std::vector<float>& new_visual, const AskOptions& options,
+                            const TextCallback& on_text, Answer answer)
 {
     const auto& net = engine_.network();
     const auto& tok = engine_.tokenizer();
     for (int t : new_tiles) answer.stats.n_tiles += t;
 
     // The whole conversation's prompt; what the cache already holds is kept.
-    std::string qtext = with_image_placeholders(question, n_images, options.layout);
-    std::vector<int32_t> ids = tok.encode(conversation_text(qtext, new_tiles), /*add_bos=*/true);
+    std::vector<int32_t> ids = conversation(question, new_tiles).encode(tok, /*add_bos=*/true);
     std::vector<float> visual = visual_;
     visual.insert(visual.end(), new_visual.begin(), new_visual.end());
     // In a batcher, from the first prompt chunk to the last token.
@@ -332,7 +359,7 @@ Answer Session::ask_encoded(const std::string& question, int n_images,
     answer.stats.n_generated = int(answer.tokens.size());
     answer.text = trim(stream.text());
 
-    history_.push_back({qtext, answer.text});
+    history_.push_back({question, answer.text});
     tiles_.insert(tiles_.end(), new_tiles.begin(), new_tiles.end());
     visual_ = std::move(visual);
     return answer;

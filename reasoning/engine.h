@@ -85,6 +85,14 @@ struct AskOptions
     SamplingParams sampling;
     int max_tiles = 0; // 0: the checkpoint's max_dynamic_patch
     ImageLayout layout = ImageLayout::single; // how several images are introduced
+    // "<image>" in the question places the images (with_image_markers); otherwise it is
+    // text and the images go in front. Only for a user who asks for it (iris ask
+    // --image-markers).
+    bool image_markers = false;
+    // The longest prompt (the whole conversation, image tokens included) that is run; 0: the
+    // model's max_position_embeddings, which is also the limit when this is larger. A longer
+    // prompt is Error(invalid_argument) before its first forward pass.
+    int max_prompt_tokens = 0;
     std::function<void(float fraction)> progress; // prompt processing progress
     // Polled before every forward pass (each prefill chunk and each decode step); returning true
     // ends generation with finish_reason "cancelled" (e.g. a client that went away).
@@ -167,8 +175,7 @@ public:
     const model::KvCache& cache() const { return *cache_; }
 
 private:
-    std::string conversation_text(const std::string& question_text,
-                                  const std::vector<int>& new_tiles) const;
+    Prompt conversation(const Prompt& question, const std::vector<int>& new_tiles) const;
     // Every image's visual tokens, one image at a time (through the prefix cache when there is
     // one); tiles_out gets each image's tile count.
     std::vector<float> encode(const std::vector<PreparedImage>& images,
@@ -181,13 +188,13 @@ private:
                                    GenerationStats& stats, Batcher::Member* member = nullptr);
     // ask() once the new images' visual tokens (n_images images of new_tiles tiles) are known;
     // `answer` arrives with the vision statistics filled in.
-    Answer ask_encoded(const std::string& question, int n_images, const std::vector<int>& new_tiles,
+    Answer ask_encoded(const Prompt& question, const std::vector<int>& new_tiles,
                        const std::vector<float>& new_visual, const AskOptions& options,
                        const TextCallback& on_text, Answer answer);
 
     const Engine& engine_;
     std::string system_message_;
-    std::vector<ChatTurn> history_; // questions as rendered (with <image> placeholders)
+    std::vector<ChatTurn> history_; // questions with their images' <image> placeholders
     std::vector<int> tiles_; // tile count of every image so far, in prompt order
     std::vector<float> visual_; // visual tokens of every image so far
     std::vector<int32_t> cached_ids_; // the ids the KV cache holds

@@ -66,12 +66,14 @@ bool answers_match(std::string_view predicted, std::string_view expected)
 }
 
 EvalReport evaluate(const Engine& engine, const std::vector<EvalItem>& items, int max_new_tokens,
-                    const std::function<void(size_t, const EvalPrediction&)>& on_item)
+                    const std::function<void(size_t, const EvalPrediction&)>& on_item,
+                    int max_prompt_tokens)
 {
     std::map<std::string, EvalTaskScore> by_task;
     EvalReport report;
     AskOptions opts;
     opts.sampling.max_new_tokens = max_new_tokens;
+    opts.max_prompt_tokens = max_prompt_tokens;
     for (size_t i = 0; i < items.size(); ++i) {
         const auto& item = items[i];
         std::vector<Image> images;

@@ -60,8 +60,10 @@ struct EvalPrediction
 };
 
 // Answers every item greedily in a fresh session and scores it. on_item (optional) sees each
-// prediction as it is made, e.g. for progress.
+// prediction as it is made, e.g. for progress. An item whose prompt is longer than
+// max_prompt_tokens (AskOptions::max_prompt_tokens) ends the evaluation with its Error.
 EvalReport evaluate(const Engine& engine, const std::vector<EvalItem>& items, int max_new_tokens,
-                    const std::function<void(size_t index, const EvalPrediction&)>& on_item = {});
+                    const std::function<void(size_t index, const EvalPrediction&)>& on_item = {},
+                    int max_prompt_tokens = 0);
 
 } // namespace iris::reasoning

@@ -37,7 +37,7 @@ std::vector<float> memory_embedding(const Engine& engine, const std::vector<Imag
         }
         unit_mean(net.encode_images(pixels, int(images.size())), hidden, out.data());
     }
-    auto ids = engine.tokenizer().encode(text, /*add_bos=*/false);
+    auto ids = engine.tokenizer().encode_text(text, /*add_bos=*/false);
     if (!ids.empty())
         unit_mean(net.embed(ids, {}, engine.img_context_id()), hidden, out.data() + hidden);
     return out;

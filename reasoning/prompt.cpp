@@ -1,6 +1,7 @@
 #include "reasoning/prompt.h"
 
 #include "core/core.h"
+#include "model/model.h"
 
 namespace iris::reasoning {
 namespace {
@@ -37,12 +38,6 @@ const std::vector<ChatTemplate>& templates()
     return all;
 }
 
-void replace_all(std::string& s, std::string_view from, std::string_view to)
-{
-    for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-        s.replace(pos, from.size(), to);
-}
-
 } // namespace
 
 const ChatTemplate& chat_template(std::string_view name)
@@ -54,24 +49,63 @@ const ChatTemplate& chat_template(std::string_view name)
                     + "' (supported: internvl2_5, internlm2-chat, Hermes-2)");
 }
 
-std::string render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
-                          const std::vector<ChatTurn>& history, const std::string& question)
+Prompt& Prompt::add(std::string_view text, bool special)
 {
-    std::string system = tmpl.system_template;
-    replace_all(system, "{system_message}",
-                system_message.empty() ? tmpl.system_message : system_message);
-    std::string out = system + tmpl.sep;
+    if (text.empty()) return *this;
+    if (!parts_.empty() && parts_.back().special == special)
+        parts_.back().text += text;
+    else
+        parts_.push_back({std::string(text), special});
+    return *this;
+}
+
+Prompt& Prompt::append(const Prompt& other)
+{
+    for (const Part& p : other.parts_) add(p.text, p.special);
+    return *this;
+}
+
+std::string Prompt::text() const
+{
+    std::string out;
+    for (const Part& p : parts_) out += p.text;
+    return out;
+}
+
+std::vector<int32_t> Prompt::encode(const model::Tokenizer& tokenizer, bool add_bos) const
+{
+    std::vector<model::Tokenizer::TextPart> views;
+    views.reserve(parts_.size());
+    for (const Part& p : parts_) views.push_back({p.text, p.special});
+    return tokenizer.encode(std::span<const model::Tokenizer::TextPart>(views), add_bos);
+}
+
+Prompt render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
+                     const std::vector<ChatTurn>& history, const Prompt& question)
+{
+    Prompt out;
+    const std::string& sys = tmpl.system_template;
+    const size_t at = sys.find("{system_message}");
+    out.add_template(sys.substr(0, at));
+    if (at != std::string::npos) {
+        if (system_message.empty())
+            out.add_template(tmpl.system_message);
+        else
+            out.add_text(system_message);
+        out.add_template(sys.substr(at + std::string_view("{system_message}").size()));
+    }
+    out.add_template(tmpl.sep);
     // An empty message renders as the bare role, as in conversation.py's MPT style.
-    auto add = [&](const std::string& role, const std::string& message) {
-        out += role;
-        if (!message.empty()) out += message + tmpl.sep;
+    auto add = [&](const std::string& role, const Prompt& message) {
+        out.add_template(role);
+        if (!message.empty()) out.append(message).add_template(tmpl.sep);
     };
     for (const auto& turn : history) {
         add(tmpl.user_role, turn.user);
         add(tmpl.assistant_role, turn.assistant);
     }
     add(tmpl.user_role, question);
-    out += tmpl.assistant_role;
+    out.add_template(tmpl.assistant_role);
     return out;
 }
 
@@ -94,38 +128,63 @@ std::string image_placeholders(int n_images, ImageLayout layout)
     return out;
 }
 
-std::string with_image_placeholders(const std::string& question, int n_images, ImageLayout layout)
+Prompt with_image_placeholders(const std::string& question, int n_images, ImageLayout layout)
 {
-    if (n_images > 0 && question.find("<image>") == std::string::npos)
-        return image_placeholders(n_images, layout) + question;
-    return question;
+    Prompt out;
+    out.add_template(image_placeholders(n_images, layout));
+    out.add_text(question);
+    return out;
 }
 
-std::string expand_image_placeholders(const std::string& prompt,
-                                      const std::vector<int>& tokens_per_image)
+Prompt with_image_markers(const std::string& question, int n_images, ImageLayout layout)
 {
-    static const std::string placeholder = "<image>";
-    std::string out;
-    size_t pos = 0, n = 0;
-    for (size_t hit = prompt.find(placeholder); hit != std::string::npos;
-         hit = prompt.find(placeholder, pos)) {
-        if (n == tokens_per_image.size())
-            throw Error(ErrorKind::invalid_argument,
-                        strfmt("the prompt has more <image> placeholders than the %zu images given",
-                               tokens_per_image.size()));
-        out.append(prompt, pos, hit - pos);
-        out += "<img>";
-        out.reserve(out.size() + size_t(tokens_per_image[n]) * 13 + 6);
-        for (int i = 0; i < tokens_per_image[n]; ++i) out += "<IMG_CONTEXT>";
-        out += "</img>";
-        ++n;
-        pos = hit + placeholder.size();
+    static constexpr std::string_view marker = "<image>";
+    if (n_images == 0 || question.find(marker) == std::string::npos)
+        return with_image_placeholders(question, n_images, layout);
+    Prompt out;
+    size_t pos = 0;
+    for (size_t hit; (hit = question.find(marker, pos)) != std::string::npos;
+         pos = hit + marker.size())
+        out.add_text(std::string_view(question).substr(pos, hit - pos)).add_template(marker);
+    out.add_text(std::string_view(question).substr(pos));
+    return out;
+}
+
+Prompt expand_image_placeholders(const Prompt& prompt, const std::vector<int>& tokens_per_image)
+{
+    static constexpr std::string_view placeholder = "<image>";
+    Prompt out;
+    size_t n = 0;
+    for (const Prompt::Part& part : prompt.parts()) {
+        if (!part.special) {
+            out.add_text(part.text);
+            continue;
+        }
+        const std::string& s = part.text;
+        std::string text;
+        size_t pos = 0;
+        for (size_t hit = s.find(placeholder); hit != std::string::npos;
+             hit = s.find(placeholder, pos)) {
+            if (n == tokens_per_image.size())
+                throw Error(
+                    ErrorKind::invalid_argument,
+                    strfmt("the prompt has more <image> placeholders than the %zu images given",
+                           tokens_per_image.size()));
+            text.append(s, pos, hit - pos);
+            text += "<img>";
+            text.reserve(text.size() + size_t(tokens_per_image[n]) * 13 + 6);
+            for (int i = 0; i < tokens_per_image[n]; ++i) text += "<IMG_CONTEXT>";
+            text += "</img>";
+            ++n;
+            pos = hit + placeholder.size();
+        }
+        text.append(s, pos);
+        out.add_template(text);
     }
     if (n != tokens_per_image.size())
         throw Error(ErrorKind::invalid_argument,
                     strfmt("the prompt has %zu <image> placeholders but %zu images were given", n,
                            tokens_per_image.size()));
-    out.append(prompt, pos);
     return out;
 }
 

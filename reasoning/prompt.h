@@ -2,8 +2,9 @@
 // sampling as Hugging Face's generate does it, and generated ids turned into text.
 //
 //   const ChatTemplate& tmpl = chat_template("internvl2_5");
-//   std::string q = with_image_placeholders("What is it?", 1, ImageLayout::single);
-//   std::string prompt = render_prompt(tmpl, "", {}, q); // then expand_image_placeholders
+//   Prompt q = with_image_placeholders("What is it?", 1, ImageLayout::single);
+//   Prompt prompt = expand_image_placeholders(render_prompt(tmpl, "", {}, q), {256});
+//   std::vector<int32_t> ids = prompt.encode(tokenizer, /*add_bos=*/true);
 //   Sampler sampler({.temperature = 0.7f, .top_p = 0.9f, .seed = 1});
 //   int32_t next = sampler.sample(logits, ids);           // logits [vocab], ids seen so far
 //
@@ -41,16 +42,54 @@ struct ChatTemplate
 // "internvl2_5", "internlm2-chat" or "Hermes-2"; throws Error(unsupported) naming the others.
 const ChatTemplate& chat_template(std::string_view name);
 
+// A prompt as parts: template text (the chat template's roles and separators, the image
+// placeholders the engine puts in for the images it was given), whose added-token strings become
+// control ids, and client text (questions, answers, system messages, transcripts), whose
+// added-token strings stay ordinary text. A string converts to client text, so words never
+// become control tokens by accident.
+class Prompt
+{
+public:
+    struct Part
+    {
+        std::string text;
+        bool special = false; // template text
+        bool operator==(const Part&) const = default;
+    };
+
+    Prompt() = default;
+    Prompt(std::string client_text) { add_text(client_text); } // implicit: see above
+    Prompt(const char* client_text) { add_text(client_text); }
+
+    Prompt& add_template(std::string_view text) { return add(text, true); }
+    Prompt& add_text(std::string_view text) { return add(text, false); }
+    Prompt& append(const Prompt& other);
+
+    const std::vector<Part>& parts() const { return parts_; }
+    bool empty() const { return parts_.empty(); }
+    // The parts end to end: what the official pipeline would tokenize as one string.
+    std::string text() const;
+    // Tokenizer::encode over the parts.
+    std::vector<int32_t> encode(const model::Tokenizer& tokenizer, bool add_bos) const;
+
+    bool operator==(const Prompt&) const = default;
+
+private:
+    Prompt& add(std::string_view text, bool special);
+
+    std::vector<Part> parts_; // adjacent parts of one kind are merged; none is empty
+};
+
 struct ChatTurn
 {
-    std::string user;
+    Prompt user; // the question, with its images' placeholders
     std::string assistant;
 };
 
-// The prompt text exactly as the official chat() builds it (before <image> expansion).
-// An empty system_message selects the template's default.
-std::string render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
-                          const std::vector<ChatTurn>& history, const std::string& question);
+// The prompt exactly as the official chat() builds it (before <image> expansion). The system
+// message is client text; an empty one selects the template's default (template text).
+Prompt render_prompt(const ChatTemplate& tmpl, const std::string& system_message,
+                     const std::vector<ChatTurn>& history, const Prompt& question);
 
 // How several images are introduced in a question.
 enum class ImageLayout {
@@ -59,14 +98,18 @@ enum class ImageLayout {
     frames, // "Frame1: <image>\nFrame2: <image>\n" (video)
 };
 std::string image_placeholders(int n_images, ImageLayout layout);
-// The question with placeholders for n_images put in front when it names no "<image>" itself
-// (chat() does this for the first question; Iris for every question with images).
-std::string with_image_placeholders(const std::string& question, int n_images, ImageLayout layout);
+// The question (client text) with placeholders for n_images put in front (chat() does this for
+// the first question; Iris for every question with images). An "<image>" in the question is text.
+Prompt with_image_placeholders(const std::string& question, int n_images, ImageLayout layout);
+// As chat() treats a question: each "<image>" the question names places an image there, and a
+// question naming none gets them in front. Only for an explicit request (iris ask
+// --image-markers): the question is the user's own template.
+Prompt with_image_markers(const std::string& question, int n_images, ImageLayout layout);
 
-// Replaces each "<image>" left to right by "<img>" + "<IMG_CONTEXT>" x tokens + "</img>".
-// Throws Error(invalid_argument) when the number of placeholders and of images differ.
-std::string expand_image_placeholders(const std::string& prompt,
-                                      const std::vector<int>& tokens_per_image);
+// Replaces each "<image>" of the template text, left to right, by "<img>" + "<IMG_CONTEXT>" x
+// tokens + "</img>". Throws Error(invalid_argument) when the number of placeholders and of
+// images differ.
+Prompt expand_image_placeholders(const Prompt& prompt, const std::vector<int>& tokens_per_image);
 
 // Sampling as Hugging Face's generate applies it: repetition penalty, temperature, top-k,
 // top-p, then a draw. temperature == 0 is greedy (argmax; ties go to the lowest id).

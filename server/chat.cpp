@@ -59,7 +59,7 @@ Part read_content(const json& content, const std::string& where, const Context& 
             MediaPolicy policy {ctx.options.allow_media_url, ctx.options.max_media_url_bytes, {}};
             std::vector<uint8_t> bytes = fetch_media(url, policy);
             try {
-                Image img = reasoning::decode_image(bytes, policy.limits, pw + "image_url");
+                Image img = decode_request_image(bytes, policy.limits, pw + "image_url");
                 out.images.push_back(reasoning::preprocess_image(img, tiling));
             } catch (const Error& e) {
                 throw api_error(e);
@@ -225,19 +225,15 @@ ChatRequest parse_chat_request(const json& body, const Context& ctx)
                            t.assistant});
         for (const auto& img : t.images) tokens.push_back(img.grid.n_tiles * per_tile);
     }
-    std::string question = history.back().user;
+    const reasoning::Prompt question = history.back().user;
     history.pop_back();
-    std::string text;
-    try {
-        text = reasoning::expand_image_placeholders(
-            reasoning::render_prompt(ctx.engine.chat_template(), req.system, history, question),
-            tokens);
-    } catch (const Error& e) {
-        bad_request(std::string("messages: ") + e.what()
-                        + " (is there an \"<image>\" in the text?)",
-                    "messages");
-    }
-    size_t n_prompt = ctx.engine.tokenizer().encode(text, true).size();
+    // The placeholders are the engine's, one per image sent; the messages' text stays text.
+    const size_t n_prompt
+        = reasoning::expand_image_placeholders(
+              reasoning::render_prompt(ctx.engine.chat_template(), req.system, history, question),
+              tokens)
+              .encode(ctx.engine.tokenizer(), true)
+              .size();
     const int context = ctx.engine.config().llm.max_position_embeddings;
     if (n_prompt > size_t(ctx.options.max_prompt_tokens))
         bad_request(strfmt("the prompt has %zu tokens; this server takes at most %d", n_prompt,

@@ -16,7 +16,7 @@ Image read_image(const std::string& url, const std::string& param, const Context
     MediaPolicy policy {ctx.options.allow_media_url, ctx.options.max_media_url_bytes, {}};
     try {
         std::vector<uint8_t> bytes = fetch_media(url, policy);
-        return reasoning::decode_image(bytes, policy.limits, param);
+        return decode_request_image(bytes, policy.limits, param);
     } catch (const Error& e) {
         ApiError a = api_error(e);
         a.param = param;

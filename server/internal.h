@@ -66,6 +66,10 @@ struct MediaPolicy
 // The bytes of an image_url: a data: URL (base64), or with allow_url an https URL of a public
 // address. Throws ApiError.
 std::vector<uint8_t> fetch_media(const std::string& url, const MediaPolicy& policy);
+// Decodes an image of a request. Dimensions past the limits are the request's mistake (400
+// naming `param`), not a body too large (413): the encoded bytes may be a few dozen.
+Image decode_request_image(std::span<const uint8_t> bytes, const reasoning::ImageLimits& limits,
+                           const std::string& param);
 // True for addresses that are not reachable on the public internet (loopback, private, link-local,
 // carrier-grade NAT, multicast, reserved, unique-local, IPv4-mapped forms of these...).
 bool is_private_address(const std::string& numeric_ip);

@@ -160,6 +160,18 @@ bool is_private_address(const std::string& ip)
     return false;
 }
 
+Image decode_request_image(std::span<const uint8_t> bytes, const reasoning::ImageLimits& limits,
+                           const std::string& param)
+{
+    try {
+        return reasoning::decode_image(bytes, limits, param);
+    } catch (const Error& e) {
+        // Within the encoded size limit, a limit hit is the image's width and height.
+        if (e.kind() != ErrorKind::resource || bytes.size() > limits.max_encoded_bytes) throw;
+        throw ApiError {400, e.what(), "invalid_request_error", param};
+    }
+}
+
 std::vector<uint8_t> fetch_media(const std::string& url, const MediaPolicy& policy)
 {
     if (starts_with_ci(url, "data:")) return decode_data_url(url);

@@ -43,6 +43,7 @@ void memory_search(const httplib::Request& http_req, httplib::Response& res, con
     json body = parse_body(http_req.body, ctx.options.max_json_depth);
     Fields f {body, ""};
     const std::string text = f.str("query", 2000).value_or("");
+    if (trim(text).empty()) bad_request("query is missing: give the text to search for", "query");
     assistant::FindOptions o;
     o.k = int(f.integer("k", 1, 100).value_or(5));
     if (auto v = time_field(f, "from")) o.t_from_us = *v;
@@ -73,10 +74,9 @@ void memory_get(const httplib::Request& req, httplib::Response& res, const Conte
     // ?frame=N answers with the key frame itself, for an <img src>.
     if (req.has_param("frame")) {
         const std::string& n = req.get_param_value("frame");
-        size_t k
-            = n.size() <= 3 && !n.empty() && n.find_first_not_of("0123456789") == std::string::npos
-            ? std::stoul(n)
-            : size_t(-1);
+        if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos)
+            bad_request("frame must be the number of a key frame, from 0", "frame");
+        const size_t k = n.size() <= 3 ? std::stoul(n) : size_t(-1);
         if (k >= entry->key_frames.size())
             throw ApiError {
                 404,

@@ -109,7 +109,7 @@ void documents_qa(const httplib::Request& http_req, httplib::Response& res, cons
             selection = any_text ? "relevance" : "first pages";
             std::sort(pages.begin(), pages.end());
         } else if (reasoning::sniff_image_format(q.document) != reasoning::ImageFormat::unknown) {
-            image = reasoning::decode_image(q.document, image_limits, "document");
+            image = decode_request_image(q.document, image_limits, "document");
             pages = {0};
         } else {
             bad_request("the document is neither a PDF nor a PNG, JPEG, WebP or BMP image",

@@ -1,7 +1,9 @@
 // The HTTP server: routes, authentication, CORS, limits, logging and metrics.
 #include "model/arch.h"
+#include "server/http.h"
 #include "server/internal.h"
 
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
@@ -46,7 +48,16 @@ void Options::validate() const
         bad(strfmt("parallel must be between 1 and max_queue (%d)", max_queue));
     if (max_pdf_pages < 1 || document_tile_budget < 1)
         bad("max_pdf_pages and document_tile_budget must be positive");
-    if (timeout_s < 1) bad("timeout_s must be at least 1");
+    if (timeout_s < 1 || head_timeout_s < 1 || body_timeout_s < 1)
+        bad("timeout_s, head_timeout_s and body_timeout_s must be at least 1 second");
+    if (max_client_connections < 1) bad("max_client_connections must be at least 1");
+    for (const auto& h : allowed_hosts)
+        if (h.empty() || h.size() > 253
+            || h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   "0123456789.-")
+                != std::string::npos)
+            bad("an allowed host is a name like iris.example.org, without a scheme or port, not '"
+                + h + "'");
     if (threads < 0) bad("threads must be >= 0");
 }
 
@@ -91,6 +102,8 @@ void models(const httplib::Request&, httplib::Response& res, const Context& ctx)
 
 enum class Method { get, post };
 enum class Auth { none, key }; // key: the API key is needed when the server has one
+// The Content-Type a POST route takes: JSON only, or JSON and multipart/form-data.
+enum class Body { none, json, json_or_form };
 using Handler = void (*)(const httplib::Request&, httplib::Response&, const Context&);
 
 struct Route
@@ -100,6 +113,7 @@ struct Route
     const char* label; // the route in metrics and the log
     Auth auth;
     Handler handler;
+    Body body = Body::none;
     bool needs_memory = false; // served only with a memory store
 };
 
@@ -108,13 +122,17 @@ constexpr Route kRoutes[] = {
     {Method::get, "/health", "/health", Auth::none, health},
     {Method::get, "/metrics", "/metrics", Auth::key, metrics_text},
     {Method::get, "/v1/models", "/v1/models", Auth::key, models},
-    {Method::post, "/v1/chat/completions", "/v1/chat/completions", Auth::key, chat_completions},
-    {Method::post, "/v1/documents/qa", "/v1/documents/qa", Auth::key, documents_qa},
-    {Method::post, "/v1/compose/article", "/v1/compose/article", Auth::key, compose_article},
-    {Method::post, "/v1/compose/webpage", "/v1/compose/webpage", Auth::key, compose_webpage},
-    {Method::post, "/v1/memory/search", "/v1/memory/search", Auth::key, memory_search,
+    {Method::post, "/v1/chat/completions", "/v1/chat/completions", Auth::key, chat_completions,
+     Body::json},
+    {Method::post, "/v1/documents/qa", "/v1/documents/qa", Auth::key, documents_qa,
+     Body::json_or_form},
+    {Method::post, "/v1/compose/article", "/v1/compose/article", Auth::key, compose_article,
+     Body::json},
+    {Method::post, "/v1/compose/webpage", "/v1/compose/webpage", Auth::key, compose_webpage,
+     Body::json},
+    {Method::post, "/v1/memory/search", "/v1/memory/search", Auth::key, memory_search, Body::json,
      /*needs_memory=*/true},
-    {Method::get, R"(/v1/memory/([^/]+))", "/v1/memory/{id}", Auth::key, memory_get,
+    {Method::get, R"(/v1/memory/([^/]+))", "/v1/memory/{id}", Auth::key, memory_get, Body::none,
      /*needs_memory=*/true},
 };
 
@@ -148,12 +166,37 @@ bool needs_key(const httplib::Request& req)
     return !r || r->auth == Auth::key;
 }
 
-// The listening socket, to widen its accept queue: Debian's compiled cpp-httplib listens with a
-// backlog of 5, and a burst of clients beyond that sees failed connections instead of 503s.
-struct HttpServer : httplib::Server
+std::string lower(std::string_view s)
 {
-    void widen_backlog() { ::listen(svr_sock_, SOMAXCONN); }
-};
+    std::string out(s);
+    for (char& c : out) c = char(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Whether a Host header names this server: localhost, an IP address (a page cannot rebind those:
+// the browser's origin would be that address itself), the bound host or an allowed name, with
+// any port. A missing Host (HTTP/1.0) is no browser's.
+bool host_allowed(std::string_view host, const Options& o)
+{
+    if (host.empty()) return true;
+    if (host.front() == '[') { // an IPv6 address
+        const size_t end = host.find(']');
+        return end != std::string_view::npos && (end + 1 == host.size() || host[end + 1] == ':');
+    }
+    const size_t colon = host.find(':');
+    std::string name = lower(host.substr(0, colon));
+    if (colon != std::string_view::npos
+        && host.find_first_not_of("0123456789", colon + 1) != std::string_view::npos)
+        return false;
+    if (!name.empty() && name.back() == '.') name.pop_back(); // "localhost." is the same name
+    in_addr v4;
+    if (name == "localhost" || inet_pton(AF_INET, name.c_str(), &v4) == 1) return true;
+    std::string bound = lower(o.host);
+    if (bound.size() > 2 && bound.front() == '[') bound = bound.substr(1, bound.size() - 2);
+    if (name == bound) return true;
+    return std::any_of(o.allowed_hosts.begin(), o.allowed_hosts.end(),
+                       [&](const std::string& h) { return lower(h) == name; });
+}
 
 void send_error(httplib::Response& res, const ApiError& e)
 {
@@ -175,7 +218,20 @@ struct Server::Impl
                            ? std::make_unique<reasoning::PrefixCache>(o.prompt_cache_bytes)
                            : nullptr)
         , ctx {engine, store, options, queue, batcher.get(), prompt_cache.get(), metrics, stopping}
+        , http(http_limits(o), [this](int status) { metrics.request("other", status); })
     { }
+
+    static HttpLimits http_limits(const Options& o)
+    {
+        HttpLimits l;
+        l.head_timeout_s = o.head_timeout_s;
+        l.body_timeout_s = o.body_timeout_s;
+        l.idle_timeout_s = o.timeout_s;
+        l.keep_alive_s = std::min(o.timeout_s, 5);
+        l.max_client_connections = o.max_client_connections;
+        l.workers = o.threads > 0 ? o.threads : std::max(o.max_queue, o.max_client_connections) + 8;
+        return l;
+    }
 
     const Options options;
     const reasoning::Engine& engine;
@@ -220,39 +276,69 @@ struct Server::Impl
     // 0 when the request may go on, else the status that ends it before its body is read.
     int gate(const httplib::Request& req, httplib::Response& res)
     {
+        // Every refusal closes the connection: the body that follows is never read.
+        auto refuse = [&](const ApiError& e) {
+            send_error(res, e);
+            res.set_header("Connection", "close");
+            HttpServer::close_after_response();
+            return e.status;
+        };
         // A chunked body's size is unknown until it is read, and the HTTP library answers one
-        // that outgrows the limit with a bare 400: such bodies are refused up front.
-        if (req.has_header("Transfer-Encoding")) {
-            send_error(
-                res,
+        // that outgrows the limit with a bare 400: such bodies are refused up front. So are
+        // POST bodies without a length, which the library would read until the client closes.
+        if (req.has_header("Transfer-Encoding"))
+            return refuse(
                 {411,
                  "send the body with a Content-Length (chunked request bodies are not accepted)"});
-            res.set_header("Connection", "close");
-            return 411;
-        }
-        if (req.has_header("Content-Length")) {
-            const std::string& v = req.get_header_value("Content-Length");
-            char* end = nullptr;
-            unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-            if (v.empty() || *end || n > options.max_body_bytes) {
-                send_error(
-                    res,
+        const size_t lengths = req.get_header_value_count("Content-Length");
+        if (lengths == 0 && req.method == "POST")
+            return refuse({411, "send the body with a Content-Length"});
+        for (size_t i = 0; i < lengths; ++i) {
+            const std::string& v = req.get_header_value("Content-Length", i);
+            if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos
+                || v.size() > 19)
+                return refuse({400, "Content-Length must be a number of bytes"});
+            // Two lengths are two readings of where the body ends (request smuggling).
+            if (v != req.get_header_value("Content-Length"))
+                return refuse({400, "the request has two different Content-Length headers"});
+            if (std::strtoull(v.c_str(), nullptr, 10) > options.max_body_bytes)
+                return refuse(
                     {413, strfmt("the request body is over %zu bytes", options.max_body_bytes)});
-                res.set_header("Connection", "close");
-                return 413;
-            }
         }
-        if (!options.api_key.empty() && needs_key(req)) {
+        const bool keyed = !options.api_key.empty() && needs_key(req);
+        // Without a key the Host is the check a browser cannot get around: a page whose name
+        // was rebound to this address sends its own name. Keyed requests prove themselves.
+        if (!keyed && !host_allowed(req.get_header_value("Host"), options))
+            return refuse({421,
+                           "this server does not answer to the name '"
+                               + req.get_header_value("Host").substr(0, 200)
+                               + "': start it with --allowed-host NAME to allow a name"});
+        if (keyed) {
             const std::string& auth = req.get_header_value("Authorization");
             bool bearer = auth.size() > 7
                 && std::equal(auth.begin(), auth.begin() + 7, "bearer ",
                               [](char a, char b) { return std::tolower(a) == b; });
             if (!bearer || !same_secret(std::string_view(auth).substr(7), options.api_key)) {
                 res.set_header("WWW-Authenticate", "Bearer");
-                send_error(res,
-                           {401, "a valid API key is needed: send \"Authorization: Bearer <key>\"",
-                            "authentication_error"});
-                return 401;
+                return refuse({401,
+                               "a valid API key is needed: send \"Authorization: Bearer <key>\"",
+                               "authentication_error"});
+            }
+        }
+        // JSON only: a page may post text/plain or a form anywhere without asking, but sending
+        // application/json elsewhere needs a CORS preflight, which only cors_origins pass.
+        const Route* route = find_route(req.path);
+        if (req.method == "POST" && route && route->method == Method::post) {
+            const std::string& type = req.get_header_value("Content-Type");
+            const std::string media = lower(trim(type.substr(0, type.find(';'))));
+            const bool form = route->body == Body::json_or_form && media == "multipart/form-data";
+            if (media != "application/json" && !form) {
+                return refuse(
+                    {415,
+                     "send the body as application/json"
+                         + std::string(route->body == Body::json_or_form ? " or multipart/form-data"
+                                                                         : "")
+                         + (type.empty() ? "" : ", not " + type.substr(0, 100))});
             }
         }
         return 0;
@@ -260,12 +346,8 @@ struct Server::Impl
 
     void setup()
     {
-        const size_t threads
-            = options.threads > 0 ? size_t(options.threads) : size_t(options.max_queue + 8);
-        http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
         http.set_read_timeout(options.timeout_s);
         http.set_write_timeout(options.timeout_s);
-        http.set_keep_alive_timeout(std::min(options.timeout_s, 5));
         http.set_keep_alive_max_count(1000); // fewer reconnections racing a closing connection
         http.set_payload_max_length(options.max_body_bytes);
         http.set_tcp_nodelay(true);
@@ -318,9 +400,20 @@ struct Server::Impl
                 httplib::Response& res;
                 ~Count() { m.request(route_label(req), res.status); }
             } count {metrics, req, res};
+            // After a request the library could not read, the connection's next byte is unknown.
+            if (res.status != 404) {
+                res.set_header("Connection", "close");
+                HttpServer::close_after_response();
+            }
             if (res.status == 404)
                 send_error(res,
                            {404, "no route for " + req.method + " " + req.path.substr(0, 200)});
+            else if (res.status == 400 && HttpServer::read_timed_out())
+                send_error(res,
+                           {408,
+                            strfmt("the request body did not arrive within %d s (or "
+                                   "paused for %d s)",
+                                   options.body_timeout_s, options.timeout_s)});
             else if (res.status == 413)
                 send_error(
                     res,

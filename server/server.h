@@ -21,6 +21,13 @@
 // logged); no CORS headers unless cors_origins names the origin exactly; bodies over
 // max_body_bytes get 413 before they are read; JSON nesting, images per request and prompt tokens
 // are limited, every number is range-checked (400); idle clients are cut off after timeout_s.
+// A request's head must arrive within head_timeout_s and its body within body_timeout_s, and
+// connections waiting for their head hold no worker thread (server/http.h), so slow clients never
+// starve /health or anyone else; one address may hold max_client_connections connections (429
+// beyond). Without a key, a Host header that is not localhost, an IP address, `host` or one of
+// allowed_hosts is refused (421): a web page cannot rebind its own name to this server. POST
+// routes take application/json bodies only (documents also multipart/form-data), else 415, so a
+// page cannot post to them as a plain form either.
 #pragma once
 
 #include "core/core.h"
@@ -63,7 +70,16 @@ struct Options
     int max_pdf_pages = 200;
     int document_tile_budget = 12; // tiles of the pages a document question may see
     int timeout_s = 30; // a client that sends or receives nothing for this long is cut off
-    int threads = 0; // HTTP worker threads; 0: max_queue + 8
+    int head_timeout_s = 10; // the request line and headers, from the connection or first byte
+    int body_timeout_s = 60; // the whole body, once the head is in (20 MiB needs 2.8 Mbit/s)
+    // Open connections of one client address; more get 429. Every local client is 127.0.0.1:
+    // this leaves room for benchmarks and connection pools of a few dozen.
+    int max_client_connections = 32;
+    // Host names the server answers to besides localhost, IP addresses and `host` (no port).
+    std::vector<std::string> allowed_hosts;
+    // HTTP worker threads; 0: max(max_queue, max_client_connections) + 8, so that one address
+    // at its cap leaves 8 workers for the others and the engine queue never waits for one.
+    int threads = 0;
 
     // Throws Error(invalid_argument) naming the field; also for a non-loopback host without a key.
     void validate() const;

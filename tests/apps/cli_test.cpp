@@ -210,6 +210,45 @@ TEST(Cli, ForwardAndGenerateReproduceTheOfficialLogitsAndGreedyTokens)
     }
 }
 
+// Issue 22, "ids are ids": input_ids without pixel_values run the language model on exactly
+// those ids, an <IMG_CONTEXT> id embedded like any other token (the official language_model
+// forward); with pixel values the images fill those positions, as above.
+TEST(Cli, ForwardWithoutPixelValuesEmbedsEveryIdAsAToken)
+{
+    IRIS_REQUIRE_GOLDEN();
+    fs::path dir = temp_dir();
+    const auto idx = index();
+    const auto& c = idx["cases"]["full"]["tiny_qwen2"];
+    const int64_t ctx = c["img_context_token_id"].get<int64_t>();
+    auto full = SafeTensors::open((kGolden / c["file"].get<std::string>()).string());
+    const auto golden_ids = full.get("input_ids").to_i64();
+    std::vector<int64_t> ids(golden_ids.begin(), golden_ids.begin() + 12);
+    ids.insert(ids.end(), {ctx, ctx, golden_ids[5], ctx});
+    fs::path in = dir / "in.safetensors", out = dir / "out.safetensors";
+    SafeTensorsWriter w;
+    w.add_i64("input_ids", {int64_t(ids.size())}, ids);
+    w.write(in.string());
+    const fs::path model = kGolden / c["model"].get<std::string>();
+    Result r
+        = run_iris("forward --model " + q(model) + " --in " + q(in) + " --out " + q(out) + " 2>&1");
+    ASSERT_EQ(r.status, 0) << r.out;
+
+    auto net = iris::model::InternVL::load(model.string());
+    auto cache = net->new_cache({});
+    std::vector<int32_t> ids32(ids.begin(), ids.end());
+    auto want = net->forward(*cache, ids32, {}, -1, /*all_logits=*/true);
+    auto got = SafeTensors::open(out.string());
+    EXPECT_EQ(got.get("logits").shape,
+              (std::vector<int64_t> {int64_t(ids.size()), net->config().llm.vocab_size}));
+    EXPECT_LE(
+        max_abs_diff(got.get("logits").to_f32(), std::vector<float>(want.begin(), want.end())),
+        1e-5f);
+    EXPECT_EQ(got.find("visual_tokens"), nullptr);
+    Result g = run_iris("generate --json --max-new-tokens 2 --ignore-eos --model " + q(model)
+                        + " --in " + q(in) + " 2>&1");
+    EXPECT_EQ(g.status, 0) << g.out;
+}
+
 TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
 {
     IRIS_REQUIRE_GOLDEN();
@@ -229,6 +268,40 @@ TEST(Cli, AskStreamsAnAnswerAndRejectsACorruptImage)
     Result b = run_iris("ask --model " + model + " --image " + q(bad) + " 'What is it?' 2>&1");
     EXPECT_EQ(b.status, 1);
     EXPECT_NE(b.out.find("bad.png"), std::string::npos) << b.out;
+}
+
+// Issue 22: a prompt past --max-prompt-tokens (default 8192) or the model's 32768 positions is an
+// error before it is run, not minutes of prefill ending in an empty answer.
+TEST(Cli, PromptsLongerThanTheLimitOrTheModelsPositionsAreRefused)
+{
+    fs::path dir = temp_dir();
+    {
+        std::ofstream long_question(dir / "long.txt"); // 34,001 tokens of the demo model's
+        for (int i = 0; i < 34000; ++i) long_question << "a ";
+        long_question << "a";
+    }
+    const std::string question = "\"$(cat " + q(dir / "long.txt") + ")\"";
+    Result r = run_iris("ask " + question + " 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("iris ask: the prompt has 34027 tokens, more than the 8192 allowed"),
+              std::string::npos)
+        << r.out;
+    r = run_iris("ask --max-prompt-tokens 100000 " + question + " 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("more than the model's 32768 positions"), std::string::npos) << r.out;
+
+    r = run_iris("ask --max-prompt-tokens 10 'What colour is the square?' 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("more than the 10 allowed"), std::string::npos) << r.out;
+    EXPECT_EQ(run_iris("ask --max-prompt-tokens 0 'x' 2>/dev/null").status, 1);
+    // chat answers the next turn after one that was too long.
+    r = run_iris("chat --max-prompt-tokens 40 --max-new-tokens 4 2>&1 <<'EOF'\n"
+                 "Tell me about the red square and the blue circle and the green hexagon and the "
+                 "yellow triangle and the purple star and the orange oval, every one of them.\n"
+                 "Hi\n/quit\nEOF");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("error: the prompt has"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("error:"), r.out.rfind("error:")) << r.out;
 }
 
 TEST(Cli, SkvqCacheOptionsCalibrateKvAndKvEvalRunOnATinyModel)

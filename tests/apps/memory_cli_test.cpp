@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -127,6 +128,104 @@ TEST(MemoryCli, ShowWritesKeyFramesExportWritesEverythingAndDeleteRemoves)
               0);
     auto after = nlohmann::json::parse(run("memory list --json --db " + q(db)).out);
     EXPECT_EQ(after.size(), entries.size() - 1);
+}
+
+TEST(MemoryCli, OutFoldersThatCannotBeMadeAreErrorsNamingThemNotCrashes)
+{
+    fs::path db = temp_dir("bad-out");
+    ASSERT_EQ(run("watch --fast --video testsrc --duration 2 --fps 2 --db " + q(db) + " >/dev/null")
+                  .status,
+              0);
+    fs::path file = temp_dir("bad-out-file") / "a-file";
+    std::ofstream(file) << "not a folder";
+    // A file where the folder should be, a folder below a file, a place nobody may write (even
+    // root may not create folders in /proc).
+    for (const fs::path& out : {file, file / "x", fs::path("/proc/iris-test-out")}) {
+        SCOPED_TRACE(out);
+        auto r = run("memory show 1 --db " + q(db) + " --out " + q(out) + " 2>&1");
+        EXPECT_EQ(r.status, 1) << r.out;
+        EXPECT_NE(r.out.find("iris memory: "), std::string::npos) << r.out;
+        EXPECT_NE(r.out.find(out.string()), std::string::npos) << r.out;
+    }
+    // The web page's folder is made before the model is loaded and the page written.
+    auto c = run("compose webpage --instruction x --out " + q(file / "x/page.html") + " 2>&1");
+    EXPECT_EQ(c.status, 1) << c.out;
+    EXPECT_NE(c.out.find((file / "x").string()), std::string::npos) << c.out;
+    EXPECT_EQ(c.out.find("loading"), std::string::npos) << c.out;
+    std::ifstream in(file);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "not a folder");
+}
+
+TEST(MemoryCli, RecallAndComposeRefuseAPromptPastTheLimitBeforeRunningIt)
+{
+    fs::path db = temp_dir("limit");
+    ASSERT_EQ(run("watch --fast --video testsrc --duration 2 --fps 2 --db " + q(db) + " >/dev/null")
+                  .status,
+              0);
+    auto r = run("recall --max-prompt-tokens 10 --db " + q(db) + " 'what did I see?' 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("iris recall: the prompt has"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("more than the 10 allowed"), std::string::npos) << r.out;
+    // A 100,000-character question: its time phrases, words and embedding are looked at, and
+    // its prompt (22,000 tokens) is refused instead of run.
+    fs::path long_question = temp_dir("limit-question") / "q.txt";
+    {
+        std::ofstream out(long_question);
+        const char* words[] = {"red ", "square ", "what ", "did ", "I ", "see ", "today "};
+        for (size_t n = 0, i = 0; n < 100'000; n += std::strlen(words[i % 7]), ++i)
+            out << words[i % 7];
+    }
+    r = run("recall --db " + q(db) + " \"$(cat " + q(long_question) + ")\" 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out.substr(0, 2000);
+    EXPECT_NE(r.out.find("more than the 8192 allowed"), std::string::npos) << r.out.substr(0, 2000);
+
+    fs::path page = temp_dir("limit-page") / "page.html";
+    r = run("compose webpage --max-prompt-tokens 10 --instruction 'a page about fruit' --out "
+            + q(page) + " 2>&1");
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("more than the 10 allowed"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(page));
+}
+
+// Runs the command as a user who may only read the memory: root ignores permissions, so a
+// root test runs iris as nobody.
+Result run_as_reader(const std::string& args)
+{
+    std::string as = geteuid() == 0 ? "setpriv --reuid=65534 --regid=65534 --clear-groups " : "";
+    return iris::test::run_shell(as + IRIS_BINARY + " " + args);
+}
+
+TEST(MemoryCli, AMemoryFolderTheUserMayOnlyReadIsListedShownRecalledButNotChanged)
+{
+    fs::path db = temp_dir("read-only");
+    ASSERT_EQ(run("watch --fast --video testsrc --duration 2 --fps 2 --db " + q(db) + " >/dev/null")
+                  .status,
+              0);
+    ASSERT_FALSE(fs::exists(db / "memory.db-shm")); // gone with the writer's clean close
+    for (const auto& e : fs::directory_iterator(db))
+        if (e.is_regular_file()) fs::permissions(e.path(), fs::perms(0444));
+    fs::permissions(db, fs::perms(0555));
+
+    auto l = run_as_reader("memory list --json --db " + q(db));
+    EXPECT_EQ(l.status, 0);
+    if (l.status == 0) {
+        auto entries = nlohmann::json::parse(l.out);
+        ASSERT_GE(entries.size(), 1u);
+        auto shown = run_as_reader("memory show " + std::to_string(entries[0]["id"].get<int64_t>())
+                                   + " --db " + q(db));
+        EXPECT_EQ(shown.status, 0);
+    }
+    auto r = run_as_reader("recall --json --max-new-tokens 4 --db " + q(db) + " 'what did I see?'");
+    EXPECT_EQ(r.status, 0);
+    if (r.status == 0) {
+        EXPECT_FALSE(nlohmann::json::parse(r.out)["used"].empty()) << r.out;
+    }
+    auto d = run_as_reader("memory delete 1 --db " + q(db) + " 2>&1");
+    EXPECT_EQ(d.status, 1) << d.out;
+    EXPECT_NE(d.out.find(db.string()), std::string::npos) << d.out;
+    EXPECT_EQ(fs::status(db).permissions() & fs::perms::all, fs::perms(0555));
+    EXPECT_FALSE(fs::exists(db / "memory.db-shm"));
+    fs::permissions(db, fs::perms(0755)); // for the cleanup
 }
 
 TEST(MemoryCli, EveryAcknowledgedEntrySurvivesAHundredKillNines)

@@ -93,6 +93,20 @@ TEST(MemoryIndexFile, GarbageOrFlippedBitsAreRebuilt)
     }
 }
 
+TEST(MemoryIndexFile, DirectoryInItsPlaceIsRebuiltAndReplaced)
+{
+    TempDir dir;
+    fill(dir.path(), 0, 10);
+    fs::remove(dir.file("index.faiss"));
+    fs::create_directories(dir.file("index.faiss") + "/inside");
+    // A read-only store rebuilds in memory and leaves the folder alone.
+    EXPECT_EQ(reopen_and_check(dir.path(), 5, {.read_only = true}).index_open, IndexOpen::rebuilt);
+    EXPECT_TRUE(fs::is_directory(dir.file("index.faiss")));
+    EXPECT_EQ(reopen_and_check(dir.path(), 5).index_open, IndexOpen::rebuilt);
+    EXPECT_TRUE(fs::is_regular_file(dir.file("index.faiss")));
+    EXPECT_EQ(reopen_and_check(dir.path(), 5).index_open, IndexOpen::loaded);
+}
+
 TEST(MemoryIndexFile, OlderCopyLackingNewEntriesIsCaughtUp)
 {
     TempDir dir;

@@ -7,7 +7,11 @@
 
 #include <atomic>
 #include <fstream>
+#include <functional>
+#include <grp.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 
 using iris::Error;
 using iris::ErrorKind;
@@ -269,6 +273,89 @@ TEST(MemoryStore, DimMustMatchTheStore)
               ErrorKind::invalid_argument);
 }
 
+// Found by the memory_store fuzz target: a dim beyond INT_MAX wrapped negative and escaped as
+// std::length_error; a large one allocated gigabytes for the index.
+TEST(MemoryStore, AStoredDimOutOfRangeIsRefusedNamingIt)
+{
+    for (const char* dim : {"2147483648", "600000000", "65537"}) {
+        TempDir dir;
+        Store::open(dir.path(), {.dim = kDim});
+        RawDb(dir.path())
+            .exec(std::string("UPDATE meta SET value = ") + dim + " WHERE key = 'dim'");
+        iris::test::expect_error([&] { Store::open(dir.path()); }, ErrorKind::invalid_input,
+                                 {"memory.db", std::string("dim ") + dim});
+    }
+    TempDir dir;
+    iris::test::expect_error([&] { Store::open(dir.path(), {.dim = 65537}); },
+                             ErrorKind::invalid_argument, {"bad options"});
+}
+
+// Found by the memory_store fuzz target: rows written by hand, with spans that overflow a
+// subtraction or ids the index would need terabytes for.
+TEST(MemoryStore, RowsWithABadSpanOrIdAreRefusedNamingTheEntry)
+{
+    struct Damage
+    {
+        std::string sql, message;
+    };
+    const Damage damages[] = {
+        {"UPDATE entries SET t_start_us = -9223372036854775808, t_end_us = 0 WHERE id = 1",
+         "entry 1 has a bad time span"},
+        {"UPDATE entries SET t_start_us = 10, t_end_us = 9 WHERE id = 1",
+         "entry 1 has a bad time span"},
+        {"INSERT INTO entries(id, t_start_us, t_end_us, caption, transcript, embedding) SELECT "
+         "1099511627776, t_start_us, t_end_us, caption, transcript, embedding FROM entries",
+         "entry id 1099511627776 is out of range"},
+    };
+    for (const Damage& d : damages) {
+        TempDir dir;
+        {
+            Store store = Store::open(dir.path(), {.dim = kDim});
+            store.add(make_entry(5, "a cat on the sofa", embedding_near(kDim, 1, 1)));
+        }
+        RawDb(dir.path()).exec(d.sql);
+        // The saved index still matches memory.db's count for an update; without it the rows
+        // are read to rebuild it.
+        std::filesystem::remove(dir.file("index.faiss"));
+        iris::test::expect_error([&] { Store::open(dir.path()); }, ErrorKind::invalid_input,
+                                 {dir.path(), d.message});
+    }
+}
+
+TEST(MemoryStore, AddBeyondTheHighestIdIsRefusedAndStoresNothing)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    store.add(make_entry(5, "first", embedding_near(kDim, 1, 1)));
+    RawDb(dir.path()).exec("UPDATE sqlite_sequence SET seq = 67108864 WHERE name = 'entries'");
+    iris::test::expect_error(
+        [&] { store.add(make_entry(6, "second", embedding_near(kDim, 2, 2))); },
+        ErrorKind::resource, {dir.path(), "is full"});
+    EXPECT_EQ(store.count(), 1);
+    EXPECT_EQ(store.stats().n_indexed, 1);
+}
+
+// A span from far before 1970 to far after is valid, but its length overflows int64_t: it once
+// wrapped negative, so searches by time missed the entry.
+TEST(MemoryStore, AnEntrySpanningAllTimeIsFoundByTime)
+{
+    TempDir dir;
+    Store store = Store::open(dir.path(), {.dim = kDim});
+    Entry all = make_entry(0, "the whole of time", embedding_near(kDim, 1, 1));
+    all.t_start_us = -(int64_t(1) << 62);
+    all.t_end_us = int64_t(1) << 62;
+    int64_t id = store.add(all);
+    store.add(make_entry(10, "a later moment", embedding_near(kDim, 2, 2)));
+    const int64_t t = int64_t(1) << 61;
+    std::vector<Entry> listed = store.list({.t_from_us = t, .t_to_us = t + 1});
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_EQ(listed[0].id, id);
+    std::vector<Hit> hits = Retriever(store).search(
+        {.embedding = embedding_near(kDim, 2, 2), .t_from_us = t, .t_to_us = t + 1});
+    ASSERT_EQ(hits.size(), 1u);
+    EXPECT_EQ(hits[0].entry.id, id);
+}
+
 TEST(MemoryStore, OnlyOneWriterAtATimeButReadersMayJoin)
 {
     TempDir dir;
@@ -283,6 +370,81 @@ TEST(MemoryStore, OnlyOneWriterAtATimeButReadersMayJoin)
               ErrorKind::invalid_argument);
     writer.add(make_entry(3, "later", embedding_near(kDim, 0, 3)));
     EXPECT_EQ(reader.count(), 2); // SQLite reads see new commits at once
+}
+
+// f's result in a child process run as a user who may only read what the test made read-only
+// (root ignores permissions, so a root test runs the child as nobody): what f writes to `out`
+// comes back as the message when it fails.
+std::pair<int, std::string> as_reader(const std::function<int(std::string& out)>& f)
+{
+    int fds[2];
+    if (::pipe(fds) != 0) return {-1, "pipe failed"};
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(fds[0]);
+        std::string out;
+        int rc = 99;
+        if (::geteuid() != 0
+            || (::setgroups(0, nullptr) == 0 && ::setgid(65534) == 0 && ::setuid(65534) == 0)) {
+            try {
+                rc = f(out);
+            } catch (const std::exception& e) {
+                out += e.what();
+                rc = 98;
+            }
+        } else {
+            out = "cannot become nobody";
+        }
+        (void)!::write(fds[1], out.data(), out.size());
+        ::_exit(rc);
+    }
+    ::close(fds[1]);
+    std::string out;
+    char buf[512];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) out.append(buf, size_t(n));
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(MemoryStore, AFolderTheUserMayOnlyReadIsListedAndSearchedButNotWritten)
+{
+    TempDir dir;
+    const std::string db = dir.file("memory");
+    {
+        Store store = Store::open(db, {.dim = kDim});
+        for (int i = 0; i < 3; ++i)
+            store.add(make_entry(i * 10, "entry " + std::to_string(i) + (i == 1 ? " red kite" : ""),
+                                 embedding_near(kDim, i, uint32_t(i))));
+    }
+    // The writer's clean close removed memory.db-wal and -shm: a reader would have to create
+    // the -shm file.
+    ASSERT_FALSE(std::filesystem::exists(db + "/memory.db-shm"));
+    namespace fs = std::filesystem;
+    fs::permissions(dir.path(), fs::perms(0755));
+    for (const auto& e : fs::directory_iterator(db))
+        if (e.is_regular_file()) fs::permissions(e.path(), fs::perms(0444));
+    fs::permissions(db, fs::perms(0555));
+    auto [rc, message] = as_reader([&](std::string& out) {
+        Store store = Store::open(db, {.read_only = true});
+        if (store.count() != 3 || store.list({}).size() != 3) return 1;
+        auto by_vector = Retriever(store).search(
+            {.embedding = embedding_near(kDim, 2, 2), .k = 1, .with_frames = true});
+        if (by_vector.size() != 1 || by_vector[0].entry.caption != "entry 2") return 2;
+        auto by_text = Retriever(store).search({.text = "kite", .k = 1});
+        if (by_text.size() != 1 || by_text[0].entry.id != 2) return 3;
+        if (!store.get(1, true) || store.get(1, true)->key_frames.size() != 2) return 4;
+        try {
+            Store::open(db);
+        } catch (const Error& e) {
+            out = e.what();
+            return e.kind() == ErrorKind::io && out.find(db) != std::string::npos ? 0 : 5;
+        }
+        return 6;
+    });
+    EXPECT_EQ(rc, 0) << message;
+    fs::permissions(db, fs::perms(0755)); // for TempDir's cleanup
 }
 
 TEST(MemoryStore, ReadersDuringIngestionSeeOnlyWholeEntries)

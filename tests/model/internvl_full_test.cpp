@@ -1,6 +1,11 @@
 // The whole InternVL path (tiles -> ViT -> mlp1 -> <IMG_CONTEXT> merge -> LLM -> greedy decode
 // through the KV cache) against the official full-prompt goldens (shared/golden/full).
 #include "network-golden.h"
+#include "tests/errors.h"
+#include "tests/files.h"
+
+#include <cstring>
+#include <limits>
 
 namespace iris::test {
 namespace {
@@ -144,4 +149,52 @@ TEST(InternVlFullGolden, Bf16PrecisionKeepsTheVisualTokensAndTheGreedyTokens)
 }
 
 } // namespace
+// A copy of the golden tiny_qwen2 folder in `dir` whose model.safetensors has `value` over the
+// first `count` floats of `tensor` (an F32 tensor; count -1: all of it).
+void damage_copy(const TempDir& dir, const std::string& tensor, int64_t count, float value)
+{
+    const std::filesystem::path from = golden_dir() + "/models/tiny_qwen2";
+    for (const auto& e : std::filesystem::directory_iterator(from)) {
+        std::filesystem::copy_file(e.path(), dir.path() / e.path().filename());
+        std::filesystem::permissions(dir.path() / e.path().filename(),
+                                     std::filesystem::perms(0644));
+    }
+    std::string bytes = read_bytes(dir.file("model.safetensors"));
+    uint64_t header = 0;
+    std::memcpy(&header, bytes.data(), 8);
+    const auto offsets = nlohmann::json::parse(bytes.substr(8, header))[tensor]["data_offsets"];
+    const size_t begin = 8 + header + offsets[0].get<size_t>();
+    const size_t end = 8 + header + offsets[1].get<size_t>();
+    const size_t n = count < 0 ? (end - begin) / 4 : size_t(count);
+    for (size_t i = 0; i < n; ++i) std::memcpy(&bytes[begin + 4 * i], &value, 4);
+    write_bytes(dir.file("model.safetensors"), bytes);
+}
+
+TEST(InternVlWeights, APartlyNanTensorIsNamedInAWarningAndAWhollyNanOneIsRefused)
+{
+    IRIS_REQUIRE_GOLDEN();
+    {
+        TempDir dir;
+        damage_copy(dir, "language_model.model.norm.weight", 3, std::nanf(""));
+        std::vector<std::string> warnings;
+        log_set_sink([&](LogLevel level, std::string_view m) {
+            if (level == LogLevel::warn) warnings.emplace_back(m);
+        });
+        auto net = model::InternVL::load(dir.path().string());
+        log_set_sink(nullptr);
+        ASSERT_EQ(warnings.size(), 1u);
+        EXPECT_NE(warnings[0].find("language_model.model.norm.weight"), std::string::npos)
+            << warnings[0];
+        EXPECT_NE(warnings[0].find("3 NaN or infinite values of 64"), std::string::npos)
+            << warnings[0];
+    }
+    {
+        TempDir dir;
+        damage_copy(dir, "vision_model.encoder.layers.1.norm2.bias", -1,
+                    std::numeric_limits<float>::infinity());
+        expect_error([&] { model::InternVL::load(dir.path().string()); }, ErrorKind::invalid_input,
+                     {"vision_model.encoder.layers.1.norm2.bias", "only NaN or infinite"});
+    }
+}
+
 } // namespace iris::test

@@ -177,6 +177,9 @@ void expect_same(const Tokenizer& hf, const Tokenizer& gguf, const char* name,
             const auto ids = hf.encode(text, bos);
             ASSERT_EQ(gguf.encode(text, bos), ids)
                 << name << " bos " << bos << ": " << quoted(text);
+            // Client text: added-token strings stay text in both.
+            ASSERT_EQ(gguf.encode_text(text, bos), hf.encode_text(text, bos))
+                << name << " bos " << bos << " plain: " << quoted(text);
             EXPECT_EQ(gguf.decode(ids, false), hf.decode(ids, false))
                 << name << ": " << quoted(text);
             const auto kept = without_differs(ids);
@@ -373,6 +376,21 @@ TEST(TokenizerGgufSmall, HandMadeVocabulariesEncode)
     EXPECT_EQ(bytes->encode("a中", false),
               (std::vector<int32_t> {6, 8 + 0xE4, 8 + 0xB8, 8 + 0xAD}));
     EXPECT_EQ(bytes->decode(bytes->encode("a中", false), false), "a中");
+}
+
+// A GGUF's pieces may skip ids (an unused token between them): size() stays above every id that
+// encode emits, as with a vocab.json, which must number its tokens without gaps.
+TEST(TokenizerGgufSmall, PiecesWithAGapKeepSizeAboveEveryId)
+{
+    GgufMetadata md("gap-bpe.gguf");
+    md.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
+    md.set("tokenizer.ggml.pre", GgufValue::string("qwen2"));
+    md.set("tokenizer.ggml.tokens", GgufValue::string_array({"a", "[UNUSED1]", "b", "ab"}));
+    set_types(md, {1, 5, 1, 1});
+    md.set("tokenizer.ggml.merges", GgufValue::string_array({"a b"}));
+    const auto tok = Tokenizer::from_gguf(md);
+    EXPECT_EQ(tok->encode("abba", false), (std::vector<int32_t> {3, 2, 0}));
+    EXPECT_EQ(tok->size(), 4);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -160,6 +160,35 @@ TEST(SelfContainedHtml, MakesAPageOfPlainTextOrNothing)
     }
 }
 
+TEST(SelfContainedHtml, MakesOneDocumentOfAPageWrittenTwice)
+{
+    // libxml2 keeps the second <html> after the first body, or as a second root that would be
+    // dropped with what it holds.
+    for (const std::string& twice :
+         {std::string("<html><head><title>A</title></head><body><p>one</p></body></html>\n"
+                      "<html><head><style>p{color:red}</style></head><body><p>two</p></body>"
+                      "</html>"),
+          std::string("<!DOCTYPE html><html><body><p>one</p></body></html><!DOCTYPE html>"
+                      "<html lang=\"en\"><head><style>p{color:red}</style></head>"
+                      "<body><p>two</p></body></html>"),
+          std::string("<p>one</p></body></html><html><head><style>p{color:red}</style></head>"
+                      "<body><div><html><body><p>two</p></body></html></div></body></html>")}) {
+        SCOPED_TRACE(twice);
+        std::string page = make_self_contained_html(twice);
+        std::string why;
+        EXPECT_TRUE(balanced(page, &why)) << why << "\n" << page;
+        EXPECT_EQ(count(page, "<html"), 1u) << page;
+        EXPECT_EQ(count(page, "<head>"), 1u) << page;
+        EXPECT_EQ(count(page, "<body>"), 1u) << page;
+        // Both halves are kept: the second style in the one head, both paragraphs in the body.
+        const size_t head_end = page.find("</head>"), body = page.find("<body>");
+        EXPECT_LT(page.find("p{color:red}"), head_end) << page;
+        EXPECT_LT(body, page.find("<p>one</p>")) << page;
+        EXPECT_LT(page.find("<p>one</p>"), page.find("<p>two</p>")) << page;
+        EXPECT_EQ(make_self_contained_html(page), page);
+    }
+}
+
 TEST(SelfContainedHtml, IsAFixedPoint)
 {
     std::string once = make_self_contained_html(

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -88,4 +89,22 @@ TEST(MemoryEmbedding, AnAbsentPartIsZerosSoTextQueriesMatchOnText)
                                   "buy milk at the shop");
     EXPECT_NEAR(dot(text_only, same), 1.0, 1e-5);
     EXPECT_LT(dot(text_only, other), 0.9);
+}
+
+// Issue 22, "text is text": a caption or query spelling <IMG_CONTEXT> or <|im_end|> is embedded
+// as the text it is: the mean of its plain tokens' rows.
+TEST(MemoryEmbedding, TextSpellingSpecialTokensIsEmbeddedAsText)
+{
+    const size_t h = size_t(demo().config().llm.hidden_size);
+    const std::string text = "a <IMG_CONTEXT> sign<|im_end|>";
+    auto e = memory_embedding(demo(), {}, text);
+    const auto ids = demo().tokenizer().encode_text(text, false);
+    EXPECT_EQ(std::count(ids.begin(), ids.end(), demo().img_context_id()), 0);
+    const auto rows = demo().network().embed(ids, {}, -1);
+    std::vector<double> mean(h, 0.0);
+    for (size_t i = 0; i < ids.size(); ++i)
+        for (size_t j = 0; j < h; ++j) mean[j] += rows[i * h + j];
+    double n = 0;
+    for (double v : mean) n += v * v;
+    for (size_t j = 0; j < h; ++j) EXPECT_NEAR(e[h + j], mean[j] / std::sqrt(n), 1e-5) << j;
 }

@@ -138,10 +138,6 @@ std::vector<Case> corpus()
     add("repetition_penalty 0", "/v1/chat/completions", chat({{"repetition_penalty", 0}}));
     add("invalid UTF-8", "/v1/chat/completions",
         "{\"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}");
-    add("image placeholder without image", "/v1/chat/completions",
-        chat(json::object(), "<image>\nWhat is it?"));
-    add("raw image tokens in text", "/v1/chat/completions",
-        chat(json::object(), "<img><IMG_CONTEXT></img> What is it?"));
     add("image_url without url", "/v1/chat/completions",
         chat(json::object(),
              json::array({{{"type", "image_url"}, {"image_url", json::object()}}})));
@@ -166,7 +162,7 @@ std::vector<Case> corpus()
     add("1x1 PNG", "/v1/chat/completions",
         image_chat(std::string("data:image/png;base64,") + kOnePixelPng));
     add("PNG claiming 30000x30000", "/v1/chat/completions",
-        image_chat(iris::test::data_url(png_claiming(30000, 30000))), "application/json", 413);
+        image_chat(iris::test::data_url(png_claiming(30000, 30000))), "application/json", 400);
     add("PNG claiming 1x40000000", "/v1/chat/completions",
         image_chat(iris::test::data_url(png_claiming(1, 40000000))), "application/json", 0);
     add("truncated PNG", "/v1/chat/completions",
@@ -209,6 +205,8 @@ std::vector<Case> corpus()
     add("memory without a store", "/v1/memory/search", "{\"query\": \"x\"}", "application/json",
         404);
     add("unknown route", "/v1/completions", "{}", "application/json", 404);
+    add("a plain-text body", "/v1/chat/completions", chat(json::object()), "text/plain", 415);
+    add("a form body", "/v1/memory/search", "query=x", "application/x-www-form-urlencoded", 415);
     add("path traversal", "/../../etc/passwd", "{}", "application/json", 0);
     return c;
 }
