@@ -19,6 +19,11 @@ if(IRIS_SANITIZE_ADDRESS)
   target_compile_options(iris_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   target_link_options(iris_options INTERFACE -fsanitize=address,undefined)
 endif()
+# Fuzzing: every Iris library carries libFuzzer's coverage instrumentation; only the targets in
+# tests/fuzz link libFuzzer itself (-fsanitize=fuzzer, which brings its own main).
+if(IRIS_FUZZ)
+  target_compile_options(iris_options INTERFACE -fsanitize=fuzzer-no-link)
+endif()
 if(IRIS_SANITIZE_THREAD)
   target_compile_options(iris_options INTERFACE -fsanitize=thread -fno-omit-frame-pointer)
   target_link_options(iris_options INTERFACE -fsanitize=thread)
