@@ -482,46 +482,12 @@ std::vector<std::string> read_merges(const std::string& dir)
 // without protobuf's headers, so the two fields are read from the wire format.
 bool spm_add_dummy_prefix(const std::string& bytes, const std::string& origin)
 {
-    auto fail = [&] {
-        return Error(ErrorKind::invalid_input, "'" + origin + "' is not a valid protobuf message");
-    };
-    auto varint = [&](size_t& i, size_t end) {
-        uint64_t v = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            if (i >= end) throw fail();
-            const uint8_t b = uint8_t(bytes[i++]);
-            v |= uint64_t(b & 0x7f) << shift;
-            if (!(b & 0x80)) return v;
-        }
-        throw fail();
-    };
-    // Calls fn(field, wire type, value or length, position) for each field of [begin, end).
-    auto fields = [&](size_t begin, size_t end, auto&& fn) {
-        for (size_t i = begin; i < end;) {
-            const uint64_t key = varint(i, end);
-            const int field = int(key >> 3), wire = int(key & 7);
-            uint64_t v = 0;
-            if (wire == 0) {
-                v = varint(i, end);
-                fn(field, wire, v, i);
-            } else if (wire == 1 || wire == 5) {
-                i += wire == 1 ? 8 : 4;
-            } else if (wire == 2) {
-                v = varint(i, end);
-                if (v > end - i) throw fail();
-                fn(field, wire, v, i);
-                i += size_t(v);
-            } else {
-                throw fail();
-            }
-            if (i > end) throw fail();
-        }
-    };
     bool add_prefix = true;
-    fields(0, bytes.size(), [&](int field, int wire, uint64_t len, size_t at) {
-        if (field != 3 || wire != 2) return;
-        fields(at, at + size_t(len), [&](int f, int w, uint64_t v, size_t) {
-            if (f == 3 && w == 0) add_prefix = v != 0;
+    const std::string what = "'" + origin + "'";
+    detail::proto_fields(bytes, 0, bytes.size(), what, [&](const detail::ProtoField& spec) {
+        if (spec.number != 3 || spec.wire != 2) return;
+        detail::proto_fields(bytes, spec.at, spec.end, what, [&](const detail::ProtoField& f) {
+            if (f.number == 3 && f.wire == 0) add_prefix = f.value != 0;
         });
     });
     return add_prefix;

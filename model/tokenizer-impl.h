@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -70,6 +71,19 @@ struct TokenizerSettings
 std::string path_join(const std::string& dir, const std::string& name);
 bool file_exists(const std::string& path);
 std::string read_file(const std::string& path); // throws Error naming the file
+// The fields of a protobuf message in bytes[begin, end) (the wire format: libsentencepiece does
+// not expose its ModelProto without protobuf's headers). `value` is a varint's value or the size
+// of a length-delimited payload; [at, end) is where a field's value or payload lies. Throws
+// Error(invalid_input) saying that `what` is not a valid protobuf message.
+struct ProtoField
+{
+    int number;
+    int wire; // 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32
+    uint64_t value;
+    size_t at, end;
+};
+void proto_fields(std::string_view bytes, size_t begin, size_t end, const std::string& what,
+                  const std::function<void(const ProtoField&)>& on_field);
 // Merges tokens into settings.added; throws Error(invalid_input) naming `origin` when an id or
 // a content is already taken by a different token.
 void merge_added_tokens(TokenizerSettings& settings, const std::vector<AddedToken>& tokens,

@@ -20,55 +20,13 @@ namespace {
 std::string with_pieces_unused(std::string proto, const std::unordered_set<std::string>& texts,
                                const std::string& what)
 {
-    auto fail = [&] {
-        return Error(ErrorKind::invalid_input, what + " is not a valid SentencePiece model");
-    };
-    auto varint = [&](size_t& at, size_t end) {
-        uint64_t v = 0;
-        for (int shift = 0; shift < 64; shift += 7) {
-            if (at >= end) throw fail();
-            const auto b = uint8_t(proto[at++]);
-            v |= uint64_t(b & 0x7f) << shift;
-            if (!(b & 0x80)) return v;
-        }
-        throw fail();
-    };
-    // Calls on_field(field, wire, value_begin, value_end) for each field of [at, end).
-    auto fields = [&](size_t at, size_t end, auto&& on_field) {
-        while (at < end) {
-            const uint64_t tag = varint(at, end);
-            const size_t begin = at;
-            switch (tag & 7) {
-            case 0:
-                varint(at, end);
-                break;
-            case 1:
-                at += 8;
-                break;
-            case 5:
-                at += 4;
-                break;
-            case 2: {
-                const uint64_t n = varint(at, end);
-                if (n > end - at) throw fail();
-                at += n;
-                on_field(int(tag >> 3), begin + (at - begin - n), at);
-                continue;
-            }
-            default:
-                throw fail();
-            }
-            if (at > end) throw fail();
-            on_field(int(tag >> 3), begin, at);
-        }
-    };
-    fields(0, proto.size(), [&](int field, size_t begin, size_t end) {
-        if (field != 1) return;
+    proto_fields(proto, 0, proto.size(), what, [&](const ProtoField& piece) {
+        if (piece.number != 1 || piece.wire != 2) return;
         std::string_view text;
         size_t type_at = std::string::npos;
-        fields(begin, end, [&](int f, size_t b, size_t e) {
-            if (f == 1) text = std::string_view(proto).substr(b, e - b);
-            if (f == 3 && e == b + 1) type_at = b;
+        proto_fields(proto, piece.at, piece.end, what, [&](const ProtoField& f) {
+            if (f.number == 1 && f.wire == 2) text = std::string_view(proto).substr(f.at, f.value);
+            if (f.number == 3 && f.wire == 0 && f.end == f.at + 1) type_at = f.at;
         });
         if (type_at != std::string::npos && proto[type_at] == 4 && texts.count(std::string(text)))
             proto[type_at] = 5;

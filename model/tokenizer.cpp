@@ -167,6 +167,44 @@ std::string read_file(const std::string& path)
     return ss.str();
 }
 
+void proto_fields(std::string_view bytes, size_t begin, size_t end, const std::string& what,
+                  const std::function<void(const ProtoField&)>& on_field)
+{
+    auto fail = [&] {
+        return Error(ErrorKind::invalid_input, what + " is not a valid protobuf message");
+    };
+    auto varint = [&](size_t& i) {
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (i >= end) throw fail();
+            const auto b = uint8_t(bytes[i++]);
+            v |= uint64_t(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        throw fail();
+    };
+    for (size_t i = begin; i < end;) {
+        const uint64_t key = varint(i);
+        ProtoField f {int(key >> 3), int(key & 7), 0, i, i};
+        if (f.wire == 0) {
+            f.value = varint(i);
+        } else if (f.wire == 1 || f.wire == 5) {
+            f.value = f.wire == 1 ? 8 : 4;
+            if (f.value > end - i) throw fail();
+            i += f.value;
+        } else if (f.wire == 2) {
+            f.value = varint(i);
+            if (f.value > end - i) throw fail();
+            f.at = i;
+            i += size_t(f.value);
+        } else {
+            throw fail();
+        }
+        f.end = i;
+        on_field(f);
+    }
+}
+
 namespace {
 
 using nlohmann::json;
