@@ -215,7 +215,12 @@ TEST(MemoryCli, AMemoryFolderTheUserMayOnlyReadIsListedShownRecalledButNotChange
                                    + " --db " + q(db));
         EXPECT_EQ(shown.status, 0);
     }
-    auto r = run_as_reader("recall --json --max-new-tokens 4 --db " + q(db) + " 'what did I see?'");
+    // The reader gets its own copy of the demo model: the checkout may sit in a folder only
+    // its owner may enter (mktemp -d).
+    const fs::path model = temp_dir("read-only-model") / "iris-demo";
+    fs::copy(kSource / "resources/models/iris-demo", model);
+    auto r = run_as_reader("recall --json --max-new-tokens 4 --model " + q(model) + " --db " + q(db)
+                           + " 'what did I see?'");
     EXPECT_EQ(r.status, 0);
     if (r.status == 0) {
         EXPECT_FALSE(nlohmann::json::parse(r.out)["used"].empty()) << r.out;
