@@ -262,21 +262,21 @@ Answer Session::ask(const std::string& question, const std::vector<PreparedImage
                     const AskOptions& options, const TextCallback& on_text)
 {
     options.sampling.validate();
-    // A prompt too long is refused before the images go through the tower.
+    // The prompt is known from the tiling alone: one too long is refused before the images go
+    // through the tower.
+    const Prompt q = question_prompt(question, int(images.size()), options);
     std::vector<int> tiles;
     for (const auto& img : images) tiles.push_back(img.grid.n_tiles);
-    check_prompt_length(conversation(question_prompt(question, int(images.size()), options), tiles)
-                            .encode(engine_.tokenizer(), /*add_bos=*/true)
-                            .size(),
-                        options, engine_.config().llm);
+    std::vector<int32_t> ids = conversation(q, tiles).encode(engine_.tokenizer(), /*add_bos=*/true);
+    check_prompt_length(ids.size(), options, engine_.config().llm);
     Answer answer;
     // Vision: each new image through the tower (or the prefix cache).
     int64_t t0 = now_us();
     std::vector<int> new_tiles;
     std::vector<float> new_visual = encode(images, new_tiles);
     answer.stats.vision_ms = ms_since(t0);
-    return ask_encoded(question_prompt(question, int(images.size()), options), new_tiles,
-                       new_visual, options, on_text, std::move(answer));
+    return ask_encoded(q, std::move(ids), new_tiles, new_visual, options, on_text,
+                       std::move(answer));
 }
 
 Answer Session::ask(const std::string& question, const std::vector<EncodedImage>& images,
@@ -289,20 +289,21 @@ Answer Session::ask(const std::string& question, const std::vector<EncodedImage>
         new_tiles.push_back(img.n_tiles);
         new_visual.insert(new_visual.end(), img.visual.begin(), img.visual.end());
     }
-    return ask_encoded(question_prompt(question, int(images.size()), options), new_tiles,
-                       new_visual, options, on_text, {});
+    const Prompt q = question_prompt(question, int(images.size()), options);
+    std::vector<int32_t> ids
+        = conversation(q, new_tiles).encode(engine_.tokenizer(), /*add_bos=*/true);
+    return ask_encoded(q, std::move(ids), new_tiles, new_visual, options, on_text, {});
 }
 
-Answer Session::ask_encoded(const Prompt& question, const std::vector<int>& new_tiles,
-                            const std::vector<float>& new_visual, const AskOptions& options,
-                            const TextCallback& on_text, Answer answer)
+Answer Session::ask_encoded(const Prompt& question, std::vector<int32_t> ids,
+                            const std::vector<int>& new_tiles, const std::vector<float>& new_visual,
+                            const AskOptions& options, const TextCallback& on_text, Answer answer)
 {
     const auto& net = engine_.network();
     const auto& tok = engine_.tokenizer();
     for (int t : new_tiles) answer.stats.n_tiles += t;
 
-    // The whole conversation's prompt; what the cache already holds is kept.
-    std::vector<int32_t> ids = conversation(question, new_tiles).encode(tok, /*add_bos=*/true);
+    // `ids`: the whole conversation's prompt; what the cache already holds is kept.
     std::vector<float> visual = visual_;
     visual.insert(visual.end(), new_visual.begin(), new_visual.end());
     // In a batcher, from the first prompt chunk to the last token.

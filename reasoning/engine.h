@@ -186,11 +186,12 @@ private:
     std::span<const float> prefill(const std::vector<int32_t>& ids,
                                    const std::vector<float>& visual, const AskOptions& options,
                                    GenerationStats& stats, Batcher::Member* member = nullptr);
-    // ask() once the new images' visual tokens (n_images images of new_tiles tiles) are known;
-    // `answer` arrives with the vision statistics filled in.
-    Answer ask_encoded(const Prompt& question, const std::vector<int>& new_tiles,
-                       const std::vector<float>& new_visual, const AskOptions& options,
-                       const TextCallback& on_text, Answer answer);
+    // ask() once the new images' visual tokens (new_tiles tiles each) are known; `ids` is the
+    // whole conversation's prompt with the question, `answer` arrives with the vision
+    // statistics filled in.
+    Answer ask_encoded(const Prompt& question, std::vector<int32_t> ids,
+                       const std::vector<int>& new_tiles, const std::vector<float>& new_visual,
+                       const AskOptions& options, const TextCallback& on_text, Answer answer);
 
     const Engine& engine_;
     std::string system_message_;
