@@ -29,7 +29,7 @@ public:
         if (fmt.duration > 0)
             info.duration_us = fmt.duration;
         else if (st.duration > 0)
-            info.duration_us = av_rescale_q(st.duration, st.time_base, AV_TIME_BASE_Q);
+            info.duration_us = av_rescale_q(st.duration, st.time_base, kAvTimeBase);
     }
 
     ~FileAudio() override { av_channel_layout_uninit(&in_layout_); }

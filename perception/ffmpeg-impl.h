@@ -18,6 +18,9 @@ extern "C" {
 
 namespace iris::perception::detail {
 
+// AV_TIME_BASE_Q is a C compound literal, which is not C++.
+inline constexpr AVRational kAvTimeBase {1, AV_TIME_BASE};
+
 struct FormatCloser
 {
     void operator()(AVFormatContext* p) const { avformat_close_input(&p); }

@@ -487,7 +487,6 @@ private:
     void run_asr(std::stop_token stop);
 
     struct Channels; // the bus topics and the queue between the audio and the ASR thread
-    Bus& bus_;
     PipelineOptions options_;
     int64_t origin_unix_us_ = 0;
     std::unique_ptr<Channels> channels_;

@@ -79,8 +79,7 @@ struct Pipeline::Channels
 };
 
 Pipeline::Pipeline(Bus& bus, PipelineOptions options)
-    : bus_(bus)
-    , options_(std::move(options))
+    : options_(std::move(options))
     , channels_(std::make_unique<Channels>(bus))
 { }
 

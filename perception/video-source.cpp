@@ -64,7 +64,7 @@ struct VideoSource::Impl
     {
         const int64_t ts = f.best_effort_timestamp;
         if (ts == AV_NOPTS_VALUE) return last_pts_us < 0 ? 0 : last_pts_us + frame_us;
-        const int64_t us = av_rescale_q(ts, decoder.stream().time_base, AV_TIME_BASE_Q);
+        const int64_t us = av_rescale_q(ts, decoder.stream().time_base, kAvTimeBase);
         if (start_us == AV_NOPTS_VALUE) {
             const int64_t container = decoder.format().start_time;
             start_us = !decoder.live() && container != AV_NOPTS_VALUE ? container : us;
@@ -133,7 +133,7 @@ VideoSource::VideoSource(const std::string& input, VideoOptions options, std::st
         if (s.decoder.format().duration > 0)
             s.info.duration_us = s.decoder.format().duration;
         else if (st.duration > 0)
-            s.info.duration_us = av_rescale_q(st.duration, st.time_base, AV_TIME_BASE_Q);
+            s.info.duration_us = av_rescale_q(st.duration, st.time_base, kAvTimeBase);
     }
     s.frame_us = s.info.fps > 0 ? int64_t(std::llround(1e6 / s.info.fps)) : 33'333;
     IRIS_LOG_DEBUG("video '%s': %s %s %dx%d %.2f fps", input.c_str(), s.info.format.c_str(),

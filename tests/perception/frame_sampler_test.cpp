@@ -26,7 +26,7 @@ VideoFrame frame_at(int64_t pts_us, uint8_t grey, int square = 0, uint8_t square
     for (int y = 0; y < square && y < height; ++y)
         for (int x = 0; x < square && x < width; ++x)
             for (int c = 0; c < 3; ++c) rgb[(size_t(y) * width + x) * 3 + c] = square_grey;
-    return VideoFrame {pts_us, width, height, Buffer::adopt(std::move(rgb))};
+    return VideoFrame {pts_us, {width, height, Buffer::adopt(std::move(rgb))}};
 }
 
 // Everything the sampler produced, in publishing order.
@@ -145,7 +145,7 @@ TEST(FrameSampler, SceneDifferenceIsTheMeanAbsoluteDifferenceOfGreyThumbnails)
     EXPECT_NEAR(FrameSampler::scene_difference(frame_at(0, 0, 0, 0, 640, 480),
                                                frame_at(0, 128, 0, 0, 64, 48)),
                 128.0 / 255, 0.005);
-    EXPECT_THROW(FrameSampler::scene_difference(VideoFrame {0, 4, 4, {}}, frame_at(0, 0)),
+    EXPECT_THROW(FrameSampler::scene_difference(VideoFrame {0, {4, 4, {}}}, frame_at(0, 0)),
                  iris::Error);
 }
 
