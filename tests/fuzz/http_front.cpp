@@ -38,8 +38,20 @@ int connect_loopback()
     addr.sin_family = AF_INET;
     addr.sin_port = htons(uint16_t(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        fuzz::finding(strfmt("cannot connect to the server: %s", std::strerror(errno)));
+    if (fd < 0) fuzz::finding(strfmt("socket: %s", std::strerror(errno)));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        int err = errno;
+        if (err == EINTR) {
+            // libFuzzer's once-a-second SIGALRM interrupted connect(); the connection goes on.
+            pollfd pfd {fd, POLLOUT, 0};
+            while (::poll(&pfd, 1, 900) < 0 && errno == EINTR) { }
+            socklen_t len = sizeof err;
+            if (!(pfd.revents & (POLLOUT | POLLERR | POLLHUP))
+                || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = ETIMEDOUT;
+        }
+        if (err != 0) fuzz::finding(strfmt("cannot connect: %s", std::strerror(err)));
+    }
     return fd;
 }
 
@@ -68,11 +80,13 @@ std::string exchange(std::string_view request)
         if (pfd.revents & (POLLIN | POLLHUP | POLLERR)) {
             char buf[16384];
             const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break; // closed (or reset after an early answer)
             answer.append(buf, size_t(n));
         } else if (pfd.revents & POLLOUT) {
             const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent,
                                      MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
             if (n < 0) {
                 sent = request.size(); // the server closed its side: stop writing
             } else {
