@@ -1,5 +1,5 @@
 #include "apps/common.h"
-#include "model/atomic-file.h"
+#include "core/atomic-file.h"
 
 #include <algorithm>
 #include <cctype>
@@ -249,8 +249,8 @@ void make_folder(const std::string& dir)
 
 void write_whole_file(const std::string& path, std::string_view bytes)
 {
-    model::write_file_atomically(
-        path, [&](const model::TempFile& f) { f.write(bytes.data(), bytes.size()); });
+    write_file_atomically(path,
+                          [&](const TempFile& f) { f.write(bytes.data(), bytes.size()); });
 }
 
 bool is_image_path(const std::string& path)

@@ -10,6 +10,8 @@
 //                           content; triggers keep it in the transaction that changes entries
 #include "memory/memory-impl.h"
 
+#include "core/atomic-file.h"
+
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
@@ -17,7 +19,6 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <random>
 
 #include <fcntl.h>
@@ -650,50 +651,46 @@ int64_t Store::export_to(const std::string& out_dir) const
     std::error_code ec;
     fs::create_directories(fs::path(out_dir) / "frames", ec);
     if (ec) throw Error(ErrorKind::io, "cannot create " + out_dir + ": " + ec.message());
-    // entries.jsonl is renamed into place once whole: a failed export leaves no partial list.
-    std::string jsonl_path = out_dir + "/entries.jsonl";
-    std::string jsonl_tmp = jsonl_path + ".tmp";
-    std::ofstream jsonl(jsonl_tmp, std::ios::binary | std::ios::trunc);
-    if (!jsonl) throw Error(ErrorKind::io, "cannot create " + jsonl_tmp);
-    struct RemoveTemp
-    {
-        const std::string& path;
-        ~RemoveTemp() { ::unlink(path.c_str()); } // gone by then after a successful rename
-    } remove_temp {jsonl_tmp};
-
     ReaderPool::Lease db = impl_->readers.acquire();
     Transaction snapshot(db.get(), false);
     Stmt rows(db.get(),
               (std::string("SELECT ") + kEntryColumns + " FROM entries ORDER BY id").c_str());
     int64_t n = 0;
-    while (rows.step()) {
-        Entry e = impl_->read_entry(db.get(), rows, true);
-        nlohmann::json frames = nlohmann::json::array();
-        for (size_t f = 0; f < e.key_frames.size(); ++f) {
-            std::string name = strfmt("frames/%lld-%zu.jpg", (long long)e.id, f);
-            std::ofstream out(out_dir + "/" + name, std::ios::binary | std::ios::trunc);
-            out.write(reinterpret_cast<const char*>(e.key_frames[f].jpeg.data()),
-                      std::streamsize(e.key_frames[f].jpeg.size()));
-            if (!out) throw Error(ErrorKind::io, "cannot write " + out_dir + "/" + name);
-            frames.push_back({{"t_us", e.key_frames[f].t_us},
-                              {"file", name},
-                              {"crc32", strfmt("%08x", e.key_frames[f].crc32)}});
+    // Every file appears whole or not at all; entries.jsonl last, once the key frames it names
+    // are durable, so a failed or interrupted export leaves no list of missing frames.
+    write_file_atomically(out_dir + "/entries.jsonl", [&](const TempFile& jsonl) {
+        std::string lines;
+        while (rows.step()) {
+            Entry e = impl_->read_entry(db.get(), rows, true);
+            nlohmann::json frames = nlohmann::json::array();
+            for (size_t f = 0; f < e.key_frames.size(); ++f) {
+                const KeyFrame& k = e.key_frames[f];
+                std::string name = strfmt("frames/%lld-%zu.jpg", (long long)e.id, f);
+                write_file_atomically(
+                    out_dir + "/" + name,
+                    [&](const TempFile& jpeg) { jpeg.write(k.jpeg.data(), k.jpeg.size()); },
+                    Sync::later);
+                frames.push_back(
+                    {{"t_us", k.t_us}, {"file", name}, {"crc32", strfmt("%08x", k.crc32)}});
+            }
+            nlohmann::json line = {{"id", e.id},
+                                   {"t_start_us", e.t_start_us},
+                                   {"t_end_us", e.t_end_us},
+                                   {"caption", e.caption},
+                                   {"transcript", e.transcript},
+                                   {"key_frames", std::move(frames)},
+                                   {"embedding", e.embedding}};
+            // Replace invalid UTF-8 rather than fail the export on one bad caption.
+            lines += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+            if (lines.size() >= (1u << 20)) {
+                jsonl.write(lines.data(), lines.size());
+                lines.clear();
+            }
+            n++;
         }
-        nlohmann::json line = {{"id", e.id},
-                               {"t_start_us", e.t_start_us},
-                               {"t_end_us", e.t_end_us},
-                               {"caption", e.caption},
-                               {"transcript", e.transcript},
-                               {"key_frames", std::move(frames)},
-                               {"embedding", e.embedding}};
-        // Replace invalid UTF-8 rather than fail the export on one bad caption.
-        jsonl << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
-        n++;
-    }
-    jsonl.close();
-    if (!jsonl) throw Error(ErrorKind::io, "cannot write " + jsonl_tmp);
-    if (::rename(jsonl_tmp.c_str(), jsonl_path.c_str()) != 0)
-        throw Error(ErrorKind::io, "cannot write " + jsonl_path + ": " + std::strerror(errno));
+        jsonl.write(lines.data(), lines.size());
+        sync_filesystem(out_dir);
+    });
     return n;
 }
 

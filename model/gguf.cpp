@@ -6,7 +6,7 @@
 // instead of allocating. Tensor extents are checked with overflow-free arithmetic before any
 // pointer into the data section is formed.
 #include "model/gguf.h"
-#include "model/atomic-file.h"
+#include "core/atomic-file.h"
 #include "model/mapped-file.h"
 
 #include <algorithm>

@@ -4,7 +4,7 @@
 // shape of a safetensors header (an object of tensor entries plus `__metadata__`), so nothing
 // is allocated for structure a valid header cannot have, and every count is capped while
 // parsing. Offsets are checked against the mapped size before any pointer is formed.
-#include "model/atomic-file.h"
+#include "core/atomic-file.h"
 #include "model/mapped-file.h"
 #include "model/model.h"
 

@@ -98,6 +98,10 @@ struct Conn
     bool head_started = false; // bytes of the next request arrived
     Clock::time_point head_deadline = kNever; // the whole head is due
     Clock::time_point quiet_deadline = kNever; // the next byte is due
+    // Time a worker has waited for the client to take response bytes since it took the
+    // connection: pipelined requests share it, so a client that reads a trickle cannot keep a
+    // worker longer than the idle timeout.
+    Clock::duration send_waited {};
 
     Clock::time_point deadline() const { return std::min(head_deadline, quiet_deadline); }
     bool head_complete(size_t from) const
@@ -124,7 +128,7 @@ public:
     // Writable in time, and the client has not hung up (as httplib's own stream).
     bool is_writable() const override
     {
-        if (!wait_for(c_.fd, POLLOUT, idle_ms_)) return false;
+        if (!wait_to_send()) return false;
         if (!wait_for(c_.fd, POLLIN, 0)) return true;
         char b;
         return ::recv(c_.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
@@ -147,14 +151,15 @@ public:
         } while (n < 0 && errno == EINTR);
         return n;
     }
+    // Sends what the socket takes now (httplib calls again with the rest): a blocking send of
+    // a whole body would wait on a slow reader without bound.
     ssize_t write(const char* ptr, size_t size) override
     {
-        if (!wait_for(c_.fd, POLLOUT, idle_ms_)) return -1;
-        ssize_t n;
-        do {
-            n = ::send(c_.fd, ptr, size, MSG_NOSIGNAL);
-        } while (n < 0 && errno == EINTR);
-        return n;
+        for (;;) {
+            if (!wait_to_send()) return -1;
+            const ssize_t n = ::send(c_.fd, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n >= 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return n;
+        }
     }
     void get_remote_ip_and_port(std::string& ip, int& port) const override
     {
@@ -167,6 +172,18 @@ public:
     socket_t socket() const override { return c_.fd; }
 
 private:
+    // Room to send came before the connection's send budget (the idle timeout) ran out.
+    bool wait_to_send() const
+    {
+        const auto start = Clock::now();
+        const auto left = std::chrono::milliseconds(idle_ms_) - c_.send_waited;
+        const bool ok = left > Clock::duration::zero()
+            && wait_for(c_.fd, POLLOUT,
+                        int(std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+        c_.send_waited += Clock::now() - start;
+        return ok;
+    }
+
     Conn& c_;
     const int idle_ms_;
     const Clock::time_point body_deadline_;
@@ -351,6 +368,7 @@ private:
             c->used = 0;
             if (c->head_complete(0)) continue; // the client sent its next request ahead
             const auto now = Clock::now();
+            c->send_waited = {};
             c->head_started = !c->in.empty();
             c->head_deadline
                 = c->head_started ? now + std::chrono::seconds(limits_.head_timeout_s) : kNever;

@@ -20,7 +20,8 @@ struct HttpLimits
 {
     int head_timeout_s = 10; // request line and headers, from the first byte (or the accept)
     int body_timeout_s = 60; // the whole body, from when the head is in
-    int idle_timeout_s = 30; // no byte in or out for this long ends a connection
+    int idle_timeout_s = 30; // no byte in or out for this long, or this long in all waiting to
+                             // send while a worker holds the connection, ends it
     int keep_alive_s = 5; // an idle kept-alive connection waits this long for its next request
     int max_client_connections = 32; // open connections of one client address
     int workers = 40; // threads serving requests whose head is in

@@ -35,10 +35,11 @@ public:
     const std::filesystem::path& path() const { return path_; }
     std::string file(const std::string& name) const { return (path_ / name).string(); }
     // The names in the folder, sorted.
-    std::vector<std::string> listing() const
+    std::vector<std::string> listing() const { return listing_of(path_); }
+    static std::vector<std::string> listing_of(const std::filesystem::path& dir)
     {
         std::vector<std::string> names;
-        for (const auto& e : std::filesystem::directory_iterator(path_))
+        for (const auto& e : std::filesystem::directory_iterator(dir))
             names.push_back(e.path().filename());
         std::sort(names.begin(), names.end());
         return names;

@@ -235,6 +235,39 @@ TEST(MemoryStore, ExportWritesJsonLinesAndTheKeyFrames)
     EXPECT_FALSE(std::getline(in, line));
 }
 
+// An export over an earlier one replaces each file whole: a copy that shares the earlier file
+// (a hard-linked backup, a reader holding it open) keeps its bytes, and an export that fails
+// leaves the earlier list and no temporary behind.
+TEST(MemoryStore, ExportReplacesFilesWholeAndAFailedOneLeavesNoTrace)
+{
+    auto bytes_of = [](const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        return std::string((std::istreambuf_iterator<char>(in)), {});
+    };
+    TempDir first_dir, second_dir, out, backup;
+    Store first = Store::open(first_dir.path(), {.dim = kDim});
+    first.add(make_entry(100, "first", embedding_near(kDim, 1, 1), 1));
+    ASSERT_EQ(first.export_to(out.path()), 1);
+    const std::string frame = out.file("frames/1-0.jpg"), kept = backup.file("1-0.jpg");
+    std::filesystem::create_hard_link(frame, kept);
+    const std::string earlier = bytes_of(frame);
+
+    Store second = Store::open(second_dir.path(), {.dim = kDim});
+    second.add(make_entry(200, "second", embedding_near(kDim, 2, 1), 1));
+    ASSERT_EQ(second.export_to(out.path()), 1);
+    EXPECT_NE(bytes_of(frame), earlier);
+    EXPECT_EQ(bytes_of(kept), earlier) << "the frame was rewritten in place";
+
+    // A corrupt key frame in the second entry fails the next export midway.
+    const std::string list = bytes_of(out.file("entries.jsonl"));
+    second.add(make_entry(300, "third", embedding_near(kDim, 3, 1), 1));
+    RawDb(second_dir.path()).exec("UPDATE frames SET crc32 = crc32 + 1 WHERE entry_id = 2");
+    EXPECT_EQ(thrown_kind([&] { second.export_to(out.path()); }), ErrorKind::invalid_input);
+    EXPECT_EQ(bytes_of(out.file("entries.jsonl")), list);
+    EXPECT_EQ(out.listing(), (std::vector<std::string> {"entries.jsonl", "frames"}));
+    EXPECT_EQ(TempDir::listing_of(out.file("frames")), (std::vector<std::string> {"1-0.jpg"}));
+}
+
 TEST(MemoryStore, NewerSchemaVersionIsRefusedWithAClearError)
 {
     TempDir dir;

@@ -457,6 +457,44 @@ TEST(ServerSecurity, SlowHeadsAndBodiesAreCutAtTheirDeadlines)
     EXPECT_NE(m->body.find("status=\"408\""), std::string::npos) << m->body;
 }
 
+// Slow read: a client pipelines many requests and takes the answers a trickle at a time. The
+// worker waits for it at most --timeout in all, then closes, though the client still reads.
+TEST(ServerSecurity, AClientThatReadsATrickleHoldsAWorkerAtMostTheIdleTimeout)
+{
+    Served s({"--timeout", "1"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const int small = 4096; // a small window, set before connecting
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in a {};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(s.port()));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    std::string requests;
+    for (int i = 0; i < 999; ++i) requests += "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    ASSERT_EQ(send(fd, requests.data(), requests.size(), MSG_NOSIGNAL), ssize_t(requests.size()));
+    const auto t0 = std::chrono::steady_clock::now();
+    size_t got = 0;
+    bool closed = false;
+    while (!closed && seconds_since(t0) < 20) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        char buf[2048]; // 20 KiB/s
+        const ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) closed = true;
+        if (n > 0) got += size_t(n);
+    }
+    const double held_s = seconds_since(t0);
+    close(fd);
+    EXPECT_TRUE(closed) << "the server still sent after " << held_s << " s, " << got << " bytes";
+    EXPECT_LT(held_s, 10.0);
+    // Cut off, not done: every answer is longer than a body of /metrics alone.
+    auto c = s.client();
+    auto m = c.Get("/metrics");
+    ASSERT_TRUE(m);
+    EXPECT_LT(got, 999 * m->body.size());
+}
+
 // One address gets max-client-connections at a time; the next is told so, others go on.
 TEST(ServerSecurity, OneAddressHoldsAtMostItsShareOfConnections)
 {

@@ -1,6 +1,6 @@
-// Writing a whole file atomically (private to the model module), shared by the safetensors and
-// GGUF writers: the bytes go to a temporary beside the target, which is synced and renamed over
-// it, so a crash or a failure never leaves a partial file under the final name.
+// Writing a whole file atomically: the bytes go to a temporary beside the target, which is
+// renamed over it, so a crash or a failure never leaves a partial file under the final name.
+// Used by the model writers (safetensors, GGUF), the memory export and the command line's outputs.
 #pragma once
 
 #include "core/core.h"
@@ -15,7 +15,7 @@
 #include <string>
 #include <unistd.h>
 
-namespace iris::model {
+namespace iris {
 
 // The temporary being written, as write_file_atomically hands it to its caller.
 class TempFile
@@ -73,13 +73,18 @@ inline std::string temp_suffix()
 
 } // namespace detail
 
-// Creates <path>.tmp-XXXXXX beside path, lets `write` fill it, then fsyncs, closes and renames
-// it over path, and fsyncs the folder so that the rename itself is durable. If `write` or any
-// step up to the rename throws, the temporary is removed and an existing file at path is
-// untouched. The system's refusals are Error(io) naming the file; what `write` throws passes
-// through unchanged.
+// Whether write_file_atomically makes the file durable itself. Many small files (an export's
+// key frames) are written unsynced and made durable together by one sync_filesystem().
+enum class Sync { each_file, later };
+
+// Creates <path>.tmp-XXXXXX beside path, lets `write` fill it, then fsyncs (Sync::each_file),
+// closes and renames it over path, and fsyncs the folder so that the rename itself is durable.
+// If `write` or any step up to the rename throws, the temporary is removed and an existing file
+// at path is untouched. The system's refusals are Error(io) naming the file; what `write` throws
+// passes through unchanged.
 inline void write_file_atomically(const std::string& path,
-                                  const std::function<void(const TempFile&)>& write)
+                                  const std::function<void(const TempFile&)>& write,
+                                  Sync sync = Sync::each_file)
 {
     std::string tmp;
     int fd = -1;
@@ -92,7 +97,7 @@ inline void write_file_atomically(const std::string& path,
     if (fd < 0) throw Error(ErrorKind::io, "cannot create a temporary file for " + path);
     try {
         write(TempFile(fd, tmp));
-        if (::fsync(fd) != 0)
+        if (sync == Sync::each_file && ::fsync(fd) != 0)
             throw Error(ErrorKind::io, "cannot sync " + tmp + ": " + std::strerror(errno));
         int rc = ::close(fd);
         fd = -1;
@@ -106,6 +111,7 @@ inline void write_file_atomically(const std::string& path,
         ::unlink(tmp.c_str());
         throw;
     }
+    if (sync == Sync::later) return;
     size_t slash = path.find_last_of('/');
     std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
     int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -118,4 +124,15 @@ inline void write_file_atomically(const std::string& path,
     }
 }
 
-} // namespace iris::model
+// Makes everything written to the filesystem holding `path` durable (syncfs); Error(io) naming
+// the path.
+inline void sync_filesystem(const std::string& path)
+{
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const int rc = fd < 0 ? -1 : ::syncfs(fd);
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    if (rc != 0) throw Error(ErrorKind::io, "cannot sync " + path + ": " + std::strerror(err));
+}
+
+} // namespace iris
