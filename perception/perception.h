@@ -19,6 +19,10 @@
 //   while (auto chunk = audio.read())
 //       for (SpeechSegment& s : vad.push(chunk->samples)) print(asr.recognize(s).text);
 //
+//   auto feed = std::make_shared<Feed>(FeedOptions {.decode = decode_jpeg});
+//   Pipeline live(bus, {.feed = feed});       // frames and audio a client pushes (iris serve)
+//   feed->push_frame(pts_us, jpeg);  feed->push_audio(pcm16);  feed->close();
+//
 // Only local files and devices are opened: no network protocols and no playlists.
 // Times are stream times in microseconds: pts_us counts from the start of the stream. Bus
 // messages also carry origin_unix_us, the wall-clock time of pts 0 (the same for every message
@@ -33,8 +37,11 @@
 #include "core/core.h"
 #include "core/image.h"
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -439,12 +446,77 @@ double word_error_rate(std::string_view reference, std::string_view hypothesis);
 Query typed_query(std::string_view text);
 
 // =============================================================================================
+// Pushed input
+
+struct FeedOptions
+{
+    // Pixels of a pushed frame's bytes (a JPEG, say); throws Error for bytes it refuses (the
+    // frame is skipped and counted corrupt). Called on the pipeline's video thread, and only
+    // for the frames the sampler keeps.
+    std::function<Image(const Buffer&)> decode;
+    int max_frames_queued = 8; // frames past this wait nowhere: the oldest is dropped, counted
+    int64_t max_audio_queued_us = 30'000'000; // audio past this is refused: it came too fast
+};
+
+struct FeedStats
+{
+    uint64_t n_frames = 0; // pushed
+    uint64_t n_dropped = 0; // dropped unseen while the video thread was behind (back-pressure)
+    uint64_t n_skipped = 0; // passed over by the sampler without decoding
+    uint64_t n_corrupt = 0; // refused by decode
+    uint64_t n_decoded = 0;
+    uint64_t n_samples = 0; // 16 kHz audio samples pushed; audio is never dropped
+    int64_t audio_queued_us = 0; // pushed and not yet taken by the audio thread
+};
+
+// Frames and audio that a caller pushes, from a network client say, for a Pipeline to perceive
+// instead of a camera and a microphone. Stream time is the caller's: frames carry their pts,
+// audio counts from its first sample. Thread-safe: pushes from one thread, reads from the
+// pipeline's.
+class Feed
+{
+public:
+    explicit Feed(FeedOptions options); // Error(invalid_argument) without decode
+    Feed(const Feed&) = delete;
+    Feed& operator=(const Feed&) = delete;
+
+    // A frame whose bytes options.decode turns into pixels; pts_us never goes back. When
+    // max_frames_queued are waiting, the oldest is dropped.
+    void push_frame(int64_t pts_us, Buffer bytes);
+    // 16 kHz mono samples that follow the previous ones. Error(resource) when more than
+    // max_audio_queued_us would wait (nothing of `samples` is kept then).
+    void push_audio(std::span<const int16_t> samples);
+    // Ends the stream: the pipeline perceives what is queued, then ends like a file.
+    void close();
+    FeedStats stats() const;
+
+    // For the pipeline's threads: the next frame with pts_us >= min_pts_us, decoded (those
+    // before it are skipped undecoded); the queued audio. nullopt once closed and drained, or
+    // when stop is requested.
+    std::optional<VideoFrame> read_frame(int64_t min_pts_us, std::stop_token stop);
+    std::optional<AudioChunk> read_audio(std::stop_token stop);
+
+private:
+    FeedOptions options_;
+    mutable std::mutex mutex_;
+    std::condition_variable_any ready_;
+    std::deque<std::pair<int64_t, Buffer>> frames_;
+    std::vector<int16_t> audio_;
+    int64_t audio_taken_ = 0; // samples handed to the audio thread
+    bool closed_ = false;
+    FeedStats stats_;
+};
+
+// =============================================================================================
 // Pipeline
 
 struct PipelineOptions
 {
     std::string video; // as VideoSource takes it; empty: none
     std::string audio; // as AudioSource takes it ("mic", or a file, maybe the video file)
+    // Instead of video and audio: what the caller pushes into the feed; the pipeline ends once
+    // the feed is closed and drained.
+    std::shared_ptr<Feed> feed;
     bool realtime = true; // pace files at real speed; false: as fast as the consumers allow
     VideoOptions video_options; // its realtime is replaced by the one above
     SamplerOptions sampler;

@@ -93,9 +93,12 @@ void Pipeline::start()
     std::lock_guard lock(threads_mutex_);
     if (started_)
         throw Error(ErrorKind::invalid_argument, "the perception pipeline was already started");
-    if (options_.video.empty() && options_.audio.empty())
+    if (options_.video.empty() && options_.audio.empty() && !options_.feed)
         throw Error(ErrorKind::invalid_argument,
                     "nothing to perceive: no video and no audio input");
+    if (options_.feed && !(options_.video.empty() && options_.audio.empty()))
+        throw Error(ErrorKind::invalid_argument,
+                    "a pipeline takes a feed or video and audio inputs, not both");
     options_.sampler.validate();
     options_.vad.validate();
     WakeDetector {options_.wake}; // validates the phrase
@@ -105,14 +108,13 @@ void Pipeline::start()
     AudioOptions audio_options = options_.audio_options;
     audio_options.realtime = options_.realtime;
     if (!options_.video.empty()) video_.emplace(options_.video, video_options, stop_.get_token());
-    if (!options_.audio.empty()) {
-        audio_.emplace(options_.audio, audio_options, stop_.get_token());
-        recognizer_.emplace(options_.asr);
-    }
+    if (!options_.audio.empty()) audio_.emplace(options_.audio, audio_options, stop_.get_token());
+    const bool feed = bool(options_.feed);
+    if (audio_ || feed) recognizer_.emplace(options_.asr);
     origin_unix_us_ = options_.origin_unix_us != 0 ? options_.origin_unix_us : wall_us();
     started_ = true;
-    if (video_) threads_.emplace_back([this] { run_video(stop_.get_token()); });
-    if (audio_) {
+    if (video_ || feed) threads_.emplace_back([this] { run_video(stop_.get_token()); });
+    if (audio_ || feed) {
         threads_.emplace_back([this] { run_audio(stop_.get_token()); });
         threads_.emplace_back([this] { run_asr(stop_.get_token()); });
     }
@@ -142,14 +144,20 @@ void Pipeline::ask(std::string_view question)
 
 void Pipeline::run_video(std::stop_token stop)
 {
-    VideoSource& video = *video_;
+    Feed* feed = options_.feed.get();
     Progress progress;
     progress.video = true;
-    progress.duration_us = video.info().duration_us;
+    progress.duration_us = feed ? 0 : video_->info().duration_us;
     auto report = [&] {
-        const VideoStats stats = video.stats();
-        progress.n_decoded = stats.n_decoded;
-        progress.n_corrupt = stats.n_corrupt;
+        if (feed) {
+            const FeedStats stats = feed->stats();
+            progress.n_decoded = stats.n_decoded;
+            progress.n_corrupt = stats.n_corrupt;
+        } else {
+            const VideoStats stats = video_->stats();
+            progress.n_decoded = stats.n_decoded;
+            progress.n_corrupt = stats.n_corrupt;
+        }
         channels_->progress.try_publish(progress, 0ms); // never waits: progress can be skipped
     };
     try {
@@ -162,7 +170,8 @@ void Pipeline::run_video(std::stop_token stop)
         int64_t next_report_us = 0;
         bool open = true;
         while (open) {
-            std::optional<VideoFrame> frame = video.read(sampler.next_pts_us());
+            std::optional<VideoFrame> frame = feed ? feed->read_frame(sampler.next_pts_us(), stop)
+                                                   : video_->read(sampler.next_pts_us());
             if (!frame) break;
             FrameSampler::Step step = sampler.offer(*frame);
             open = publish_clip(step.closed_before);
@@ -183,7 +192,7 @@ void Pipeline::run_video(std::stop_token stop)
     } catch (...) {
         errors_[worker_video] = std::current_exception();
         progress.error = error_text(errors_[worker_video]);
-        IRIS_LOG_ERROR("perception: video '%s' failed: %s", options_.video.c_str(),
+        IRIS_LOG_ERROR("perception: video '%s' failed: %s", feed ? "feed" : options_.video.c_str(),
                        progress.error.c_str());
     }
     progress.finished = true;
@@ -192,14 +201,18 @@ void Pipeline::run_video(std::stop_token stop)
 
 void Pipeline::run_audio(std::stop_token stop)
 {
-    AudioSource& audio = *audio_;
+    Feed* feed = options_.feed.get();
     Progress progress;
     progress.video = false;
-    progress.duration_us = audio.info().duration_us;
+    progress.duration_us = feed ? 0 : audio_->info().duration_us;
     auto report = [&] {
-        const AudioStats stats = audio.stats();
-        progress.n_decoded = stats.n_samples;
-        progress.n_corrupt = stats.n_corrupt;
+        if (feed) {
+            progress.n_decoded = feed->stats().n_samples;
+        } else {
+            const AudioStats stats = audio_->stats();
+            progress.n_decoded = stats.n_samples;
+            progress.n_corrupt = stats.n_corrupt;
+        }
         channels_->progress.try_publish(progress, 0ms);
     };
     try {
@@ -215,7 +228,9 @@ void Pipeline::run_audio(std::stop_token stop)
             publish_when_room(channels_->speech, SpeechItem {std::move(segment), false}, stop);
         };
         int64_t next_report_us = 0;
-        while (std::optional<AudioChunk> chunk = audio.read()) {
+        for (;;) {
+            std::optional<AudioChunk> chunk = feed ? feed->read_audio(stop) : audio_->read();
+            if (!chunk) break;
             for (SpeechSegment& segment : vad.push(chunk->samples)) ended(std::move(segment));
             const std::optional<int64_t> start = vad.speech_start_us();
             if (start && *start != announced_us) {
@@ -232,7 +247,7 @@ void Pipeline::run_audio(std::stop_token stop)
     } catch (...) {
         errors_[worker_audio] = std::current_exception();
         progress.error = error_text(errors_[worker_audio]);
-        IRIS_LOG_ERROR("perception: audio '%s' failed: %s", options_.audio.c_str(),
+        IRIS_LOG_ERROR("perception: audio '%s' failed: %s", feed ? "feed" : options_.audio.c_str(),
                        progress.error.c_str());
     }
     publish_when_room(channels_->speech, SpeechItem {{}, true}, stop);

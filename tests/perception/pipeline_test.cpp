@@ -162,3 +162,124 @@ TEST(Pipeline, StartReportsBadInputsAtOnce)
     watch.start();
     EXPECT_THROW(watch.start(), iris::Error);
 }
+
+namespace {
+
+// The feeds' frames in these tests are one byte, a grey level; 255 is a frame decode refuses.
+iris::Image grey_frame(const iris::Buffer& bytes)
+{
+    if (bytes.size() != 1 || bytes[0] == 255)
+        throw iris::Error(iris::ErrorKind::invalid_input, "not a frame");
+    return iris::Image::adopt(64, 48, std::vector<uint8_t>(64 * 48 * 3, bytes[0]));
+}
+
+iris::Buffer grey(uint8_t level)
+{
+    return iris::Buffer::copy_of(&level, 1);
+}
+
+std::vector<int16_t> samples_of(const std::string& file)
+{
+    AudioSource audio(file);
+    std::vector<int16_t> all;
+    while (auto chunk = audio.read()) all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
+    return all;
+}
+
+} // namespace
+
+// A pushed stream is perceived as a file is: frames sampled into clips at its own times, the
+// same words heard in the same audio.
+TEST(Pipeline, PerceivesAPushedStreamAsItPerceivesAFile)
+{
+    iris::Bus bus;
+    auto frames = bus.topic<FrameEvent>(kTopicFrames).subscribe({.name = "test"});
+    auto clips = bus.topic<ClipEvent>(kTopicClips).subscribe({.name = "test"});
+    auto transcripts = bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
+    auto feed = std::make_shared<Feed>(FeedOptions {.decode = grey_frame, .max_frames_queued = 64});
+    Pipeline live(bus, {.feed = feed});
+    live.start();
+    const std::vector<int16_t> speech = samples_of(iris::test::kClipWav);
+    for (int i = 0; i < 30; ++i) // 6 s at 5 fps; another scene from 3 s; the frame at 1 s is bad
+        feed->push_frame(i * 200'000, grey(i == 5 ? 255 : i < 15 ? 20 : 200));
+    for (size_t at = 0; at < speech.size(); at += 1600)
+        feed->push_audio(std::span(speech).subspan(at, std::min<size_t>(1600, speech.size() - at)));
+    feed->close();
+    live.wait();
+
+    const auto c = drain(clips);
+    ASSERT_EQ(c.size(), 2u);
+    EXPECT_EQ(c[0].reason, ClipEnd::scene_change);
+    EXPECT_EQ(c[1].start_us, 3'000'000);
+    const auto f = drain(frames);
+    EXPECT_EQ(f.size(), size_t(c[0].n_frames + c[1].n_frames));
+    for (const FrameEvent& e : f) EXPECT_NE(e.frame.pts_us, 1'000'000) << "the bad frame";
+    const FeedStats s = feed->stats();
+    EXPECT_EQ(s.n_frames, 30u);
+    EXPECT_EQ(s.n_corrupt, 1u);
+    EXPECT_EQ(s.n_decoded, f.size());
+    EXPECT_EQ(s.n_skipped + s.n_decoded + s.n_corrupt, 30u);
+    EXPECT_EQ(s.n_dropped, 0u);
+    EXPECT_EQ(s.n_samples, speech.size());
+
+    iris::Bus file_bus;
+    auto file_transcripts = file_bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
+    Pipeline file(file_bus, {.audio = iris::test::kClipWav, .realtime = false});
+    file.start();
+    file.wait();
+    const auto heard = drain(transcripts), expected = drain(file_transcripts);
+    ASSERT_EQ(heard.size(), expected.size());
+    ASSERT_FALSE(heard.empty());
+    for (size_t i = 0; i < heard.size(); ++i) {
+        EXPECT_EQ(heard[i].text, expected[i].text);
+        EXPECT_EQ(heard[i].start_us, expected[i].start_us);
+    }
+}
+
+// Back-pressure: frames that wait too long are dropped and counted; audio is never dropped, and
+// audio that comes faster than it can wait is refused whole.
+TEST(Pipeline, AFeedDropsOldFramesButNeverAudio)
+{
+    Feed feed({.decode = grey_frame, .max_frames_queued = 4, .max_audio_queued_us = 1'000'000});
+    for (int i = 0; i < 20; ++i) feed.push_frame(i * 100'000, grey(uint8_t(i)));
+    std::vector<int16_t> half_second(8000, 100);
+    feed.push_audio(half_second);
+    feed.push_audio(half_second);
+    try {
+        feed.push_audio(std::vector<int16_t>(1, 0));
+        FAIL() << "more than a second of audio was taken";
+    } catch (const iris::Error& e) {
+        EXPECT_EQ(e.kind(), iris::ErrorKind::resource);
+    }
+    FeedStats s = feed.stats();
+    EXPECT_EQ(s.n_dropped, 16u);
+    EXPECT_EQ(s.n_samples, 16000u);
+    EXPECT_EQ(s.audio_queued_us, 1'000'000);
+    feed.close();
+    feed.push_frame(5'000'000, grey(1)); // after the end: ignored
+    std::stop_source stop;
+    std::vector<int64_t> seen;
+    while (auto f = feed.read_frame(0, stop.get_token())) seen.push_back(f->pts_us);
+    EXPECT_EQ(seen, (std::vector<int64_t> {1'600'000, 1'700'000, 1'800'000, 1'900'000}));
+    int64_t n = 0;
+    while (auto a = feed.read_audio(stop.get_token())) {
+        EXPECT_EQ(a->pts_us, n * 1'000'000 / kSampleRate);
+        n += int64_t(a->samples.size());
+    }
+    EXPECT_EQ(n, 16000);
+    EXPECT_THROW(Feed({}), iris::Error);
+}
+
+// A reader waiting on an open feed returns when stop is requested.
+TEST(Pipeline, StopEndsAPipelineWaitingOnAFeed)
+{
+    iris::Bus bus;
+    auto feed = std::make_shared<Feed>(FeedOptions {.decode = grey_frame});
+    Pipeline live(bus, {.feed = feed});
+    live.start();
+    std::this_thread::sleep_for(100ms);
+    const auto t0 = std::chrono::steady_clock::now();
+    live.stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    EXPECT_THROW(Pipeline(bus, {.video = "testsrc", .feed = feed}).start(), iris::Error);
+}
