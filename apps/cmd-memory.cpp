@@ -5,18 +5,13 @@
 #include "assistant/assistant.h"
 #include "memory/memory.h"
 #include "perception/perception.h"
-#include "reasoning/responder.h"
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <deque>
 #include <filesystem>
 #include <iostream>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <thread>
 
 namespace iris::app {
@@ -24,10 +19,6 @@ namespace {
 
 namespace mem = iris::memory;
 namespace perc = iris::perception;
-using namespace std::chrono_literals;
-
-// Speech that ends this long after a clip may still belong to it (VAD end time plus padding).
-constexpr int64_t kTranscriptLagUs = 1'500'000;
 
 std::string clock_text(int64_t unix_us, bool seconds)
 {
@@ -37,23 +28,6 @@ std::string clock_text(int64_t unix_us, bool seconds)
     char buf[16];
     std::strftime(buf, sizeof buf, seconds ? "%H:%M:%S" : "%H:%M", &tm);
     return buf;
-}
-
-// A closed clip waiting for its transcript.
-struct PendingClip
-{
-    perc::ClipEvent clip;
-    std::vector<perc::VideoFrame> frames;
-};
-
-// The clip as the memory takes it: wall-clock times, the frames' pixels shared with the bus.
-assistant::Clip wall_clock_clip(const PendingClip& p, int64_t origin_unix_us)
-{
-    assistant::Clip clip {.t_start_us = origin_unix_us + p.clip.start_us,
-                          .t_end_us = origin_unix_us + std::max(p.clip.end_us, p.clip.start_us)};
-    for (const perc::VideoFrame& f : p.frames)
-        clip.frames.push_back({.t_us = origin_unix_us + f.pts_us, .image = f.image});
-    return clip;
 }
 
 mem::Store open_store(const Args& args, const reasoning::Engine* engine, bool read_only)
@@ -80,158 +54,59 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
     mem::Store store = open_store(args, engine.get(), false);
     std::fprintf(stderr, "memory: %s, %lld entries\n", store.dir().c_str(),
                  (long long)store.count());
-    Bus bus;
-    auto frames = bus.topic<perc::FrameEvent>(perc::kTopicFrames).subscribe({.name = "watch"});
-    auto clips = bus.topic<perc::ClipEvent>(perc::kTopicClips).subscribe({.name = "watch"});
-    auto transcripts
-        = bus.topic<perc::Transcript>(perc::kTopicTranscripts).subscribe({.name = "watch"});
-    auto queries = bus.topic<perc::Query>(perc::kTopicQueries).subscribe({.name = "watch"});
-    auto voice = bus.topic<perc::VoiceEvent>(perc::kTopicVoice).subscribe({.name = "watch"});
-    auto progress = bus.topic<perc::Progress>(perc::kTopicProgress)
-                        .subscribe({.delivery = Delivery::latest, .capacity = 8, .name = "watch"});
-    // Queries are answered from memory by the responder on its own thread; the answers stream
-    // back over the bus, so ingestion never stops for them.
-    auto questions = bus.topic<reasoning::Question>(reasoning::kTopicQuestions);
-    auto answers = bus.topic<reasoning::AnswerPiece>(reasoning::kTopicAnswers)
-                       .subscribe({.capacity = 4096, .name = "watch"});
-    // Two at once, decoded together: a typed question need not wait for a spoken one.
-    std::optional<reasoning::Responder> responder;
-    if (answer_queries)
-        responder.emplace(
-            *engine, bus,
-            [&](const std::string& question, int k) {
-                return assistant::recall(engine.get(), store, question, k);
-            },
-            reasoning::ResponderOptions {
-                .ask = {.max_prompt_tokens = max_prompt_tokens_from_args(args)}, .parallel = 2});
-    uint64_t n_asked = 0, n_answered = 0;
-    bool has_audio = !popts.audio.empty();
-    perc::Pipeline pipeline(bus, popts);
-    pipeline.start();
-    std::atomic<bool> done {false};
-    std::exception_ptr failure;
-    std::thread waiter([&] {
-        try {
-            pipeline.wait();
-        } catch (...) {
-            failure = std::current_exception();
+    ProgressBar bar("watch");
+    assistant::LiveEvents events;
+    events.stored = [](const mem::Entry& e) {
+        // One line per acknowledged entry: it is durable once printed.
+        std::printf("stored #%lld %s-%s %s%s%s\n", (long long)e.id,
+                    clock_text(e.t_start_us, true).c_str(), clock_text(e.t_end_us, true).c_str(),
+                    e.caption.c_str(), e.transcript.empty() ? "" : " | heard: ",
+                    e.transcript.c_str());
+        std::fflush(stdout);
+    };
+    events.heard = [](const mem::Text& t) {
+        std::fprintf(stderr, "\r\033[K[heard] %s\n", t.text.c_str());
+    };
+    events.progress = [&](const perc::Progress& p) {
+        if (p.video && p.duration_us > 0) bar.update(float(double(p.pts_us) / double(p.duration_us)));
+    };
+    events.asked = [](const perc::Query& q) {
+        std::printf("%s> %s\n", q.source == perc::QuerySource::spoken ? "heard" : "you",
+                    q.text.c_str());
+        std::fflush(stdout);
+    };
+    events.answer = [](const reasoning::AnswerPiece& a) {
+        std::fwrite(a.text.data(), 1, a.text.size(), stdout);
+        if (a.done) {
+            if (!a.error.empty()) std::printf("(no answer: %s)", a.error.c_str());
+            std::printf("\n");
+            for (const auto& m : a.used)
+                std::fprintf(stderr, "  #%lld %s-%s %s\n", (long long)m.id,
+                             clock_text(m.t_start_us, true).c_str(),
+                             clock_text(m.t_end_us, true).c_str(), m.caption.c_str());
         }
-        done = true;
-    });
+        std::fflush(stdout);
+    };
+    assistant::LiveOptions options;
+    options.answer = answer_queries;
+    options.responder.ask.max_prompt_tokens = max_prompt_tokens_from_args(args);
+    assistant::Live live(*engine, store, std::move(popts), options, events);
+    std::atomic<bool> done {false};
     std::thread typed;
     if (answer_queries)
         typed = std::thread([&] {
             std::string line;
-            while (!done && std::getline(std::cin, line))
-                if (!trim(line).empty()) pipeline.ask(line);
+            while (!done && std::getline(std::cin, line)) live.ask(line);
         });
-
-    std::map<uint64_t, std::vector<perc::VideoFrame>> open_frames;
-    std::deque<PendingClip> pending;
-    std::vector<mem::Text> heard; // wall-clock times
-    // A clip is stored once its transcript is complete: the audio has passed its end, nobody is
-    // speaking, and every speech segment that ended has been transcribed.
-    int64_t audio_pts = 0;
-    bool audio_finished = !has_audio;
-    bool speaking = false;
-    int64_t n_segments = 0, n_transcripts = 0;
-    ProgressBar bar("watch");
+    std::exception_ptr failure;
     int64_t stored = 0;
-    auto store_ready = [&](bool all) {
-        while (!pending.empty()) {
-            const auto& p = pending.front();
-            bool heard_all = audio_finished
-                || (audio_pts >= p.clip.end_us + kTranscriptLagUs && !speaking
-                    && n_transcripts >= n_segments);
-            if (!all && !heard_all) break;
-            const int64_t origin = pipeline.origin_unix_us();
-            assistant::Clip clip = wall_clock_clip(p, origin);
-            clip.transcript
-                = assistant::heard_during(heard, clip.t_start_us, origin + p.clip.end_us);
-            mem::Entry e = assistant::clip_entry(*engine, clip);
-            int64_t id = store.add(e);
-            ++stored;
-            // One line per acknowledged entry: it is durable once printed.
-            std::printf("stored #%lld %s-%s %s%s%s\n", (long long)id,
-                        clock_text(e.t_start_us, true).c_str(),
-                        clock_text(e.t_end_us, true).c_str(), e.caption.c_str(),
-                        e.transcript.empty() ? "" : " | heard: ", e.transcript.c_str());
-            std::fflush(stdout);
-            pending.pop_front();
-        }
-    };
-    for (;;) {
-        // Every event was published before `done` was set: a pass that starts after it and
-        // receives nothing has seen them all.
-        bool finished = done;
-        bool idle = true;
-        while (auto f = frames.try_receive()) {
-            open_frames[f->clip_id].push_back(std::move(f->frame));
-            idle = false;
-        }
-        while (auto v = voice.try_receive()) {
-            speaking = v->speaking;
-            n_segments += !v->speaking;
-            idle = false;
-        }
-        while (auto t = transcripts.try_receive()) {
-            ++n_transcripts;
-            if (!t->text.empty()) std::fprintf(stderr, "\r\033[K[heard] %s\n", t->text.c_str());
-            heard.push_back({.t_start_us = t->origin_unix_us + t->start_us,
-                             .t_end_us = t->origin_unix_us + t->end_us,
-                             .text = std::move(t->text)});
-            idle = false;
-        }
-        while (auto p = progress.try_receive()) {
-            if (p->video && p->duration_us > 0)
-                bar.update(float(double(p->pts_us) / double(p->duration_us)));
-            if (!p->video) audio_pts = std::max(audio_pts, p->pts_us);
-        }
-        while (auto c = clips.try_receive()) {
-            // every frame of the clip was published before the clip event
-            while (int(open_frames[c->clip_id].size()) < c->n_frames) {
-                auto f = frames.receive_for(100ms);
-                if (!f) break;
-                open_frames[f->clip_id].push_back(std::move(f->frame));
-            }
-            auto node = open_frames.extract(c->clip_id);
-            if (!node.empty() && !node.mapped().empty())
-                pending.push_back({*c, std::move(node.mapped())});
-            idle = false;
-        }
-        while (auto q = queries.try_receive()) {
-            std::printf("%s> %s\n", q->source == perc::QuerySource::spoken ? "heard" : "you",
-                        q->text.c_str());
-            std::fflush(stdout);
-            if (!responder) continue;
-            store_ready(true); // what was seen until now is in memory before the question
-            questions.publish(reasoning::Question {.id = ++n_asked, .text = q->text});
-            idle = false;
-        }
-        while (auto a = answers.try_receive()) {
-            std::fwrite(a->text.data(), 1, a->text.size(), stdout);
-            if (a->done) {
-                ++n_answered;
-                if (!a->error.empty()) std::printf("(no answer: %s)", a->error.c_str());
-                std::printf("\n");
-                for (const auto& m : a->used)
-                    std::fprintf(stderr, "  #%lld %s-%s %s\n", (long long)m.id,
-                                 clock_text(m.t_start_us, true).c_str(),
-                                 clock_text(m.t_end_us, true).c_str(), m.caption.c_str());
-            }
-            std::fflush(stdout);
-            idle = false;
-        }
-        if (n_answered < n_asked) idle = false; // an answer is still coming
-        store_ready(false);
-        if (finished && idle) {
-            store_ready(true);
-            break;
-        }
-        if (idle) std::this_thread::sleep_for(5ms);
+    try {
+        stored = live.run();
+    } catch (...) {
+        failure = std::current_exception();
     }
+    done = true;
     bar.finish();
-    waiter.join();
     if (typed.joinable()) typed.detach(); // blocked reading stdin; the process is ending
     store.save_index();
     std::fprintf(stderr, "stored %lld entries; memory holds %lld\n", (long long)stored,

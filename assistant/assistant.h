@@ -21,15 +21,19 @@
 // local time zone.
 //
 // Thread safety: every function is reentrant. Calls on any number of threads may share one
-// Engine and one Store (each call runs its own Session; Store and Retriever are thread-safe).
+// Engine and one Store (each call runs its own Session; Store and Retriever are thread-safe),
+// and so may any number of Live runs.
 #pragma once
 
 #include "memory/memory.h"
+#include "perception/perception.h"
 #include "reasoning/composer.h"
 #include "reasoning/engine.h"
 #include "reasoning/responder.h"
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -102,6 +106,55 @@ Recollection answer_from_memory(const reasoning::Engine& engine, const memory::S
                                 const std::string& question, int k,
                                 const reasoning::AskOptions& options,
                                 const reasoning::TextCallback& on_text);
+
+// ---------------------------------------------------------------------------------------------
+// Living: watching, listening, remembering and answering at once (`iris live`, `iris watch`,
+// the live sessions of `iris serve`)
+
+struct LiveOptions
+{
+    bool answer = true; // answer typed and spoken questions from memory
+    reasoning::ResponderOptions responder {.parallel = 2}; // a typed question need not wait
+    int latest_frames = 0; // the newest sampled frames shown with each question
+};
+
+// What a live run reports, each on the run's thread, in order; any may be empty.
+struct LiveEvents
+{
+    std::function<void(const memory::Entry&)> stored; // durable, with its id
+    std::function<void(const memory::Text&)> heard; // a transcript, wall-clock times
+    std::function<void(const perception::VoiceEvent&)> voice;
+    std::function<void(const perception::Query&)> asked; // typed, or spoken after the wake phrase
+    std::function<void(const reasoning::AnswerPiece&)> answer;
+    std::function<void(const perception::Progress&)> progress;
+};
+
+// Runs a perception pipeline and remembers each clip in the store once what was said during it
+// has been heard (key frames, caption, transcript, embedding); answers questions from memory
+// on the responder's threads, after what was seen until then is stored.
+class Live
+{
+public:
+    Live(const reasoning::Engine& engine, memory::Store& store, perception::PipelineOptions input,
+         LiveOptions options = {}, LiveEvents events = {});
+    ~Live(); // stop()
+    Live(const Live&) = delete;
+    Live& operator=(const Live&) = delete;
+
+    // Starts the pipeline and runs until its inputs end or stop(): the clips seen are stored,
+    // the questions asked answered. The entries stored; rethrows the pipeline's error (what was
+    // stored before it stays). Throws what Pipeline::start throws.
+    int64_t run();
+    // Ends the inputs early (what was seen is still stored); from any thread.
+    void stop();
+    // A typed question (blank ones are ignored); from any thread. One asked before run() is
+    // asked once the pipeline starts; one asked after run() returned is dropped.
+    void ask(std::string_view question);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Composing
