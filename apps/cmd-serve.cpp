@@ -1,6 +1,7 @@
 // iris serve: the REST API (server/server.h).
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "assistant/assistant.h"
 #include "memory/memory.h"
 #include "server/server.h"
 
@@ -54,9 +55,10 @@ int cmd_serve(int argc, char** argv)
                                        "--prompt-cache-mb"};
     valued.insert(
         valued.end(),
-        {"--head-timeout", "--body-timeout", "--max-client-connections", "--allowed-host"});
+        {"--head-timeout", "--body-timeout", "--max-client-connections", "--allowed-host",
+         "--max-live-sessions", "--live-max-fps", "--live-max-message-kb", "--live-idle-timeout"});
     for (auto& name : kv_option_names()) valued.push_back(name);
-    Args args(argc, argv, valued, {"--allow-media-url", "-h", "--help"});
+    Args args(argc, argv, valued, {"--allow-media-url", "--live", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {
         std::printf(
             "usage: iris serve [--host 127.0.0.1] [--port 8080] [--api-key KEY | --api-key-file "
@@ -85,6 +87,11 @@ int cmd_serve(int argc, char** argv)
             "  --allow-media-url      fetch https image URLs of public hosts (off: data: URLs "
             "only)\n"
             "  --db DIR               serve the memory store in DIR (opened read-only)\n"
+            "  --live                 live sessions: GET /v1/realtime streams a camera and a\n"
+            "                         microphone, remembered in --db DIR (opened for writing)\n"
+            "  --max-live-sessions N  at once (default 2)   --live-max-fps N  frames a second\n"
+            "                         (default 10)   --live-max-message-kb N  (default 2048)\n"
+            "  --live-idle-timeout S  end a session that sends nothing for S s (default 60)\n"
             "  --max-queue N          requests waiting for or holding the model before 503\n"
             "                         (default 8)\n"
             "  --parallel N           requests generated at once, decoded together in shared\n"
@@ -130,6 +137,7 @@ int cmd_serve(int argc, char** argv)
     o.cors_origins = args.all("--cors-origin");
     o.allowed_hosts = args.all("--allowed-host");
     o.allow_media_url = args.flag("--allow-media-url");
+    o.live = args.flag("--live");
     o.max_queue = int(args.integer("--max-queue", o.max_queue, 1, 1024));
     o.parallel = int(args.integer("--parallel", o.parallel, 1, 1024));
     o.prompt_cache_bytes = size_t(args.integer("--prompt-cache-mb", 256, 0, 1 << 20)) << 20;
@@ -144,6 +152,14 @@ int cmd_serve(int argc, char** argv)
     o.body_timeout_s = int(args.integer("--body-timeout", o.body_timeout_s, 1, 86400));
     o.max_client_connections
         = int(args.integer("--max-client-connections", o.max_client_connections, 1, 65536));
+    o.max_live_sessions = int(args.integer("--max-live-sessions", o.max_live_sessions, 0, 64));
+    o.live_max_fps = int(args.integer("--live-max-fps", o.live_max_fps, 1, 120));
+    o.live_max_message_bytes
+        = size_t(args.integer("--live-max-message-kb", int64_t(o.live_max_message_bytes >> 10), 1,
+                              1 << 20))
+        << 10;
+    o.live_idle_timeout_s
+        = int(args.integer("--live-idle-timeout", o.live_idle_timeout_s, 1, 86400));
     if (args.has("--log-level")) {
         std::string l = args.str("--log-level");
         LogLevel level = l == "debug" ? LogLevel::debug
@@ -174,9 +190,13 @@ int cmd_serve(int argc, char** argv)
     auto engine = load_engine(args);
     o.model_name = model::ModelPaths::resolve(model_dir(args), args.str("--mmproj")).name();
     std::optional<memory::Store> store;
+    if (o.live && !args.has("--db"))
+        throw Error(ErrorKind::invalid_argument, "--live remembers in a memory: give --db DIR");
     if (args.has("--db")) {
         memory::StoreOptions so;
-        so.read_only = true;
+        // Live sessions write to it; otherwise `iris watch` may be writing.
+        so.read_only = !o.live;
+        so.dim = assistant::embedding_dim(*engine);
         store.emplace(memory::Store::open(args.str("--db"), so));
         std::fprintf(stderr, "memory: %s, %lld entries\n", store->dir().c_str(),
                      (long long)store->count());

@@ -5,6 +5,7 @@
 #include "server/internal.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -35,6 +36,9 @@ constexpr size_t kMaxHeadBytes = 64u << 10;
 // connection must close after the current response.
 thread_local bool t_read_timed_out = false;
 thread_local bool t_close_after = false;
+// The connection a worker serves, and whether a handler took it over (take_connection).
+thread_local struct Conn* t_conn = nullptr;
+thread_local bool t_taken = false;
 
 int ms_until(Clock::time_point t)
 {
@@ -128,6 +132,7 @@ public:
     // Writable in time, and the client has not hung up (as httplib's own stream).
     bool is_writable() const override
     {
+        if (t_taken) return true; // writes are dropped (write)
         if (!wait_to_send()) return false;
         if (!wait_for(c_.fd, POLLIN, 0)) return true;
         char b;
@@ -155,6 +160,7 @@ public:
     // a whole body would wait on a slow reader without bound.
     ssize_t write(const char* ptr, size_t size) override
     {
+        if (t_taken) return ssize_t(size); // the handler speaks its own protocol on it now
         for (;;) {
             if (!wait_to_send()) return -1;
             const ssize_t n = ::send(c_.fd, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -268,8 +274,10 @@ private:
     // With mu_ held.
     void release(std::unique_ptr<Conn> c)
     {
-        ::shutdown(c->fd, SHUT_RDWR);
-        ::close(c->fd);
+        if (c->fd >= 0) {
+            ::shutdown(c->fd, SHUT_RDWR);
+            ::close(c->fd);
+        }
         auto it = per_client_.find(c->client);
         if (it != per_client_.end() && --it->second <= 0) per_client_.erase(it);
     }
@@ -359,11 +367,21 @@ private:
             ConnStream strm(*c, limits_);
             t_read_timed_out = false;
             t_close_after = false;
+            t_taken = false;
+            t_conn = c.get();
             const bool last = ++c->served >= http_.keep_alive_max_count_;
             bool closed = false;
-            if (!http_.serve(strm, last, closed) || closed || last || t_close_after
-                || t_read_timed_out)
-                break;
+            const bool served = http_.serve(strm, last, closed);
+            t_conn = nullptr;
+            if (t_taken) {
+                // Its handler's protocol goes on over its own descriptor: no shutdown here.
+                std::lock_guard lock(mu_);
+                ::close(c->fd);
+                c->fd = -1;
+                release(std::move(c));
+                return;
+            }
+            if (!served || closed || last || t_close_after || t_read_timed_out) break;
             c->in.erase(0, c->used);
             c->used = 0;
             if (c->head_complete(0)) continue; // the client sent its next request ahead
@@ -418,6 +436,16 @@ bool HttpServer::read_timed_out()
 void HttpServer::close_after_response()
 {
     t_close_after = true;
+}
+
+int HttpServer::take_connection(std::string& received)
+{
+    if (!t_conn) throw Error(ErrorKind::internal, "take_connection outside a request's handler");
+    const int fd = ::fcntl(t_conn->fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) throw Error(ErrorKind::io, strfmt("cannot take the connection: %s", strerror(errno)));
+    received = t_conn->in;
+    t_taken = true;
+    return fd;
 }
 
 bool HttpServer::process_and_close_socket(socket_t sock)

@@ -44,6 +44,12 @@ public:
     // The connection closes once this response is written (httplib itself would go on reading
     // the next request where this one's unread body is).
     static void close_after_response();
+    // On a worker, in a route's handler: the connection, for a protocol of the handler's own (a
+    // WebSocket). Returns a duplicate of its socket, which the caller owns and closes, and the
+    // bytes received on it so far (the request's head, and any that followed it). Nothing the
+    // handler sets in its response is sent; the front closes its own descriptor, without
+    // shutting the connection down, once the handler returns.
+    static int take_connection(std::string& received);
 
 private:
     class Front;

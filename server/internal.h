@@ -16,6 +16,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -167,6 +168,32 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
+// Live sessions (live.cpp)
+
+struct Context;
+class LiveSession;
+
+// The live sessions being served, each on a thread of its own so that none holds an HTTP worker.
+class LiveSessions
+{
+public:
+    LiveSessions();
+    ~LiveSessions(); // stop_all()
+    LiveSessions(const LiveSessions&) = delete;
+    LiveSessions& operator=(const LiveSessions&) = delete;
+
+    // Serves the WebSocket on `fd` (HttpServer::take_connection), whose upgrade request is in
+    // `received`; past max_live_sessions it is closed at once, saying why.
+    void serve(const Context& ctx, int fd, std::string received, bool realtime_protocol);
+    // Closes every session ("going away") and waits for each to end; no new one starts.
+    void stop_all();
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // What a route needs.
 
 struct Context
@@ -179,6 +206,7 @@ struct Context
     reasoning::PrefixCache* prompt_cache; // null: none
     Metrics& metrics;
     std::atomic<bool>& stopping;
+    LiveSessions* live; // null where the server has no live sessions
 };
 
 // A place in the engine queue, or a 503 with Retry-After when the queue is full.
@@ -213,5 +241,9 @@ void memory_search(const httplib::Request& req, httplib::Response& res, const Co
 void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_article(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_webpage(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+// GET /v1/realtime: serves a live session on this worker until it ends.
+void live_session(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+// The API key a browser passed as the subprotocol "openai-insecure-api-key.KEY"; empty if none.
+std::string live_key(const httplib::Request& req);
 
 } // namespace iris::server

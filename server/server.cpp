@@ -48,6 +48,10 @@ void Options::validate() const
         bad(strfmt("parallel must be between 1 and max_queue (%d)", max_queue));
     if (max_pdf_pages < 1 || document_tile_budget < 1)
         bad("max_pdf_pages and document_tile_budget must be positive");
+    if (max_live_sessions < 0 || live_max_fps < 1 || live_idle_timeout_s < 1
+        || live_max_message_bytes < 1024)
+        bad("max_live_sessions must be >= 0, live_max_fps and live_idle_timeout_s >= 1, "
+            "live_max_message_bytes >= 1024");
     if (timeout_s < 1 || head_timeout_s < 1 || body_timeout_s < 1)
         bad("timeout_s, head_timeout_s and body_timeout_s must be at least 1 second");
     if (max_client_connections < 1) bad("max_client_connections must be at least 1");
@@ -134,6 +138,10 @@ constexpr Route kRoutes[] = {
      /*needs_memory=*/true},
     {Method::get, R"(/v1/memory/([^/]+))", "/v1/memory/{id}", Auth::key, memory_get, Body::none,
      /*needs_memory=*/true},
+#if IRIS_WITH_LIVE
+    {Method::get, "/v1/realtime", "/v1/realtime", Auth::key, live_session, Body::none,
+     /*needs_memory=*/true},
+#endif
 };
 
 // The route a path belongs to, whatever the method and whether it is served: the route of that
@@ -217,7 +225,8 @@ struct Server::Impl
         , prompt_cache(o.prompt_cache_bytes > 0
                            ? std::make_unique<reasoning::PrefixCache>(o.prompt_cache_bytes)
                            : nullptr)
-        , ctx {engine, store, options, queue, batcher.get(), prompt_cache.get(), metrics, stopping}
+        , ctx {engine,         store,   options,  queue, batcher.get(), prompt_cache.get(),
+               metrics,        stopping, live_sessions()}
         , http(http_limits(o), [this](int status) { metrics.request("other", status); })
     { }
 
@@ -241,6 +250,12 @@ struct Server::Impl
     std::unique_ptr<reasoning::PrefixCache> prompt_cache; // with prompt_cache_bytes > 0
     Metrics metrics;
     std::atomic<bool> stopping {false};
+#if IRIS_WITH_LIVE
+    LiveSessions live;
+    LiveSessions* live_sessions() { return store && options.live ? &live : nullptr; }
+#else
+    LiveSessions* live_sessions() { return nullptr; }
+#endif
     // run() has begun, and has returned: stop() must reach a listen that starts after it.
     std::atomic<bool> run_entered {false}, run_done {false}, http_stopped {false};
     Context ctx;
@@ -318,7 +333,11 @@ struct Server::Impl
             bool bearer = auth.size() > 7
                 && std::equal(auth.begin(), auth.begin() + 7, "bearer ",
                               [](char a, char b) { return std::tolower(a) == b; });
-            if (!bearer || !same_secret(std::string_view(auth).substr(7), options.api_key)) {
+            // A browser's WebSocket cannot send Authorization: it names the key as a subprotocol.
+            const std::string given = bearer ? auth.substr(7)
+                : req.path == "/v1/realtime" ? live_key(req)
+                                             : std::string();
+            if (given.empty() || !same_secret(given, options.api_key)) {
                 res.set_header("WWW-Authenticate", "Bearer");
                 return refuse({401,
                                "a valid API key is needed: send \"Authorization: Bearer <key>\"",
@@ -486,6 +505,9 @@ void Server::stop()
     if (!impl_) return;
     impl_->stopping = true;
     impl_->queue.shut_down();
+#if IRIS_WITH_LIVE
+    impl_->live.stop_all();
+#endif
     // httplib's stop() does nothing until its listen loop runs, so a stop that comes while run()
     // is on its way there (a signal right after the banner) waits for it; a run() that has not
     // begun sees `stopping` and returns at once.

@@ -8,7 +8,8 @@
 //   server.run();                               // until stop() (from any thread)
 //
 // Routes: GET /health, GET /metrics, GET /v1/models, POST /v1/chat/completions,
-// POST /v1/documents/qa, and with a memory store POST /v1/memory/search, GET /v1/memory/{id}.
+// POST /v1/documents/qa, and with a memory store POST /v1/memory/search, GET /v1/memory/{id} and
+// the live sessions' WebSocket GET /v1/realtime (docs/live.md).
 // Generation runs `parallel` requests at a time (one by default), in arrival order, the running
 // ones decoded together in shared batched steps (reasoning/batcher.h): requests join and leave
 // the batch as they come and go, and each gets the answer it would get alone. A prompt whose
@@ -77,6 +78,14 @@ struct Options
     int max_client_connections = 32;
     // Host names the server answers to besides localhost, IP addresses and `host` (no port).
     std::vector<std::string> allowed_hosts;
+    // Live sessions (GET /v1/realtime), remembered in the memory store, which must be open for
+    // writing: at once, frames a second, the largest message (a base64 JPEG frame), and how long
+    // one may send nothing.
+    bool live = false;
+    int max_live_sessions = 2;
+    int live_max_fps = 10;
+    size_t live_max_message_bytes = 2u << 20;
+    int live_idle_timeout_s = 60;
     // HTTP worker threads; 0: max(max_queue, max_client_connections) + 8, so that one address
     // at its cap leaves 8 workers for the others and the engine queue never waits for one.
     int threads = 0;

@@ -86,6 +86,7 @@ public:
     Served& operator=(const Served&) = delete;
 
     bool ok() const { return port_ > 0; }
+    pid_t pid() const { return pid_; }
     int port() const { return port_; }
     const std::string& banner() const { return banner_; }
     std::string log() const { return read_file(log_); }

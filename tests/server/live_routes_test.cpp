@@ -1,0 +1,450 @@
+// Live sessions over a real WebSocket (Boost.Beast's client) to the real `iris serve --live`:
+// streamed frames and speech are remembered, typed and spoken questions answered aloud, and
+// every limit closes the session saying why.
+#include "tests/server/serve.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+using iris::test::Served;
+using json = nlohmann::json;
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+using tcp = net::ip::tcp;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kKey = "test-key-0123456789abcdef";
+
+std::string temp_db(const std::string& tag)
+{
+    auto dir = std::filesystem::temp_directory_path()
+        / ("iris-live-" + tag + "-" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir);
+    return dir.string();
+}
+
+// A live-session client: the handshake in the constructor, then events read on a thread of
+// its own; sends are handed to that thread.
+struct Handshake
+{
+    std::vector<std::string> protocols = {"realtime"};
+    std::string origin;
+    std::string bearer;
+};
+
+class LiveClient
+{
+public:
+    LiveClient(int port, const Handshake& h = {})
+        : ws_(ioc_)
+    {
+        tcp::resolver resolver(ioc_);
+        net::connect(ws_.next_layer(), resolver.resolve("127.0.0.1", std::to_string(port)));
+        ws_.set_option(websocket::stream_base::decorator([&](websocket::request_type& req) {
+            std::string list;
+            for (const auto& p : h.protocols) list += (list.empty() ? "" : ", ") + p;
+            if (!list.empty()) req.set(beast::http::field::sec_websocket_protocol, list);
+            if (!h.origin.empty()) req.set(beast::http::field::origin, h.origin);
+            if (!h.bearer.empty()) req.set(beast::http::field::authorization, "Bearer " + h.bearer);
+        }));
+        beast::error_code ec;
+        ws_.handshake(response_, "127.0.0.1:" + std::to_string(port), "/v1/realtime", ec);
+        if (ec) return;
+        open_ = true;
+        read();
+        thread_ = std::thread([this] { ioc_.run(); });
+    }
+    ~LiveClient()
+    {
+        net::post(ioc_, [this] {
+            beast::error_code ec;
+            ws_.next_layer().close(ec);
+        });
+        if (thread_.joinable()) thread_.join();
+    }
+
+    bool open() const { return open_; }
+    int status() const { return int(response_.result_int()); }
+    const websocket::response_type& response() const { return response_; }
+
+    void send(const json& event) { send_text(event.dump(), true); }
+    void send_text(std::string text, bool is_text = true)
+    {
+        net::post(ioc_, [this, text = std::move(text), is_text] {
+            out_.push_back({text, is_text});
+            if (out_.size() == 1) write();
+        });
+    }
+    // Ends the session as a browser tab does, or drops the connection without a word.
+    void close()
+    {
+        net::post(ioc_, [this] { ws_.async_close(websocket::close_code::normal, [](auto) { }); });
+    }
+    void drop()
+    {
+        net::post(ioc_, [this] {
+            beast::error_code ec;
+            ws_.next_layer().close(ec);
+        });
+    }
+
+    // The next event whose type is `type` (others are kept for later), or nullopt after `wait`.
+    std::optional<json> next(const std::string& type, std::chrono::milliseconds wait = 60s)
+    {
+        std::unique_lock lock(mu_);
+        std::optional<json> found;
+        cv_.wait_for(lock, wait, [&] {
+            for (auto it = events_.begin(); it != events_.end(); ++it)
+                if ((*it)["type"] == type) {
+                    found = std::move(*it);
+                    events_.erase(it);
+                    return true;
+                }
+            return closed_;
+        });
+        return found;
+    }
+    // Every event of a type received so far.
+    std::vector<json> all(const std::string& type)
+    {
+        std::lock_guard lock(mu_);
+        std::vector<json> out;
+        for (const json& e : seen_)
+            if (e["type"] == type) out.push_back(e);
+        return out;
+    }
+    // Waits for the server to close; its close code and reason.
+    std::pair<int, std::string> closed(std::chrono::milliseconds wait = 30s)
+    {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, wait, [&] { return closed_; });
+        return {closed_ ? int(reason_.code) : -1, std::string(reason_.reason.c_str())};
+    }
+
+private:
+    void read()
+    {
+        ws_.async_read(in_, [this](beast::error_code ec, size_t) {
+            std::lock_guard lock(mu_);
+            if (ec) {
+                closed_ = true;
+                reason_ = ws_.reason();
+                cv_.notify_all();
+                return;
+            }
+            json e = json::parse(beast::buffers_to_string(in_.data()), nullptr, false);
+            in_.consume(in_.size());
+            events_.push_back(e);
+            seen_.push_back(e);
+            cv_.notify_all();
+            read();
+        });
+    }
+    void write()
+    {
+        ws_.text(out_.front().second);
+        ws_.async_write(net::buffer(out_.front().first), [this](beast::error_code ec, size_t) {
+            out_.pop_front();
+            if (!ec && !out_.empty()) write();
+        });
+    }
+
+    net::io_context ioc_;
+    websocket::stream<tcp::socket> ws_;
+    websocket::response_type response_;
+    bool open_ = false;
+    beast::flat_buffer in_;
+    std::deque<std::pair<std::string, bool>> out_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<json> events_;
+    std::vector<json> seen_;
+    bool closed_ = false;
+    websocket::close_reason reason_;
+};
+
+json audio_event(const int16_t* samples, size_t n)
+{
+    return {{"type", "input_audio_buffer.append"},
+            {"audio", iris::test::base64(std::string(reinterpret_cast<const char*>(samples), n * 2))}};
+}
+
+json frame_event(const std::string& jpeg)
+{
+    return {{"type", "input_video_frame.append"}, {"image", iris::test::base64(jpeg)}};
+}
+
+json question_event(const std::string& text)
+{
+    return {{"type", "conversation.item.create"},
+            {"item",
+             {{"type", "message"},
+              {"role", "user"},
+              {"content", {{{"type", "input_text"}, {"text", text}}}}}}};
+}
+
+// The samples of the sample speech (16 kHz mono WAV, 44-byte header).
+std::vector<int16_t> speech()
+{
+    const std::string wav = iris::test::sample("clip-speech-16k.wav");
+    std::vector<int16_t> s((wav.size() - 44) / 2);
+    std::memcpy(s.data(), wav.data() + 44, s.size() * 2);
+    return s;
+}
+
+// A JPEG of a sample image, made with the ffmpeg command-line tool.
+std::string jpeg_of(const std::string& sample)
+{
+    const std::string out = temp_db("frame") + ".jpg";
+    const std::string cmd = "ffmpeg -nostdin -y -loglevel error -i " IRIS_SOURCE_DIR
+                            "/resources/samples/"
+        + sample + " " + out;
+    if (std::system(cmd.c_str()) != 0) return "";
+    std::string bytes = iris::test::read_file(out);
+    std::filesystem::remove(out);
+    return bytes;
+}
+
+int proc_status(pid_t pid, const std::string& field)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(field + ":", 0) == 0) return std::atoi(line.c_str() + field.size() + 1);
+    return -1;
+}
+
+} // namespace
+
+// What the page does: frames and speech streamed in real time, a typed question, a spoken one
+// after the wake phrase; entries are remembered with what was said, answers stream as text and
+// speech.
+TEST(ServerLive, AStreamIsRememberedAndTypedAndSpokenQuestionsAreAnsweredAloud)
+{
+    const std::string db = temp_db("stream");
+    Served s({"--db", db, "--live", "--threads", "8"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    LiveClient c(s.port());
+    ASSERT_TRUE(c.open()) << c.status();
+    EXPECT_EQ(c.response()[beast::http::field::sec_websocket_protocol], "realtime");
+    auto created = c.next("session.created");
+    ASSERT_TRUE(created);
+    EXPECT_EQ((*created)["session"]["input_audio_format"]["rate"], 16000);
+    // pocketsphinx hears "... the blue square is moving to the riots ..." in the sample speech.
+    c.send({{"type", "session.update"}, {"session", {{"wake_phrase", "blue square"}}}});
+    ASSERT_TRUE(c.next("session.updated"));
+
+    const std::string square = jpeg_of("clip-frame2.png"), sign = jpeg_of("document-sign.png");
+    ASSERT_FALSE(square.empty());
+    std::vector<int16_t> audio = speech();
+    audio.resize(audio.size() + 16000 * 2); // two seconds of silence end the speech
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t tick = 0; tick * 1600 < audio.size(); ++tick) { // every 100 ms
+        c.send(audio_event(audio.data() + tick * 1600, std::min<size_t>(1600, audio.size() - tick * 1600)));
+        if (tick % 2 == 0) c.send(frame_event(tick < 40 ? square : sign));
+        if (tick == 20) c.send(question_event("What did I see?"));
+        std::this_thread::sleep_until(t0 + (tick + 1) * 100ms);
+    }
+    std::vector<json> responses;
+    for (int i = 0; i < 2; ++i) {
+        auto done = c.next("response.done");
+        ASSERT_TRUE(done) << "answers: " << responses.size();
+        responses.push_back(*done);
+    }
+    c.close();
+    EXPECT_EQ(c.closed().first, 1000);
+
+    const auto asked = c.all("response.created");
+    ASSERT_EQ(asked.size(), 2u);
+    EXPECT_EQ(asked[0]["response"]["source"], "typed");
+    EXPECT_EQ(asked[1]["response"]["source"], "spoken");
+    EXPECT_FALSE(asked[1]["response"]["question"].get<std::string>().empty());
+    for (const json& r : responses) {
+        EXPECT_EQ(r["response"]["status"], "completed") << r.dump();
+        EXPECT_TRUE(r["response"]["latency_ms"]["first_text"].is_number()) << r.dump();
+        EXPECT_TRUE(r["response"]["latency_ms"]["first_audio"].is_number()) << r.dump();
+    }
+    EXPECT_FALSE(c.all("response.text.delta").empty());
+    EXPECT_FALSE(c.all("response.audio.delta").empty());
+    EXPECT_FALSE(c.all("conversation.item.input_audio_transcription.completed").empty());
+    EXPECT_FALSE(c.all("input_audio_buffer.speech_started").empty());
+    const auto stats = c.all("session.stats");
+    ASSERT_FALSE(stats.empty());
+    EXPECT_GE(stats.back()["frames"]["received"].get<int>(), 10) << stats.back().dump();
+
+    // The first scene was remembered during the stream, the second once the client left.
+    const auto entries = c.all("memory.entry.created");
+    ASSERT_GE(entries.size(), 1u);
+    auto http = s.client();
+    const int64_t first = entries[0]["entry"]["id"];
+    auto got = http.Get(("/v1/memory/" + std::to_string(first)).c_str());
+    ASSERT_TRUE(got);
+    ASSERT_EQ(got->status, 200) << got->body;
+    for (int i = 0; i < 100; ++i) { // the last clip is stored after the session's end
+        auto found = http.Post("/v1/memory/search", R"({"query": "what was seen", "k": 10})",
+                               "application/json");
+        ASSERT_TRUE(found);
+        if (json::parse(found->body)["data"].size() >= 2) break;
+        std::this_thread::sleep_for(100ms);
+    }
+    auto found = http.Post("/v1/memory/search", R"({"query": "what was seen", "k": 10})",
+                           "application/json");
+    EXPECT_EQ(json::parse(found->body)["data"].size(), 2u) << found->body;
+    std::string heard;
+    const json data = json::parse(found->body)["data"];
+    for (const json& e : data) heard += e["transcript"].get<std::string>();
+    EXPECT_FALSE(heard.empty()) << found->body;
+    std::filesystem::remove_all(db);
+}
+
+// The key comes as a subprotocol (browsers cannot set Authorization on a WebSocket) or as a
+// header; other origins than the server's own and --cors-origin ones are refused.
+TEST(ServerLive, AWrongKeyOrOriginIsRefusedBeforeTheUpgrade)
+{
+    const std::string db = temp_db("keys");
+    Served s({"--db", db, "--live", "--threads", "8", "--api-key", kKey, "--cors-origin",
+              "http://localhost:3000", "--max-live-sessions", "8"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    const std::string self = "http://127.0.0.1:" + std::to_string(s.port());
+    // The upgrade request a browser sends, and what it is answered.
+    auto upgrade = [&](const std::string& protocols, const std::string& origin) {
+        httplib::Headers h = {{"Upgrade", "websocket"},
+                              {"Connection", "Upgrade"},
+                              {"Sec-WebSocket-Version", "13"},
+                              {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}};
+        if (!protocols.empty()) h.emplace("Sec-WebSocket-Protocol", protocols);
+        if (!origin.empty()) h.emplace("Origin", origin);
+        auto r = s.client(5).Get("/v1/realtime", h);
+        return r ? r->status : -1;
+    };
+    EXPECT_EQ(upgrade("realtime", ""), 401);
+    EXPECT_EQ(upgrade("realtime, openai-insecure-api-key.wrong-key-0123456789", ""), 401);
+    EXPECT_EQ(upgrade("realtime, openai-insecure-api-key." + kKey, "http://evil.example"), 403);
+    EXPECT_EQ(upgrade("realtime, openai-insecure-api-key." + kKey, "null"), 403);
+    EXPECT_FALSE(LiveClient(s.port()).open());
+    for (const std::string& origin : {self, std::string("http://localhost:3000")}) {
+        LiveClient c(s.port(), {.protocols = {"realtime", "openai-insecure-api-key." + kKey},
+                                .origin = origin});
+        EXPECT_TRUE(c.open()) << origin << ": " << c.status();
+        EXPECT_TRUE(c.next("session.created")) << origin;
+    }
+    {
+        LiveClient c(s.port(), {.protocols = {}, .bearer = kKey});
+        EXPECT_TRUE(c.open()) << c.status();
+        EXPECT_TRUE(c.next("session.created"));
+    }
+    std::filesystem::remove_all(db);
+}
+
+TEST(ServerLive, EveryLimitClosesTheSessionSayingWhy)
+{
+    const std::string db = temp_db("limits");
+    Served s({"--db", db, "--live", "--threads", "8", "--max-live-sessions", "1",
+              "--live-max-fps", "2", "--live-max-message-kb", "64", "--live-idle-timeout", "2"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    {
+        LiveClient first(s.port());
+        ASSERT_TRUE(first.next("session.created"));
+        LiveClient second(s.port());
+        ASSERT_TRUE(second.open());
+        auto [code, reason] = second.closed();
+        EXPECT_EQ(code, 1013);
+        EXPECT_NE(reason.find("1 live sessions"), std::string::npos) << reason;
+        // A broken message or an unknown event is an error event; the session goes on.
+        first.send_text("{\"type\": ");
+        auto e = first.next("error");
+        ASSERT_TRUE(e);
+        first.send({{"type", "response.dance"}});
+        e = first.next("error");
+        ASSERT_TRUE(e);
+        EXPECT_NE((*e)["error"]["message"].get<std::string>().find("response.dance"), std::string::npos);
+        // Frames faster than --live-max-fps.
+        const std::string frame = jpeg_of("clip-frame2.png");
+        for (int i = 0; i < 10; ++i) first.send(frame_event(frame));
+        auto [fcode, freason] = first.closed();
+        EXPECT_EQ(fcode, 1008);
+        EXPECT_NE(freason.find("2 frames a second"), std::string::npos) << freason;
+    }
+    auto expect_closed = [&](const std::function<void(LiveClient&)>& act, int code,
+                             const std::string& says) {
+        for (int attempt = 0; attempt < 300; ++attempt) { // the last session may be ending
+            LiveClient c(s.port());
+            if (!c.next("session.created", 2s)) {
+                std::this_thread::sleep_for(100ms);
+                continue;
+            }
+            act(c);
+            auto [got, reason] = c.closed();
+            EXPECT_EQ(got, code) << says << ": " << reason;
+            EXPECT_NE(reason.find(says), std::string::npos) << says << ": " << reason;
+            return;
+        }
+        ADD_FAILURE() << "no session opened";
+    };
+    expect_closed([](LiveClient& c) { c.send_text(std::string(70 << 10, 'x')); }, 1009, "");
+    expect_closed([](LiveClient& c) { c.send_text("\x01\x02", false); }, 1003, "JSON text");
+    expect_closed([](LiveClient&) {}, 1000, "nothing came for 2 s");
+    const std::vector<int16_t> second(16000);
+    expect_closed(
+        [&](LiveClient& c) {
+            for (int i = 0; i < 5; ++i) c.send(audio_event(second.data(), second.size()));
+        },
+        1008, "faster than real time");
+    std::filesystem::remove_all(db);
+}
+
+// Clients that vanish free their sessions: threads and memory come back to where they were.
+TEST(ServerLive, TwentySessionsOpenedAndDroppedLeaveThreadsAndMemoryWhereTheyWere)
+{
+    const std::string db = temp_db("drop");
+    Served s({"--db", db, "--live", "--threads", "8", "--max-live-sessions", "1"});
+    ASSERT_TRUE(s.ok()) << s.log();
+    const std::vector<int16_t> audio(1600, 0);
+    auto session = [&] {
+        for (int attempt = 0; attempt < 300; ++attempt) { // the last one may still be ending
+            LiveClient c(s.port());
+            if (!c.next("session.created", 2s)) {
+                std::this_thread::sleep_for(100ms);
+                continue;
+            }
+            c.send(audio_event(audio.data(), audio.size())); // starts perceiving
+            c.next("session.stats", 3s);
+            c.drop();
+            return true;
+        }
+        return false;
+    };
+    auto settled = [&](int threads) { // sessions end a moment after their client
+        for (int i = 0; i < 100 && proc_status(s.pid(), "Threads") != threads; ++i)
+            std::this_thread::sleep_for(100ms);
+        return proc_status(s.pid(), "Threads");
+    };
+    // The first session loads what stays loaded (the speech model, the voice and its thread).
+    ASSERT_TRUE(session());
+    int threads = proc_status(s.pid(), "Threads");
+    for (int i = 0; i < 20; ++i) { // until its threads have ended
+        std::this_thread::sleep_for(200ms);
+        const int now = proc_status(s.pid(), "Threads");
+        if (now == threads && i >= 5) break;
+        threads = now;
+    }
+    const int rss_kb = proc_status(s.pid(), "VmRSS");
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(session()) << i;
+    EXPECT_EQ(settled(threads), threads);
+    EXPECT_LT(proc_status(s.pid(), "VmRSS"), rss_kb + 32 * 1024)
+        << "from " << rss_kb << " kB after the first session";
+    std::filesystem::remove_all(db);
+}
