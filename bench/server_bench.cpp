@@ -10,6 +10,7 @@
 //            --url http://HOST:PORT (time a running OpenAI-compatible server instead, e.g.
 //            llama-server -np 16 with the same shape)  --overload-clients 64  --overload-queue 8
 //            --no-overload
+//            --live (live sessions only: --live-rounds 3, --live-fps 5)
 //
 // After one uncounted request, each stream sends streamed chats back to back over its own
 // connection (OpenAI's chunk format, parsed as it arrives), every one generating max_tokens
@@ -19,8 +20,14 @@
 // both have room in their queue for every stream, so the rows measure batching and queueing, not
 // refusals. The overload rows start a server with --max-queue --overload-queue and
 // --overload-clients clients, twice, and report every status seen and the server's resident memory
-// after each round.
+// after each round. The live rows stream the sample speech (a question after the wake phrase
+// "blue square", then 2 s of silence) and camera frames into `iris serve --live` over its
+// WebSocket in real time, one session at a time, and report the time from the end of the spoken
+// question to the first answer text and the first answer audio (as the server measures it from
+// the last recognised word, and as the client sees it from the last speech sample it sent),
+// frames sent, decoded and dropped a second, and the server's CPU time per second of session.
 #include "tests/server/bytes.h"
+#include "tests/server/live_client.h"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -30,6 +37,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -66,6 +74,9 @@ struct Options
     std::string system; // a system message; empty: the model's own
     bool distinct = false;
     int prompt_cache_mb = -1; // -1: iris serve's default
+    bool live = false;
+    int live_rounds = 3;
+    double live_fps = 5;
 };
 
 // The body of the next request.
@@ -74,7 +85,8 @@ using Payload = std::function<std::string()>;
 class Server
 {
 public:
-    Server(const Options& o, int max_queue, int parallel = 1)
+    Server(const Options& o, int max_queue, int parallel = 1,
+           const std::vector<std::string>& extra = {})
     {
         std::vector<std::string> args = {IRIS_BINARY,   "serve",
                                          "--port",      "0",
@@ -89,6 +101,7 @@ public:
         args.insert(args.end(), {"--max-client-connections", std::to_string(clients + 8)});
         if (o.prompt_cache_mb >= 0)
             args.insert(args.end(), {"--prompt-cache-mb", std::to_string(o.prompt_cache_mb)});
+        args.insert(args.end(), extra.begin(), extra.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -116,6 +129,18 @@ public:
         }
     }
     int port() const { return port_; }
+    // User and system CPU seconds the server has used.
+    double cpu_s() const
+    {
+        std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), {});
+        std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+        std::string f;
+        double ticks = 0;
+        for (int i = 3; fields >> f && i <= 15; ++i)
+            if (i >= 14) ticks += std::atof(f.c_str());
+        return ticks / double(sysconf(_SC_CLK_TCK));
+    }
     double rss_mb() const
     {
         std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
@@ -271,6 +296,88 @@ void concurrency_rows(const std::string& label, const std::string& host, int por
 
 } // namespace
 
+// One live session a round, as the header says.
+int live_rows(const Options& o)
+{
+    using iris::test::LiveClient;
+    const std::string db = "/tmp/iris-live-bench-" + std::to_string(getpid());
+    std::filesystem::remove_all(db);
+    Server srv(o, 8, 1, {"--db", db, "--live"});
+    if (srv.port() <= 0) {
+        std::fprintf(stderr, "server_bench: iris serve --live did not start\n");
+        return 1;
+    }
+    // The camera: a JPEG of the sample scene, made by ffmpeg.
+    const std::string jpeg_path = db + "-frame.jpg";
+    const std::string cmd = "ffmpeg -nostdin -y -loglevel error -i " IRIS_SOURCE_DIR
+                            "/resources/samples/clip-frame2.png " + jpeg_path;
+    if (std::system(cmd.c_str()) != 0) {
+        std::fprintf(stderr, "server_bench: ffmpeg could not make the camera frame\n");
+        return 1;
+    }
+    const std::string frame = iris::test::read_file(jpeg_path);
+    std::filesystem::remove(jpeg_path);
+    std::vector<int16_t> audio = iris::test::speech();
+    const size_t speech_end = audio.size();
+    audio.resize(audio.size() + 16000 * 2);
+
+    std::printf("\nLive sessions: the sample speech (%.1f s, a question after \"blue square\") "
+                "and 2 s of silence, frames at %.0f fps\n\n",
+                double(speech_end) / 16000, o.live_fps);
+    std::printf("| round | first text ms | first audio ms | client: first text ms | first audio "
+                "ms | frames sent/s | decoded/s | dropped/s | server CPU %% |\n");
+    std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int round = 1; round <= o.live_rounds; ++round) {
+        LiveClient c(srv.port());
+        if (!c.next("session.created")) {
+            std::fprintf(stderr, "server_bench: no live session\n");
+            return 1;
+        }
+        c.send({{"type", "session.update"}, {"session", {{"wake_phrase", "blue square"}}}});
+        const double cpu0 = srv.cpu_s();
+        const auto t0 = Clock::now();
+        Clock::time_point speech_sent;
+        const double frame_every = 10.0 / o.live_fps; // in 100-ms ticks
+        double next_frame = 0;
+        int n_frames = 0;
+        for (size_t tick = 0; tick * 1600 < audio.size(); ++tick) {
+            const size_t at = tick * 1600;
+            c.send(iris::test::audio_event(audio.data() + at, std::min<size_t>(1600, audio.size() - at)));
+            if (at < speech_end && at + 1600 >= speech_end) speech_sent = Clock::now();
+            for (; next_frame <= double(tick); next_frame += frame_every, ++n_frames)
+                c.send(iris::test::frame_event(frame));
+            std::this_thread::sleep_until(t0 + (tick + 1) * std::chrono::milliseconds(100));
+        }
+        const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+        const double cpu = srv.cpu_s() - cpu0;
+        auto text = c.next("response.text.delta");
+        auto sound = c.next("response.audio.delta");
+        auto done = c.next("response.done");
+        const auto stats = c.all("session.stats");
+        c.close();
+        if (!text || !done || stats.empty()) {
+            std::printf("| %d | no answer to the spoken question | | | | | | | |\n", round);
+            continue;
+        }
+        const int64_t sent_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                    speech_sent.time_since_epoch())
+                                    .count();
+        auto ms = [&](const json& event) {
+            return std::to_string((event["received_us"].get<int64_t>() - sent_us) / 1000);
+        };
+        const json& latency = (*done)["response"]["latency_ms"];
+        const json& frames = stats.back()["frames"];
+        std::printf("| %d | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.0f |\n", round,
+                    latency["first_text"].dump().c_str(), latency["first_audio"].dump().c_str(),
+                    ms(*text).c_str(), sound ? ms(*sound).c_str() : "-",
+                    n_frames / seconds, frames["decoded"].get<double>() / seconds,
+                    frames["dropped"].get<double>() / seconds, 100 * cpu / seconds);
+        std::fflush(stdout);
+    }
+    std::filesystem::remove_all(db);
+    return 0;
+}
+
 int main(int argc, char** argv)
 {
     std::signal(SIGPIPE, SIG_IGN);
@@ -314,6 +421,12 @@ int main(int argc, char** argv)
             o.distinct = true;
         else if (a == "--prompt-cache-mb")
             o.prompt_cache_mb = std::atoi(next().c_str());
+        else if (a == "--live")
+            o.live = true;
+        else if (a == "--live-rounds")
+            o.live_rounds = std::atoi(next().c_str());
+        else if (a == "--live-fps")
+            o.live_fps = std::atof(next().c_str());
         else {
             std::fprintf(stderr,
                          "usage: server_bench [--model DIR] [--clients 1,2,4,8,16] [--seconds S] "
@@ -321,7 +434,8 @@ int main(int argc, char** argv)
                          "       [--threads N] [--modes serial,parallel] [--url http://HOST:PORT]\n"
                          "       [--image F|none] [--question Q] [--system S] [--distinct] "
                          "[--prompt-cache-mb N]\n"
-                         "       [--overload-clients N] [--overload-queue N] [--no-overload]\n");
+                         "       [--overload-clients N] [--overload-queue N] [--no-overload]\n"
+                         "       [--live [--live-rounds N] [--live-fps F]]\n");
             return 2;
         }
     }
@@ -329,6 +443,11 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "server_bench: --clients needs counts of at least 1\n");
         return 2;
     }
+    if (o.live_fps <= 0 || o.live_fps > 10) {
+        std::fprintf(stderr, "server_bench: --live-fps takes 0 to 10 frames a second\n");
+        return 2;
+    }
+    if (o.live) return live_rows(o);
     json content = json::array();
     if (o.image != "none")
         content.push_back(

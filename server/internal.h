@@ -241,7 +241,19 @@ void memory_search(const httplib::Request& req, httplib::Response& res, const Co
 void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_article(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_webpage(const httplib::Request& req, httplib::Response& res, const Context& ctx);
-// GET /v1/realtime: serves a live session on this worker until it ends.
+// A live session's client event, parsed and checked (live.cpp; docs/live.md).
+struct LiveEvent
+{
+    enum class Type { audio, frame, question, update } type = Type::update;
+    std::vector<int16_t> audio; // audio: 16 kHz mono, at least one sample
+    std::vector<uint8_t> image; // frame: the encoded image, not empty
+    std::string question; // question: not blank, at most 4000 bytes
+    std::optional<std::string> wake_phrase; // update: with at least one word
+    std::optional<bool> output_audio; // update
+};
+// Throws ApiError (400) for what is not an event of docs/live.md.
+LiveEvent parse_live_event(std::string_view text, int max_json_depth);
+// GET /v1/realtime: hands the connection to a live session of its own.
 void live_session(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 // The API key a browser passed as the subprotocol "openai-insecure-api-key.KEY"; empty if none.
 std::string live_key(const httplib::Request& req);

@@ -157,6 +157,57 @@ size_t sentence_end(std::string_view text)
 
 } // namespace
 
+LiveEvent parse_live_event(std::string_view text, int max_json_depth)
+{
+    const json m = parse_body(text, max_json_depth);
+    const Fields f {m, ""};
+    const std::string type = f.str("type", 64).value_or("");
+    LiveEvent e;
+    if (type == "input_audio_buffer.append") {
+        e.type = LiveEvent::Type::audio;
+        const std::vector<uint8_t> bytes = base64_decode(f.str("audio", SIZE_MAX).value_or(""));
+        if (bytes.empty() || bytes.size() % 2)
+            bad_request("audio is base64 of 16-bit samples: an even number of bytes", "audio");
+        e.audio.resize(bytes.size() / 2);
+        std::memcpy(e.audio.data(), bytes.data(), bytes.size()); // little-endian, as x86
+    } else if (type == "input_video_frame.append") {
+        e.type = LiveEvent::Type::frame;
+        e.image = base64_decode(f.str("image", SIZE_MAX).value_or(""));
+        if (e.image.empty()) bad_request("image is a base64 JPEG frame", "image");
+    } else if (type == "conversation.item.create") {
+        // {"item": {"type": "message", "role": "user", "content": [{"type": "input_text",
+        // "text": ...}]}}
+        e.type = LiveEvent::Type::question;
+        const json* item = m.contains("item") && m["item"].is_object() ? &m["item"] : nullptr;
+        const json* content = item && item->contains("content") && (*item)["content"].is_array()
+            ? &(*item)["content"]
+            : nullptr;
+        if (content)
+            for (const json& part : *content)
+                if (part.is_object() && part.contains("type") && part["type"] == "input_text"
+                    && part.contains("text") && part["text"].is_string())
+                    e.question += part["text"].get<std::string>();
+        if (trim(e.question).empty())
+            bad_request("a question is an item whose content has input_text", "item");
+        if (e.question.size() > 4000) bad_request("a question has at most 4000 bytes", "item");
+    } else if (type == "session.update") {
+        e.type = LiveEvent::Type::update;
+        if (!m.contains("session") || !m["session"].is_object())
+            bad_request("session.update needs a session object", "session");
+        const Fields s {m["session"], "session."};
+        e.wake_phrase = s.str("wake_phrase", 200);
+        if (e.wake_phrase && perception::words_of(*e.wake_phrase).empty())
+            bad_request("the wake phrase needs a word", "session.wake_phrase");
+        e.output_audio = s.boolean("output_audio");
+    } else {
+        bad_request("unknown event type '" + type.substr(0, 64)
+                        + "': send input_audio_buffer.append, input_video_frame.append, "
+                          "conversation.item.create or session.update",
+                    "type");
+    }
+    return e;
+}
+
 class LiveSession
 {
 public:
@@ -248,79 +299,44 @@ private:
 
     void on_message(const std::string& text)
     {
-        const json m = parse_body(text, ctx_.options.max_json_depth);
-        const Fields f {m, ""};
-        const std::string type = f.str("type", 64).value_or("");
+        LiveEvent e = parse_live_event(text, ctx_.options.max_json_depth);
         const int64_t now = now_us();
-        if (type == "input_audio_buffer.append") {
-            const std::vector<uint8_t> bytes = base64_decode(f.str("audio", SIZE_MAX).value_or(""));
-            if (bytes.size() % 2) bad_request("audio is 16-bit samples: an even number of bytes", "audio");
-            std::vector<int16_t> samples(bytes.size() / 2);
-            std::memcpy(samples.data(), bytes.data(), bytes.size()); // little-endian, as x86
-            if (!audio_rate_.take(double(samples.size()), now))
+        switch (e.type) {
+        case LiveEvent::Type::audio:
+            if (!audio_rate_.take(double(e.audio.size()), now))
                 return close(websocket::close_code::policy_error,
                              "audio arrives faster than real time (16 kHz)");
             start();
             try {
-                feed_->push_audio(samples); // never dropped: too much waiting ends the session
-            } catch (const Error& e) {
-                return close(websocket::close_code::try_again_later, e.what());
+                feed_->push_audio(e.audio); // never dropped: too much waiting ends the session
+            } catch (const Error& error) {
+                return close(websocket::close_code::try_again_later, error.what());
             }
-        } else if (type == "input_video_frame.append") {
+            break;
+        case LiveEvent::Type::frame:
             if (!frame_rate_.take(1, now))
                 return close(websocket::close_code::policy_error,
                              strfmt("more than %d frames a second", ctx_.options.live_max_fps));
-            std::vector<uint8_t> jpeg = base64_decode(f.str("image", SIZE_MAX).value_or(""));
-            if (jpeg.empty()) bad_request("image is a base64 JPEG frame", "image");
             start();
-            feed_->push_frame(wall_us() - origin_us_, Buffer::adopt(std::move(jpeg)));
-        } else if (type == "conversation.item.create") {
-            const std::string question = typed_question(m);
+            feed_->push_frame(wall_us() - origin_us_, Buffer::adopt(std::move(e.image)));
+            break;
+        case LiveEvent::Type::question:
             start();
-            live_->ask(question);
-        } else if (type == "session.update") {
-            update(m);
-        } else {
-            bad_request("unknown event type '" + type.substr(0, 64)
-                            + "': send input_audio_buffer.append, input_video_frame.append, "
-                              "conversation.item.create or session.update",
-                        "type");
+            live_->ask(e.question);
+            break;
+        case LiveEvent::Type::update:
+            if (e.wake_phrase) {
+                if (live_)
+                    bad_request("the wake phrase is set before the first input",
+                                "session.wake_phrase");
+                wake_.phrase = *e.wake_phrase;
+            }
+            if (e.output_audio) output_audio_ = *e.output_audio;
+            send({{"type", "session.updated"},
+                  {"session",
+                   {{"wake_phrase", wake_.phrase}, {"output_audio", output_audio_.load()}}}});
+            break;
         }
-    }
-
-    // The text of {"item": {"type": "message", "role": "user", "content": [{"type":
-    // "input_text", "text": ...}]}}.
-    std::string typed_question(const json& m)
-    {
-        const json* item = m.contains("item") && m["item"].is_object() ? &m["item"] : nullptr;
-        const json* content
-            = item && item->contains("content") && (*item)["content"].is_array() ? &(*item)["content"]
-                                                                                 : nullptr;
-        std::string text;
-        if (content)
-            for (const json& part : *content)
-                if (part.is_object() && part.value("type", "") == "input_text"
-                    && part.contains("text") && part["text"].is_string())
-                    text += part["text"].get<std::string>();
-        if (trim(text).empty())
-            bad_request("a question is an item whose content has input_text", "item");
-        if (text.size() > 4000) bad_request("a question has at most 4000 bytes", "item");
-        return text;
-    }
-
-    void update(const json& m)
-    {
-        if (!m.contains("session") || !m["session"].is_object())
-            bad_request("session.update needs a session object", "session");
-        const Fields s {m["session"], "session."};
-        if (auto wake = s.str("wake_phrase", 200)) {
-            if (live_) bad_request("the wake phrase is set before the first input", "session.wake_phrase");
-            wake_.phrase = *wake;
-            perception::WakeDetector {wake_}; // Error(invalid_argument) for a phrase of no words
-        }
-        if (auto audio = s.boolean("output_audio")) output_audio_ = *audio;
-        send({{"type", "session.updated"},
-              {"session", {{"wake_phrase", wake_.phrase}, {"output_audio", output_audio_.load()}}}});
     }
 
     // The Live run starts with the first input, once the settings are known.
