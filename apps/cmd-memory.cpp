@@ -60,15 +60,15 @@ int ingest(const Args& args, perc::PipelineOptions popts, bool answer_queries)
         // One line per acknowledged entry: it is durable once printed.
         std::printf("stored #%lld %s-%s %s%s%s\n", (long long)e.id,
                     clock_text(e.t_start_us, true).c_str(), clock_text(e.t_end_us, true).c_str(),
-                    e.caption.c_str(), e.transcript.empty() ? "" : " | heard: ",
-                    e.transcript.c_str());
+                    e.caption.c_str(),
+                    e.transcript.empty() ? "" : " | heard: ", e.transcript.c_str());
         std::fflush(stdout);
     };
-    events.heard = [](const mem::Text& t) {
-        std::fprintf(stderr, "\r\033[K[heard] %s\n", t.text.c_str());
-    };
+    events.heard
+        = [](const mem::Text& t) { std::fprintf(stderr, "\r\033[K[heard] %s\n", t.text.c_str()); };
     events.progress = [&](const perc::Progress& p) {
-        if (p.video && p.duration_us > 0) bar.update(float(double(p.pts_us) / double(p.duration_us)));
+        if (p.video && p.duration_us > 0)
+            bar.update(float(double(p.pts_us) / double(p.duration_us)));
     };
     events.asked = [](const perc::Query& q) {
         std::printf("%s> %s\n", q.source == perc::QuerySource::spoken ? "heard" : "you",

@@ -53,10 +53,10 @@ int cmd_serve(int argc, char** argv)
                                        "--log-level",      "--quantize",    "--precision",
                                        "--device",         "--mmproj",      "--parallel",
                                        "--prompt-cache-mb"};
-    valued.insert(
-        valued.end(),
-        {"--head-timeout", "--body-timeout", "--max-client-connections", "--allowed-host",
-         "--max-live-sessions", "--live-max-fps", "--live-max-message-kb", "--live-idle-timeout"});
+    valued.insert(valued.end(),
+                  {"--head-timeout", "--body-timeout", "--max-client-connections", "--allowed-host",
+                   "--max-live-sessions", "--live-max-fps", "--live-max-message-kb",
+                   "--live-idle-timeout"});
     for (auto& name : kv_option_names()) valued.push_back(name);
     Args args(argc, argv, valued, {"--allow-media-url", "--live", "-h", "--help"});
     if (args.flag("-h") || args.flag("--help")) {

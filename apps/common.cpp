@@ -249,8 +249,7 @@ void make_folder(const std::string& dir)
 
 void write_whole_file(const std::string& path, std::string_view bytes)
 {
-    write_file_atomically(path,
-                          [&](const TempFile& f) { f.write(bytes.data(), bytes.size()); });
+    write_file_atomically(path, [&](const TempFile& f) { f.write(bytes.data(), bytes.size()); });
 }
 
 bool is_image_path(const std::string& path)

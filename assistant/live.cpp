@@ -44,8 +44,8 @@ template<class F, class... A> void tell(const F& f, const A&... a)
 
 struct Live::State
 {
-    State(const reasoning::Engine& e, memory::Store& s, perc::PipelineOptions input,
-          LiveOptions o, LiveEvents ev)
+    State(const reasoning::Engine& e, memory::Store& s, perc::PipelineOptions input, LiveOptions o,
+          LiveEvents ev)
         : engine(e)
         , store(s)
         , options(std::move(o))
@@ -163,7 +163,8 @@ int64_t Live::run()
             tell(ev.stored, e);
             pending.pop_front();
             // What was heard before this clip belongs to no later one.
-            std::erase_if(heard, [&](const memory::Text& t) { return t.t_end_us < clip.t_start_us; });
+            std::erase_if(heard,
+                          [&](const memory::Text& t) { return t.t_end_us < clip.t_start_us; });
         }
     };
     for (;;) {

@@ -310,7 +310,8 @@ int live_rows(const Options& o)
     // The camera: a JPEG of the sample scene, made by ffmpeg.
     const std::string jpeg_path = db + "-frame.jpg";
     const std::string cmd = "ffmpeg -nostdin -y -loglevel error -i " IRIS_SOURCE_DIR
-                            "/resources/samples/clip-frame2.png " + jpeg_path;
+                            "/resources/samples/clip-frame2.png "
+        + jpeg_path;
     if (std::system(cmd.c_str()) != 0) {
         std::fprintf(stderr, "server_bench: ffmpeg could not make the camera frame\n");
         return 1;
@@ -342,7 +343,8 @@ int live_rows(const Options& o)
         int n_frames = 0;
         for (size_t tick = 0; tick * 1600 < audio.size(); ++tick) {
             const size_t at = tick * 1600;
-            c.send(iris::test::audio_event(audio.data() + at, std::min<size_t>(1600, audio.size() - at)));
+            c.send(iris::test::audio_event(audio.data() + at,
+                                           std::min<size_t>(1600, audio.size() - at)));
             if (at < speech_end && at + 1600 >= speech_end) speech_sent = Clock::now();
             for (; next_frame <= double(tick); next_frame += frame_every, ++n_frames)
                 c.send(iris::test::frame_event(frame));
@@ -359,9 +361,9 @@ int live_rows(const Options& o)
             std::printf("| %d | no answer to the spoken question | | | | | | | |\n", round);
             continue;
         }
-        const int64_t sent_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                    speech_sent.time_since_epoch())
-                                    .count();
+        const int64_t sent_us
+            = std::chrono::duration_cast<std::chrono::microseconds>(speech_sent.time_since_epoch())
+                  .count();
         auto ms = [&](const json& event) {
             return std::to_string((event["received_us"].get<int64_t>() - sent_us) / 1000);
         };
@@ -369,8 +371,8 @@ int live_rows(const Options& o)
         const json& frames = stats.back()["frames"];
         std::printf("| %d | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.0f |\n", round,
                     latency["first_text"].dump().c_str(), latency["first_audio"].dump().c_str(),
-                    ms(*text).c_str(), sound ? ms(*sound).c_str() : "-",
-                    n_frames / seconds, frames["decoded"].get<double>() / seconds,
+                    ms(*text).c_str(), sound ? ms(*sound).c_str() : "-", n_frames / seconds,
+                    frames["decoded"].get<double>() / seconds,
                     frames["dropped"].get<double>() / seconds, 100 * cpu / seconds);
         std::fflush(stdout);
     }

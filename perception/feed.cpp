@@ -52,8 +52,7 @@ void Feed::push_audio(std::span<const int16_t> samples)
             throw Error(ErrorKind::resource,
                         strfmt("audio comes faster than it is heard: %.1f s would wait, %.1f s "
                                "at most",
-                               double(queued) / 1e6,
-                               double(options_.max_audio_queued_us) / 1e6));
+                               double(queued) / 1e6, double(options_.max_audio_queued_us) / 1e6));
         audio_.insert(audio_.end(), samples.begin(), samples.end());
         stats_.n_samples += samples.size();
     }

@@ -442,7 +442,8 @@ int HttpServer::take_connection(std::string& received)
 {
     if (!t_conn) throw Error(ErrorKind::internal, "take_connection outside a request's handler");
     const int fd = ::fcntl(t_conn->fd, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw Error(ErrorKind::io, strfmt("cannot take the connection: %s", strerror(errno)));
+    if (fd < 0)
+        throw Error(ErrorKind::io, strfmt("cannot take the connection: %s", strerror(errno)));
     received = t_conn->in;
     t_taken = true;
     return fd;

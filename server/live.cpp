@@ -251,7 +251,8 @@ public:
     // From any thread: ends the session (the server is stopping).
     void stop()
     {
-        net::post(ioc_, [this] { close(websocket::close_code::going_away, "the server is stopping"); });
+        net::post(ioc_,
+                  [this] { close(websocket::close_code::going_away, "the server is stopping"); });
     }
 
 private:
@@ -344,10 +345,9 @@ private:
     {
         if (live_) return;
         feed_ = std::make_shared<perception::Feed>(perception::FeedOptions {
-            .decode =
-                [limits = frame_limits()](const Buffer& b) {
-                    return reasoning::decode_image(b.bytes(), limits, "frame");
-                },
+            .decode
+            = [limits = frame_limits()](
+                  const Buffer& b) { return reasoning::decode_image(b.bytes(), limits, "frame"); },
             .max_frames_queued = 8});
         assistant::LiveEvents events;
         events.stored = [this](const memory::Entry& e) { post(entry_event(e)); };
@@ -358,21 +358,23 @@ private:
                   {"t_end_us", t.t_end_us}});
         };
         events.voice = [this](const perception::VoiceEvent& v) {
-            post({{"type", v.speaking ? "input_audio_buffer.speech_started"
-                                      : "input_audio_buffer.speech_stopped"},
+            post({{"type",
+                   v.speaking ? "input_audio_buffer.speech_started"
+                              : "input_audio_buffer.speech_stopped"},
                   {"audio_ms", v.pts_us / 1000}});
         };
         events.asked = [this](const perception::Query& q) { asked(q); };
         events.answer = [this](const reasoning::AnswerPiece& a) { answered(a); };
-        live_.emplace(ctx_.engine, *ctx_.store,
-                      perception::PipelineOptions {.feed = feed_, .wake = wake_,
-                                                   .origin_unix_us = origin_us_},
-                      assistant::LiveOptions {
-                          .responder = {.ask = {.max_prompt_tokens = ctx_.options.max_prompt_tokens},
-                                        .parallel = 1,
-                                        .prompt_cache_bytes = 32u << 20},
-                          .latest_frames = 1},
-                      events);
+        live_.emplace(
+            ctx_.engine, *ctx_.store,
+            perception::PipelineOptions {
+                .feed = feed_, .wake = wake_, .origin_unix_us = origin_us_},
+            assistant::LiveOptions {.responder
+                                    = {.ask = {.max_prompt_tokens = ctx_.options.max_prompt_tokens},
+                                       .parallel = 1,
+                                       .prompt_cache_bytes = 32u << 20},
+                                    .latest_frames = 1},
+            events);
         live_thread_ = std::thread([this] {
             try {
                 live_->run();
@@ -448,7 +450,8 @@ private:
                 {"finish_reason", a.finish_reason},
                 {"error", a.error},
                 {"memories", used},
-                {"latency_ms", {{"first_text", ms(r.first_text_us)}, {"first_audio", ms(r.first_audio_us)}}}}}});
+                {"latency_ms",
+                 {{"first_text", ms(r.first_text_us)}, {"first_audio", ms(r.first_audio_us)}}}}}});
         responses_.erase(it);
     }
 
@@ -472,7 +475,10 @@ private:
         });
     }
 
-    void send(const json& event) { send_text(event.dump(-1, ' ', false, json::error_handler_t::replace)); }
+    void send(const json& event)
+    {
+        send_text(event.dump(-1, ' ', false, json::error_handler_t::replace));
+    }
 
     void send_text(std::string text)
     {
@@ -480,7 +486,8 @@ private:
         out_bytes_ += text.size();
         out_.push_back(std::move(text));
         if (out_bytes_ > kMaxQueuedEventBytes)
-            return close(websocket::close_code::policy_error, "the client does not read its events");
+            return close(websocket::close_code::policy_error,
+                         "the client does not read its events");
         if (!writing_) write();
     }
 
@@ -495,7 +502,8 @@ private:
             if (ec) return end();
             if (pending_close_) {
                 const websocket::close_reason r = *pending_close_;
-                return close(websocket::close_code(r.code), std::string(r.reason.data(), r.reason.size()));
+                return close(websocket::close_code(r.code),
+                             std::string(r.reason.data(), r.reason.size()));
             }
             if (!out_.empty()) write();
         });
@@ -512,7 +520,8 @@ private:
         }
         closing_ = true;
         IRIS_LOG_INFO("live: session closed (%d): %s", int(code), reason.c_str());
-        ws_.async_close(websocket::close_reason(code, reason), [this](beast::error_code) { end(); });
+        ws_.async_close(websocket::close_reason(code, reason),
+                        [this](beast::error_code) { end(); });
     }
 
     // The connection is over: run() returns, abandoning what is still pending (Beast may hold
@@ -552,8 +561,9 @@ private:
                     {"skipped", s.n_skipped},
                     {"dropped", s.n_dropped},
                     {"corrupt", s.n_corrupt}}},
-                  {"audio", {{"received_ms", s.n_samples * 1000 / perception::kSampleRate},
-                             {"queued_ms", s.audio_queued_us / 1000}}}});
+                  {"audio",
+                   {{"received_ms", s.n_samples * 1000 / perception::kSampleRate},
+                    {"queued_ms", s.audio_queued_us / 1000}}}});
             report();
         });
     }
@@ -630,18 +640,18 @@ void LiveSessions::serve(const Context& ctx, int fd, std::string received, bool 
     State::Running& r = state_->running.emplace_back();
     r.session = std::make_unique<LiveSession>(ctx, fd);
     r.refused = !refusal.empty();
-    r.thread = std::thread([st = state_.get(), &r, received = std::move(received), refusal,
-                            realtime_protocol] {
-        r.session->run(received, refusal, realtime_protocol);
-        {
-            std::lock_guard guard(st->mu);
-            r.session.reset();
-        }
-        // A session's threads allocate in malloc arenas of their own (the speech model, the
-        // prompts), which glibc keeps mapped after they are freed unless asked.
-        malloc_trim(0);
-        r.done = true;
-    });
+    r.thread = std::thread(
+        [st = state_.get(), &r, received = std::move(received), refusal, realtime_protocol] {
+            r.session->run(received, refusal, realtime_protocol);
+            {
+                std::lock_guard guard(st->mu);
+                r.session.reset();
+            }
+            // A session's threads allocate in malloc arenas of their own (the speech model, the
+            // prompts), which glibc keeps mapped after they are freed unless asked.
+            malloc_trim(0);
+            r.done = true;
+        });
 }
 
 void LiveSessions::stop_all()
@@ -673,9 +683,10 @@ void live_session(const httplib::Request& req, httplib::Response& res, const Con
     const auto& allowed = ctx.options.cors_origins;
     if (!origin.empty() && origin != "http://" + req.get_header_value("Host")
         && std::find(allowed.begin(), allowed.end(), origin) == allowed.end())
-        throw ApiError {403, "live sessions from the origin " + origin.substr(0, 200)
-                                 + " are not allowed: start the server with --cors-origin "
-                                   "ORIGIN to allow it"};
+        throw ApiError {403,
+                        "live sessions from the origin " + origin.substr(0, 200)
+                            + " are not allowed: start the server with --cors-origin "
+                              "ORIGIN to allow it"};
     const std::vector<std::string> protocols = offered_protocols(req);
     const bool realtime_protocol
         = std::find(protocols.begin(), protocols.end(), "realtime") != protocols.end();

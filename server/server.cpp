@@ -225,8 +225,8 @@ struct Server::Impl
         , prompt_cache(o.prompt_cache_bytes > 0
                            ? std::make_unique<reasoning::PrefixCache>(o.prompt_cache_bytes)
                            : nullptr)
-        , ctx {engine,         store,   options,  queue, batcher.get(), prompt_cache.get(),
-               metrics,        stopping, live_sessions()}
+        , ctx {engine,  store,    options,        queue, batcher.get(), prompt_cache.get(),
+               metrics, stopping, live_sessions()}
         , http(http_limits(o), [this](int status) { metrics.request("other", status); })
     { }
 
@@ -252,9 +252,15 @@ struct Server::Impl
     std::atomic<bool> stopping {false};
 #if IRIS_WITH_LIVE
     LiveSessions live;
-    LiveSessions* live_sessions() { return store && options.live ? &live : nullptr; }
+    LiveSessions* live_sessions()
+    {
+        return store && options.live ? &live : nullptr;
+    }
 #else
-    LiveSessions* live_sessions() { return nullptr; }
+    LiveSessions* live_sessions()
+    {
+        return nullptr;
+    }
 #endif
     // run() has begun, and has returned: stop() must reach a listen that starts after it.
     std::atomic<bool> run_entered {false}, run_done {false}, http_stopped {false};

@@ -45,11 +45,11 @@ TEST(AssistantLive, PushedFramesAndSpeechAreRememberedAndAQuestionIsAnswered)
     std::vector<perc::Query> asked;
     std::vector<reasoning::AnswerPiece> answers;
     std::string heard;
-    as::LiveEvents events {
-        .stored = [&](const memory::Entry& e) { stored.push_back(e); },
-        .heard = [&](const memory::Text& t) { heard += t.text + " "; },
-        .asked = [&](const perc::Query& q) { asked.push_back(q); },
-        .answer = [&](const reasoning::AnswerPiece& a) { answers.push_back(a); }};
+    as::LiveEvents events {.stored = [&](const memory::Entry& e) { stored.push_back(e); },
+                           .heard = [&](const memory::Text& t) { heard += t.text + " "; },
+                           .asked = [&](const perc::Query& q) { asked.push_back(q); },
+                           .answer
+                           = [&](const reasoning::AnswerPiece& a) { answers.push_back(a); }};
     as::Live live(*engine, store, {.feed = feed}, {.latest_frames = 1}, events);
     int64_t n = -1;
     std::thread runner([&] { n = live.run(); });

@@ -182,7 +182,8 @@ std::vector<int16_t> samples_of(const std::string& file)
 {
     AudioSource audio(file);
     std::vector<int16_t> all;
-    while (auto chunk = audio.read()) all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
+    while (auto chunk = audio.read())
+        all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
     return all;
 }
 
@@ -223,7 +224,8 @@ TEST(Pipeline, PerceivesAPushedStreamAsItPerceivesAFile)
     EXPECT_EQ(s.n_samples, speech.size());
 
     iris::Bus file_bus;
-    auto file_transcripts = file_bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
+    auto file_transcripts
+        = file_bus.topic<Transcript>(kTopicTranscripts).subscribe({.name = "test"});
     Pipeline file(file_bus, {.audio = iris::test::kClipWav, .realtime = false});
     file.start();
     file.wait();

@@ -52,13 +52,15 @@ public:
     {
         tcp::resolver resolver(ioc_);
         live::net::connect(ws_.next_layer(), resolver.resolve("127.0.0.1", std::to_string(port)));
-        ws_.set_option(live::websocket::stream_base::decorator([&](live::websocket::request_type& req) {
-            std::string list;
-            for (const auto& p : h.protocols) list += (list.empty() ? "" : ", ") + p;
-            if (!list.empty()) req.set(live::beast::http::field::sec_websocket_protocol, list);
-            if (!h.origin.empty()) req.set(live::beast::http::field::origin, h.origin);
-            if (!h.bearer.empty()) req.set(live::beast::http::field::authorization, "Bearer " + h.bearer);
-        }));
+        ws_.set_option(
+            live::websocket::stream_base::decorator([&](live::websocket::request_type& req) {
+                std::string list;
+                for (const auto& p : h.protocols) list += (list.empty() ? "" : ", ") + p;
+                if (!list.empty()) req.set(live::beast::http::field::sec_websocket_protocol, list);
+                if (!h.origin.empty()) req.set(live::beast::http::field::origin, h.origin);
+                if (!h.bearer.empty())
+                    req.set(live::beast::http::field::authorization, "Bearer " + h.bearer);
+            }));
         live::beast::error_code ec;
         ws_.handshake(response_, "127.0.0.1:" + std::to_string(port), "/v1/realtime", ec);
         if (ec) return;
@@ -89,7 +91,8 @@ public:
     // Ends the session as a browser tab does, or drops the connection without a word.
     void close()
     {
-        live::net::post(ioc_, [this] { ws_.async_close(live::websocket::close_code::normal, [](auto) { }); });
+        live::net::post(
+            ioc_, [this] { ws_.async_close(live::websocket::close_code::normal, [](auto) {}); });
     }
     void drop()
     {
@@ -100,7 +103,8 @@ public:
     }
 
     // The next event whose type is `type` (others are kept for later), or nullopt after `wait`.
-    std::optional<json> next(const std::string& type, std::chrono::milliseconds wait = std::chrono::seconds(60))
+    std::optional<json> next(const std::string& type,
+                             std::chrono::milliseconds wait = std::chrono::seconds(60))
     {
         std::unique_lock lock(mu_);
         std::optional<json> found;
@@ -157,10 +161,11 @@ private:
     void write()
     {
         ws_.text(out_.front().second);
-        ws_.async_write(live::net::buffer(out_.front().first), [this](live::beast::error_code ec, size_t) {
-            out_.pop_front();
-            if (!ec && !out_.empty()) write();
-        });
+        ws_.async_write(live::net::buffer(out_.front().first),
+                        [this](live::beast::error_code ec, size_t) {
+                            out_.pop_front();
+                            if (!ec && !out_.empty()) write();
+                        });
     }
 
     live::net::io_context ioc_;

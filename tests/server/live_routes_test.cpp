@@ -76,7 +76,8 @@ TEST(ServerLive, AStreamIsRememberedAndTypedAndSpokenQuestionsAreAnsweredAloud)
     audio.resize(audio.size() + 16000 * 2); // two seconds of silence end the speech
     const auto t0 = std::chrono::steady_clock::now();
     for (size_t tick = 0; tick * 1600 < audio.size(); ++tick) { // every 100 ms
-        c.send(audio_event(audio.data() + tick * 1600, std::min<size_t>(1600, audio.size() - tick * 1600)));
+        c.send(audio_event(audio.data() + tick * 1600,
+                           std::min<size_t>(1600, audio.size() - tick * 1600)));
         if (tick % 2 == 0) c.send(frame_event(tick < 40 ? square : sign));
         if (tick == 20) c.send(question_event("What did I see?"));
         std::this_thread::sleep_until(t0 + (tick + 1) * 100ms);
@@ -159,8 +160,9 @@ TEST(ServerLive, AWrongKeyOrOriginIsRefusedBeforeTheUpgrade)
     EXPECT_EQ(upgrade("realtime, openai-insecure-api-key." + kKey, "null"), 403);
     EXPECT_FALSE(LiveClient(s.port()).open());
     for (const std::string& origin : {self, std::string("http://localhost:3000")}) {
-        LiveClient c(s.port(), {.protocols = {"realtime", "openai-insecure-api-key." + kKey},
-                                .origin = origin});
+        LiveClient c(
+            s.port(),
+            {.protocols = {"realtime", "openai-insecure-api-key." + kKey}, .origin = origin});
         EXPECT_TRUE(c.open()) << origin << ": ";
         EXPECT_TRUE(c.next("session.created")) << origin;
     }
@@ -175,8 +177,8 @@ TEST(ServerLive, AWrongKeyOrOriginIsRefusedBeforeTheUpgrade)
 TEST(ServerLive, EveryLimitClosesTheSessionSayingWhy)
 {
     const std::string db = temp_db("limits");
-    Served s({"--db", db, "--live", "--threads", "8", "--max-live-sessions", "1",
-              "--live-max-fps", "2", "--live-max-message-kb", "64", "--live-idle-timeout", "2"});
+    Served s({"--db", db, "--live", "--threads", "8", "--max-live-sessions", "1", "--live-max-fps",
+              "2", "--live-max-message-kb", "64", "--live-idle-timeout", "2"});
     ASSERT_TRUE(s.ok()) << s.log();
     {
         LiveClient first(s.port());
@@ -193,7 +195,8 @@ TEST(ServerLive, EveryLimitClosesTheSessionSayingWhy)
         first.send({{"type", "response.dance"}});
         e = first.next("error");
         ASSERT_TRUE(e);
-        EXPECT_NE((*e)["error"]["message"].get<std::string>().find("response.dance"), std::string::npos);
+        EXPECT_NE((*e)["error"]["message"].get<std::string>().find("response.dance"),
+                  std::string::npos);
         // Frames faster than --live-max-fps.
         const std::string frame = jpeg_of("clip-frame2.png");
         for (int i = 0; i < 10; ++i) first.send(frame_event(frame));
@@ -201,22 +204,22 @@ TEST(ServerLive, EveryLimitClosesTheSessionSayingWhy)
         EXPECT_EQ(fcode, 1008);
         EXPECT_NE(freason.find("2 frames a second"), std::string::npos) << freason;
     }
-    auto expect_closed = [&](const std::function<void(LiveClient&)>& act, int code,
-                             const std::string& says) {
-        for (int attempt = 0; attempt < 300; ++attempt) { // the last session may be ending
-            LiveClient c(s.port());
-            if (!c.next("session.created", 2s)) {
-                std::this_thread::sleep_for(100ms);
-                continue;
-            }
-            act(c);
-            auto [got, reason] = c.closed();
-            EXPECT_EQ(got, code) << says << ": " << reason;
-            EXPECT_NE(reason.find(says), std::string::npos) << says << ": " << reason;
-            return;
-        }
-        ADD_FAILURE() << "no session opened";
-    };
+    auto expect_closed
+        = [&](const std::function<void(LiveClient&)>& act, int code, const std::string& says) {
+              for (int attempt = 0; attempt < 300; ++attempt) { // the last session may be ending
+                  LiveClient c(s.port());
+                  if (!c.next("session.created", 2s)) {
+                      std::this_thread::sleep_for(100ms);
+                      continue;
+                  }
+                  act(c);
+                  auto [got, reason] = c.closed();
+                  EXPECT_EQ(got, code) << says << ": " << reason;
+                  EXPECT_NE(reason.find(says), std::string::npos) << says << ": " << reason;
+                  return;
+              }
+              ADD_FAILURE() << "no session opened";
+          };
     expect_closed([](LiveClient& c) { c.send_text(std::string(70 << 10, 'x')); }, 1009, "");
     expect_closed([](LiveClient& c) { c.send_text("\x01\x02", false); }, 1003, "JSON text");
     expect_closed([](LiveClient&) {}, 1000, "nothing came for 2 s");
@@ -229,8 +232,9 @@ TEST(ServerLive, EveryLimitClosesTheSessionSayingWhy)
     std::filesystem::remove_all(db);
 }
 
-// Clients that vanish free their sessions: threads and memory come back to where they were.
-TEST(ServerLive, TwentySessionsOpenedAndDroppedLeaveThreadsAndMemoryWhereTheyWere)
+// Clients that vanish free their sessions: after 20 (8 under a sanitizer, where each takes
+// seconds), threads and memory are back where they were.
+TEST(ServerLive, SessionsOpenedAndDroppedLeaveThreadsAndMemoryWhereTheyWere)
 {
     const std::string db = temp_db("drop");
     Served s({"--db", db, "--live", "--threads", "8", "--max-live-sessions", "1"});
@@ -265,9 +269,13 @@ TEST(ServerLive, TwentySessionsOpenedAndDroppedLeaveThreadsAndMemoryWhereTheyWer
         threads = now;
     }
     const int rss_kb = proc_status(s.pid(), "VmRSS");
-    for (int i = 0; i < 20; ++i) ASSERT_TRUE(session()) << i;
+    const int n = IRIS_SANITIZED ? 8 : 20;
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(session()) << i;
     EXPECT_EQ(settled(threads), threads);
-    EXPECT_LT(proc_status(s.pid(), "VmRSS"), rss_kb + 32 * 1024)
+    // A sanitizer's allocator holds freed memory back (ASan's quarantine: 256 MiB) and
+    // malloc_trim does not reach it.
+    const int slack_kb = (IRIS_SANITIZED ? 256 + 64 : 32) * 1024;
+    EXPECT_LT(proc_status(s.pid(), "VmRSS"), rss_kb + slack_kb)
         << "from " << rss_kb << " kB after the first session";
     std::filesystem::remove_all(db);
 }
