@@ -23,6 +23,7 @@
 #include <malloc.h>
 #include <map>
 #include <strings.h>
+#include <sys/socket.h>
 #include <thread>
 
 namespace iris::server {
@@ -219,7 +220,10 @@ public:
         , audio_rate_(perception::kSampleRate * 1.25, perception::kSampleRate * 2.0)
         , frame_rate_(ctx.options.live_max_fps, ctx.options.live_max_fps * 2.0)
     {
-        ws_.next_layer().assign(tcp::v4(), fd);
+        sockaddr_storage address {};
+        socklen_t length = sizeof address;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+        ws_.next_layer().assign(address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd);
     }
 
     // Answers the upgrade (the request's head is in `received`), then serves the session until
@@ -293,6 +297,9 @@ private:
             } catch (const Error& e) {
                 send(error_event(e.kind() == ErrorKind::resource ? "limit" : "invalid_request",
                                  e.what()));
+            } catch (const std::exception& e) {
+                IRIS_LOG_ERROR("live: %s", e.what());
+                return close(websocket::close_code::internal_error, "internal error");
             }
             if (!closing_) read();
         });
@@ -402,7 +409,7 @@ private:
     {
         std::string id;
         int64_t asked_us = 0; // the end of the spoken question, or when it was typed (wall)
-        std::string said; // text given to the voice so far
+        std::string unspoken; // answer text not given to the voice yet
         int64_t first_text_us = 0, first_audio_us = 0;
     };
 
@@ -428,14 +435,10 @@ private:
         }
         if (output_audio_) {
             // Whole sentences as they complete, the rest at the end.
-            const std::string& so_far = a.done ? a.answer : r.said + a.text;
-            const size_t end = a.done ? so_far.size() : sentence_end(so_far);
-            if (end > 0) {
-                speak(r, so_far.substr(0, end));
-                r.said = so_far.substr(end);
-            } else {
-                r.said = so_far;
-            }
+            const std::string pending = r.unspoken + a.text;
+            const size_t end = a.done ? pending.size() : sentence_end(pending);
+            if (end > 0) speak(r, pending.substr(0, end));
+            r.unspoken = pending.substr(end);
         }
         if (!a.done) return;
         json used = json::array();
