@@ -645,7 +645,11 @@ void LiveSessions::serve(const Context& ctx, int fd, std::string received, bool 
     r.refused = !refusal.empty();
     r.thread = std::thread(
         [st = state_.get(), &r, received = std::move(received), refusal, realtime_protocol] {
-            r.session->run(received, refusal, realtime_protocol);
+            try {
+                r.session->run(received, refusal, realtime_protocol);
+            } catch (const std::exception& e) { // a session's failure is not the server's
+                IRIS_LOG_ERROR("live: the session failed: %s", e.what());
+            }
             {
                 std::lock_guard guard(st->mu);
                 r.session.reset();
