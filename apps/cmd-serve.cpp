@@ -77,6 +77,8 @@ int cmd_serve(int argc, char** argv)
             "multipart\n"
             "  POST /v1/memory/search       {query, from, to, k}        (with --db)\n"
             "  GET  /v1/memory/{id}         an entry with its key frames (with --db)\n"
+            "  GET  /v1/realtime            a live session's WebSocket (with --db and --live;\n"
+            "                               docs/live.md)\n"
             "\n"
             "  --host ADDR            address to bind (default 127.0.0.1; others need an API key)\n"
             "  --port N               port (default 8080; 0 picks a free one)\n"
