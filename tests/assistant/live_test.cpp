@@ -3,6 +3,7 @@
 #include "assistant/assistant.h"
 #include "reasoning/image.h"
 #include "tests/files.h"
+#include "tests/perception/media.h"
 
 #include <gtest/gtest.h>
 
@@ -20,15 +21,6 @@ const std::string kSamples = IRIS_SOURCE_DIR "/resources/samples/";
 Buffer jpeg_of(const std::string& sample)
 {
     return Buffer::adopt(reasoning::encode_jpeg(reasoning::load_image(kSamples + sample)));
-}
-
-std::vector<int16_t> speech()
-{
-    perc::AudioSource audio(kSamples + "clip-speech-16k.wav");
-    std::vector<int16_t> all;
-    while (auto chunk = audio.read())
-        all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
-    return all;
 }
 
 } // namespace
@@ -57,7 +49,7 @@ TEST(AssistantLive, PushedFramesAndSpeechAreRememberedAndAQuestionIsAnswered)
     // 4 s of a blue square then 4 s of a sign at 5 fps, the speech beside them.
     const Buffer square = jpeg_of("clip-frame2.png"), sign = jpeg_of("document-sign.png");
     for (int i = 0; i < 40; ++i) feed->push_frame(i * 200'000, i < 20 ? square : sign);
-    const std::vector<int16_t> said = speech();
+    const std::vector<int16_t> said = iris::test::samples_of(iris::test::kClipWav);
     for (size_t at = 0; at < said.size(); at += 1600)
         feed->push_audio(std::span(said).subspan(at, std::min<size_t>(1600, said.size() - at)));
     live.ask("What did I see?");

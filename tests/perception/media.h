@@ -2,6 +2,8 @@
 // at run time with the ffmpeg command-line tool.
 #pragma once
 
+#include "perception/perception.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,6 +11,7 @@
 #include <fstream>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace iris::test {
 
@@ -56,6 +59,16 @@ inline bool have_ffmpeg_cli()
 inline bool ffmpeg(const std::string& args)
 {
     return std::system(("ffmpeg -nostdin -y -loglevel error " + args).c_str()) == 0;
+}
+
+// Every 16 kHz sample of a file's audio, read with perception::AudioSource.
+inline std::vector<int16_t> samples_of(const std::string& file)
+{
+    perception::AudioSource audio(file);
+    std::vector<int16_t> all;
+    while (auto chunk = audio.read())
+        all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
+    return all;
 }
 
 } // namespace iris::test

@@ -178,15 +178,6 @@ iris::Buffer grey(uint8_t level)
     return iris::Buffer::copy_of(&level, 1);
 }
 
-std::vector<int16_t> samples_of(const std::string& file)
-{
-    AudioSource audio(file);
-    std::vector<int16_t> all;
-    while (auto chunk = audio.read())
-        all.insert(all.end(), chunk->samples.begin(), chunk->samples.end());
-    return all;
-}
-
 } // namespace
 
 // A pushed stream is perceived as a file is: frames sampled into clips at its own times, the
@@ -200,7 +191,7 @@ TEST(Pipeline, PerceivesAPushedStreamAsItPerceivesAFile)
     auto feed = std::make_shared<Feed>(FeedOptions {.decode = grey_frame, .max_frames_queued = 64});
     Pipeline live(bus, {.feed = feed});
     live.start();
-    const std::vector<int16_t> speech = samples_of(iris::test::kClipWav);
+    const std::vector<int16_t> speech = iris::test::samples_of(iris::test::kClipWav);
     for (int i = 0; i < 30; ++i) // 6 s at 5 fps; another scene from 3 s; the frame at 1 s is bad
         feed->push_frame(i * 200'000, grey(i == 5 ? 255 : i < 15 ? 20 : 200));
     for (size_t at = 0; at < speech.size(); at += 1600)
