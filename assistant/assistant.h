@@ -82,10 +82,10 @@ struct FindOptions
 };
 
 // The entries `text` is about, best first (memory::Retriever): a time phrase in it ("in the last
-// hour", "between 9:00 and 10:00", "today") narrows the range and is left out of the words; the
-// rest is matched by words and, with an engine whose embedding_dim is the store's, by
-// reasoning::memory_embedding. With no engine (or another model's store) only words match.
-// Throws what Retriever::search throws.
+// hour", "between 9:00 and 10:00", "today") narrows the range and is left out of the words (a
+// time phrase alone finds the newest entries of its range); the rest is matched by words and,
+// with an engine whose embedding_dim is the store's, by reasoning::memory_embedding. With no engine
+// (or another model's store) only words match. Throws what Retriever::search throws.
 std::vector<memory::Hit> find_memories(const reasoning::Engine* engine, const memory::Store& store,
                                        const std::string& text, const FindOptions& options = {});
 

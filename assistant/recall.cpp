@@ -33,6 +33,14 @@ std::vector<memory::Hit> find_memories(const reasoning::Engine* engine, const me
         q.t_from_us = std::max(q.t_from_us, when->range.from_us);
         q.t_to_us = std::min(q.t_to_us, when->range.to_us);
         q.text = when->rest;
+        // A time phrase alone ("in the last hour") asks for what happened then: newest first.
+        if (trim(q.text).empty()) {
+            memory::ListOptions l {.t_from_us = q.t_from_us, .t_to_us = q.t_to_us, .limit = q.k};
+            l.with_frames = q.with_frames;
+            std::vector<memory::Hit> hits;
+            for (auto& e : store.list(l)) hits.push_back({.entry = std::move(e)});
+            return hits;
+        }
     }
     if (engine && embedding_dim(*engine) == store.dim())
         q.embedding = reasoning::memory_embedding(*engine, {}, q.text);

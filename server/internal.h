@@ -237,10 +237,21 @@ std::unique_ptr<reasoning::Session> prepare_session(const ChatRequest& req, cons
 // iris::Error) for the client's mistakes.
 void chat_completions(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void documents_qa(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void memory_list(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void memory_search(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_article(const httplib::Request& req, httplib::Response& res, const Context& ctx);
 void compose_webpage(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+// GET / and GET /web/{file}: the web app (web.cpp; docs/web.md).
+void web_page(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+void web_file(const httplib::Request& req, httplib::Response& res, const Context& ctx);
+// The web app's files (server/web/), built into the binary by cmake/embed.cmake.
+struct EmbeddedFile
+{
+    std::string_view name, bytes;
+};
+extern const EmbeddedFile kEmbedded[];
+extern const size_t kEmbeddedCount;
 // A live session's client event, parsed and checked (live.cpp; docs/live.md).
 struct LiveEvent
 {

@@ -1,7 +1,9 @@
-// POST /v1/memory/search and GET /v1/memory/{id}: what the assistant remembers.
+// GET /v1/memory, POST /v1/memory/search and GET /v1/memory/{id}: what the assistant remembers.
 #include "assistant/assistant.h"
 #include "server/internal.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <ctime>
 
 namespace iris::server {
@@ -17,15 +19,44 @@ std::string iso_time(int64_t t_us)
     return strfmt("%s.%03dZ", buf, int((t_us / 1000) % 1000 + 1000) % 1000);
 }
 
+// An entry; with its key frames loaded, their times and URLs too (the frames themselves are
+// GET /v1/memory/{id}?frame=N, so that a list stays small).
 json entry_json(const memory::Entry& e)
 {
-    return {{"id", e.id},
-            {"start", double(e.t_start_us) / 1e6},
-            {"end", double(e.t_end_us) / 1e6},
-            {"start_time", iso_time(e.t_start_us)},
-            {"end_time", iso_time(e.t_end_us)},
-            {"caption", e.caption},
-            {"transcript", e.transcript}};
+    json j = {{"id", e.id},
+              {"start", double(e.t_start_us) / 1e6},
+              {"end", double(e.t_end_us) / 1e6},
+              {"start_time", iso_time(e.t_start_us)},
+              {"end_time", iso_time(e.t_end_us)},
+              {"caption", e.caption},
+              {"transcript", e.transcript}};
+    if (!e.key_frames.empty()) {
+        json frames = json::array();
+        for (size_t k = 0; k < e.key_frames.size(); ++k)
+            frames.push_back({{"time", double(e.key_frames[k].t_us) / 1e6},
+                              {"url", strfmt("/v1/memory/%lld?frame=%zu", (long long)e.id, k)}});
+        j["key_frames"] = std::move(frames);
+    }
+    return j;
+}
+
+std::string dump_list(const json& data)
+{
+    return json {{"object", "list"}, {"data", data}}.dump(-1, ' ', false,
+                                                          json::error_handler_t::replace);
+}
+
+// A query parameter that must be a number in [lo, hi], if given.
+std::optional<double> number_param(const httplib::Request& req, const char* name, double lo,
+                                   double hi)
+{
+    if (!req.has_param(name)) return std::nullopt;
+    const std::string& v = req.get_param_value(name);
+    char* end = nullptr;
+    const double x = v.empty() || v.size() > 32 ? NAN : std::strtod(v.c_str(), &end);
+    if (std::isnan(x) || end != v.c_str() + v.size() || x < lo || x > hi)
+        bad_request(strfmt("%s must be a number from %g to %g", name, lo, hi), name);
+    return x;
 }
 
 // Seconds since the Unix epoch (as every time in this API) -> microseconds, range-checked.
@@ -38,6 +69,20 @@ std::optional<int64_t> time_field(const Fields& f, const char* key)
 
 } // namespace
 
+void memory_list(const httplib::Request& req, httplib::Response& res, const Context& ctx)
+{
+    memory::ListOptions o;
+    o.limit = int64_t(number_param(req, "limit", 1, 100).value_or(20));
+    o.offset = int64_t(number_param(req, "offset", 0, 1e15).value_or(0));
+    if (auto v = number_param(req, "from", 0, 32503680000.0)) o.t_from_us = int64_t(*v * 1e6);
+    if (auto v = number_param(req, "to", 0, 32503680000.0)) o.t_to_us = int64_t(*v * 1e6);
+    if (o.t_from_us > o.t_to_us) bad_request("from must not be after to", "from");
+    o.with_frames = true;
+    json data = json::array();
+    for (const auto& e : ctx.store->list(o)) data.push_back(entry_json(e));
+    res.set_content(dump_list(data), "application/json");
+}
+
 void memory_search(const httplib::Request& http_req, httplib::Response& res, const Context& ctx)
 {
     json body = parse_body(http_req.body, ctx.options.max_json_depth);
@@ -46,6 +91,7 @@ void memory_search(const httplib::Request& http_req, httplib::Response& res, con
     if (trim(text).empty()) bad_request("query is missing: give the text to search for", "query");
     assistant::FindOptions o;
     o.k = int(f.integer("k", 1, 100).value_or(5));
+    o.with_frames = true;
     if (auto v = time_field(f, "from")) o.t_from_us = *v;
     if (auto v = time_field(f, "to")) o.t_to_us = *v;
     if (o.t_from_us > o.t_to_us) bad_request("from must not be after to", "from");
@@ -58,9 +104,7 @@ void memory_search(const httplib::Request& http_req, httplib::Response& res, con
         j["similarity"] = std::isnan(h.similarity) ? json(nullptr) : json(h.similarity);
         data.push_back(std::move(j));
     }
-    res.set_content(json {{"object", "list"}, {"data", data}}.dump(-1, ' ', false,
-                                                                   json::error_handler_t::replace),
-                    "application/json");
+    res.set_content(dump_list(data), "application/json");
 }
 
 void memory_get(const httplib::Request& req, httplib::Response& res, const Context& ctx)
@@ -87,16 +131,11 @@ void memory_get(const httplib::Request& req, httplib::Response& res, const Conte
         return;
     }
     json j = entry_json(*entry);
-    json frames = json::array();
     for (size_t k = 0; k < entry->key_frames.size(); ++k) {
-        const auto& kf = entry->key_frames[k];
-        frames.push_back(
-            {{"time", double(kf.t_us) / 1e6},
-             {"url", strfmt("/v1/memory/%lld?frame=%zu", (long long)id, k)},
-             {"image_url",
-              "data:image/jpeg;base64," + base64_encode({kf.jpeg.data(), kf.jpeg.size()})}});
+        const Buffer& jpeg = entry->key_frames[k].jpeg;
+        j["key_frames"][k]["image_url"]
+            = "data:image/jpeg;base64," + base64_encode({jpeg.data(), jpeg.size()});
     }
-    j["key_frames"] = frames;
     res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 

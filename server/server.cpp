@@ -123,6 +123,8 @@ struct Route
 
 // Every route: what is served, how metrics and the log name it, and who may call it.
 constexpr Route kRoutes[] = {
+    {Method::get, "/", "/", Auth::none, web_page},
+    {Method::get, R"(/web/([^/]+))", "/web/{file}", Auth::none, web_file},
     {Method::get, "/health", "/health", Auth::none, health},
     {Method::get, "/metrics", "/metrics", Auth::key, metrics_text},
     {Method::get, "/v1/models", "/v1/models", Auth::key, models},
@@ -134,6 +136,8 @@ constexpr Route kRoutes[] = {
      Body::json},
     {Method::post, "/v1/compose/webpage", "/v1/compose/webpage", Auth::key, compose_webpage,
      Body::json},
+    {Method::get, "/v1/memory", "/v1/memory", Auth::key, memory_list, Body::none,
+     /*needs_memory=*/true},
     {Method::post, "/v1/memory/search", "/v1/memory/search", Auth::key, memory_search, Body::json,
      /*needs_memory=*/true},
     {Method::get, R"(/v1/memory/([^/]+))", "/v1/memory/{id}", Auth::key, memory_get, Body::none,

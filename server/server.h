@@ -7,9 +7,10 @@
 //   int port = server.bind();                   // throws Error when the address is taken
 //   server.run();                               // until stop() (from any thread)
 //
-// Routes: GET /health, GET /metrics, GET /v1/models, POST /v1/chat/completions,
-// POST /v1/documents/qa, and with a memory store POST /v1/memory/search, GET /v1/memory/{id} and
-// the live sessions' WebSocket GET /v1/realtime (docs/live.md).
+// Routes: the web app GET / and GET /web/{file} (docs/web.md), GET /health, GET /metrics,
+// GET /v1/models, POST /v1/chat/completions, POST /v1/documents/qa, and with a memory store
+// GET /v1/memory, POST /v1/memory/search, GET /v1/memory/{id} and the live sessions' WebSocket
+// GET /v1/realtime (docs/live.md).
 // Generation runs `parallel` requests at a time (one by default), in arrival order, the running
 // ones decoded together in shared batched steps (reasoning/batcher.h): requests join and leave
 // the batch as they come and go, and each gets the answer it would get alone. A prompt whose

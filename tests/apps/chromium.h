@@ -1,8 +1,9 @@
-// Loads a local HTML file in headless Chromium and reports what the page did, through the
-// DevTools protocol over a pipe (--remote-debugging-pipe): every request the page made beyond its
-// own file, every console error, uncaught exception and error log entry (CSP violations among
-// them), and a PNG screenshot. The browser's own background traffic (component updates) is not
-// the page's and does not show here.
+// Headless Chromium driven through the DevTools protocol over a pipe (--remote-debugging-pipe):
+// load() opens a local HTML file and reports what the page did, open() opens a page to drive
+// with eval() and wait_for(). Either way every request the page made beyond its own URL (a
+// WebSocket too), every console error, uncaught exception and error log entry (CSP violations
+// among them) is recorded, and screenshot() writes a PNG. The browser's own background traffic
+// (component updates) is not the page's and does not show here.
 #pragma once
 
 #include "core/core.h"
@@ -35,7 +36,11 @@ struct PageReport
 class Chromium
 {
 public:
-    Chromium(const std::filesystem::path& profile)
+    using json = nlohmann::json;
+
+    // extra_flags: e.g. the fake camera and microphone of a test.
+    explicit Chromium(const std::filesystem::path& profile,
+                      std::vector<std::string> extra_flags = {})
     {
         int to[2], from[2];
         if (pipe(to) != 0 || pipe(from) != 0) return;
@@ -49,10 +54,20 @@ public:
             dup2(null, 1);
             dup2(null, 2);
             for (int fd = 5; fd < 256; ++fd) close(fd);
-            std::string dir = "--user-data-dir=" + profile.string();
-            execlp("chromium", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                   "--disable-background-networking", "--no-first-run", "--remote-debugging-pipe",
-                   dir.c_str(), "about:blank", static_cast<char*>(nullptr));
+            std::vector<std::string> args = {"chromium",
+                                             "--headless",
+                                             "--no-sandbox",
+                                             "--disable-gpu",
+                                             "--no-first-run",
+                                             "--disable-background-networking",
+                                             "--remote-debugging-pipe",
+                                             "--user-data-dir=" + profile.string()};
+            args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+            args.push_back("about:blank");
+            std::vector<char*> argv;
+            for (auto& a : args) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            execvp("chromium", argv.data());
             _exit(127);
         }
         close(to[0]);
@@ -81,54 +96,111 @@ public:
         if (in_ >= 0) close(in_);
     }
 
+    // Loads a local HTML file, waits for it to settle and writes a screenshot.
     PageReport load(const std::filesystem::path& html, const std::filesystem::path& png,
                     int timeout_s = 60)
     {
-        PageReport rep;
+        if (open("file://" + std::filesystem::absolute(html).string(), timeout_s)) screenshot(png);
+        return report_;
+    }
+
+    // Opens url in a new tab and waits for its load event and a moment more; false (with
+    // report().failure) if it could not. Later calls share the deadline of timeout_s.
+    bool open(const std::string& url, int timeout_s = 60)
+    {
         deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-        if (pid_ <= 0) return fail(rep, "chromium could not be started");
+        url_ = url;
+        report_.loaded = false;
+        if (pid_ <= 0) return fail("chromium could not be started");
         auto target = call("Target.createTarget", {{"url", "about:blank"}});
-        if (!target) return fail(rep, "Target.createTarget got no answer");
+        if (!target) return fail("Target.createTarget got no answer");
         auto attached = call("Target.attachToTarget",
                              {{"targetId", (*target)["targetId"]}, {"flatten", true}});
-        if (!attached) return fail(rep, "Target.attachToTarget got no answer");
+        if (!attached) return fail("Target.attachToTarget got no answer");
         session_ = (*attached)["sessionId"].get<std::string>();
         for (const char* domain : {"Network.enable", "Runtime.enable", "Log.enable", "Page.enable"})
-            if (!call(domain, json::object())) return fail(rep, std::string(domain) + " failed");
+            if (!call(domain, json::object())) return fail(std::string(domain) + " failed");
         call("Emulation.setDeviceMetricsOverride",
              {{"width", 1024}, {"height", 900}, {"deviceScaleFactor", 1}, {"mobile", false}});
-        std::string url = "file://" + std::filesystem::absolute(html).string();
-        if (!call("Page.navigate", {{"url", url}})) return fail(rep, "Page.navigate failed");
+        if (!call("Page.navigate", {{"url", url}})) return fail("Page.navigate failed");
         // Events until the load event, then a moment more for late requests and errors.
         std::chrono::steady_clock::time_point settle {};
         while (true) {
             auto now = std::chrono::steady_clock::now();
-            if (rep.loaded && now >= settle) break;
-            if (now >= deadline_ || closed_) return fail(rep, "the page did not finish loading");
-            auto msg = next(rep.loaded ? 50 : 1000);
+            if (report_.loaded && now >= settle) return true;
+            if (now >= deadline_ || closed_) return fail("the page did not finish loading");
+            auto msg = next(report_.loaded ? 50 : 1000);
             if (!msg) continue;
-            observe(*msg, url, rep);
-            if (!rep.loaded && (*msg).value("method", "") == "Page.loadEventFired") {
-                rep.loaded = true;
+            observe(*msg);
+            if (!report_.loaded && (*msg).value("method", "") == "Page.loadEventFired") {
+                report_.loaded = true;
                 settle = std::chrono::steady_clock::now() + std::chrono::milliseconds(700);
             }
         }
-        auto shot = call("Page.captureScreenshot", {{"format", "png"}}, &rep, url);
-        if (!shot) return fail(rep, "Page.captureScreenshot failed");
+    }
+
+    // The value of a JavaScript expression in the page (a promise is awaited); nullopt if it
+    // threw (recorded as an error) or the browser did not answer.
+    std::optional<json> eval(const std::string& expression)
+    {
+        auto r
+            = call("Runtime.evaluate",
+                   {{"expression", expression}, {"awaitPromise", true}, {"returnByValue", true}});
+        if (!r) return std::nullopt;
+        if (r->contains("exceptionDetails")) {
+            report_.errors.push_back("eval: " + (*r)["exceptionDetails"].dump());
+            return std::nullopt;
+        }
+        return (*r)["result"].value("value", json());
+    }
+
+    // Polls a JavaScript condition every 200 ms until it is true; false after timeout_s.
+    bool wait_for(const std::string& condition, int timeout_s)
+    {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+        while (std::chrono::steady_clock::now() < until && !closed_) {
+            auto v = eval("!!(" + condition + ")");
+            if (v && *v == true) return true;
+            auto pause = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+            while (std::chrono::steady_clock::now() < pause)
+                if (auto msg = next(50)) observe(*msg);
+        }
+        return false;
+    }
+
+    // Chooses a file for the <input type=file> that selector names, as a user would.
+    bool set_file(const std::string& selector, const std::filesystem::path& file)
+    {
+        auto doc = call("DOM.getDocument", json::object());
+        if (!doc) return false;
+        auto node = call("DOM.querySelector",
+                         {{"nodeId", (*doc)["root"]["nodeId"]}, {"selector", selector}});
+        return node && (*node)["nodeId"] != 0
+            && call("DOM.setFileInputFiles",
+                    {{"files", {std::filesystem::absolute(file).string()}},
+                     {"nodeId", (*node)["nodeId"]}});
+    }
+
+    bool screenshot(const std::filesystem::path& png)
+    {
+        auto shot = call("Page.captureScreenshot", {{"format", "png"}});
+        if (!shot) return fail("Page.captureScreenshot failed");
         auto bytes = base64_decode((*shot)["data"].get<std::string>());
         std::ofstream(png, std::ios::binary)
             .write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-        rep.screenshot = std::filesystem::file_size(png) == bytes.size() && !bytes.empty();
-        return rep;
+        report_.screenshot = std::filesystem::file_size(png) == bytes.size() && !bytes.empty();
+        return report_.screenshot;
     }
 
-private:
-    using json = nlohmann::json;
+    // What the page did so far.
+    const PageReport& report() const { return report_; }
+    void forget_errors() { report_.errors.clear(); }
 
-    static PageReport fail(PageReport& rep, std::string why)
+private:
+    bool fail(std::string why)
     {
-        rep.failure = std::move(why);
-        return rep;
+        report_.failure = std::move(why);
+        return false;
     }
 
     void send(const std::string& method, const json& params)
@@ -145,20 +217,22 @@ private:
         }
     }
 
-    // The result of a command; events that arrive meanwhile are observed when rep is given.
-    std::optional<json> call(const std::string& method, const json& params,
-                             PageReport* rep = nullptr, const std::string& url = "")
+    // The result of a command; events that arrive meanwhile are observed.
+    std::optional<json> call(const std::string& method, const json& params)
     {
         send(method, params);
         int want = id_;
-        while (!closed_ && std::chrono::steady_clock::now() < deadline_) {
+        // Past a page's loading deadline, a command still has half a minute.
+        const auto until
+            = std::max(deadline_, std::chrono::steady_clock::now() + std::chrono::seconds(30));
+        while (!closed_ && std::chrono::steady_clock::now() < until) {
             auto msg = next(1000);
             if (!msg) continue;
             if (msg->contains("id") && (*msg)["id"] == want) {
                 if (msg->contains("error")) return std::nullopt;
                 return (*msg)["result"];
             }
-            if (rep) observe(*msg, url, *rep);
+            observe(*msg);
         }
         return std::nullopt;
     }
@@ -185,13 +259,16 @@ private:
         }
     }
 
-    static void observe(const json& msg, const std::string& url, PageReport& rep)
+    void observe(const json& msg)
     {
+        PageReport& rep = report_;
         std::string method = msg.value("method", "");
         const json& p = msg.contains("params") ? msg["params"] : json::object();
         if (method == "Network.requestWillBeSent") {
             std::string u = p["request"].value("url", "");
-            if (u != url && u.rfind("data:", 0) != 0) rep.requests.push_back(u);
+            if (u != url_ && u.rfind("data:", 0) != 0) rep.requests.push_back(u);
+        } else if (method == "Network.webSocketCreated") {
+            rep.requests.push_back(p.value("url", ""));
         } else if (method == "Runtime.consoleAPICalled") {
             std::string type = p.value("type", "");
             if (type == "error" || type == "assert" || type == "warning") {
@@ -215,7 +292,9 @@ private:
     int id_ = 0;
     bool closed_ = false;
     std::string session_;
+    std::string url_;
     std::string buf_;
+    PageReport report_;
     std::chrono::steady_clock::time_point deadline_ {};
 };
 
