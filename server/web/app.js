@@ -345,7 +345,7 @@ async function startLive() {
   try {
     live.stream = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 640 }, height: { ideal: 480 } },
-      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
     });
   } catch (e) {
     say(`The camera and microphone are needed for a live session (${e.message}).`, true);
