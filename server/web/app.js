@@ -469,7 +469,11 @@ function onLiveEvent(ev) {
     break;
   }
   case 'memory.entry.created':
-    $('#timeline').prepend(timelineItem(ev.entry, ev.entry.t_start_us / 1e6, ev.entry.t_end_us / 1e6));
+    // New entries join the newest ones, not the results of a search.
+    if (timelineShowsRecent) {
+      $('#timeline').prepend(timelineItem(ev.entry, ev.entry.t_start_us / 1e6, ev.entry.t_end_us / 1e6));
+      $('#memory-note').textContent = 'The newest entries.';
+    }
     break;
   case 'response.created': {
     const q = logLive(ev.response.question, 'question');
@@ -558,6 +562,7 @@ function timelineItem(entry, start, end) {
   return li;
 }
 
+let timelineShowsRecent = true;
 function showEntries(entries, note) {
   $('#timeline').replaceChildren(...entries.map((e) => timelineItem(e, e.start, e.end)));
   $('#memory-note').textContent = note;
@@ -566,6 +571,7 @@ function showEntries(entries, note) {
 async function showRecent() {
   try {
     const list = await (await api('/v1/memory?limit=20')).json();
+    timelineShowsRecent = true;
     showEntries(list.data, list.data.length ? 'The newest entries.' : 'Nothing remembered yet.');
   } catch (e) {
     $('#memory-note').textContent = e.status === 404 ? 'This server keeps no memory (start it with --db DIR).' : e.message;
@@ -583,6 +589,7 @@ $('#memory-search').addEventListener('submit', async (ev) => {
       body: JSON.stringify({ query, k: 20 }),
     });
     const hits = (await res.json()).data;
+    timelineShowsRecent = false;
     showEntries(hits, `${hits.length} ${hits.length === 1 ? 'entry' : 'entries'} for “${query}”, best first.`);
   } catch (e) {
     $('#memory-note').textContent = e.message;

@@ -530,7 +530,7 @@ TEST(Server, DocumentQuestionUsesTheRelevantPdfPage)
     EXPECT_EQ(img["answer"], "a sign");
 }
 
-// Memory search over a real store, and an entry with its key frame.
+// Memory search and list over a real store, and an entry with its key frame.
 TEST(Server, MemorySearchFindsEntriesAndServesTheirKeyFrames)
 {
     fs::path db = fs::temp_directory_path() / ("iris-serve-memory-" + std::to_string(getpid()));
@@ -597,6 +597,44 @@ TEST(Server, MemorySearchFindsEntriesAndServesTheirKeyFrames)
             ASSERT_TRUE(m);
             EXPECT_EQ(m->status, 404) << missing;
         }
+        // The list: newest first, with the key frames' URLs, a page at a time, within a range.
+        auto list = [&](const std::string& query) {
+            auto l = c.Get(("/v1/memory" + query).c_str());
+            std::vector<std::string> captions;
+            if (!l || l->status != 200) return std::vector<std::string> {l ? l->body : "no answer"};
+            const json body = json::parse(l->body);
+            for (const auto& e : body["data"]) {
+                EXPECT_EQ(e["key_frames"][0]["url"],
+                          "/v1/memory/" + std::to_string(e["id"].get<int64_t>()) + "?frame=0");
+                captions.push_back(e["caption"].get<std::string>());
+            }
+            return captions;
+        };
+        using Captions = std::vector<std::string>;
+        EXPECT_EQ(list(""), (Captions {"a green star", "a red circle", "a blue square"}));
+        EXPECT_EQ(list("?limit=2&offset=1"), (Captions {"a red circle", "a blue square"}));
+        EXPECT_EQ(list("?from=" + std::to_string(t0 / 1'000'000)
+                       + "&to=" + std::to_string(t0 / 1'000'000 + 30)),
+                  Captions {"a blue square"});
+        for (const char* bad :
+             {"?limit=0", "?limit=101", "?limit=abc", "?offset=-1", "?from=5&to=1", "?to=1e99"}) {
+            auto m = c.Get((std::string("/v1/memory") + bad).c_str());
+            ASSERT_TRUE(m);
+            EXPECT_EQ(m->status, 400) << bad << ": " << m->body;
+        }
+        // A time phrase alone lists that time's entries, newest first (the entries are of
+        // 2026-09-21: a phrase that reaches back 30000 days holds them all).
+        json past = post_json(c, "/v1/memory/search",
+                              {{"query", "in the last 30000 days"}, {"k", 2}}, &status);
+        ASSERT_EQ(status, 200) << past.dump();
+        ASSERT_EQ(past["data"].size(), 2u) << past.dump();
+        EXPECT_EQ(past["data"][0]["caption"], "a green star");
+        EXPECT_EQ(past["data"][1]["caption"], "a red circle");
+        json recent
+            = post_json(c, "/v1/memory/search", {{"query", "in the last 10 minutes"}}, &status);
+        EXPECT_EQ(status, 200) << recent.dump();
+        EXPECT_TRUE(recent["data"].empty()) << recent.dump();
+
         // A frame that is no number, and a search without its query, are the request's mistakes.
         const std::string entry = "/v1/memory/" + std::to_string(red_id);
         for (const char* frame : {"?frame=abc", "?frame=", "?frame=-1", "?frame=1e2"}) {

@@ -127,13 +127,16 @@ TEST(ServerWeb, APersonChatsStreamsTalksAndIsAnsweredAloud)
         b.wait_for("document.querySelector('#status').textContent.startsWith('Connected')", 10))
         << text_of(b, "#status");
 
-    // Chat: a question streamed back as Markdown.
-    ASSERT_TRUE(b.eval(type_and_submit("#chat-input", "What colour is the sky?")));
+    // Chat: an image attached and a question, streamed back as Markdown.
+    ASSERT_TRUE(b.set_file("#chat-file", IRIS_SOURCE_DIR "/resources/samples/scene-shapes.png"));
+    ASSERT_TRUE(b.wait_for("document.querySelector('#chat-images img')", 10));
+    ASSERT_TRUE(b.eval(type_and_submit("#chat-input", "What shapes do you see?")));
     ASSERT_TRUE(b.wait_for("document.querySelector('#chat-log .answer')?.textContent.length > 0 && "
                            "!document.querySelector('#chat-send').disabled",
                            120))
         << text_of(b, "#status");
     EXPECT_NE(text_of(b, "#status").find("Answered"), std::string::npos) << text_of(b, "#status");
+    EXPECT_EQ(count_of(b, "#chat-log .user img"), 1);
     b.screenshot(kOutput / "chat.png");
 
     // Live, with a wake phrase pocketsphinx hears in the sentence ("... is moving to the
@@ -170,6 +173,7 @@ TEST(ServerWeb, APersonChatsStreamsTalksAndIsAnsweredAloud)
     EXPECT_TRUE(b.wait_for("[...document.querySelectorAll('#timeline img')]"
                            ".some(i => i.complete && i.naturalWidth > 0)",
                            20));
+    EXPECT_EQ(text_of(b, "#memory-note"), "The newest entries.");
     const std::string stats = "sent " + text_of(b, "#stat-sent") + ", seen "
         + text_of(b, "#stat-decoded") + ", dropped " + text_of(b, "#stat-dropped");
     auto answers = b.eval("[...document.querySelectorAll('#live-log .answer .meta')]"
