@@ -19,7 +19,7 @@ std::string iso_time(int64_t t_us)
     return strfmt("%s.%03dZ", buf, int((t_us / 1000) % 1000 + 1000) % 1000);
 }
 
-// An entry; with its key frames loaded, their times and URLs too (the frames themselves are
+// An entry read with its key frames, which are named by time and URL (the frames themselves are
 // GET /v1/memory/{id}?frame=N, so that a list stays small).
 json entry_json(const memory::Entry& e)
 {
@@ -29,14 +29,12 @@ json entry_json(const memory::Entry& e)
               {"start_time", iso_time(e.t_start_us)},
               {"end_time", iso_time(e.t_end_us)},
               {"caption", e.caption},
-              {"transcript", e.transcript}};
-    if (!e.key_frames.empty()) {
-        json frames = json::array();
-        for (size_t k = 0; k < e.key_frames.size(); ++k)
-            frames.push_back({{"time", double(e.key_frames[k].t_us) / 1e6},
-                              {"url", strfmt("/v1/memory/%lld?frame=%zu", (long long)e.id, k)}});
-        j["key_frames"] = std::move(frames);
-    }
+              {"transcript", e.transcript},
+              {"key_frames", json::array()}};
+    for (size_t k = 0; k < e.key_frames.size(); ++k)
+        j["key_frames"].push_back(
+            {{"time", double(e.key_frames[k].t_us) / 1e6},
+             {"url", strfmt("/v1/memory/%lld?frame=%zu", (long long)e.id, k)}});
     return j;
 }
 

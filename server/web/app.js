@@ -503,6 +503,7 @@ function onLiveEvent(ev) {
       if (ev.response.error) a.li.append(el('p', ev.response.error, 'bad'));
       const said = [];
       if (ms.first_text !== undefined) said.push(`first word after ${Math.round(ms.first_text)} ms`);
+      if (ms.first_audio !== undefined) said.push(`first sound after ${Math.round(ms.first_audio)} ms`);
       if (a.audioMs) {
         a.li.dataset.audioMs = Math.round(a.audioMs);
         said.push(`spoken, ${(a.audioMs / 1000).toFixed(1)} s`);

@@ -603,10 +603,10 @@ TEST(Server, MemorySearchFindsEntriesAndServesTheirKeyFrames)
             std::vector<std::string> captions;
             if (!l || l->status != 200) return std::vector<std::string> {l ? l->body : "no answer"};
             const json body = json::parse(l->body);
-            for (const auto& e : body["data"]) {
-                EXPECT_EQ(e["key_frames"][0]["url"],
-                          "/v1/memory/" + std::to_string(e["id"].get<int64_t>()) + "?frame=0");
-                captions.push_back(e["caption"].get<std::string>());
+            for (const auto& item : body["data"]) {
+                EXPECT_EQ(item["key_frames"][0]["url"],
+                          "/v1/memory/" + std::to_string(item["id"].get<int64_t>()) + "?frame=0");
+                captions.push_back(item["caption"].get<std::string>());
             }
             return captions;
         };
