@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 using namespace iris;
@@ -37,8 +38,13 @@ TEST(AssistantLive, PushedFramesAndSpeechAreRememberedAndAQuestionIsAnswered)
     std::vector<perc::Query> asked;
     std::vector<reasoning::AnswerPiece> answers;
     std::string heard;
+    std::atomic<bool> heard_any {false};
     as::LiveEvents events {.stored = [&](const memory::Entry& e) { stored.push_back(e); },
-                           .heard = [&](const memory::Text& t) { heard += t.text + " "; },
+                           .heard =
+                               [&](const memory::Text& t) {
+                                   heard += t.text + " ";
+                                   heard_any = true;
+                               },
                            .asked = [&](const perc::Query& q) { asked.push_back(q); },
                            .answer
                            = [&](const reasoning::AnswerPiece& a) { answers.push_back(a); }};
@@ -49,9 +55,14 @@ TEST(AssistantLive, PushedFramesAndSpeechAreRememberedAndAQuestionIsAnswered)
     // 4 s of a blue square then 4 s of a sign at 5 fps, the speech beside them.
     const Buffer square = jpeg_of("clip-frame2.png"), sign = jpeg_of("document-sign.png");
     for (int i = 0; i < 40; ++i) feed->push_frame(i * 200'000, i < 20 ? square : sign);
-    const std::vector<int16_t> said = iris::test::samples_of(iris::test::kClipWav);
+    std::vector<int16_t> said = iris::test::samples_of(iris::test::kClipWav);
+    said.resize(said.size() + 16000 * 2); // two seconds of silence end the speech
     for (size_t at = 0; at < said.size(); at += 1600)
         feed->push_audio(std::span(said).subspan(at, std::min<size_t>(1600, said.size() - at)));
+    // A question stores what was seen until then at once, with what was heard so far: it is
+    // asked once the speech (pushed faster than real time) has been heard, as a person would.
+    for (int i = 0; i < 600 && !heard_any; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     live.ask("What did I see?");
     feed->close();
     runner.join();
